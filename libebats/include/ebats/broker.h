@@ -1,0 +1,163 @@
+// Broker: the interface every queue backend implements (SQLite now, RabbitMQ later).
+//
+// One Broker object belongs to one thread and is not thread-safe; open one per
+// thread or process. All retry / dead-letter / result decisions are taken above
+// this interface (retry.h), so backends behave alike.
+//
+// Rule: a delivery is only ever removed together with what replaces it (a retry,
+// a dead letter, fanned-out tasks), in one commit(). Nothing is acked before its
+// replacement is durable.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ebats/clock.h"
+#include "ebats/config.h"
+#include "ebats/export.h"
+#include "ebats/result.h"
+#include "ebats/status.h"
+
+namespace ebats {
+
+enum class Lane : uint8_t { events, ntask, dtask };
+EBATS_EXPORT const char* lane_name(Lane lane);  // "events" | "ntask" | "dtask"
+
+// A message to publish. For tasks, `id` must be unique among live tasks:
+// publishing a task whose id is already queued is ignored (idempotent).
+struct OutMsg {
+  Lane lane = Lane::events;
+  std::string topic;           // tasks only
+  std::string id;              // envelope id
+  std::string name;            // event name or task name
+  std::string body;            // the encoded envelope
+  WallMs due_at = 0;           // tasks: earliest start; events: ignored
+  uint32_t attempt = 0;        // tasks: mirrors the envelope
+  uint32_t max_attempts = 1;   // tasks: mirrors the envelope
+};
+
+// A claimed message. The lease (SQLite) or unacked delivery (AMQP) holds until
+// settled in commit(), extended with extend(), or expired.
+struct Delivery {
+  uint64_t token = 0;          // identifies the claim in settle / extend
+  Lane lane = Lane::events;
+  std::string topic;
+  std::string id;
+  std::string name;
+  std::string body;
+  uint32_t attempt = 0;        // authoritative attempt count (lease recovery raises it)
+  uint32_t max_attempts = 1;
+  WallMs due_at = 0;
+  WallMs created_at = 0;
+};
+
+struct DeadLetter {
+  std::string id;              // envelope id, or a fresh UUID for raw bytes
+  std::string kind;            // event | task | raw
+  std::string topic;           // tasks
+  std::string name;            // event or task name, if known
+  std::string reason;          // "no registration for event X", "failed", "retries exhausted", "malformed", ...
+  std::string error;           // last error message / parser error
+  uint32_t attempts = 0;
+  std::string body;            // original bytes, unchanged
+  WallMs first_seen = 0;
+  WallMs dead_at = 0;
+};
+
+// Settle a held delivery. `then_publish` / `then_dead` take effect only if the
+// settle did (the lease was still ours), so a stale worker cannot duplicate a
+// retry or a dead letter.
+struct Settle {
+  enum class Kind : uint8_t { ack, release } kind = Kind::ack;  // release: back to ready, attempt unchanged
+  uint64_t token = 0;
+  std::optional<OutMsg> then_publish;
+  std::optional<DeadLetter> then_dead;
+};
+
+// Everything in a batch is committed atomically (SQLite: one transaction).
+struct Batch {
+  std::vector<OutMsg> publish;
+  std::vector<DeadLetter> dead;
+  std::vector<ResultRecord> results;
+  std::vector<Settle> settle;
+  bool empty() const { return publish.empty() && dead.empty() && results.empty() && settle.empty(); }
+};
+
+struct CommitReport {
+  uint32_t settled = 0;
+  uint32_t stale = 0;          // settles whose lease had already been lost
+  uint32_t published = 0;      // rows actually inserted (duplicates ignored)
+};
+
+struct QueueDepth {
+  std::string topic;
+  uint64_t ready = 0;          // ntask lane, due now
+  uint64_t delayed = 0;        // not yet due (any lane) or waiting in the dtask lane
+  uint64_t leased = 0;         // claimed by a worker
+  uint64_t done = 0;           // results with status ok
+  uint64_t dead = 0;           // dead letters
+};
+
+struct DeadLetterEntry {
+  uint64_t seq = 0;            // the key used by show / replay / purge
+  DeadLetter letter;
+};
+
+// The dead-letter store behind `ebatsctl dead`.
+class EBATS_EXPORT DeadLetterStore {
+ public:
+  virtual ~DeadLetterStore() = default;
+  virtual Result<std::vector<DeadLetterEntry>> list(uint32_t limit) = 0;
+  virtual Result<DeadLetterEntry> show(uint64_t seq) = 0;  // not_found if absent
+  // Puts the task back on its topic's ntask lane (due now, attempt 0, same id)
+  // or the event back on the events lane, and deletes the dead letter, in one
+  // commit. Raw (malformed) entries cannot be replayed (invalid_argument).
+  virtual Status replay(uint64_t seq, WallMs now) = 0;
+  // Replays every replayable entry; returns how many were replayed.
+  virtual Result<uint64_t> replay_all(WallMs now) = 0;
+  // Deletes every entry; returns how many.
+  virtual Result<uint64_t> purge() = 0;
+};
+
+class EBATS_EXPORT Broker {
+ public:
+  virtual ~Broker() = default;
+
+  // Claims up to `max` deliveries of (lane, topic) that are due now. Events
+  // ignore `topic`. Returns an empty vector when nothing is due.
+  virtual Result<std::vector<Delivery>> claim(Lane lane, const std::string& topic, uint32_t max) = 0;
+  // The earliest due time of a ready message in (lane, topic), if any: lets the
+  // dtask worker sleep exactly until the next task comes due.
+  virtual Result<std::optional<WallMs>> next_due(Lane lane, const std::string& topic) = 0;
+  // Commits a batch atomically; returns once durable.
+  virtual Result<CommitReport> commit(const Batch& batch) = 0;
+  // Extends the leases of held deliveries by the configured lease time.
+  virtual Status extend(const std::vector<uint64_t>& tokens) = 0;
+  // Returns expired leases of (lane, topic) to ready with attempt+1, or
+  // dead-letters them ("lease expired") when that exhausts them. Returns how
+  // many were recovered.
+  virtual Result<uint32_t> recover_expired(Lane lane, const std::string& topic) = 0;
+  // Releases every lease held by an earlier incarnation of this worker (same
+  // lease owner prefix), as recover_expired() does, at startup.
+  virtual Result<uint32_t> recover_previous_incarnation(Lane lane, const std::string& topic) = 0;
+  virtual Result<std::vector<QueueDepth>> depths() = 0;
+  virtual DeadLetterStore& dead_letters() = 0;
+};
+
+struct BrokerOptions {
+  std::string url;             // "sqlite:///path"
+  SqliteConfig sqlite;
+  // Stable prefix identifying this worker across restarts, e.g.
+  // "host/ntask/demo"; a per-incarnation suffix is added by the backend.
+  std::string owner = "ebatsctl";
+  bool create = true;          // create the schema if the file is new
+};
+
+// Opens the backend named by options.url. Errors name the URL / path and say
+// what to do (unwritable folder, database locked, unknown scheme).
+EBATS_EXPORT Result<std::unique_ptr<Broker>> open_broker(const BrokerOptions& options, const Clock& clock);
+
+}  // namespace ebats

@@ -1,0 +1,91 @@
+// Config: the one YAML file every daemon and ebatsctl read.
+//
+// load_config() parses, validates and resolves relative paths (relative to the
+// folder holding the config file). Every problem becomes a Diagnostic naming
+// file, line and column; nothing throws. A loaded Config is immutable and may
+// be shared between threads as std::shared_ptr<const Config>.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ebats/export.h"
+#include "ebats/retry.h"
+#include "ebats/status.h"
+
+namespace ebats {
+
+struct EBATS_EXPORT Diagnostic {
+  enum class Severity { error, warning } severity = Severity::error;
+  std::string file;
+  int line = 0;    // 1-based; 0 when unknown
+  int column = 0;  // 1-based; 0 when unknown
+  std::string message;
+  // "config/ebats.yaml:23:7: error: unknown key 'tiemout' (did you mean 'timeout'?)"
+  std::string to_string() const;
+};
+
+// One task registered for an event (one entry of events.<name>).
+struct Registration {
+  std::string task;
+  std::string topic;
+  int64_t delay_ms = 0;       // 0 = ntask lane, >0 = dtask lane with due_at = created_at + delay
+  RetryPolicy retry;          // defaults.retry unless given
+  int64_t timeout_ms = 0;     // 0 = the worker's timeout applies
+};
+
+struct WorkerConfig {
+  uint32_t processes = 1;
+  uint32_t prefetch = 0;            // 0 = automatic (enough to keep every child busy)
+  int64_t timeout_ms = 60'000;      // soft timeout of one task (should_stop() turns 1)
+  int64_t kill_after_ms = 5'000;    // SIGKILL this long after the soft timeout
+  int64_t drain_timeout_ms = 30'000;
+};
+
+struct SqliteConfig {
+  bool synchronous_full = true;     // synchronous: full | normal
+  int64_t busy_timeout_ms = 5'000;
+  int64_t poll_interval_ms = 50;
+  int64_t lease_ms = 30'000;
+  uint32_t claim_batch = 256;
+};
+
+struct EBATS_EXPORT Config {
+  std::string path;            // absolute path of the file loaded
+  std::string broker_url;      // "sqlite:///abs/path.db" after resolution
+  SqliteConfig sqlite;
+  std::string plugins_dir;     // absolute
+  std::string results_file;    // absolute; empty = no file sink
+  uint64_t max_message_bytes = 1 << 20;
+  uint64_t result_message_bytes = 4096;
+  int64_t default_timeout_ms = 60'000;
+  RetryPolicy default_retry;
+  std::map<std::string, std::vector<Registration>> events;
+  std::map<std::string, WorkerConfig> workers;  // key = topic
+
+  // The worker settings of a topic: its workers entry or the defaults.
+  WorkerConfig worker(const std::string& topic) const;
+  // For a sqlite:// URL, the database path; empty otherwise.
+  std::string sqlite_path() const;
+  // Registrations of an event, or nullptr when the event is not registered.
+  const std::vector<Registration>* registrations(const std::string& event) const;
+};
+
+struct ConfigLoad {
+  std::shared_ptr<const Config> config;  // null when errors is not empty
+  std::vector<Diagnostic> errors;
+  std::vector<Diagnostic> warnings;      // e.g. a topic with no workers entry
+  // All errors, one per line; "ok" style is the caller's business.
+  std::string error_text() const;
+};
+
+// Loads and validates `path`. Never throws.
+EBATS_EXPORT ConfigLoad load_config(const std::string& path);
+// The same from a string; `display_path` names the file in diagnostics and its
+// folder anchors relative paths.
+EBATS_EXPORT ConfigLoad load_config_from_string(const std::string& yaml, const std::string& display_path);
+
+}  // namespace ebats

@@ -1,0 +1,89 @@
+// Envelope: the versioned JSON wire format of every event and task (docs/WIRE.md).
+//
+// decode_envelope() checks the size limit before parsing, parses with RapidJSON
+// (iterative parser, UTF-8 validation) and validates every known field strictly
+// (type, range, pattern); unknown top-level fields are ignored.
+// encode_envelope() writes the canonical form. Both are pure and thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ebats/clock.h"
+#include "ebats/export.h"
+#include "ebats/status.h"
+
+namespace ebats {
+
+constexpr int kEnvelopeVersion = 1;
+constexpr size_t kMaxHistory = 10;         // history keeps the last 10 attempts
+constexpr size_t kMaxHistoryMessage = 512; // bytes per history message
+
+enum class EnvelopeKind : uint8_t { event, task };
+
+struct HistoryEntry {
+  uint32_t attempt = 0;
+  std::string status;     // ok | retry | failed | dead | replayed
+  WallMs started_at = 0;
+  WallMs finished_at = 0;
+  std::string message;    // at most kMaxHistoryMessage bytes
+  std::string host;
+  int64_t pid = 0;
+};
+
+struct Envelope {
+  int v = kEnvelopeVersion;
+  std::string id;              // lowercase UUID
+  EnvelopeKind kind = EnvelopeKind::event;
+  std::string event;           // required for events; optional for tasks
+  std::string task;            // required for tasks
+  std::string topic;           // required for tasks
+  std::string params = "{}";   // the JSON object, as compact text
+  WallMs created_at = 0;
+  WallMs due_at = 0;           // tasks only
+  uint32_t attempt = 0;        // tasks only
+  uint32_t max_attempts = 6;   // tasks only
+  std::string trace;           // optional, <= 128 bytes
+  std::string parent;          // optional: id of the event that produced the task
+  int64_t timeout_ms = 0;      // optional; 0 = absent
+  bool has_retry = false;      // retry policy frozen in the task
+  std::vector<int64_t> backoff_ms;
+  std::vector<HistoryEntry> history;
+};
+
+// Why bytes were refused. The code maps to the dead-letter reason.
+enum class DecodeError : uint8_t { none, too_large, malformed, unsupported_version, invalid };
+EBATS_EXPORT const char* decode_error_reason(DecodeError e);  // "too large", "malformed", ...
+
+struct DecodeResult {
+  DecodeError error = DecodeError::none;
+  std::string detail;  // e.g. "offset 17: Missing a name for object member." or "field 'topic': ..."
+  Envelope envelope;   // valid only when error == none
+  bool ok() const { return error == DecodeError::none; }
+};
+
+// REQUIRES: nothing; any bytes are accepted and judged.
+EBATS_EXPORT DecodeResult decode_envelope(std::string_view bytes, uint64_t max_bytes);
+EBATS_EXPORT std::string encode_envelope(const Envelope& e);
+
+// Checks that `json` is one JSON object no larger than max_bytes; on success
+// returns its compact form.
+EBATS_EXPORT Result<std::string> normalize_params(std::string_view json, uint64_t max_bytes);
+
+// Name rules (see docs/WIRE.md).
+EBATS_EXPORT bool is_valid_event_name(std::string_view s);  // [A-Za-z0-9_.:-]{1,128}
+EBATS_EXPORT bool is_valid_task_name(std::string_view s);   // [A-Za-z0-9_.:-]{1,128}
+EBATS_EXPORT bool is_valid_topic(std::string_view s);       // [A-Za-z0-9_-]{1,64}
+EBATS_EXPORT bool is_valid_uuid(std::string_view s);        // lowercase 8-4-4-4-12 hex
+
+// Random UUID (v4), lowercase.
+EBATS_EXPORT std::string new_uuid_v4();
+// Deterministic task id: UUIDv5 in the ebats namespace over
+// event_id + '\n' + event + '\n' + task + '\n' + topic. A redelivered event
+// yields the same task ids.
+EBATS_EXPORT std::string task_uuid_v5(std::string_view event_id, std::string_view event, std::string_view task,
+                                      std::string_view topic);
+
+}  // namespace ebats

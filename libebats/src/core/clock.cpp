@@ -1,0 +1,12 @@
+#include "ebats/clock.h"
+
+namespace ebats {
+
+WallMs SystemClock::wall_now() const {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+SteadyTime SystemClock::steady_now() const { return std::chrono::steady_clock::now(); }
+
+}  // namespace ebats
