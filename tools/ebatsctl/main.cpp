@@ -1,1 +1,444 @@
-int main() { return 0; }  // placeholder
+// ebatsctl: publish events, enqueue tasks, look at queues and handle dead
+// letters. See docs/CLI.md. Exit codes: 0 ok, 1 operational error,
+// 2 usage or config error, 3 not found.
+#include <sys/stat.h>
+
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ebats/broker.h"
+#include "ebats/duration.h"
+#include "ebats/publisher.h"
+
+namespace po = boost::program_options;
+
+namespace {
+
+constexpr int kOk = 0;
+constexpr int kFailure = 1;
+constexpr int kUsage = 2;
+constexpr int kNotFound = 3;
+constexpr size_t kJsonlBatch = 1000;
+
+const char* kUsageText =
+    "Usage: ebatsctl [--config FILE] COMMAND [ARGS]\n"
+    "\n"
+    "Commands:\n"
+    "  publish EVENT [JSON] [--id UUID] [--trace T]   publish one event (JSON from stdin when omitted)\n"
+    "  publish EVENT --jsonl                          publish one EVENT per line of stdin, in batches\n"
+    "  enqueue TOPIC TASK [JSON] [--delay D]          create one task directly (Task::create)\n"
+    "  stats [--json]                                 pending, delayed, leased, done, dead per topic\n"
+    "  dead list [--limit N] [--json]                 list dead letters, newest first\n"
+    "  dead show ID                                   one dead letter with its body and history\n"
+    "  dead replay ID | dead replay --all             put dead letters back on their queues\n"
+    "  dead purge                                     delete every dead letter\n"
+    "\n"
+    "Global options:\n"
+    "  -c, --config FILE   config file (default: $EBATS_CONFIG)\n"
+    "  -h, --help          show this help\n"
+    "  -V, --version       show the version\n"
+    "\n"
+    "Exit codes: 0 ok, 1 operational error, 2 usage or config error, 3 not found.\n";
+
+int usage_error(const std::string& msg) {
+  std::cerr << "ebatsctl: " << msg << "\nTry 'ebatsctl --help'.\n";
+  return kUsage;
+}
+
+int report(const ebats::Status& s) {
+  std::cerr << "ebatsctl: " << s.message() << "\n";
+  if (s.code() == ebats::StatusCode::not_found) return kNotFound;
+  if (s.code() == ebats::StatusCode::invalid_argument || s.code() == ebats::StatusCode::too_large) return kUsage;
+  return kFailure;
+}
+
+std::string read_stdin() {
+  std::ostringstream ss;
+  ss << std::cin.rdbuf();
+  std::string s = ss.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  return out;
+}
+
+std::string format_time(ebats::WallMs ms) {
+  if (ms <= 0) return "-";
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+struct Context {
+  std::shared_ptr<const ebats::Config> config;
+  ebats::SystemClock clock;
+};
+
+ebats::Result<std::unique_ptr<ebats::Broker>> open_broker(const Context& ctx) {
+  ebats::BrokerOptions bo;
+  bo.url = ctx.config->broker_url;
+  bo.sqlite = ctx.config->sqlite;
+  bo.owner = "ebatsctl";
+  return ebats::open_broker(bo, ctx.clock);
+}
+
+// ------------------------------------------------------------------ publish
+
+int cmd_publish(const Context& ctx, const std::vector<std::string>& argv) {
+  po::options_description opts("publish options");
+  std::string id, trace;
+  bool jsonl = false;
+  std::vector<std::string> pos;
+  opts.add_options()("id", po::value(&id), "event id (UUID): publishing the same id twice is idempotent")(
+      "trace", po::value(&trace), "correlation id")("jsonl", po::bool_switch(&jsonl), "one params object per stdin line")(
+      "args", po::value(&pos)->composing(), "");
+  po::positional_options_description p;
+  p.add("args", -1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argv).options(opts).positional(p).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return usage_error(std::string("publish: ") + e.what());
+  }
+  if (pos.empty() || pos.size() > 2) return usage_error("publish takes EVENT [JSON]");
+  const std::string& event = pos[0];
+  if (!ctx.config->registrations(event)) {
+    std::cerr << "ebatsctl: warning: event '" << event << "' has no registration in " << ctx.config->path
+              << "; the scheduler will dead-letter it\n";
+  }
+  auto pub = ebats::Publisher::open(ctx.config);
+  if (!pub.ok()) return report(pub.status());
+  ebats::EventOptions eo;
+  eo.id = id;
+  eo.trace = trace;
+  if (!jsonl) {
+    const std::string json = pos.size() == 2 ? pos[1] : read_stdin();
+    auto r = (*pub)->publish(event, json, eo);
+    if (!r.ok()) return report(r.status());
+    std::cout << *r << "\n";
+    return kOk;
+  }
+  if (pos.size() == 2) return usage_error("publish --jsonl reads params from stdin; do not give JSON");
+  if (!id.empty()) return usage_error("--id cannot be used with --jsonl");
+  const auto t0 = std::chrono::steady_clock::now();
+  uint64_t total = 0, line_no = 0;
+  auto batch = (*pub)->batch();
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    auto r = batch.add_event(event, line, eo);
+    if (!r.ok()) {
+      std::cerr << "ebatsctl: stdin line " << line_no << ": " << r.status().message() << "\n";
+      std::cerr << "ebatsctl: " << total << " events published before line " << line_no << "; stopping\n";
+      ebats::Status s = batch.commit();
+      return s.ok() ? kUsage : report(s);
+    }
+    if (batch.size() >= kJsonlBatch) {
+      const size_t n = batch.size();
+      ebats::Status s = batch.commit();
+      if (!s.ok()) return report(s);
+      total += n;
+    }
+  }
+  const size_t n = batch.size();
+  ebats::Status s = batch.commit();
+  if (!s.ok()) return report(s);
+  total += n;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cerr << "published " << total << " events in " << std::fixed << std::setprecision(3) << secs << "s ("
+            << static_cast<uint64_t>(secs > 0 ? static_cast<double>(total) / secs : 0) << " events/s)\n";
+  std::cout << total << "\n";
+  return kOk;
+}
+
+// ------------------------------------------------------------------ enqueue
+
+int cmd_enqueue(const Context& ctx, const std::vector<std::string>& argv) {
+  po::options_description opts("enqueue options");
+  std::string delay, trace;
+  std::vector<std::string> pos;
+  opts.add_options()("delay", po::value(&delay), "run no earlier than this from now, e.g. 10s")(
+      "trace", po::value(&trace), "correlation id")("args", po::value(&pos)->composing(), "");
+  po::positional_options_description p;
+  p.add("args", -1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argv).options(opts).positional(p).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return usage_error(std::string("enqueue: ") + e.what());
+  }
+  if (pos.size() < 2 || pos.size() > 3) return usage_error("enqueue takes TOPIC TASK [JSON]");
+  ebats::TaskOptions to;
+  to.trace = trace;
+  if (!delay.empty()) {
+    auto d = ebats::parse_duration(delay);
+    if (!d.ok()) return usage_error("--delay: " + d.status().message());
+    to.delay = *d;
+  }
+  auto pub = ebats::Publisher::open(ctx.config);
+  if (!pub.ok()) return report(pub.status());
+  const std::string json = pos.size() == 3 ? pos[2] : read_stdin();
+  auto r = (*pub)->enqueue_task(pos[0], pos[1], json, to);
+  if (!r.ok()) return report(r.status());
+  std::cout << *r << "\n";
+  return kOk;
+}
+
+// -------------------------------------------------------------------- stats
+
+int cmd_stats(const Context& ctx, const std::vector<std::string>& argv) {
+  bool json = false;
+  for (const auto& a : argv) {
+    if (a == "--json") {
+      json = true;
+    } else {
+      return usage_error("stats: unknown argument '" + a + "'");
+    }
+  }
+  auto broker = open_broker(ctx);
+  if (!broker.ok()) return report(broker.status());
+  auto depths = (*broker)->depths();
+  if (!depths.ok()) return report(depths.status());
+  if (json) {
+    std::cout << "[";
+    bool first = true;
+    for (const auto& d : *depths) {
+      std::cout << (first ? "" : ",") << "{\"topic\":\"" << json_escape(d.topic) << "\",\"pending\":" << d.ready
+                << ",\"delayed\":" << d.delayed << ",\"leased\":" << d.leased << ",\"done\":" << d.done
+                << ",\"dead\":" << d.dead << "}";
+      first = false;
+    }
+    std::cout << "]\n";
+    return kOk;
+  }
+  std::cout << std::left << std::setw(24) << "TOPIC" << std::right << std::setw(10) << "PENDING" << std::setw(10)
+            << "DELAYED" << std::setw(10) << "LEASED" << std::setw(10) << "DONE" << std::setw(10) << "DEAD" << "\n";
+  for (const auto& d : *depths) {
+    std::cout << std::left << std::setw(24) << (d.topic.empty() ? "(events)" : d.topic) << std::right
+              << std::setw(10) << d.ready << std::setw(10) << d.delayed << std::setw(10) << d.leased
+              << std::setw(10) << d.done << std::setw(10) << d.dead << "\n";
+  }
+  return kOk;
+}
+
+// --------------------------------------------------------------------- dead
+
+ebats::Result<uint64_t> parse_id(const std::string& s) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0' || errno != 0) {
+    return ebats::Status::invalid("'" + s + "' is not a dead-letter ID (the number in the first column of 'dead list')");
+  }
+  return static_cast<uint64_t>(v);
+}
+
+void print_letter_json(const ebats::DeadLetterEntry& e, bool with_body) {
+  const auto& l = e.letter;
+  std::cout << "{\"id\":" << e.seq << ",\"message_id\":\"" << json_escape(l.id) << "\",\"kind\":\"" << l.kind
+            << "\",\"topic\":\"" << json_escape(l.topic) << "\",\"name\":\"" << json_escape(l.name)
+            << "\",\"reason\":\"" << json_escape(l.reason) << "\",\"error\":\"" << json_escape(l.error)
+            << "\",\"attempts\":" << l.attempts << ",\"first_seen\":" << l.first_seen << ",\"dead_at\":" << l.dead_at;
+  if (with_body) std::cout << ",\"body\":\"" << json_escape(l.body) << "\"";
+  std::cout << "}";
+}
+
+int cmd_dead(const Context& ctx, const std::vector<std::string>& argv) {
+  if (argv.empty()) return usage_error("dead needs a subcommand: list, show, replay or purge");
+  const std::string sub = argv[0];
+  std::vector<std::string> rest(argv.begin() + 1, argv.end());
+  bool json = false, all = false;
+  uint32_t limit = 100;
+  std::vector<std::string> pos;
+  for (size_t i = 0; i < rest.size(); ++i) {
+    if (rest[i] == "--json") {
+      json = true;
+    } else if (rest[i] == "--all") {
+      all = true;
+    } else if (rest[i] == "--limit" && i + 1 < rest.size()) {
+      auto n = parse_id(rest[++i]);
+      if (!n.ok()) return usage_error("--limit takes a number");
+      limit = static_cast<uint32_t>(*n);
+    } else if (!rest[i].empty() && rest[i][0] == '-') {
+      return usage_error("dead " + sub + ": unknown option '" + rest[i] + "'");
+    } else {
+      pos.push_back(rest[i]);
+    }
+  }
+  auto broker = open_broker(ctx);
+  if (!broker.ok()) return report(broker.status());
+  auto& store = (*broker)->dead_letters();
+  const ebats::WallMs now = ctx.clock.wall_now();
+
+  if (sub == "list") {
+    auto list = store.list(limit);
+    if (!list.ok()) return report(list.status());
+    if (json) {
+      std::cout << "[";
+      for (size_t i = 0; i < list->size(); ++i) {
+        if (i) std::cout << ",";
+        print_letter_json((*list)[i], false);
+      }
+      std::cout << "]\n";
+      return kOk;
+    }
+    if (list->empty()) {
+      std::cout << "no dead letters\n";
+      return kOk;
+    }
+    std::cout << std::left << std::setw(7) << "ID" << std::setw(7) << "KIND" << std::setw(12) << "TOPIC"
+              << std::setw(20) << "NAME" << std::setw(22) << "DEAD AT" << "REASON\n";
+    for (const auto& e : *list) {
+      std::cout << std::left << std::setw(7) << e.seq << std::setw(7) << e.letter.kind << std::setw(12)
+                << (e.letter.topic.empty() ? "-" : e.letter.topic) << std::setw(20)
+                << (e.letter.name.empty() ? "-" : e.letter.name) << std::setw(22) << format_time(e.letter.dead_at)
+                << e.letter.reason << (e.letter.error.empty() ? "" : ": " + e.letter.error) << "\n";
+    }
+    return kOk;
+  }
+  if (sub == "show") {
+    if (pos.size() != 1) return usage_error("dead show takes one ID");
+    auto id = parse_id(pos[0]);
+    if (!id.ok()) return report(id.status());
+    auto e = store.show(*id);
+    if (!e.ok()) return report(e.status());
+    if (json) {
+      print_letter_json(*e, true);
+      std::cout << "\n";
+      return kOk;
+    }
+    const auto& l = e->letter;
+    std::cout << "id:          " << e->seq << "\nmessage id:  " << l.id << "\nkind:        " << l.kind
+              << "\ntopic:       " << (l.topic.empty() ? "-" : l.topic) << "\nname:        " << l.name
+              << "\nreason:      " << l.reason << "\nerror:       " << l.error << "\nattempts:    " << l.attempts
+              << "\nfirst seen:  " << format_time(l.first_seen) << "\ndead at:     " << format_time(l.dead_at)
+              << "\nbody:        " << l.body << "\n";
+    return kOk;
+  }
+  if (sub == "replay") {
+    if (all) {
+      if (!pos.empty()) return usage_error("dead replay takes an ID or --all, not both");
+      auto n = store.replay_all(now);
+      if (!n.ok()) return report(n.status());
+      std::cout << "replayed " << *n << " dead letter(s)\n";
+      return kOk;
+    }
+    if (pos.empty()) return usage_error("dead replay takes ID... or --all");
+    for (const auto& p : pos) {
+      auto id = parse_id(p);
+      if (!id.ok()) return report(id.status());
+      ebats::Status s = store.replay(*id, now);
+      if (!s.ok()) return report(s);
+      std::cout << "replayed " << *id << "\n";
+    }
+    return kOk;
+  }
+  if (sub == "purge") {
+    if (!pos.empty()) return usage_error("dead purge takes no arguments (it deletes every dead letter)");
+    auto n = store.purge();
+    if (!n.ok()) return report(n.status());
+    std::cout << "purged " << *n << " dead letter(s)\n";
+    return kOk;
+  }
+  return usage_error("unknown dead subcommand '" + sub + "' (list, show, replay, purge)");
+}
+
+int run(int argc, char** argv) {
+  po::options_description global("Global options");
+  std::string config_path, command;
+  std::vector<std::string> ignored;
+  global.add_options()("config,c", po::value(&config_path), "config file")("help,h", "help")("version,V", "version")(
+      "command", po::value(&command), "")("subargs", po::value(&ignored), "");
+  po::positional_options_description pos;
+  pos.add("command", 1).add("subargs", -1);
+  po::variables_map vm;
+  po::parsed_options parsed(&global);
+  try {
+    parsed = po::command_line_parser(argc, argv).options(global).positional(pos).allow_unregistered().run();
+    po::store(parsed, vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return usage_error(e.what());
+  }
+  if (vm.count("help") && command.empty()) {
+    std::cout << kUsageText;
+    return kOk;
+  }
+  if (vm.count("version")) {
+    std::cout << "ebatsctl " << EBATS_VERSION << "\n";
+    return kOk;
+  }
+  if (command.empty()) return usage_error("no command given");
+  // Everything after the command, options included, belongs to the command.
+  std::vector<std::string> sub = po::collect_unrecognized(parsed.options, po::include_positional);
+  if (!sub.empty() && sub.front() == command) sub.erase(sub.begin());
+  if (vm.count("help")) {
+    std::cout << kUsageText;
+    return kOk;
+  }
+  if (config_path.empty()) {
+    const char* env = std::getenv("EBATS_CONFIG");
+    if (env && *env) config_path = env;
+  }
+  if (config_path.empty()) return usage_error("no config file: give --config FILE or set EBATS_CONFIG");
+  ebats::ConfigLoad load = ebats::load_config(config_path);
+  for (const auto& w : load.warnings) std::cerr << w.to_string() << "\n";
+  if (!load.config) {
+    for (const auto& e : load.errors) std::cerr << e.to_string() << "\n";
+    return kUsage;
+  }
+  ::umask(0007);  // the database's -wal/-shm files stay group-accessible
+  Context ctx;
+  ctx.config = load.config;
+  if (command == "publish") return cmd_publish(ctx, sub);
+  if (command == "enqueue") return cmd_enqueue(ctx, sub);
+  if (command == "stats") return cmd_stats(ctx, sub);
+  if (command == "dead") return cmd_dead(ctx, sub);
+  return usage_error("unknown command '" + command + "'");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "ebatsctl: fatal: " << e.what() << "\n";
+  } catch (...) {
+    std::cerr << "ebatsctl: fatal: unknown exception\n";
+  }
+  return kFailure;
+}

@@ -1,0 +1,141 @@
+#include "daemon_cli.h"
+
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <cstdlib>
+#include <iostream>
+#include <set>
+
+#include "ebats/envelope.h"
+#include "supervisor/plugin_probe.h"
+
+namespace po = boost::program_options;
+
+namespace ebats {
+namespace {
+
+const char* program_name(DaemonKind kind) {
+  switch (kind) {
+    case DaemonKind::scheduler: return "ebats-scheduler";
+    case DaemonKind::ntask_worker: return "ebats-ntask-worker";
+    case DaemonKind::dtask_worker: return "ebats-dtask-worker";
+  }
+  return "ebats";
+}
+
+const char* summary(DaemonKind kind) {
+  switch (kind) {
+    case DaemonKind::scheduler: return "routes published events into tasks, as registered in the config's events:";
+    case DaemonKind::ntask_worker: return "runs the tasks of one topic that are due now, in supervised child processes";
+    case DaemonKind::dtask_worker: return "runs the delayed tasks and retries of one topic once they come due";
+  }
+  return "";
+}
+
+}  // namespace
+
+std::optional<int> parse_daemon_args(int argc, char** argv, DaemonKind kind, DaemonArgs* out) {
+  const bool worker = kind != DaemonKind::scheduler;
+  po::options_description visible("Options");
+  visible.add_options()
+      ("config,c", po::value<std::string>(&out->config_path), "config file (default: $EBATS_CONFIG)")
+      ("check-config", po::bool_switch(&out->check_config),
+       "validate the config and the plugins (every registered task has a handler), then exit 0 or 1")
+      ("help,h", "show this help and exit")
+      ("version,V", "show the version and exit");
+  if (worker) {
+    visible.add_options()("topic,t", po::value<std::string>(&out->topic), "the topic this worker serves");
+  }
+  po::options_description hidden;
+  hidden.add_options()
+      ("child", po::bool_switch(&out->child), "internal: run as a worker child on fd 3")
+      ("plugins-dir", po::value<std::string>(&out->child_options.plugins_dir), "internal")
+      ("max-frame", po::value<uint64_t>(&out->child_options.max_frame_bytes), "internal")
+      ("message-limit", po::value<uint64_t>(&out->child_options.message_limit_bytes), "internal");
+  po::options_description all;
+  all.add(visible).add(hidden);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << program_name(kind) << ": " << e.what() << "\nTry '" << program_name(kind) << " --help'.\n";
+    return kExitUsage;
+  }
+  if (vm.count("help")) {
+    std::cout << "Usage: " << program_name(kind) << " --config FILE" << (worker ? " --topic TOPIC" : "")
+              << " [--check-config]\n"
+              << program_name(kind) << " " << summary(kind) << ".\n\n"
+              << visible << "\nSIGTERM or SIGINT stops it cleanly; nothing is lost.\n";
+    return kExitOk;
+  }
+  if (vm.count("version")) {
+    std::cout << program_name(kind) << " " << EBATS_VERSION << "\n";
+    return kExitOk;
+  }
+  if (out->child) return std::nullopt;
+  if (out->config_path.empty()) {
+    const char* env = std::getenv("EBATS_CONFIG");
+    if (env && *env) out->config_path = env;
+  }
+  if (out->config_path.empty()) {
+    std::cerr << program_name(kind) << ": no config file: give --config FILE or set EBATS_CONFIG\n";
+    return kExitUsage;
+  }
+  if (worker && out->topic.empty()) {
+    std::cerr << program_name(kind) << ": --topic TOPIC is required\n";
+    return kExitUsage;
+  }
+  if (worker && !is_valid_topic(out->topic)) {
+    std::cerr << program_name(kind) << ": invalid topic '" << out->topic << "': use 1-64 of [A-Za-z0-9_-]\n";
+    return kExitUsage;
+  }
+  return std::nullopt;
+}
+
+std::shared_ptr<const Config> load_config_or_report(const std::string& path) {
+  ConfigLoad load = load_config(path);
+  for (const auto& w : load.warnings) std::cerr << w.to_string() << "\n";
+  for (const auto& e : load.errors) std::cerr << e.to_string() << "\n";
+  return load.config;
+}
+
+std::vector<std::string> child_argv(const Config& config, const std::string& topic) {
+  (void)topic;
+  return {"/proc/self/exe", "--child", "--plugins-dir", config.plugins_dir,
+          "--max-frame", std::to_string(config.max_message_bytes + 65536),
+          "--message-limit", std::to_string(config.result_message_bytes)};
+}
+
+int run_config_check(const Config& config, const std::string& topic) {
+  auto probe = probe_plugins(child_argv(config, topic));
+  if (!probe.ok()) {
+    std::cerr << config.path << ": error: " << probe.status().message() << "\n";
+    return kExitFailure;
+  }
+  int errors = 0;
+  for (const auto& e : probe->errors) {
+    std::cerr << "error: plugin refused: " << e << "\n";
+    ++errors;
+  }
+  const std::set<std::string> have(probe->tasks.begin(), probe->tasks.end());
+  for (const auto& [event, regs] : config.events) {
+    for (const auto& reg : regs) {
+      if (!topic.empty() && reg.topic != topic) continue;
+      if (have.count(reg.task)) continue;
+      std::cerr << config.path << ": error: event '" << event << "' registers task '" << reg.task << "' (topic "
+                << reg.topic << "), but no plugin in " << config.plugins_dir << " handles it\n";
+      ++errors;
+    }
+  }
+  if (errors) {
+    std::cerr << errors << " error(s)\n";
+    return kExitFailure;
+  }
+  std::cout << config.path << ": ok (" << config.events.size() << " events, " << probe->tasks.size()
+            << " task handlers in " << config.plugins_dir << ")\n";
+  return kExitOk;
+}
+
+}  // namespace ebats

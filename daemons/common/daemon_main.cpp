@@ -1,0 +1,151 @@
+#include "daemon_main.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <iostream>
+
+#include "daemon/logger.h"
+#include "daemon/service_notifier.h"
+#include "daemon/signal_fd.h"
+#include "daemon/unique_fd.h"
+#include "ebats/broker.h"
+#include "scheduler/scheduler.h"
+#include "supervisor/worker.h"
+
+namespace ebats {
+namespace {
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+
+Result<std::unique_ptr<Broker>> open_configured_broker(const Config& config, const std::string& owner,
+                                                       const Clock& clock) {
+  BrokerOptions bo;
+  bo.url = config.broker_url;
+  bo.sqlite = config.sqlite;
+  bo.owner = owner;
+  return open_broker(bo, clock);
+}
+
+// Refuses a second scheduler on the same SQLite file: one router keeps
+// fan-out exactly-once. The lock dies with the process.
+Result<UniqueFd> lock_scheduler(const Config& config) {
+  const std::string db = config.sqlite_path();
+  if (db.empty()) return UniqueFd();
+  const std::string path = db + ".scheduler.lock";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0660));
+  if (!fd.valid()) return Status::io("cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    return Status::busy("another ebats-scheduler already runs on " + db + " (lock " + path + " is held)");
+  }
+  return fd;
+}
+
+int worker_main_impl(int argc, char** argv, DaemonKind kind) {
+  DaemonArgs args;
+  if (auto code = parse_daemon_args(argc, argv, kind, &args)) return *code;
+  if (args.child) return run_worker_child(3, args.child_options);
+  auto config = load_config_or_report(args.config_path);
+  if (!config) return kExitUsage;
+  if (args.check_config) return run_config_check(*config, args.topic);
+
+  const Lane lane = kind == DaemonKind::ntask_worker ? Lane::ntask : Lane::dtask;
+  Logger log(std::string(lane_name(lane)) + "-worker@" + args.topic);
+  if (!config->workers.count(args.topic)) {
+    log.warn("topic has no workers: entry in the config; using defaults", {{"topic", args.topic}});
+  }
+  auto signals = SignalFd::open({SIGTERM, SIGINT, SIGHUP});
+  if (!signals.ok()) {
+    log.error("cannot set up signals", {{"error", signals.status().message()}});
+    return kExitFailure;
+  }
+  SystemClock clock;
+  auto broker = open_configured_broker(*config, host_name() + "/" + lane_name(lane) + "/" + args.topic, clock);
+  if (!broker.ok()) {
+    log.error("cannot open the broker", {{"url", config->broker_url}, {"error", broker.status().message()}});
+    return kExitFailure;
+  }
+  ServiceNotifier notifier;
+  WorkerSetup setup;
+  setup.lane = lane;
+  setup.topic = args.topic;
+  setup.config = config;
+  setup.child_argv = child_argv(*config, args.topic);
+  Worker worker(std::move(setup), **broker, clock, log, notifier);
+  Status s = worker.run(*signals);
+  if (!s.ok()) {
+    log.error("worker stopped with an error", {{"error", s.message()}});
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+int scheduler_main_impl(int argc, char** argv) {
+  DaemonArgs args;
+  if (auto code = parse_daemon_args(argc, argv, DaemonKind::scheduler, &args)) return *code;
+  if (args.child) return run_worker_child(3, args.child_options);
+  auto config = load_config_or_report(args.config_path);
+  if (!config) return kExitUsage;
+  if (args.check_config) return run_config_check(*config, "");
+
+  Logger log("scheduler");
+  auto signals = SignalFd::open({SIGTERM, SIGINT, SIGHUP});
+  if (!signals.ok()) {
+    log.error("cannot set up signals", {{"error", signals.status().message()}});
+    return kExitFailure;
+  }
+  SystemClock clock;
+  auto broker = open_configured_broker(*config, host_name() + "/scheduler", clock);
+  if (!broker.ok()) {
+    log.error("cannot open the broker", {{"url", config->broker_url}, {"error", broker.status().message()}});
+    return kExitFailure;
+  }
+  auto lock = lock_scheduler(*config);
+  if (!lock.ok()) {
+    log.error("cannot start", {{"error", lock.status().message()}});
+    return kExitFailure;
+  }
+  ServiceNotifier notifier;
+  Scheduler scheduler(config, **broker, clock, log, notifier);
+  Status s = scheduler.run(*signals);
+  if (!s.ok()) {
+    log.error("scheduler stopped with an error", {{"error", s.message()}});
+    return kExitFailure;
+  }
+  log.info("stopped");
+  return kExitOk;
+}
+
+}  // namespace
+
+int worker_main(int argc, char** argv, DaemonKind kind) {
+  try {
+    return worker_main_impl(argc, argv, kind);
+  } catch (const std::exception& e) {
+    std::cerr << "fatal: " << e.what() << "\n";
+  } catch (...) {
+    std::cerr << "fatal: unknown exception\n";
+  }
+  return kExitFailure;
+}
+
+int scheduler_main(int argc, char** argv) {
+  try {
+    return scheduler_main_impl(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "fatal: " << e.what() << "\n";
+  } catch (...) {
+    std::cerr << "fatal: unknown exception\n";
+  }
+  return kExitFailure;
+}
+
+}  // namespace ebats

@@ -1,0 +1,14 @@
+#include "ebats/broker.h"
+
+namespace ebats {
+
+const char* lane_name(Lane lane) {
+  switch (lane) {
+    case Lane::events: return "events";
+    case Lane::ntask: return "ntask";
+    case Lane::dtask: return "dtask";
+  }
+  return "unknown";
+}
+
+}  // namespace ebats

@@ -1,0 +1,29 @@
+// open_broker(): picks the backend from the URL scheme.
+#include <string>
+
+#include "broker/sqlite/sqlite_broker.h"
+#include "ebats/broker.h"
+
+namespace ebats {
+
+Result<std::unique_ptr<Broker>> open_broker(const BrokerOptions& options, const Clock& clock) {
+  const std::string& url = options.url;
+  const size_t separator = url.find("://");
+  if (separator == std::string::npos || separator == 0) {
+    return Status::invalid("broker URL '" + url +
+                           "' has no scheme; expected sqlite:///path/to/ebats.db (set broker.url in the config)");
+  }
+  // Only the scheme is echoed back: the rest of a URL may hold credentials.
+  const std::string scheme = url.substr(0, separator);
+  if (scheme == "sqlite") {
+    auto broker = sqlite::SqliteBroker::open(options, clock);
+    if (!broker.ok()) return broker.status();
+    return std::unique_ptr<Broker>(std::move(*broker));
+  }
+  return Status::error(StatusCode::unsupported,
+                       "broker URL scheme '" + scheme +
+                           "://' is not supported by this build; use sqlite:///path/to/ebats.db (set broker.url in the "
+                           "config)");
+}
+
+}  // namespace ebats

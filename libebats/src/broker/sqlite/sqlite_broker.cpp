@@ -1,0 +1,459 @@
+#include "broker/sqlite/sqlite_broker.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <random>
+
+#include "broker/sqlite/sqlite_rows.h"
+#include "broker/sqlite/sqlite_schema.h"
+
+namespace ebats {
+namespace sqlite {
+namespace {
+
+constexpr const char* kScheme = "sqlite://";
+
+// --- claim ---------------------------------------------------------------
+// The partial indexes tasks_due / events_ready serve both the probe and the
+// claim; the ORDER BY follows the index (due_at, then rowid).
+const std::string kAnyDueTask =
+    "SELECT 1 FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at <= ?3 LIMIT 1";
+const std::string kClaimTasks =
+    "UPDATE tasks SET state = 'leased', lease_owner = ?4, lease_until = ?5, updated_at = ?3 "
+    "WHERE seq IN (SELECT seq FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at <= ?3 "
+    "ORDER BY due_at, seq LIMIT ?6) "
+    "RETURNING seq, id, task, attempt, max_attempts, due_at, created_at, body";
+const std::string kAnyReadyEvent = "SELECT 1 FROM events WHERE state = 'ready' LIMIT 1";
+const std::string kClaimEvents =
+    "UPDATE events SET state = 'leased', lease_owner = ?1, lease_until = ?2 "
+    "WHERE seq IN (SELECT seq FROM events WHERE state = 'ready' ORDER BY seq LIMIT ?3) "
+    "RETURNING seq, id, name, created_at, body";
+const std::string kNextDueTask =
+    "SELECT due_at FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 ORDER BY due_at LIMIT 1";
+const std::string kNextDueEvent = "SELECT created_at FROM events WHERE state = 'ready' ORDER BY seq LIMIT 1";
+
+// --- settle / extend -----------------------------------------------------
+const std::string kAckTask = "DELETE FROM tasks WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2";
+const std::string kReleaseTask =
+    "UPDATE tasks SET state = 'ready', lease_owner = NULL, lease_until = NULL, updated_at = ?3 "
+    "WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2";
+const std::string kAckEvent = "DELETE FROM events WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2";
+const std::string kReleaseEvent =
+    "UPDATE events SET state = 'ready', lease_owner = NULL, lease_until = NULL "
+    "WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2";
+const std::string kExtendTask =
+    "UPDATE tasks SET lease_until = ?3 WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2";
+const std::string kExtendEvent =
+    "UPDATE events SET lease_until = ?3 WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2";
+
+// --- recovery --------------------------------------------------------------
+// Parameters: ?1 topic, ?2 lane, ?3 now, ?4 owner prefix + "/", ?5 our owner.
+const std::string kExpiredTasks = "state = 'leased' AND topic = ?1 AND lane = ?2 AND lease_until < ?3";
+const std::string kPreviousTasks =
+    "state = 'leased' AND topic = ?1 AND lane = ?2 AND substr(lease_owner, 1, length(?4)) = ?4 AND lease_owner <> ?5";
+
+struct RecoverySql {
+  std::string probe;
+  std::string dead;    // exhausted rows → dead_letters
+  std::string remove;  // exhausted rows go
+  std::string retry;   // the rest → ready, due now, attempt + 1
+};
+
+RecoverySql task_recovery_sql(const std::string& where, const char* error_text) {
+  const std::string exhausted = where + " AND attempt + 1 >= max_attempts";
+  return RecoverySql{
+      "SELECT 1 FROM tasks WHERE " + where + " LIMIT 1",
+      "INSERT INTO dead_letters (id, kind, topic, name, reason, error, attempts, body, first_seen, dead_at) "
+      "SELECT id, 'task', topic, task, 'lease expired', " +
+          std::string(error_text) + ", attempt + 1, body, created_at, ?3 FROM tasks WHERE " + exhausted +
+          " ORDER BY seq",
+      "DELETE FROM tasks WHERE " + exhausted,
+      "UPDATE tasks SET state = 'ready', lease_owner = NULL, lease_until = NULL, due_at = ?3, attempt = attempt + 1, "
+      "last_error = 'lease expired', updated_at = ?3 WHERE " +
+          where};
+}
+
+const RecoverySql kRecoverExpiredTasks =
+    task_recovery_sql(kExpiredTasks, "'the lease of ' || lease_owner || ' expired at ' || lease_until");
+const RecoverySql kRecoverPreviousTasks =
+    task_recovery_sql(kPreviousTasks, "'worker ' || lease_owner || ' restarted while holding the lease'");
+// Events: ?1 now, ?2 owner prefix + "/", ?3 our owner. They go back to ready.
+const std::string kRecoverExpiredEvents =
+    "UPDATE events SET state = 'ready', lease_owner = NULL, lease_until = NULL "
+    "WHERE state = 'leased' AND lease_until < ?1";
+const std::string kRecoverPreviousEvents =
+    "UPDATE events SET state = 'ready', lease_owner = NULL, lease_until = NULL "
+    "WHERE state = 'leased' AND substr(lease_owner, 1, length(?2)) = ?2 AND lease_owner <> ?3";
+
+// --- depths ----------------------------------------------------------------
+const std::string kTaskDepths =
+    "SELECT topic, sum(state = 'ready' AND lane = 'n' AND due_at <= ?1), "
+    "sum(state = 'ready' AND (lane = 'd' OR due_at > ?1)), sum(state = 'leased') FROM tasks GROUP BY topic";
+const std::string kDoneDepths = "SELECT topic, count(*) FROM results WHERE status = 'ok' GROUP BY topic";
+const std::string kDeadDepths = "SELECT topic, count(*) FROM dead_letters GROUP BY topic";
+const std::string kEventDepths = "SELECT sum(state = 'ready'), sum(state = 'leased') FROM events";
+
+bool is_event_token(uint64_t token) { return (token & kEventTokenBit) != 0; }
+int64_t row_of(uint64_t token) { return static_cast<int64_t>(token & ~kEventTokenBit); }
+
+std::string incarnation_suffix() {
+  std::random_device random;
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%ld.%08x", static_cast<long>(getpid()), static_cast<unsigned>(random()));
+  return buffer;
+}
+
+}  // namespace
+
+Result<std::string> path_from_url(const std::string& url) {
+  const std::string scheme(kScheme);
+  if (url.compare(0, scheme.size(), scheme) != 0) {
+    return Status::invalid("broker URL '" + url + "' is not a sqlite:// URL; expected sqlite:///path/to/ebats.db");
+  }
+  std::string path = url.substr(scheme.size());
+  if (path.empty()) {
+    return Status::invalid("broker URL '" + url + "' names no database file; expected sqlite:///path/to/ebats.db");
+  }
+  return path;
+}
+
+Result<std::unique_ptr<SqliteBroker>> SqliteBroker::open(const BrokerOptions& options, const Clock& clock) {
+  auto path = path_from_url(options.url);
+  if (!path.ok()) return path.status();
+  if (options.sqlite.lease_ms <= 0) {
+    return Status::invalid("broker.sqlite.lease must be positive (got " + std::to_string(options.sqlite.lease_ms) +
+                           "ms)");
+  }
+  auto connection = Connection::open(*path, options.sqlite, options.create);
+  if (!connection.ok()) return connection.status();
+  Status schema = ensure_schema(**connection, options.create);
+  if (!schema.ok()) return schema;
+  return std::unique_ptr<SqliteBroker>(new SqliteBroker(std::move(*connection), options, clock));
+}
+
+SqliteBroker::SqliteBroker(std::unique_ptr<Connection> connection, const BrokerOptions& options, const Clock& clock)
+    : connection_(std::move(connection)),
+      clock_(clock),
+      lease_ms_(options.sqlite.lease_ms),
+      owner_prefix_(options.owner + "/"),
+      owner_(owner_prefix_ + incarnation_suffix()),
+      dead_letters_(*connection_) {}
+
+template <class Bind>
+Result<bool> SqliteBroker::any_row(const std::string& sql, Bind bind) {
+  auto stmt = connection_->statement(sql);
+  if (!stmt.ok()) return stmt.status();
+  StatementUse use(*stmt);
+  bind(use);
+  const int rc = use.step();
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return connection_->error(rc, "probing for work");
+}
+
+Result<std::vector<Delivery>> SqliteBroker::claim(Lane lane, const std::string& topic, uint32_t max) {
+  const WallMs now = clock_.wall_now();
+  if (max == 0) return std::vector<Delivery>();
+  if (lane == Lane::events) return claim_events(max, now);
+  return claim_tasks(lane, topic, max, now);
+}
+
+Result<std::vector<Delivery>> SqliteBroker::claim_tasks(Lane lane, const std::string& topic, uint32_t max,
+                                                        WallMs now) {
+  const char* lane_code = task_lane_code(lane);
+  auto any = any_row(kAnyDueTask, [&](StatementUse& use) { use.bind_text(1, topic).bind_text(2, lane_code).bind(3, now); });
+  if (!any.ok()) return any.status();
+  std::vector<Delivery> out;
+  if (!*any) return out;
+
+  Transaction txn(*connection_, Transaction::Mode::immediate_no_fsync);
+  Status status = txn.begin();
+  if (!status.ok()) return status;
+  auto stmt = connection_->statement(kClaimTasks);
+  if (!stmt.ok()) return stmt.status();
+  {
+    StatementUse use(*stmt);
+    use.bind_text(1, topic)
+        .bind_text(2, lane_code)
+        .bind(3, now)
+        .bind_text(4, owner_)
+        .bind(5, now + lease_ms_)
+        .bind(6, max);
+    for (;;) {
+      const int rc = use.step();
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) return connection_->error(rc, "claiming tasks of topic " + topic);
+      Delivery d;
+      d.token = static_cast<uint64_t>(use.int_column(0));
+      d.lane = lane;
+      d.topic = topic;
+      d.id = use.bytes_column(1);
+      d.name = use.bytes_column(2);
+      d.attempt = static_cast<uint32_t>(use.int_column(3));
+      d.max_attempts = static_cast<uint32_t>(use.int_column(4));
+      d.due_at = use.int_column(5);
+      d.created_at = use.int_column(6);
+      d.body = use.bytes_column(7);
+      out.push_back(std::move(d));
+    }
+  }
+  status = txn.commit();
+  if (!status.ok()) return status;
+  // RETURNING does not promise an order.
+  std::sort(out.begin(), out.end(), [](const Delivery& a, const Delivery& b) {
+    return a.due_at != b.due_at ? a.due_at < b.due_at : a.token < b.token;
+  });
+  return out;
+}
+
+Result<std::vector<Delivery>> SqliteBroker::claim_events(uint32_t max, WallMs now) {
+  auto any = any_row(kAnyReadyEvent, [](StatementUse&) {});
+  if (!any.ok()) return any.status();
+  std::vector<Delivery> out;
+  if (!*any) return out;
+
+  Transaction txn(*connection_, Transaction::Mode::immediate_no_fsync);
+  Status status = txn.begin();
+  if (!status.ok()) return status;
+  auto stmt = connection_->statement(kClaimEvents);
+  if (!stmt.ok()) return stmt.status();
+  {
+    StatementUse use(*stmt);
+    use.bind_text(1, owner_).bind(2, now + lease_ms_).bind(3, max);
+    for (;;) {
+      const int rc = use.step();
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) return connection_->error(rc, "claiming events");
+      Delivery d;
+      d.token = static_cast<uint64_t>(use.int_column(0)) | kEventTokenBit;
+      d.lane = Lane::events;
+      d.id = use.bytes_column(1);
+      d.name = use.bytes_column(2);
+      d.created_at = use.int_column(3);
+      d.due_at = d.created_at;
+      d.body = use.bytes_column(4);
+      out.push_back(std::move(d));
+    }
+  }
+  status = txn.commit();
+  if (!status.ok()) return status;
+  std::sort(out.begin(), out.end(), [](const Delivery& a, const Delivery& b) { return a.token < b.token; });
+  return out;
+}
+
+Result<std::optional<WallMs>> SqliteBroker::next_due(Lane lane, const std::string& topic) {
+  const bool events = lane == Lane::events;
+  auto stmt = connection_->statement(events ? kNextDueEvent : kNextDueTask);
+  if (!stmt.ok()) return stmt.status();
+  StatementUse use(*stmt);
+  if (!events) use.bind_text(1, topic).bind_text(2, task_lane_code(lane));
+  const int rc = use.step();
+  if (rc == SQLITE_DONE) return std::optional<WallMs>();
+  if (rc != SQLITE_ROW) return connection_->error(rc, "reading the next due time");
+  return std::optional<WallMs>(use.int_column(0));
+}
+
+Result<bool> SqliteBroker::apply_settle(const Settle& settle, WallMs now) {
+  const bool event = is_event_token(settle.token);
+  const bool ack = settle.kind == Settle::Kind::ack;
+  const std::string& sql = event ? (ack ? kAckEvent : kReleaseEvent) : (ack ? kAckTask : kReleaseTask);
+  auto stmt = connection_->statement(sql);
+  if (!stmt.ok()) return stmt.status();
+  StatementUse use(*stmt);
+  use.bind(1, row_of(settle.token)).bind_text(2, owner_);
+  if (!event && !ack) use.bind(3, now);
+  const int rc = use.step();
+  if (rc != SQLITE_DONE) return connection_->error(rc, ack ? "acknowledging a delivery" : "releasing a delivery");
+  return sqlite3_changes(connection_->db()) > 0;
+}
+
+Result<CommitReport> SqliteBroker::commit(const Batch& batch) {
+  CommitReport report;
+  if (batch.empty()) return report;
+  const WallMs now = clock_.wall_now();
+  Transaction txn(*connection_, Transaction::Mode::immediate);
+  Status status = txn.begin();
+  if (!status.ok()) return status;
+
+  // Settles first: a retry deletes the row before re-inserting the same id.
+  for (const Settle& settle : batch.settle) {
+    auto applied = apply_settle(settle, now);
+    if (!applied.ok()) return applied.status();
+    if (!*applied) {
+      ++report.stale;
+      continue;
+    }
+    ++report.settled;
+    if (settle.then_publish) {
+      auto inserted = insert_message(*connection_, *settle.then_publish, now);
+      if (!inserted.ok()) return inserted.status();
+      if (*inserted) ++report.published;
+    }
+    if (settle.then_dead) {
+      status = insert_dead_letter(*connection_, *settle.then_dead, now);
+      if (!status.ok()) return status;
+    }
+  }
+  for (const OutMsg& msg : batch.publish) {
+    auto inserted = insert_message(*connection_, msg, now);
+    if (!inserted.ok()) return inserted.status();
+    if (*inserted) ++report.published;
+  }
+  for (const DeadLetter& letter : batch.dead) {
+    status = insert_dead_letter(*connection_, letter, now);
+    if (!status.ok()) return status;
+  }
+  for (const ResultRecord& record : batch.results) {
+    status = insert_result(*connection_, record);
+    if (!status.ok()) return status;
+  }
+  status = txn.commit();
+  if (!status.ok()) return status;
+  return report;
+}
+
+Status SqliteBroker::extend(const std::vector<uint64_t>& tokens) {
+  if (tokens.empty()) return Status();
+  const WallMs until = clock_.wall_now() + lease_ms_;
+  Transaction txn(*connection_, Transaction::Mode::immediate_no_fsync);
+  Status status = txn.begin();
+  if (!status.ok()) return status;
+  for (uint64_t token : tokens) {
+    auto stmt = connection_->statement(is_event_token(token) ? kExtendEvent : kExtendTask);
+    if (!stmt.ok()) return stmt.status();
+    StatementUse use(*stmt);
+    use.bind(1, row_of(token)).bind_text(2, owner_).bind(3, until);
+    status = run_to_completion(*connection_, use, "extending leases");
+    if (!status.ok()) return status;
+  }
+  return txn.commit();
+}
+
+Result<uint32_t> SqliteBroker::recover_expired(Lane lane, const std::string& topic) {
+  return recover(lane, topic, Recovery::expired);
+}
+
+Result<uint32_t> SqliteBroker::recover_previous_incarnation(Lane lane, const std::string& topic) {
+  return recover(lane, topic, Recovery::previous_incarnation);
+}
+
+Result<uint32_t> SqliteBroker::recover(Lane lane, const std::string& topic, Recovery kind) {
+  const WallMs now = clock_.wall_now();
+  Transaction txn(*connection_, Transaction::Mode::immediate);
+  if (lane != Lane::events) {
+    // The reaper runs often; only take the write lock when there is work.
+    const RecoverySql& sql = kind == Recovery::expired ? kRecoverExpiredTasks : kRecoverPreviousTasks;
+    auto any = any_row(sql.probe, [&](StatementUse& use) {
+      use.bind_text(1, topic).bind_text(2, task_lane_code(lane)).bind(3, now);
+      if (kind == Recovery::previous_incarnation) use.bind_text(4, owner_prefix_).bind_text(5, owner_);
+    });
+    if (!any.ok()) return any.status();
+    if (!*any) return 0u;
+  }
+  Status status = txn.begin();
+  if (!status.ok()) return status;
+  auto recovered = lane == Lane::events ? recover_events(kind, now) : recover_tasks(lane, topic, kind, now);
+  if (!recovered.ok()) return recovered.status();
+  status = txn.commit();
+  if (!status.ok()) return status;
+  return *recovered;
+}
+
+Result<uint32_t> SqliteBroker::recover_tasks(Lane lane, const std::string& topic, Recovery kind, WallMs now) {
+  const RecoverySql& sql = kind == Recovery::expired ? kRecoverExpiredTasks : kRecoverPreviousTasks;
+  const char* lane_code = task_lane_code(lane);
+  uint32_t recovered = 0;
+  for (const std::string* text : {&sql.dead, &sql.remove, &sql.retry}) {
+    auto stmt = connection_->statement(*text);
+    if (!stmt.ok()) return stmt.status();
+    StatementUse use(*stmt);
+    use.bind_text(1, topic).bind_text(2, lane_code).bind(3, now);
+    if (kind == Recovery::previous_incarnation) use.bind_text(4, owner_prefix_).bind_text(5, owner_);
+    Status status = run_to_completion(*connection_, use, "recovering leases");
+    if (!status.ok()) return status;
+    if (text != &sql.dead) recovered += static_cast<uint32_t>(sqlite3_changes(connection_->db()));
+  }
+  return recovered;
+}
+
+Result<uint32_t> SqliteBroker::recover_events(Recovery kind, WallMs now) {
+  const bool expired = kind == Recovery::expired;
+  auto stmt = connection_->statement(expired ? kRecoverExpiredEvents : kRecoverPreviousEvents);
+  if (!stmt.ok()) return stmt.status();
+  StatementUse use(*stmt);
+  if (expired) {
+    use.bind(1, now);
+  } else {
+    use.bind_text(2, owner_prefix_).bind_text(3, owner_);
+  }
+  Status status = run_to_completion(*connection_, use, "recovering event leases");
+  if (!status.ok()) return status;
+  return static_cast<uint32_t>(sqlite3_changes(connection_->db()));
+}
+
+Result<std::vector<QueueDepth>> SqliteBroker::depths() {
+  const WallMs now = clock_.wall_now();
+  std::map<std::string, QueueDepth> by_topic;
+  auto depth_of = [&](const std::string& topic) -> QueueDepth& {
+    QueueDepth& d = by_topic[topic];
+    d.topic = topic;
+    return d;
+  };
+  // One read transaction: every count comes from the same snapshot.
+  Transaction txn(*connection_, Transaction::Mode::deferred);
+  Status status = txn.begin();
+  if (!status.ok()) return status;
+  struct Query {
+    const std::string* sql;
+    void (*apply)(QueueDepth&, const StatementUse&);
+  };
+  const Query queries[] = {
+      {&kTaskDepths,
+       [](QueueDepth& d, const StatementUse& use) {
+         d.ready = static_cast<uint64_t>(use.int_column(1));
+         d.delayed = static_cast<uint64_t>(use.int_column(2));
+         d.leased = static_cast<uint64_t>(use.int_column(3));
+       }},
+      {&kDoneDepths, [](QueueDepth& d, const StatementUse& use) { d.done = static_cast<uint64_t>(use.int_column(1)); }},
+      {&kDeadDepths, [](QueueDepth& d, const StatementUse& use) { d.dead = static_cast<uint64_t>(use.int_column(1)); }},
+  };
+  for (const Query& query : queries) {
+    auto stmt = connection_->statement(*query.sql);
+    if (!stmt.ok()) return stmt.status();
+    StatementUse use(*stmt);
+    if (query.sql == &kTaskDepths) use.bind(1, now);
+    for (;;) {
+      const int rc = use.step();
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) return connection_->error(rc, "counting queue depths");
+      query.apply(depth_of(use.bytes_column(0)), use);
+    }
+  }
+  // The events channel (and dead letters without a topic) as topic "".
+  {
+    auto stmt = connection_->statement(kEventDepths);
+    if (!stmt.ok()) return stmt.status();
+    StatementUse use(*stmt);
+    const int rc = use.step();
+    if (rc != SQLITE_ROW) return connection_->error(rc, "counting queued events");
+    const uint64_t ready = static_cast<uint64_t>(use.int_column(0));
+    const uint64_t leased = static_cast<uint64_t>(use.int_column(1));
+    if (ready != 0 || leased != 0) {
+      QueueDepth& events = depth_of("");
+      events.ready = ready;
+      events.leased = leased;
+    }
+  }
+  status = txn.commit();
+  if (!status.ok()) return status;
+  std::vector<QueueDepth> out;
+  out.reserve(by_topic.size());
+  for (auto& entry : by_topic) out.push_back(std::move(entry.second));
+  return out;
+}
+
+}  // namespace sqlite
+}  // namespace ebats

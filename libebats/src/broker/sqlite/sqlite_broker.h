@@ -1,0 +1,78 @@
+// SqliteBroker: the embedded backend of broker.h, on one WAL-mode SQLite file
+// shared by the scheduler, the workers and ebatsctl of one host
+// (docs/BROKER.md).
+//
+// One connection per object (SQLITE_OPEN_NOMUTEX), so one object per thread.
+// Every write is one BEGIN IMMEDIATE transaction: a claim of up to `max` rows,
+// a whole Batch, an extend, a recovery. Prepared statements are cached for
+// the life of the object. All times come from the injected Clock.
+//
+// Tokens: a claimed task's token is its row seq; a claimed event's token is
+// its row seq with kEventTokenBit set, so commit() knows the table without
+// being told the lane.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "broker/sqlite/sqlite_connection.h"
+#include "broker/sqlite/sqlite_dead_letters.h"
+#include "ebats/broker.h"
+
+namespace ebats {
+namespace sqlite {
+
+constexpr uint64_t kEventTokenBit = uint64_t{1} << 63;
+
+// The database path of a sqlite:// URL: "sqlite:///var/lib/ebats/ebats.db" →
+// "/var/lib/ebats/ebats.db". invalid_argument when the path is missing.
+Result<std::string> path_from_url(const std::string& url);
+
+class SqliteBroker final : public Broker {
+ public:
+  // Opens options.url (a sqlite:// URL), creating the file and schema when
+  // options.create. REQUIRES: `clock` outlives the broker.
+  static Result<std::unique_ptr<SqliteBroker>> open(const BrokerOptions& options, const Clock& clock);
+
+  Result<std::vector<Delivery>> claim(Lane lane, const std::string& topic, uint32_t max) override;
+  Result<std::optional<WallMs>> next_due(Lane lane, const std::string& topic) override;
+  Result<CommitReport> commit(const Batch& batch) override;
+  Status extend(const std::vector<uint64_t>& tokens) override;
+  Result<uint32_t> recover_expired(Lane lane, const std::string& topic) override;
+  Result<uint32_t> recover_previous_incarnation(Lane lane, const std::string& topic) override;
+  Result<std::vector<QueueDepth>> depths() override;
+  DeadLetterStore& dead_letters() override { return dead_letters_; }
+
+  // The lease owner of this incarnation: "<options.owner>/<pid>.<random hex>".
+  const std::string& owner() const { return owner_; }
+  const std::string& path() const { return connection_->path(); }
+
+ private:
+  enum class Recovery { expired, previous_incarnation };
+
+  SqliteBroker(std::unique_ptr<Connection> connection, const BrokerOptions& options, const Clock& clock);
+
+  Result<std::vector<Delivery>> claim_tasks(Lane lane, const std::string& topic, uint32_t max, WallMs now);
+  Result<std::vector<Delivery>> claim_events(uint32_t max, WallMs now);
+  // True when the settle took effect (the lease was still ours), false when stale.
+  Result<bool> apply_settle(const Settle& settle, WallMs now);
+  Result<uint32_t> recover(Lane lane, const std::string& topic, Recovery kind);
+  Result<uint32_t> recover_tasks(Lane lane, const std::string& topic, Recovery kind, WallMs now);
+  Result<uint32_t> recover_events(Recovery kind, WallMs now);
+  // True when some row matches the (cheap, indexed, read-only) query `sql`
+  // bound by `bind`: lets idle polls skip the write lock.
+  template <class Bind>
+  Result<bool> any_row(const std::string& sql, Bind bind);
+
+  std::unique_ptr<Connection> connection_;
+  const Clock& clock_;
+  int64_t lease_ms_;
+  std::string owner_prefix_;  // options.owner + "/"
+  std::string owner_;
+  DeadLetters dead_letters_;
+};
+
+}  // namespace sqlite
+}  // namespace ebats

@@ -1,0 +1,100 @@
+// Connection: one SQLite connection to the ebats database, with its cache of
+// prepared statements and the mapping of SQLite errors to Status.
+//
+// open() applies the connection settings (WAL, synchronous, busy_timeout) and
+// checks the folder first, so the common failures (missing or unwritable
+// folder, unreadable file) get messages that say how to fix them. A Connection
+// belongs to one thread (SQLITE_OPEN_NOMUTEX).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "broker/sqlite/sqlite_handle.h"
+#include "ebats/config.h"
+#include "ebats/status.h"
+
+namespace ebats {
+namespace sqlite {
+
+class Connection {
+ public:
+  // Opens (and with `create`, creates) the database file at `path` and applies
+  // the settings of `config`. Does not touch the schema (see sqlite_schema.h).
+  // Errors: io_error for an unusable folder or file (naming the path, the OS
+  // error and a fix), not_found when !create and the file is missing.
+  static Result<std::unique_ptr<Connection>> open(const std::string& path, const SqliteConfig& config, bool create);
+
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  sqlite3* db() const { return db_.get(); }
+  const std::string& path() const { return path_; }
+
+  // The statement for `sql`, prepared on first use and cached for the life of
+  // the connection. REQUIRES: the returned statement is used through one
+  // StatementUse at a time.
+  Result<sqlite3_stmt*> statement(const std::string& sql);
+
+  // Runs one statement that returns no rows we need (DDL, pragmas), uncached.
+  Status exec(const char* sql, const char* what);
+
+  // Switches the fsync on commit off (durable = false: synchronous=NORMAL) or
+  // back to the configured level. Claims and lease extensions commit without
+  // fsync: losing one in a power cut only returns its tasks to ready, and the
+  // next durable commit of any process syncs the WAL, its frames included.
+  // A no-op when already in that state. REQUIRES: no transaction is open.
+  Status set_durable(bool durable);
+
+  // The Status for SQLite result code `rc` from the operation `what`, e.g.
+  // "database /var/lib/ebats/ebats.db is locked by another process (waited 5s)"
+  // for SQLITE_BUSY.
+  Status error(int rc, const std::string& what) const;
+
+ private:
+  Connection(DbHandle db, std::string path, int64_t busy_timeout_ms, bool synchronous_full)
+      : db_(std::move(db)),
+        path_(std::move(path)),
+        busy_timeout_ms_(busy_timeout_ms),
+        synchronous_full_(synchronous_full) {}
+
+  DbHandle db_;  // declared first: statements_ are finalized before the close
+  std::string path_;
+  int64_t busy_timeout_ms_;
+  bool synchronous_full_;
+  bool durable_ = false;  // set by open()
+  std::unordered_map<std::string, StatementHandle> statements_;
+};
+
+// A transaction on `connection`, rolled back on destruction unless commit()
+// succeeded. Writers use Mode::immediate (BEGIN IMMEDIATE takes the write lock
+// up front, so the busy handler applies and a deferred read never has to
+// upgrade); readers that need one snapshot use Mode::deferred.
+// Mode::immediate_no_fsync is a writer whose commit skips the fsync (claims and
+// lease extensions: see Connection::set_durable).
+class Transaction {
+ public:
+  enum class Mode { immediate, immediate_no_fsync, deferred };
+  Transaction(Connection& connection, Mode mode) : connection_(connection), mode_(mode) {}
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  // busy (the database stayed locked beyond busy_timeout) or io_error.
+  Status begin();
+  // Returns once the transaction is durable (as synchronous allows).
+  Status commit();
+
+ private:
+  Connection& connection_;
+  Mode mode_;
+  bool open_ = false;
+};
+
+// Runs `use.step()` until SQLITE_DONE, ignoring rows; returns the Status.
+Status run_to_completion(Connection& connection, StatementUse& use, const char* what);
+
+}  // namespace sqlite
+}  // namespace ebats

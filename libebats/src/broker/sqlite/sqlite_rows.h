@@ -1,0 +1,33 @@
+// Row writers shared by the SQLite broker and its dead-letter store.
+//
+// Each function runs one cached statement of `connection`. REQUIRES: the
+// caller holds a write transaction (Transaction::Mode::immediate), so a batch
+// of rows costs one commit.
+#pragma once
+
+#include <string>
+
+#include "broker/sqlite/sqlite_connection.h"
+#include "ebats/broker.h"
+#include "ebats/result.h"
+
+namespace ebats {
+namespace sqlite {
+
+// 'n' for Lane::ntask, 'd' for Lane::dtask. REQUIRES: lane is a task lane.
+const char* task_lane_code(Lane lane);
+
+// Inserts an event (events lane) or a ready task (ntask/dtask lane), created
+// now. Returns false, inserting nothing, when a message with the same id is
+// already queued (publishing is idempotent by id). invalid_argument for a
+// message that lacks its id, or a task that lacks its topic or name.
+Result<bool> insert_message(Connection& connection, const OutMsg& msg, WallMs now);
+
+// Appends a dead letter; dead_at 0 means now. invalid_argument for an unknown kind.
+Status insert_dead_letter(Connection& connection, const DeadLetter& letter, WallMs now);
+
+// Appends a result record to the results table.
+Status insert_result(Connection& connection, const ResultRecord& record);
+
+}  // namespace sqlite
+}  // namespace ebats

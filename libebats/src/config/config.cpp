@@ -1,0 +1,47 @@
+// The plain methods of Config, Diagnostic and ConfigLoad (loading is in config_loader.cpp).
+#include "ebats/config.h"
+
+namespace ebats {
+namespace {
+constexpr std::string_view kSqliteScheme = "sqlite://";
+}  // namespace
+
+std::string Diagnostic::to_string() const {
+  std::string out = file;
+  if (line > 0) {
+    out += ':' + std::to_string(line);
+    if (column > 0) out += ':' + std::to_string(column);
+  }
+  out += severity == Severity::error ? ": error: " : ": warning: ";
+  out += message;
+  return out;
+}
+
+WorkerConfig Config::worker(const std::string& topic) const {
+  const auto it = workers.find(topic);
+  if (it != workers.end()) return it->second;
+  WorkerConfig defaults;
+  defaults.timeout_ms = default_timeout_ms;
+  return defaults;
+}
+
+std::string Config::sqlite_path() const {
+  if (broker_url.compare(0, kSqliteScheme.size(), kSqliteScheme) != 0) return {};
+  return broker_url.substr(kSqliteScheme.size());
+}
+
+const std::vector<Registration>* Config::registrations(const std::string& event) const {
+  const auto it = events.find(event);
+  return it == events.end() ? nullptr : &it->second;
+}
+
+std::string ConfigLoad::error_text() const {
+  std::string out;
+  for (const Diagnostic& d : errors) {
+    if (!out.empty()) out += '\n';
+    out += d.to_string();
+  }
+  return out;
+}
+
+}  // namespace ebats

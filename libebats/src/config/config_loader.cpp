@@ -1,0 +1,471 @@
+// load_config(): YAML text -> validated, path-resolved, immutable Config.
+//
+// The schema is checked section by section; every problem is collected as a
+// Diagnostic (see yaml_fields.h) and a Config is returned only when there is
+// none. Sections are read in dependency order (defaults before workers and
+// events), whatever their order in the file.
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <tuple>
+
+#include "config/yaml_fields.h"
+#include "ebats/config.h"
+
+namespace ebats {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int64_t kMaxRetries = 100'000;
+constexpr int64_t kMaxProcesses = 256;
+constexpr int64_t kMaxPrefetch = 100'000;
+constexpr int64_t kMaxClaimBatch = 10'000;
+constexpr uint64_t kMinMessageBytes = 1024;
+constexpr std::string_view kSqliteScheme = "sqlite://";
+
+// Event and task names: [A-Za-z0-9_.:-]{1,128}. Topics: [A-Za-z0-9_-]{1,64}
+// (a topic becomes a systemd instance name and part of queue names).
+bool is_name_char(char c, bool allow_dot_colon) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-') return true;
+  return allow_dot_colon && (c == '.' || c == ':');
+}
+
+bool is_valid_name(const std::string& name, size_t max_length, bool allow_dot_colon) {
+  if (name.empty() || name.size() > max_length) return false;
+  for (char c : name) {
+    if (!is_name_char(c, allow_dot_colon)) return false;
+  }
+  return true;
+}
+
+bool is_valid_event_or_task_name(const std::string& name) { return is_valid_name(name, 128, true); }
+bool is_valid_topic_name(const std::string& name) { return is_valid_name(name, 64, false); }
+
+const char* const kEventNameRule = "use 1 to 128 characters from A-Z a-z 0-9 _ . : -";
+const char* const kTopicNameRule = "use 1 to 64 characters from A-Z a-z 0-9 _ -";
+
+// Reads one config document into a Config, reporting into a DiagnosticList.
+class ConfigParser {
+ public:
+  ConfigParser(fs::path base_dir, DiagnosticList& diagnostics)
+      : base_dir_(std::move(base_dir)), d_(diagnostics) {}
+
+  void parse(const YAML::Node& root, Config& config) {
+    if (!root.IsDefined() || root.IsNull()) {
+      d_.error_without_position(
+          "the file is empty; expected a map with at least broker.url and plugins.dir (see docs/CONFIG.md)");
+      return;
+    }
+    if (!root.IsMap()) {
+      d_.error(root.Mark(), "expected a map at the top level, found " + describe_node(root) +
+                                "; e.g. broker: {url: \"sqlite:///var/lib/ebats/ebats.db\"}");
+      return;
+    }
+    const MapFields top(root, "",
+                        {"version", "broker", "plugins", "results", "limits", "defaults", "events", "workers"}, d_,
+                        {"sources", "metrics", "logging", "retention"});
+    if (const Field* f = top.find("version")) parse_version(*f);
+    if (const Field* f = top.find("broker")) {
+      parse_broker(*f, config);
+    } else {
+      d_.error(root.Mark(), "missing required key 'broker'; add broker: {url: \"sqlite:///var/lib/ebats/ebats.db\"}");
+    }
+    if (const Field* f = top.find("plugins")) {
+      parse_plugins(*f, config);
+    } else {
+      d_.error(root.Mark(), "missing required key 'plugins'; add plugins: {dir: /usr/lib/ebats/plugins}");
+    }
+    if (const Field* f = top.find("results")) parse_results(*f, config);
+    if (const Field* f = top.find("limits")) parse_limits(*f, config);
+    if (const Field* f = top.find("defaults")) parse_defaults(*f, config);
+    if (const Field* f = top.find("workers")) parse_workers(*f, config);
+    if (const Field* f = top.find("events")) parse_events(*f, config);
+  }
+
+ private:
+  void parse_version(const Field& f) {
+    const std::optional<int64_t> v = read_integer(f, 0, INT32_MAX, d_);
+    if (v && *v != 1) {
+      d_.error(f.mark(), "unsupported config version " + std::to_string(*v) + "; this build reads version 1");
+    }
+  }
+
+  void parse_broker(const Field& f, Config& config) {
+    if (!check_map(f, false, "broker: {url: \"sqlite:///var/lib/ebats/ebats.db\"}", d_)) return;
+    const MapFields fields(f.value, f.path, {"url", "sqlite"}, d_,
+                           {"amqp", "password_file", "password_env", "password_credential"});
+    if (const Field* url = fields.find("url")) {
+      if (std::optional<std::string> text = read_string(*url, d_)) parse_broker_url(*url, *text, config);
+    } else {
+      d_.error(f.mark(), "missing broker.url; add url: \"sqlite:///var/lib/ebats/ebats.db\"");
+    }
+    if (const Field* sqlite = fields.find("sqlite")) parse_sqlite(*sqlite, config.sqlite);
+  }
+
+  void parse_broker_url(const Field& f, const std::string& url, Config& config) {
+    const size_t scheme_end = url.find("://");
+    if (scheme_end == std::string::npos) {
+      d_.error(f.mark(), "broker.url '" + url + "' has no scheme; expected sqlite:///absolute/path.db or "
+                         "sqlite://path/relative/to/config.db");
+      return;
+    }
+    const std::string scheme = url.substr(0, scheme_end);
+    if (scheme == "amqp" || scheme == "amqps") {
+      d_.error(f.mark(), "broker URL scheme '" + scheme + "://' is not supported in this build yet; use "
+                         "sqlite:///var/lib/ebats/ebats.db");
+      return;
+    }
+    if (scheme != "sqlite") {
+      d_.error(f.mark(), "unsupported broker URL scheme '" + scheme + "://'; only sqlite:// is supported, e.g. "
+                         "sqlite:///var/lib/ebats/ebats.db");
+      return;
+    }
+    const std::string path = url.substr(kSqliteScheme.size());
+    if (path.empty() || path.back() == '/') {
+      d_.error(f.mark(), "broker.url '" + url + "' names no database file; e.g. sqlite:///var/lib/ebats/ebats.db");
+      return;
+    }
+    config.broker_url = std::string(kSqliteScheme) + resolve(path);
+  }
+
+  void parse_sqlite(const Field& f, SqliteConfig& sqlite) {
+    if (!check_map(f, true, "sqlite: {synchronous: full, busy_timeout: 5s}", d_)) return;
+    const MapFields fields(f.value, f.path, {"synchronous", "busy_timeout", "poll_interval", "lease", "claim_batch"},
+                           d_);
+    if (const Field* sync = fields.find("synchronous")) {
+      if (std::optional<std::string> mode = read_string(*sync, d_)) {
+        if (*mode == "full" || *mode == "normal") {
+          sqlite.synchronous_full = *mode == "full";
+        } else {
+          d_.error(sync->mark(), sync->path + ": expected 'full' or 'normal', found '" + *mode + "'");
+        }
+      }
+    }
+    read_duration_into(fields, "busy_timeout", 0, sqlite.busy_timeout_ms);
+    read_duration_into(fields, "poll_interval", 1, sqlite.poll_interval_ms);
+    read_duration_into(fields, "lease", 1, sqlite.lease_ms);
+    if (const Field* batch = fields.find("claim_batch")) {
+      if (auto v = read_integer(*batch, 1, kMaxClaimBatch, d_)) sqlite.claim_batch = static_cast<uint32_t>(*v);
+    }
+  }
+
+  void parse_plugins(const Field& f, Config& config) {
+    if (!check_map(f, false, "plugins: {dir: /usr/lib/ebats/plugins}", d_)) return;
+    const MapFields fields(f.value, f.path, {"dir", "settings"}, d_);
+    if (const Field* dir = fields.find("dir")) {
+      if (std::optional<std::string> text = read_string(*dir, d_)) {
+        if (text->empty()) {
+          d_.error(dir->mark(), "plugins.dir is empty; give a folder, e.g. /usr/lib/ebats/plugins");
+        } else {
+          config.plugins_dir = resolve(*text);
+        }
+      }
+    } else {
+      d_.error(f.mark(), "missing plugins.dir; add dir: /usr/lib/ebats/plugins");
+    }
+    // Per-plugin settings are accepted (any content per plugin) but not used yet.
+    if (const Field* settings = fields.find("settings")) {
+      check_map(*settings, true, "settings: {shop: {db_dsn_file: /etc/ebats/shop.dsn}}", d_);
+    }
+  }
+
+  void parse_results(const Field& f, Config& config) {
+    if (!check_map(f, true, "results: {file: /var/log/ebats/results.jsonl}", d_)) return;
+    const MapFields fields(f.value, f.path, {"file"}, d_, {"broker", "hooks", "fsync"});
+    if (const Field* file = fields.find("file")) {
+      if (std::optional<std::string> text = read_string(*file, d_)) {
+        if (text->empty()) {
+          d_.error(file->mark(), "results.file is empty; give a path or remove the key");
+        } else {
+          config.results_file = resolve(*text);
+        }
+      }
+    }
+  }
+
+  void parse_limits(const Field& f, Config& config) {
+    if (!check_map(f, true, "limits: {max_message_bytes: 1MiB}", d_)) return;
+    const MapFields fields(f.value, f.path, {"max_message_bytes", "result_message_bytes"}, d_,
+                           {"result_params_bytes"});
+    if (const Field* max = fields.find("max_message_bytes")) {
+      if (auto v = read_size(*max, kMinMessageBytes, d_)) config.max_message_bytes = *v;
+    }
+    if (const Field* result = fields.find("result_message_bytes")) {
+      if (auto v = read_size(*result, 0, d_)) config.result_message_bytes = *v;
+    }
+  }
+
+  void parse_defaults(const Field& f, Config& config) {
+    if (!check_map(f, true, "defaults: {timeout: 60s, retry: {max: 5}}", d_)) return;
+    const MapFields fields(f.value, f.path, {"timeout", "retry"}, d_);
+    read_duration_into(fields, "timeout", 1, config.default_timeout_ms);
+    if (const Field* retry = fields.find("retry")) {
+      if (auto policy = parse_retry(*retry, RetryPolicy::original())) config.default_retry = *policy;
+    }
+  }
+
+  // `retry: {max: N, backoff: [...]}`; a key left out keeps its value from `base`.
+  std::optional<RetryPolicy> parse_retry(const Field& f, const RetryPolicy& base) {
+    if (!check_map(f, false, "retry: {max: 5, backoff: [5s, 5m, 10m, 1h, 2h10m]}", d_)) return std::nullopt;
+    const MapFields fields(f.value, f.path, {"max", "backoff"}, d_, {"exponential"});
+    RetryPolicy policy = base;
+    bool ok = true;
+    if (const Field* max = fields.find("max")) {
+      if (auto v = read_integer(*max, 0, kMaxRetries, d_)) {
+        policy.max_retries = static_cast<uint32_t>(*v);
+      } else {
+        ok = false;
+      }
+    }
+    if (const Field* backoff = fields.find("backoff")) {
+      if (check_list(*backoff, "backoff: [5s, 5m, 10m, 1h, 2h10m]", d_)) {
+        policy.backoff_ms.clear();
+        for (size_t i = 0; i < backoff->value.size(); ++i) {
+          const Field item{backoff->path + "[" + std::to_string(i) + "]", YAML::Node(), backoff->value[i]};
+          if (auto ms = read_duration_ms(item, 0, d_)) {
+            policy.backoff_ms.push_back(*ms);
+          } else {
+            ok = false;
+          }
+        }
+        if (ok && policy.backoff_ms.empty() && policy.max_retries > 0) {
+          d_.error(backoff->mark(), backoff->path + ": the list is empty but max is " +
+                                        std::to_string(policy.max_retries) +
+                                        "; give at least one delay, e.g. [5s], or set max: 0");
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+    }
+    if (!ok) return std::nullopt;
+    return policy;
+  }
+
+  void parse_workers(const Field& f, Config& config) {
+    if (!check_map(f, true, "workers: {demo: {processes: 2}}", d_)) return;
+    const MapFields topics(f.value, f.path, {}, d_);
+    for (const Field& topic : topics.all()) {
+      const std::string name = topic.name();
+      if (!is_valid_topic_name(name)) {
+        d_.error(topic.key_mark(), "invalid topic name '" + name + "' in workers; " + kTopicNameRule);
+        continue;
+      }
+      if (!check_map(topic, true, "demo: {processes: 2}", d_)) continue;
+      const MapFields fields(topic.value, topic.path,
+                             {"processes", "prefetch", "timeout", "kill_after", "drain_timeout"}, d_,
+                             {"ntask", "dtask", "metrics_port"});
+      WorkerConfig worker;
+      worker.timeout_ms = config.default_timeout_ms;
+      if (const Field* processes = fields.find("processes")) {
+        if (auto v = read_integer(*processes, 1, kMaxProcesses, d_)) worker.processes = static_cast<uint32_t>(*v);
+      }
+      if (const Field* prefetch = fields.find("prefetch")) {
+        if (auto v = read_integer(*prefetch, 0, kMaxPrefetch, d_)) worker.prefetch = static_cast<uint32_t>(*v);
+      }
+      read_duration_into(fields, "timeout", 1, worker.timeout_ms);
+      read_duration_into(fields, "kill_after", 0, worker.kill_after_ms);
+      read_duration_into(fields, "drain_timeout", 0, worker.drain_timeout_ms);
+      config.workers[name] = worker;
+    }
+  }
+
+  void parse_events(const Field& f, Config& config) {
+    if (!check_map(f, true, "events: {order_create: [{task: closeOrder, topic: demo}]}", d_)) return;
+    const MapFields events(f.value, f.path, {}, d_);
+    // (event, task, topic) -> line of its first registration, to refuse repeats.
+    std::map<std::tuple<std::string, std::string, std::string>, int> seen;
+    std::map<std::string, bool> topic_warned;
+    for (const Field& event : events.all()) {
+      const std::string event_name = event.name();
+      if (!is_valid_event_or_task_name(event_name)) {
+        d_.error(event.key_mark(), "invalid event name '" + event_name + "'; " + kEventNameRule);
+        continue;
+      }
+      if (!check_list(event, event_name + ": [{task: closeOrder, topic: demo}]", d_)) continue;
+      if (event.value.size() == 0) {
+        d_.warning(event.key_mark(), "event '" + event_name + "' lists no tasks; its events will be dead-lettered "
+                                     "as 'no registration'");
+        continue;
+      }
+      std::vector<Registration> registrations;
+      for (size_t i = 0; i < event.value.size(); ++i) {
+        const Field item{event.path + "[" + std::to_string(i) + "]", YAML::Node(), event.value[i]};
+        std::optional<Registration> r = parse_registration(item, config);
+        if (!r) continue;
+        const auto key = std::make_tuple(event_name, r->task, r->topic);
+        const int line = item.mark().line + 1;
+        const auto [it, inserted] = seen.emplace(key, line);
+        if (!inserted) {
+          d_.error(item.mark(), "task '" + r->task + "' on topic '" + r->topic + "' is registered twice for event '" +
+                                    event_name + "' (first at line " + std::to_string(it->second) +
+                                    "); remove one, their task ids would collide");
+          continue;
+        }
+        if (config.workers.count(r->topic) == 0 && !topic_warned[r->topic]) {
+          topic_warned[r->topic] = true;
+          d_.warning(item.mark(), "topic '" + r->topic + "' (task '" + r->task + "', event '" + event_name +
+                                      "') has no workers entry, so its tasks run only if a worker for it is started; "
+                                      "add workers: {" + r->topic + ": {processes: 1}}");
+        }
+        registrations.push_back(std::move(*r));
+      }
+      config.events[event_name] = std::move(registrations);
+    }
+  }
+
+  std::optional<Registration> parse_registration(const Field& item, const Config& config) {
+    if (!item.value.IsMap()) {
+      d_.error(item.mark(), item.path + ": expected a map, found " + describe_node(item.value) +
+                                "; e.g. {task: closeOrder, topic: demo, delay: 10s}");
+      return std::nullopt;
+    }
+    const MapFields fields(item.value, item.path, {"task", "topic", "delay", "retry", "timeout"}, d_);
+    Registration r;
+    r.retry = config.default_retry;
+    bool ok = true;
+    const Field* task = fields.find("task");
+    const Field* topic = fields.find("topic");
+    if (task == nullptr) {
+      d_.error(item.mark(), item.path + ": missing 'task'; e.g. {task: closeOrder, topic: demo}");
+      ok = false;
+    } else if (std::optional<std::string> name = read_string(*task, d_)) {
+      if (is_valid_event_or_task_name(*name)) {
+        r.task = *name;
+      } else {
+        d_.error(task->mark(), "invalid task name '" + *name + "'; " + kEventNameRule);
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+    if (topic == nullptr) {
+      d_.error(item.mark(), item.path + ": missing 'topic'; e.g. {task: closeOrder, topic: demo}");
+      ok = false;
+    } else if (std::optional<std::string> name = read_string(*topic, d_)) {
+      if (is_valid_topic_name(*name)) {
+        r.topic = *name;
+      } else {
+        d_.error(topic->mark(), "invalid topic name '" + *name + "'; " + kTopicNameRule);
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+    ok &= read_duration_into(fields, "delay", 0, r.delay_ms);
+    ok &= read_duration_into(fields, "timeout", 0, r.timeout_ms);
+    if (const Field* retry = fields.find("retry")) {
+      if (auto policy = parse_retry(*retry, config.default_retry)) {
+        r.retry = *policy;
+      } else {
+        ok = false;
+      }
+    }
+    if (!ok) return std::nullopt;
+    return r;
+  }
+
+  // Stores the duration `key` of `fields` into `out` when present and valid.
+  // Returns false only when present and invalid.
+  bool read_duration_into(const MapFields& fields, std::string_view key, int64_t min_ms, int64_t& out) {
+    const Field* f = fields.find(key);
+    if (f == nullptr) return true;
+    const std::optional<int64_t> ms = read_duration_ms(*f, min_ms, d_);
+    if (!ms) return false;
+    out = *ms;
+    return true;
+  }
+
+  // A path from the file, made absolute relative to the config file's folder.
+  std::string resolve(const std::string& text) const {
+    fs::path p(text);
+    if (p.is_relative()) p = base_dir_ / p;
+    p = p.lexically_normal();
+    if (!p.has_filename() && p.has_relative_path()) p = p.parent_path();  // drop a trailing '/'
+    return p.string();
+  }
+
+  fs::path base_dir_;
+  DiagnosticList& d_;
+};
+
+fs::path absolute_path(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::absolute(fs::path(path), ec);
+  if (ec) p = fs::path(path);
+  return p.lexically_normal();
+}
+
+// Reads a whole file; on failure sets *error to strerror of the failing call.
+bool read_file(const std::string& path, std::string* text, std::string* error) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    *error = std::strerror(errno);
+    return false;
+  }
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(file, &std::fclose);
+  char buffer[16384];
+  for (;;) {
+    const size_t n = std::fread(buffer, 1, sizeof buffer, file);
+    text->append(buffer, n);
+    if (n < sizeof buffer) break;
+  }
+  if (std::ferror(file)) {
+    *error = std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+ConfigLoad finish(const DiagnosticList& diagnostics, std::shared_ptr<Config> config) {
+  ConfigLoad load;
+  load.errors = diagnostics.sorted_errors();
+  load.warnings = diagnostics.sorted_warnings();
+  if (load.errors.empty()) load.config = std::move(config);
+  return load;
+}
+
+}  // namespace
+
+ConfigLoad load_config_from_string(const std::string& yaml, const std::string& display_path) {
+  DiagnosticList diagnostics(display_path);
+  auto config = std::make_shared<Config>();
+  const fs::path absolute = absolute_path(display_path);
+  config->path = absolute.string();
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    diagnostics.error(e.mark, "invalid YAML: " + e.msg);
+    return finish(diagnostics, nullptr);
+  } catch (const std::exception& e) {
+    diagnostics.error_without_position(std::string("cannot parse the file: ") + e.what());
+    return finish(diagnostics, nullptr);
+  }
+  try {
+    ConfigParser(absolute.parent_path(), diagnostics).parse(root, *config);
+  } catch (const std::exception& e) {
+    // The parser checks node types before reading them, so this is a bug; still, never throw.
+    diagnostics.error_without_position(std::string("internal error while checking the file: ") + e.what());
+  }
+  return finish(diagnostics, std::move(config));
+}
+
+ConfigLoad load_config(const std::string& path) {
+  std::string text;
+  std::string error;
+  if (!read_file(path, &text, &error)) {
+    DiagnosticList diagnostics(path);
+    diagnostics.error_without_position("cannot read config file: " + error);
+    return finish(diagnostics, nullptr);
+  }
+  return load_config_from_string(text, path);
+}
+
+}  // namespace ebats

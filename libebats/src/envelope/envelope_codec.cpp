@@ -1,0 +1,194 @@
+// decode_envelope(), encode_envelope(), normalize_params(): the JSON wire
+// format of docs/WIRE.md.
+#include <rapidjson/document.h>
+#include <rapidjson/memorystream.h>
+
+#include "ebats/envelope.h"
+#include "envelope/envelope_fields.h"
+#include "envelope/envelope_splitter.h"
+#include "envelope/json_io.h"
+#include "envelope/utf8.h"
+
+namespace ebats {
+namespace {
+
+// The DOM holds only the small top-level members (params go elsewhere), so a
+// stack buffer usually serves the whole parse without a heap chunk.
+constexpr size_t kDomStackBuffer = 4096;
+
+std::string size_detail(uint64_t size, uint64_t limit) {
+  return std::to_string(size) + " bytes, limit " + std::to_string(limit);
+}
+
+void write_history_entry(json::Writer& w, const HistoryEntry& h) {
+  w.StartObject();
+  w.Key("attempt");
+  w.Uint(h.attempt);
+  w.Key("status");
+  json::write_string(w, h.status);
+  w.Key("started_at");
+  w.Int64(h.started_at);
+  w.Key("finished_at");
+  w.Int64(h.finished_at);
+  w.Key("message");
+  // Cut after cleaning, so the cut lands on a character boundary of valid text.
+  const std::string message = replace_invalid_utf8(h.message);
+  w.String(message.data(), static_cast<rapidjson::SizeType>(utf8_prefix_length(message, kMaxHistoryMessage)));
+  w.Key("host");
+  json::write_string(w, h.host);
+  w.Key("pid");
+  w.Int64(h.pid);
+  w.EndObject();
+}
+
+}  // namespace
+
+const char* decode_error_reason(DecodeError e) {
+  switch (e) {
+    case DecodeError::none: return "none";
+    case DecodeError::too_large: return "too large";
+    case DecodeError::malformed: return "malformed";
+    case DecodeError::unsupported_version: return "unsupported version";
+    case DecodeError::invalid: return "invalid";
+  }
+  return "unknown";
+}
+
+DecodeResult decode_envelope(std::string_view bytes, uint64_t max_bytes) {
+  DecodeResult out;
+  if (bytes.size() > max_bytes) {
+    out.error = DecodeError::too_large;
+    out.detail = size_detail(bytes.size(), max_bytes);
+    return out;
+  }
+
+  Envelope& e = out.envelope;
+  e.params.clear();
+  e.params.reserve(bytes.size());
+  char dom_buffer[kDomStackBuffer];
+  rapidjson::MemoryPoolAllocator<> pool(dom_buffer, sizeof dom_buffer);
+  rapidjson::Document doc(&pool);
+  EnvelopeSplitter splitter(&doc, &e.params);
+  rapidjson::MemoryStream in(bytes.data(), bytes.size());
+  rapidjson::ParseResult parsed;
+  auto parse = [&](rapidjson::Document&) {
+    rapidjson::Reader reader;
+    parsed = reader.Parse<json::kReadFlags>(in, splitter);
+    return !parsed.IsError();
+  };
+  doc.Populate(parse);
+
+  if (splitter.root_not_object()) {
+    out.error = DecodeError::malformed;
+    out.detail = std::string("the top-level value is ") + json::json_type_name(splitter.root_type()) +
+                 ", expected an object";
+    return out;
+  }
+  if (splitter.bad_string()) {
+    out.error = DecodeError::malformed;
+    out.detail = json::describe_parse_error(parsed.Offset(), json::kLoneSurrogateMessage);
+    return out;
+  }
+  if (parsed.IsError()) {
+    out.error = DecodeError::malformed;
+    out.detail = json::describe_parse_error(parsed);
+    return out;
+  }
+  // The stream reports a NUL byte as the end of input; bytes after it are junk.
+  if (in.Tell() != bytes.size()) {
+    out.error = DecodeError::malformed;
+    out.detail = json::describe_parse_error(in.Tell(), "NUL byte after the document.");
+    return out;
+  }
+  out.error = read_envelope_fields(doc, splitter.params_seen(), &e, &out.detail);
+  return out;
+}
+
+std::string encode_envelope(const Envelope& e) {
+  const bool is_task = e.kind == EnvelopeKind::task;
+  std::string out;
+  out.reserve(e.params.size() + 320 + (is_task ? e.history.size() * 160 : 0));
+  json::StringSink sink(&out);
+  json::Writer w(sink);
+  w.StartObject();
+  w.Key("v");
+  w.Int(kEnvelopeVersion);
+  w.Key("id");
+  json::write_string(w, e.id);
+  w.Key("kind");
+  w.String(is_task ? "task" : "event");
+  if (!is_task || !e.event.empty()) {
+    w.Key("event");
+    json::write_string(w, e.event);
+  }
+  if (is_task) {
+    w.Key("task");
+    json::write_string(w, e.task);
+    w.Key("topic");
+    json::write_string(w, e.topic);
+  }
+  w.Key("params");
+  if (e.params.empty()) {
+    w.RawValue("{}", 2, rapidjson::kObjectType);
+  } else {
+    w.RawValue(e.params.data(), e.params.size(), rapidjson::kObjectType);
+  }
+  w.Key("created_at");
+  w.Int64(e.created_at);
+  if (is_task) {
+    w.Key("due_at");
+    w.Int64(e.due_at);
+    w.Key("attempt");
+    w.Uint(e.attempt);
+    w.Key("max_attempts");
+    w.Uint(e.max_attempts);
+  }
+  if (!e.trace.empty()) {
+    w.Key("trace");
+    json::write_string(w, e.trace);
+  }
+  if (is_task) {
+    if (!e.parent.empty()) {
+      w.Key("parent");
+      json::write_string(w, e.parent);
+    }
+    if (e.timeout_ms > 0) {
+      w.Key("timeout_ms");
+      w.Int64(e.timeout_ms);
+    }
+    if (e.has_retry) {
+      w.Key("retry");
+      w.StartObject();
+      w.Key("backoff_ms");
+      w.StartArray();
+      for (int64_t ms : e.backoff_ms) w.Int64(ms);
+      w.EndArray();
+      w.EndObject();
+    }
+    if (!e.history.empty()) {
+      w.Key("history");
+      w.StartArray();
+      const size_t first = e.history.size() > kMaxHistory ? e.history.size() - kMaxHistory : 0;
+      for (size_t i = first; i < e.history.size(); ++i) write_history_entry(w, e.history[i]);
+      w.EndArray();
+    }
+  }
+  w.EndObject();
+  return out;
+}
+
+Result<std::string> normalize_params(std::string_view json, uint64_t max_bytes) {
+  if (json.size() > max_bytes) return Status::error(StatusCode::too_large, "params: " + size_detail(json.size(), max_bytes));
+  std::string out;
+  std::string detail;
+  switch (json::compact_object(json, &out, &detail)) {
+    case json::ObjectParse::ok: break;
+    case json::ObjectParse::malformed: return Status::invalid("params: " + detail);
+    case json::ObjectParse::not_object:
+      return Status::invalid("params: " + detail + "; params must be one JSON object, like {\"order_id\":10042}");
+  }
+  if (out.size() > max_bytes) return Status::error(StatusCode::too_large, "params: " + size_detail(out.size(), max_bytes));
+  return out;
+}
+
+}  // namespace ebats

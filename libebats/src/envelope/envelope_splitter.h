@@ -1,0 +1,78 @@
+// EnvelopeSplitter: the SAX handler with which decode_envelope() reads an
+// envelope in a single pass.
+//
+// The root must be an object. Its "params" member is written straight into a
+// compact Writer (numbers verbatim), so the params text needs no second walk;
+// the other known members are forwarded into a small Document for
+// validation; unknown members are skipped without being stored. Strings that
+// decoded to invalid UTF-8 (an escaped lone surrogate) stop the parse.
+// Nothing recurses, so nesting depth is bounded only by the size limit.
+// One instance reads one message; not thread-safe.
+#pragma once
+
+#include <rapidjson/document.h>
+
+#include <cstddef>
+#include <string>
+
+#include "envelope/envelope_fields.h"
+#include "envelope/json_io.h"
+
+namespace ebats {
+
+class EnvelopeSplitter {
+ public:
+  // REQUIRES: *doc is empty; both outlive the splitter. *params_out receives
+  // the compact params text (appended).
+  EnvelopeSplitter(rapidjson::Document* doc, std::string* params_out);
+
+  // Why the splitter stopped the parse, if it did (the parser then reports
+  // kParseErrorTermination at the offset where it stopped).
+  bool root_not_object() const { return root_not_object_; }
+  rapidjson::Type root_type() const { return root_type_; }
+  bool bad_string() const { return bad_string_; }
+  const ParamsSeen& params_seen() const { return params_; }
+
+  // RapidJSON handler interface.
+  bool Null();
+  bool Bool(bool b);
+  bool Int(int i);
+  bool Uint(unsigned u);
+  bool Int64(int64_t i);
+  bool Uint64(uint64_t u);
+  bool Double(double d);
+  bool RawNumber(const char* s, rapidjson::SizeType n, bool copy);
+  bool String(const char* s, rapidjson::SizeType n, bool copy);
+  bool Key(const char* s, rapidjson::SizeType n, bool copy);
+  bool StartObject();
+  bool EndObject(rapidjson::SizeType members);
+  bool StartArray();
+  bool EndArray(rapidjson::SizeType elements);
+
+ private:
+  enum class Route : uint8_t { none, dom, params, skip };
+
+  template <class ToDom, class ToParams>
+  bool scalar(rapidjson::Type t, ToDom to_dom, ToParams to_params);
+  template <class ToDom, class ToParams>
+  bool open(rapidjson::Type t, ToDom to_dom, ToParams to_params);
+  template <class ToDom, class ToParams>
+  bool close(ToDom to_dom, ToParams to_params);
+  template <class ToDom, class ToParams>
+  bool dispatch(ToDom to_dom, ToParams to_params);
+  bool number_to_dom(const char* s, size_t n);
+  bool refuse_root(rapidjson::Type t);
+
+  rapidjson::Document* doc_;
+  json::StringSink params_sink_;
+  json::Writer params_writer_;
+  size_t depth_ = 0;                   // open containers, the root object included
+  Route route_ = Route::none;          // where the current top-level member's value goes
+  rapidjson::SizeType dom_members_ = 0;
+  ParamsSeen params_;
+  bool root_not_object_ = false;
+  rapidjson::Type root_type_ = rapidjson::kObjectType;
+  bool bad_string_ = false;
+};
+
+}  // namespace ebats

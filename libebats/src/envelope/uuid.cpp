@@ -1,0 +1,132 @@
+// UUIDs: v4 for ids without a natural key, v5 for task ids (deterministic).
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <boost/uuid/uuid.hpp>
+#include <boost/uuid/uuid_generators.hpp>
+
+#include <memory>
+
+#include "ebats/envelope.h"
+#include "envelope/uuid_v5.h"
+
+namespace ebats {
+namespace {
+
+// Lowercase 8-4-4-4-12 text of a UUID.
+std::string to_text(const boost::uuids::uuid& u) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string s(36, '-');
+  size_t pos = 0;
+  for (size_t i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) ++pos;  // keep the dash
+    s[pos++] = kHex[u.data[i] >> 4];
+    s[pos++] = kHex[u.data[i] & 0x0F];
+  }
+  return s;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// Parses lowercase 8-4-4-4-12 text (no exceptions, unlike boost's string_generator).
+bool from_text(std::string_view text, boost::uuids::uuid* u) {
+  if (!is_valid_uuid(text)) return false;
+  size_t byte = 0;
+  for (size_t i = 0; i < text.size(); i += 2) {
+    if (text[i] == '-') ++i;
+    u->data[byte++] = static_cast<uint8_t>(hex_value(text[i]) << 4 | hex_value(text[i + 1]));
+  }
+  return byte == 16;
+}
+
+// A per-thread v4 source that seeds an mt19937 once from the OS and notices
+// fork().
+//
+// Why per thread: boost::uuids::random_generator (the "pure" one) asks the
+// kernel for 16 bytes on every call (a getrandom syscall, ~0.4 us here);
+// seeding a Mersenne Twister once per thread costs one syscall per thread and
+// ~30 ns per id afterwards, without locks. Thread-local rather than a shared
+// object because a generator is not thread-safe and new_uuid_v4() takes no
+// context argument; the state is private to this file and never observable.
+//
+// Why fork matters: a child forked after its parent drew ids would repeat the
+// parent's sequence, and a duplicate event id is silently deduplicated on
+// SQLite (an event lost). The "seeded" mark lives in a page advised
+// MADV_WIPEONFORK, which the kernel zeroes in every child (whatever clone()
+// variant made it), so the child reseeds. If that advice is refused (kernels
+// before 4.14), the mark falls back to comparing getpid() on every call.
+//
+// v4 ids are unique, not secret: Mersenne Twister output is predictable to
+// whoever sees enough of it; nothing in ebats uses an id as a credential.
+class ThreadUuidSource {
+ public:
+  ThreadUuidSource() {
+    const long page = sysconf(_SC_PAGESIZE);
+    page_size_ = page > 0 ? static_cast<size_t>(page) : 4096;
+    void* p = mmap(nullptr, page_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return;
+    if (madvise(p, page_size_, MADV_WIPEONFORK) != 0) {
+      munmap(p, page_size_);
+      return;
+    }
+    seeded_mark_ = static_cast<volatile unsigned char*>(p);
+  }
+  ~ThreadUuidSource() {
+    if (seeded_mark_ != nullptr) munmap(const_cast<unsigned char*>(seeded_mark_), page_size_);
+  }
+  ThreadUuidSource(const ThreadUuidSource&) = delete;
+  ThreadUuidSource& operator=(const ThreadUuidSource&) = delete;
+
+  boost::uuids::uuid next() {
+    if (!seeded_in_this_process()) reseed();
+    return (*generator_)();
+  }
+
+ private:
+  bool seeded_in_this_process() const {
+    if (generator_ == nullptr) return false;
+    if (seeded_mark_ != nullptr) return *seeded_mark_ != 0;
+    return seeded_pid_ == getpid();
+  }
+  void reseed() {
+    // The constructor seeds the whole mt19937 state from the OS (getrandom).
+    // It throws boost::uuids::entropy_error only if the kernel refuses
+    // getrandom(), which Linux >= 3.17 does not do once booted.
+    generator_ = std::make_unique<boost::uuids::random_generator_mt19937>();
+    if (seeded_mark_ != nullptr) *seeded_mark_ = 1;
+    seeded_pid_ = getpid();
+  }
+
+  std::unique_ptr<boost::uuids::random_generator_mt19937> generator_;
+  volatile unsigned char* seeded_mark_ = nullptr;  // one page, zeroed in forked children
+  size_t page_size_ = 0;
+  pid_t seeded_pid_ = 0;
+};
+
+}  // namespace
+
+std::string uuid_v5(std::string_view namespace_uuid, std::string_view name) {
+  boost::uuids::uuid ns{};
+  if (!from_text(namespace_uuid, &ns)) return std::string();
+  const boost::uuids::name_generator_sha1 generate(ns);
+  return to_text(generate(name.data(), name.size()));
+}
+
+std::string new_uuid_v4() {
+  thread_local ThreadUuidSource source;
+  return to_text(source.next());
+}
+
+std::string task_uuid_v5(std::string_view event_id, std::string_view event, std::string_view task,
+                         std::string_view topic) {
+  std::string name;
+  name.reserve(event_id.size() + event.size() + task.size() + topic.size() + 3);
+  name.append(event_id).append(1, '\n').append(event).append(1, '\n').append(task).append(1, '\n').append(topic);
+  return uuid_v5(kEbatsUuidNamespace, name);
+}
+
+}  // namespace ebats

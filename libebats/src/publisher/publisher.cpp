@@ -1,0 +1,159 @@
+#include "ebats/publisher.h"
+
+#include "ebats/envelope.h"
+
+namespace ebats {
+
+Result<std::unique_ptr<Publisher>> Publisher::open(const std::string& config_path) {
+  ConfigLoad load = load_config(config_path);
+  if (!load.config) return Status::invalid(load.error_text());
+  return open(load.config);
+}
+
+Result<std::unique_ptr<Publisher>> Publisher::open(std::shared_ptr<const Config> config) {
+  std::unique_ptr<Publisher> p(new Publisher());
+  p->config_ = std::move(config);
+  p->clock_ = std::make_unique<SystemClock>();
+  BrokerOptions bo;
+  bo.url = p->config_->broker_url;
+  bo.sqlite = p->config_->sqlite;
+  bo.owner = "publisher";
+  auto broker = open_broker(bo, *p->clock_);
+  if (!broker.ok()) return broker.status();
+  p->broker_ = std::move(broker).value();
+  return p;
+}
+
+Publisher::~Publisher() = default;
+
+Result<OutMsg> Publisher::make_event(std::string_view event, std::string_view params_json, const EventOptions& o) {
+  if (!is_valid_event_name(event)) {
+    return Status::invalid("invalid event name '" + std::string(event) + "': use 1-128 of [A-Za-z0-9_.:-]");
+  }
+  if (!o.id.empty() && !is_valid_uuid(o.id)) {
+    return Status::invalid("invalid event id '" + o.id + "': expected a lowercase UUID");
+  }
+  if (o.trace.size() > 128) return Status::invalid("trace is longer than 128 bytes");
+  auto params = normalize_params(params_json, config_->max_message_bytes);
+  if (!params.ok()) return params.status().with_context("params of event " + std::string(event));
+  Envelope e;
+  e.kind = EnvelopeKind::event;
+  e.id = o.id.empty() ? new_uuid_v4() : o.id;
+  e.event = std::string(event);
+  e.params = std::move(params).value();
+  e.created_at = clock_->wall_now();
+  e.trace = o.trace;
+  OutMsg m;
+  m.lane = Lane::events;
+  m.id = e.id;
+  m.name = e.event;
+  m.body = encode_envelope(e);
+  m.due_at = e.created_at;
+  if (m.body.size() > config_->max_message_bytes) {
+    return Status::error(StatusCode::too_large, "event " + e.event + " is " + std::to_string(m.body.size()) +
+                                                    " bytes encoded, limit " +
+                                                    std::to_string(config_->max_message_bytes));
+  }
+  return m;
+}
+
+Result<OutMsg> Publisher::make_task(std::string_view topic, std::string_view task, std::string_view params_json,
+                                    const TaskOptions& o) {
+  if (!is_valid_topic(topic)) {
+    return Status::invalid("invalid topic '" + std::string(topic) + "': use 1-64 of [A-Za-z0-9_-]");
+  }
+  if (!is_valid_task_name(task)) {
+    return Status::invalid("invalid task name '" + std::string(task) + "': use 1-128 of [A-Za-z0-9_.:-]");
+  }
+  if (o.delay.count() < 0) return Status::invalid("delay must not be negative");
+  auto params = normalize_params(params_json, config_->max_message_bytes);
+  if (!params.ok()) return params.status().with_context("params of task " + std::string(task));
+  Envelope e;
+  e.kind = EnvelopeKind::task;
+  e.id = new_uuid_v4();
+  e.task = std::string(task);
+  e.topic = std::string(topic);
+  e.params = std::move(params).value();
+  e.created_at = clock_->wall_now();
+  e.due_at = e.created_at + o.delay.count();
+  e.trace = o.trace;
+  e.max_attempts = config_->default_retry.max_attempts();
+  e.has_retry = true;
+  e.backoff_ms = config_->default_retry.backoff_ms;
+  OutMsg m;
+  m.lane = o.delay.count() > 0 ? Lane::dtask : Lane::ntask;
+  m.topic = e.topic;
+  m.id = e.id;
+  m.name = e.task;
+  m.body = encode_envelope(e);
+  m.due_at = e.due_at;
+  m.attempt = 0;
+  m.max_attempts = e.max_attempts;
+  if (m.body.size() > config_->max_message_bytes) {
+    return Status::error(StatusCode::too_large, "task " + e.task + " is " + std::to_string(m.body.size()) +
+                                                    " bytes encoded, limit " +
+                                                    std::to_string(config_->max_message_bytes));
+  }
+  return m;
+}
+
+Status Publisher::commit(std::vector<OutMsg>& msgs) {
+  if (msgs.empty()) return Status();
+  Batch b;
+  b.publish = std::move(msgs);
+  msgs.clear();
+  auto r = broker_->commit(b);
+  if (!r.ok()) return r.status();
+  return Status();
+}
+
+Result<std::string> Publisher::publish(std::string_view event, std::string_view params_json, const EventOptions& o) {
+  auto m = make_event(event, params_json, o);
+  if (!m.ok()) return m.status();
+  std::string id = m->id;
+  std::vector<OutMsg> v;
+  v.push_back(std::move(m).value());
+  Status s = commit(v);
+  if (!s.ok()) return s;
+  return id;
+}
+
+Result<std::string> Publisher::enqueue_task(std::string_view topic, std::string_view task,
+                                            std::string_view params_json, const TaskOptions& o) {
+  auto m = make_task(topic, task, params_json, o);
+  if (!m.ok()) return m.status();
+  std::string id = m->id;
+  std::vector<OutMsg> v;
+  v.push_back(std::move(m).value());
+  Status s = commit(v);
+  if (!s.ok()) return s;
+  return id;
+}
+
+PublishBatch Publisher::batch() { return PublishBatch(*this); }
+
+PublishBatch::PublishBatch(Publisher& p) : publisher_(&p) {}
+
+Result<std::string> PublishBatch::add_event(std::string_view event, std::string_view params_json,
+                                            const EventOptions& o) {
+  auto m = publisher_->make_event(event, params_json, o);
+  if (!m.ok()) return m.status();
+  std::string id = m->id;
+  staged_.push_back(std::move(m).value());
+  return id;
+}
+
+Result<std::string> PublishBatch::add_task(std::string_view topic, std::string_view task,
+                                           std::string_view params_json, const TaskOptions& o) {
+  auto m = publisher_->make_task(topic, task, params_json, o);
+  if (!m.ok()) return m.status();
+  std::string id = m->id;
+  staged_.push_back(std::move(m).value());
+  return id;
+}
+
+size_t PublishBatch::size() const { return staged_.size(); }
+
+Status PublishBatch::commit() { return publisher_->commit(staged_); }
+
+}  // namespace ebats

@@ -1,0 +1,81 @@
+#include "scheduler/scheduler.h"
+
+#include <poll.h>
+
+#include <algorithm>
+
+#include "supervisor/child_process.h"
+
+namespace ebats {
+
+namespace {
+constexpr uint32_t kEventBatch = 512;
+constexpr int64_t kUnknownEventLogEveryMs = 60'000;
+}  // namespace
+
+Scheduler::Scheduler(std::shared_ptr<const Config> config, Broker& broker, const Clock& clock, const Logger& log,
+                     const ServiceNotifier& notifier)
+    : config_(std::move(config)), broker_(broker), clock_(clock), log_(log), notifier_(notifier) {}
+
+Result<size_t> Scheduler::route_once() {
+  auto events = broker_.claim(Lane::events, "", kEventBatch);
+  if (!events.ok()) return events.status();
+  if (events->empty()) return size_t{0};
+  RouteSummary summary;
+  Batch batch = route_events(*events, *config_, clock_.wall_now(), &summary);
+  auto report = broker_.commit(batch);
+  if (!report.ok()) return report.status().with_context("committing routed events");
+  log_summary(summary);
+  return events->size();
+}
+
+void Scheduler::log_summary(const RouteSummary& s) {
+  const WallMs now = clock_.wall_now();
+  for (const auto& name : s.unknown_events) {
+    auto it = unknown_logged_at_.find(name);
+    if (it != unknown_logged_at_.end() && now - it->second < kUnknownEventLogEveryMs) continue;
+    unknown_logged_at_[name] = now;
+    log_.warn("event has no registration; dead-lettered",
+              {{"event", name}, {"config", config_->path}, {"hint", "register it under events: and replay it"}});
+  }
+  for (const auto& d : s.invalid_details) log_.error("invalid event dead-lettered", {{"detail", d}});
+  log_.debug("routed", {{"events", std::to_string(s.events)}, {"tasks", std::to_string(s.tasks)}});
+}
+
+Status Scheduler::run(SignalFd& signals) {
+  const auto poll_interval = std::chrono::milliseconds(config_->sqlite.poll_interval_ms);
+  const auto lease = std::chrono::milliseconds(config_->sqlite.lease_ms);
+  auto next_recover = clock_.steady_now();
+  notifier_.ready("routing events");
+  log_.info("ready", {{"config", config_->path}, {"events", std::to_string(config_->events.size())}});
+  std::chrono::milliseconds backoff(0);
+  for (;;) {
+    bool more = false;
+    auto handled = route_once();
+    if (!handled.ok()) {
+      backoff = std::min(std::chrono::milliseconds(5000), std::max(poll_interval, backoff * 2));
+      log_.error("routing failed; retrying", {{"error", handled.status().message()},
+                                              {"retry_in", std::to_string(backoff.count()) + "ms"}});
+    } else {
+      backoff = std::chrono::milliseconds(0);
+      more = *handled == kEventBatch;
+    }
+    if (clock_.steady_now() >= next_recover) {
+      auto n = broker_.recover_expired(Lane::events, "");
+      if (n.ok() && *n > 0) log_.warn("recovered events with expired leases", {{"count", std::to_string(*n)}});
+      next_recover = clock_.steady_now() + lease / 2;
+    }
+    int timeout = more ? 0 : static_cast<int>(std::max(backoff, poll_interval).count());
+    pollfd pfd{signals.fd(), POLLIN, 0};
+    if (::poll(&pfd, 1, timeout) > 0) {
+      for (int sig : signals.drain()) {
+        if (sig == SIGHUP) continue;
+        log_.info("signal received; stopping", {{"signal", signal_name(sig)}});
+        notifier_.stopping();
+        return Status();
+      }
+    }
+  }
+}
+
+}  // namespace ebats

@@ -1,0 +1,122 @@
+#include "supervisor/child_process.h"
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace ebats {
+namespace {
+
+int pidfd_open_compat(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+}  // namespace
+
+std::string signal_name(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  if (abbrev) return std::string("SIG") + abbrev;
+  return "signal " + std::to_string(sig);
+}
+
+Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv, const sigset_t& child_mask) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return Status::io(std::string("socketpair: ") + std::strerror(errno));
+  }
+  UniqueFd parent_end(sv[0]), child_end(sv[1]);
+  // Everything the child needs is built before fork(): after it, only
+  // async-signal-safe calls are allowed (the parent may have threads).
+  std::vector<char*> args;
+  args.reserve(argv.size() + 1);
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const pid_t parent_pid = ::getpid();
+
+  pid_t pid = ::fork();
+  if (pid < 0) return Status::io(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    int fd = child_end.get();
+    if (fd == 3) {
+      ::fcntl(3, F_SETFD, 0);
+    } else if (::dup2(fd, 3) < 0) {
+      ::_exit(126);
+    }
+    ::close_range(4, ~0U, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent_pid) ::_exit(0);  // the parent died before prctl
+    ::sigprocmask(SIG_SETMASK, &child_mask, nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ChildProcess c;
+  c.pid_ = pid;
+  c.pidfd_.reset(pidfd_open_compat(pid));
+  if (!c.pidfd_.valid()) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    c.reaped_ = true;
+    return Status::io(std::string("pidfd_open: ") + std::strerror(errno));
+  }
+  int flags = ::fcntl(parent_end.get(), F_GETFL);
+  ::fcntl(parent_end.get(), F_SETFL, flags | O_NONBLOCK);
+  c.sock_ = std::move(parent_end);
+  return c;
+}
+
+ChildProcess::ChildProcess(ChildProcess&& o) noexcept
+    : pid_(std::exchange(o.pid_, -1)),
+      pidfd_(std::move(o.pidfd_)),
+      sock_(std::move(o.sock_)),
+      reaped_(std::exchange(o.reaped_, true)) {}
+
+ChildProcess& ChildProcess::operator=(ChildProcess&& o) noexcept {
+  if (this != &o) {
+    kill_and_reap();
+    pid_ = std::exchange(o.pid_, -1);
+    pidfd_ = std::move(o.pidfd_);
+    sock_ = std::move(o.sock_);
+    reaped_ = std::exchange(o.reaped_, true);
+  }
+  return *this;
+}
+
+ChildProcess::~ChildProcess() { kill_and_reap(); }
+
+void ChildProcess::kill_and_reap() {
+  if (pid_ > 0 && !reaped_) {
+    signal(SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    reaped_ = true;
+  }
+}
+
+bool ChildProcess::signal(int sig) const {
+  if (reaped_ || !pidfd_.valid()) return false;
+  return ::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) == 0;
+}
+
+bool ChildProcess::try_reap(std::string* description) {
+  if (reaped_) return true;
+  int status = 0;
+  pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  if (r != pid_) return false;
+  reaped_ = true;
+  if (description) {
+    if (WIFSIGNALED(status)) {
+      *description = "killed by " + signal_name(WTERMSIG(status));
+    } else if (WIFEXITED(status)) {
+      *description = "exit status " + std::to_string(WEXITSTATUS(status));
+    } else {
+      *description = "ended";
+    }
+  }
+  return true;
+}
+
+}  // namespace ebats

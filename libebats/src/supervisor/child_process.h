@@ -1,0 +1,55 @@
+// ChildProcess: one worker child, started with fork() + execv() and owned
+// through a pidfd (no PID-reuse race) and its end of a socketpair.
+//
+// The child gets its socket as fd 3, every other fd above 2 closed, the
+// signal mask given, and PR_SET_PDEATHSIG = SIGKILL, so it never outlives
+// the parent. Only async-signal-safe calls run between fork() and execv().
+// Move-only; the destructor kills (SIGKILL) and reaps a child still running.
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "daemon/unique_fd.h"
+#include "ebats/status.h"
+
+namespace ebats {
+
+class ChildProcess {
+ public:
+  // argv[0] is the program to exec (e.g. "/proc/self/exe").
+  static Result<ChildProcess> spawn(const std::vector<std::string>& argv, const sigset_t& child_mask);
+
+  ChildProcess(ChildProcess&& o) noexcept;
+  ChildProcess& operator=(ChildProcess&& o) noexcept;
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+  ~ChildProcess();
+
+  pid_t pid() const { return pid_; }
+  int pidfd() const { return pidfd_.get(); }
+  int socket() const { return sock_.get(); }
+  void close_socket() { sock_.reset(); }
+  // Sends a signal through the pidfd; false if the child is already gone.
+  bool signal(int sig) const;
+  // Reaps the child if it has exited (non-blocking). Returns true once reaped;
+  // `description` then says how it ended: "exit status 3", "killed by SIGSEGV".
+  bool try_reap(std::string* description);
+  bool reaped() const { return reaped_; }
+
+ private:
+  ChildProcess() = default;
+  void kill_and_reap();
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  UniqueFd sock_;
+  bool reaped_ = false;
+};
+
+// "SIGSEGV" for 11, "signal 64" when unnamed.
+std::string signal_name(int sig);
+
+}  // namespace ebats

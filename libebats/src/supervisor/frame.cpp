@@ -1,0 +1,84 @@
+#include "supervisor/frame.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace ebats {
+
+FieldWriter::FieldWriter(std::string& out, FrameType type) : out_(out), start_(out.size()) {
+  uint32_t placeholder = 0;
+  raw(&placeholder, 4);
+  u8(static_cast<uint8_t>(type));
+}
+
+FieldWriter& FieldWriter::str(std::string_view s) {
+  u32(static_cast<uint32_t>(s.size()));
+  out_.append(s.data(), s.size());
+  return *this;
+}
+
+void FieldWriter::finish() {
+  uint32_t len = static_cast<uint32_t>(out_.size() - start_ - 4);
+  std::memcpy(&out_[start_], &len, 4);
+}
+
+std::string_view FieldReader::str() {
+  uint32_t n = u32();
+  if (failed_ || p_.size() < n) {
+    failed_ = true;
+    return {};
+  }
+  std::string_view s = p_.substr(0, n);
+  p_.remove_prefix(n);
+  return s;
+}
+
+ssize_t FrameBuffer::read_from(int fd) {
+  if (pos_ > 0 && pos_ == buf_.size()) {
+    buf_.clear();
+    pos_ = 0;
+  } else if (pos_ > (1u << 20)) {
+    buf_.erase(0, pos_);
+    pos_ = 0;
+  }
+  size_t old = buf_.size();
+  size_t chunk = 256 * 1024;
+  buf_.resize(old + chunk);
+  ssize_t n;
+  do {
+    n = ::read(fd, &buf_[old], chunk);
+  } while (n < 0 && errno == EINTR);
+  buf_.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
+  return n;
+}
+
+std::optional<FrameBuffer::Frame> FrameBuffer::next() {
+  size_t avail = buf_.size() - pos_;
+  if (avail < 5) return std::nullopt;
+  uint32_t len;
+  std::memcpy(&len, buf_.data() + pos_, 4);
+  if (len < 1 || len > max_frame_) {
+    oversized_ = true;
+    return std::nullopt;
+  }
+  if (avail < 4 + static_cast<size_t>(len)) return std::nullopt;
+  Frame f{static_cast<FrameType>(static_cast<uint8_t>(buf_[pos_ + 4])),
+          std::string_view(buf_.data() + pos_ + 5, len - 1)};
+  pos_ += 4 + len;
+  return f;
+}
+
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+}  // namespace ebats

@@ -1,0 +1,101 @@
+// Frames between a worker parent and its child processes.
+//
+// On a SOCK_STREAM socketpair every frame is `u32 length (LE) | u8 type |
+// payload`, length counting type + payload. Payloads are a flat sequence of
+// fields written by FieldWriter and read back in the same order by
+// FieldReader: integers little-endian, strings as u32 length + bytes. Binary,
+// not JSON, so the hot path never re-parses the envelope.
+//
+//   READY  C->P  u32 n_tasks, n x str task, u32 n_errors, n x str error
+//   RUN    P->C  u64 seq, str id, str name, str topic, str trace, str params,
+//                u32 attempt, u32 max_attempts, i64 deadline_ms
+//   RESULT C->P  u64 seq, u8 outcome, u8 has_retry_after, i64 retry_after_ms,
+//                u8 has_retry_limit, u32 retry_limit, i64 started_at,
+//                i64 finished_at, i64 duration_us, str message
+// The parent shuts a child down by closing its end of the socket.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ebats {
+
+enum class FrameType : uint8_t { ready = 1, run = 2, result = 3 };
+
+class FieldWriter {
+ public:
+  // Starts a frame of `type` at the end of `out`; finish() patches its length.
+  FieldWriter(std::string& out, FrameType type);
+  FieldWriter& u8(uint8_t v) { return raw(&v, 1); }
+  FieldWriter& u32(uint32_t v) { return raw(&v, 4); }
+  FieldWriter& u64(uint64_t v) { return raw(&v, 8); }
+  FieldWriter& i64(int64_t v) { return raw(&v, 8); }
+  FieldWriter& str(std::string_view s);
+  void finish();
+
+ private:
+  FieldWriter& raw(const void* p, size_t n) {
+    out_.append(static_cast<const char*>(p), n);  // x86-64 and aarch64 are little-endian
+    return *this;
+  }
+  std::string& out_;
+  size_t start_;
+};
+
+// Reads fields of one frame payload; any read past the end sets failed().
+class FieldReader {
+ public:
+  explicit FieldReader(std::string_view payload) : p_(payload) {}
+  uint8_t u8() { return num<uint8_t>(); }
+  uint32_t u32() { return num<uint32_t>(); }
+  uint64_t u64() { return num<uint64_t>(); }
+  int64_t i64() { return num<int64_t>(); }
+  std::string_view str();
+  bool failed() const { return failed_; }
+
+ private:
+  template <class T>
+  T num() {
+    T v{};
+    if (p_.size() < sizeof(T)) {
+      failed_ = true;
+      return v;
+    }
+    std::memcpy(&v, p_.data(), sizeof(T));
+    p_.remove_prefix(sizeof(T));
+    return v;
+  }
+  std::string_view p_;
+  bool failed_ = false;
+};
+
+// Accumulates bytes read from a stream and yields complete frames.
+class FrameBuffer {
+ public:
+  explicit FrameBuffer(size_t max_frame) : max_frame_(max_frame) {}
+  // Reads what is available from `fd` (non-blocking or blocking once).
+  // Returns bytes read, 0 at EOF, -1 on error (errno set; EAGAIN = nothing now).
+  ssize_t read_from(int fd);
+  struct Frame {
+    FrameType type;
+    std::string_view payload;  // valid until the next read_from() / next()
+  };
+  // The next complete frame, if any. Sets oversized() and returns nothing on
+  // a frame longer than max_frame (the peer is broken).
+  std::optional<Frame> next();
+  bool oversized() const { return oversized_; }
+
+ private:
+  std::string buf_;
+  size_t pos_ = 0;
+  size_t max_frame_;
+  bool oversized_ = false;
+};
+
+// Writes all of `data` to a blocking fd, retrying on EINTR. false on error.
+bool write_all(int fd, std::string_view data);
+
+}  // namespace ebats

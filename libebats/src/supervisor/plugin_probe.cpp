@@ -1,0 +1,42 @@
+#include "supervisor/plugin_probe.h"
+
+#include <poll.h>
+
+#include "supervisor/child_process.h"
+#include "supervisor/frame.h"
+
+namespace ebats {
+
+Result<PluginProbe> probe_plugins(const std::vector<std::string>& child_argv) {
+  sigset_t empty;
+  sigemptyset(&empty);
+  auto child = ChildProcess::spawn(child_argv, empty);
+  if (!child.ok()) return child.status();
+  FrameBuffer in(16u << 20);
+  for (;;) {
+    pollfd p{child->socket(), POLLIN, 0};
+    int rc = ::poll(&p, 1, 30'000);
+    if (rc <= 0) return Status::io("the plugin probe child did not answer within 30s (a plugin hangs in init?)");
+    ssize_t n = in.read_from(child->socket());
+    if (n <= 0) {
+      std::string how;
+      for (int i = 0; i < 100 && !child->try_reap(&how); ++i) ::poll(nullptr, 0, 10);
+      return Status::io("the plugin probe child " + (how.empty() ? std::string("closed its socket") : how) +
+                        " while loading plugins (a plugin crashes in init?)");
+    }
+    if (auto f = in.next()) {
+      if (f->type != FrameType::ready) continue;
+      FieldReader r(f->payload);
+      PluginProbe out;
+      uint32_t nt = r.u32();
+      for (uint32_t i = 0; i < nt && !r.failed(); ++i) out.tasks.emplace_back(r.str());
+      uint32_t ne = r.u32();
+      for (uint32_t i = 0; i < ne && !r.failed(); ++i) out.errors.emplace_back(r.str());
+      if (r.failed()) return Status::internal("malformed READY frame from the plugin probe child");
+      child->close_socket();  // the child exits on EOF
+      return out;
+    }
+  }
+}
+
+}  // namespace ebats

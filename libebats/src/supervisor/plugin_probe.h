@@ -1,0 +1,21 @@
+// probe_plugins: loads the plugin dir in a throwaway child process (the same
+// child a worker runs) and reports which tasks it offers and which files were
+// refused. A plugin that crashes in init() cannot take the caller down.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ebats/status.h"
+
+namespace ebats {
+
+struct PluginProbe {
+  std::vector<std::string> tasks;   // sorted task names
+  std::vector<std::string> errors;  // refusals, one complete message each
+};
+
+// `child_argv` starts the child, e.g. {"/proc/self/exe", "--child", "--plugins-dir", dir}.
+Result<PluginProbe> probe_plugins(const std::vector<std::string>& child_argv);
+
+}  // namespace ebats

@@ -1,0 +1,761 @@
+#include "supervisor/worker.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <optional>
+
+#include "ebats/envelope.h"
+#include "ebats/result.h"
+#include "ebats/retry.h"
+#include "results/results_file.h"
+#include "supervisor/child_process.h"
+#include "supervisor/frame.h"
+
+namespace ebats {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::microseconds;
+using std::chrono::duration_cast;
+
+constexpr size_t kFlushCompletions = 256;       // commit at least this often...
+constexpr milliseconds kFlushAge{5};            // ...or once the oldest completion is this old
+constexpr int64_t kTargetPipelineUs = 5000;     // work queued inside one child, in time
+constexpr size_t kMaxPipeline = 32;
+constexpr size_t kMaxResultParams = 4096;
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+int poll_timeout_ms(SteadyTime now, SteadyTime until) {
+  if (until <= now) return 0;
+  auto us = duration_cast<microseconds>(until - now).count();
+  return static_cast<int>(std::min<int64_t>((us + 999) / 1000, 60'000));
+}
+
+std::string cut_params(const std::string& params) {
+  if (params.size() <= kMaxResultParams) return params;
+  return "{\"_truncated\":true,\"bytes\":" + std::to_string(params.size()) + "}";
+}
+
+}  // namespace
+
+class Worker::Impl {
+ public:
+  Impl(WorkerSetup setup, Broker& broker, const Clock& clock, const Logger& log, const ServiceNotifier& notifier)
+      : setup_(std::move(setup)),
+        config_(*setup_.config),
+        settings_(config_.worker(setup_.topic)),
+        broker_(broker),
+        clock_(clock),
+        log_(log),
+        notifier_(notifier),
+        host_(host_name()) {
+    const uint32_t procs = std::max<uint32_t>(1, settings_.processes);
+    capacity_ = settings_.prefetch > 0 ? settings_.prefetch
+                                       : std::max<uint32_t>(2 * procs, std::min<uint32_t>(config_.sqlite.claim_batch, 64 * procs));
+    children_.resize(procs);
+    lease_ = milliseconds(config_.sqlite.lease_ms);
+    poll_interval_ = milliseconds(config_.sqlite.poll_interval_ms);
+  }
+
+  Status run(SignalFd& signals);
+
+ private:
+  struct Job {
+    Delivery delivery;
+    Envelope env;
+  };
+  struct Running {
+    Job job;
+    uint64_t seq = 0;
+  };
+  struct Slot {
+    std::optional<ChildProcess> proc;
+    std::optional<FrameBuffer> in;
+    std::string out;
+    size_t out_pos = 0;
+    std::deque<Running> pipeline;
+    bool ready = false;
+    bool soft_sent = false;
+    bool killed_for_timeout = false;
+    SteadyTime head_since{};
+    SteadyTime respawn_at{};
+    uint32_t startup_failures = 0;
+  };
+  struct Pending {
+    Batch batch;
+    std::string lines;
+    bool lines_written = false;
+    SteadyTime oldest{};
+    size_t completions = 0;
+  };
+
+  // --- children ---
+  void spawn_due_children(SteadyTime now);
+  void on_child_readable(Slot& s);
+  void on_child_exit(Slot& s, SteadyTime now);
+  void handle_frame(Slot& s, const FrameBuffer::Frame& f);
+  void write_child(Slot& s);
+  void check_timeouts(SteadyTime now);
+  size_t pipeline_depth() const;
+  // --- tasks ---
+  void claim(SteadyTime now);
+  void dispatch(SteadyTime now);
+  void complete(const Job& job, const AttemptFacts& facts, WallMs started, WallMs finished, int64_t time_ms, int64_t pid);
+  void release(const Job& job, const std::string& why, int64_t pid);
+  void dead_letter_undecodable(const Delivery& d, const DecodeResult& r);
+  // --- broker ---
+  void flush(SteadyTime now, bool force);
+  void extend_leases();
+  std::vector<uint64_t> held_tokens() const;
+  // --- lifecycle ---
+  void begin_drain(SteadyTime now);
+  bool drained() const;
+  size_t held() const;
+  size_t ready_children() const;
+
+  WorkerSetup setup_;
+  const Config& config_;
+  WorkerConfig settings_;
+  Broker& broker_;
+  const Clock& clock_;
+  const Logger& log_;
+  const ServiceNotifier& notifier_;
+  std::string host_;
+  std::optional<ResultsFile> results_;
+
+  std::vector<Slot> children_;
+  std::deque<Job> queue_;
+  Pending pending_;
+  uint32_t capacity_ = 0;
+  milliseconds lease_{30'000};
+  milliseconds poll_interval_{50};
+  uint64_t next_seq_ = 1;
+  double avg_task_us_ = 1000.0;
+  SteadyTime next_claim_at_{};
+  SteadyTime next_flush_try_{};
+  milliseconds flush_backoff_{0};
+  SteadyTime next_extend_{};
+  SteadyTime next_recover_{};
+  SteadyTime next_watchdog_{};
+  bool announced_ready_ = false;
+  std::string last_load_errors_;
+  bool draining_ = false;
+  bool interrupting_ = false;
+  SteadyTime drain_deadline_{};
+  SteadyTime kill_deadline_{};
+  uint64_t executed_ = 0;
+};
+
+// ----------------------------------------------------------------- children
+
+void Worker::Impl::spawn_due_children(SteadyTime now) {
+  if (draining_) return;
+  sigset_t empty;
+  sigemptyset(&empty);
+  for (auto& s : children_) {
+    if (s.proc || now < s.respawn_at) continue;
+    auto child = ChildProcess::spawn(setup_.child_argv, empty);
+    if (!child.ok()) {
+      log_.error("cannot start child", {{"error", child.status().message()}});
+      s.respawn_at = now + std::chrono::seconds(1);
+      continue;
+    }
+    s.proc.emplace(std::move(child).value());
+    s.in.emplace(config_.max_message_bytes + 65536);
+    s.out.clear();
+    s.out_pos = 0;
+    s.ready = false;
+    s.soft_sent = false;
+    s.killed_for_timeout = false;
+  }
+}
+
+size_t Worker::Impl::pipeline_depth() const {
+  // Keep about kTargetPipelineUs of work queued inside each child: deep for
+  // tiny tasks (throughput), 1 for slow ones (no task waits behind another).
+  auto depth = static_cast<size_t>(kTargetPipelineUs / std::max(1.0, avg_task_us_));
+  return std::clamp<size_t>(depth, 1, kMaxPipeline);
+}
+
+void Worker::Impl::on_child_readable(Slot& s) {
+  for (;;) {
+    ssize_t n = s.in->read_from(s.proc->socket());
+    if (n <= 0) break;
+    while (auto f = s.in->next()) handle_frame(s, *f);
+    if (s.in->oversized()) {
+      log_.error("child sent an oversized frame; killing it", {{"pid", std::to_string(s.proc->pid())}});
+      s.proc->signal(SIGKILL);
+      break;
+    }
+    if (!s.proc) break;
+  }
+}
+
+void Worker::Impl::handle_frame(Slot& s, const FrameBuffer::Frame& f) {
+  FieldReader r(f.payload);
+  if (f.type == FrameType::ready) {
+    std::string tasks, errors;
+    uint32_t n = r.u32();
+    for (uint32_t i = 0; i < n && !r.failed(); ++i) tasks += (i ? "," : "") + std::string(r.str());
+    uint32_t e = r.u32();
+    for (uint32_t i = 0; i < e && !r.failed(); ++i) errors += std::string(r.str()) + "\n";
+    s.ready = true;
+    s.startup_failures = 0;
+    if (!announced_ready_ || errors != last_load_errors_) {
+      last_load_errors_ = errors;
+      size_t start = 0;
+      while (start < errors.size()) {
+        size_t end = errors.find('\n', start);
+        log_.error("plugin refused", {{"error", errors.substr(start, end - start)}});
+        start = end + 1;
+      }
+      log_.info("plugins loaded", {{"dir", config_.plugins_dir}, {"tasks", tasks.empty() ? "(none)" : tasks}});
+    }
+    if (!announced_ready_) {
+      announced_ready_ = true;
+      notifier_.ready(std::string(lane_name(setup_.lane)) + " worker for topic " + setup_.topic + " running");
+      log_.info("ready", {{"processes", std::to_string(children_.size())}, {"prefetch", std::to_string(capacity_)}});
+    }
+    return;
+  }
+  if (f.type != FrameType::result || s.pipeline.empty()) return;
+  const uint64_t seq = r.u64();
+  AttemptFacts facts;
+  facts.outcome = static_cast<Outcome>(r.u8());
+  const bool has_after = r.u8() != 0;
+  const int64_t after = r.i64();
+  const bool has_limit = r.u8() != 0;
+  const uint32_t limit = r.u32();
+  const WallMs started = r.i64();
+  const WallMs finished = r.i64();
+  const int64_t duration_us = r.i64();
+  facts.message = std::string(r.str());
+  if (r.failed() || seq != s.pipeline.front().seq) {
+    log_.error("child sent a result out of order; killing it", {{"pid", std::to_string(s.proc->pid())}});
+    s.proc->signal(SIGKILL);
+    return;
+  }
+  if (has_after) facts.retry_after_ms = after;
+  if (has_limit) facts.retry_limit = limit;
+  facts.finished_at = finished;
+  Running done = std::move(s.pipeline.front());
+  s.pipeline.pop_front();
+  s.head_since = clock_.steady_now();
+  s.soft_sent = false;
+  avg_task_us_ = 0.9 * avg_task_us_ + 0.1 * static_cast<double>(std::max<int64_t>(duration_us, 1));
+  complete(done.job, facts, started, finished, duration_us / 1000, s.proc->pid());
+}
+
+void Worker::Impl::on_child_exit(Slot& s, SteadyTime now) {
+  // Results written before the child died still count: read them first.
+  on_child_readable(s);
+  std::string how;
+  if (!s.proc->try_reap(&how)) return;  // pidfd readable but not yet reapable: next round
+  const int64_t pid = s.proc->pid();
+  const bool was_ready = s.ready;
+  if (!s.pipeline.empty()) {
+    Running head = std::move(s.pipeline.front());
+    s.pipeline.pop_front();
+    const WallMs wall = clock_.wall_now();
+    if (interrupting_) {
+      release(head.job, "interrupted by shutdown", pid);
+    } else {
+      AttemptFacts facts;
+      const int64_t timeout = head.job.env.timeout_ms > 0 ? head.job.env.timeout_ms : settings_.timeout_ms;
+      if (s.killed_for_timeout) {
+        facts.outcome = Outcome::timed_out;
+        facts.message = "timed out after " + std::to_string(timeout) + "ms; killed";
+      } else {
+        facts.outcome = Outcome::crashed;
+        facts.message = "worker child " + how + " while running the task";
+      }
+      facts.finished_at = wall;
+      const int64_t ran_ms = duration_cast<milliseconds>(now - s.head_since).count();
+      complete(head.job, facts, wall - ran_ms, wall, ran_ms, pid);
+    }
+    // Tasks queued behind the crashed one never started: back to the queue.
+    while (!s.pipeline.empty()) {
+      Running r = std::move(s.pipeline.back());
+      s.pipeline.pop_back();
+      if (draining_) {
+        release(r.job, "interrupted by shutdown", pid);
+      } else {
+        queue_.push_front(std::move(r.job));
+      }
+    }
+  }
+  if (!draining_) {
+    log_.warn("child exited", {{"pid", std::to_string(pid)}, {"how", how}});
+  }
+  s.proc.reset();
+  s.in.reset();
+  s.ready = false;
+  if (was_ready) {
+    s.respawn_at = now;
+  } else {
+    // Dying before READY (a plugin crashing in init): back off, 1s .. 30s.
+    s.startup_failures++;
+    auto delay = std::chrono::seconds(std::min<uint32_t>(30, 1u << std::min<uint32_t>(s.startup_failures - 1, 5)));
+    s.respawn_at = now + delay;
+    log_.error("child died before it was ready; restarting later",
+               {{"how", how}, {"retry_in", std::to_string(delay.count()) + "s"}});
+    notifier_.status("children fail to start: " + how);
+  }
+}
+
+void Worker::Impl::write_child(Slot& s) {
+  while (s.proc && s.out_pos < s.out.size()) {
+    ssize_t n = ::write(s.proc->socket(), s.out.data() + s.out_pos, s.out.size() - s.out_pos);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) s.proc->signal(SIGKILL);  // broken pipe: its exit is handled via the pidfd
+      return;
+    }
+    s.out_pos += static_cast<size_t>(n);
+  }
+  if (s.out_pos == s.out.size()) {
+    s.out.clear();
+    s.out_pos = 0;
+  }
+}
+
+void Worker::Impl::check_timeouts(SteadyTime now) {
+  for (auto& s : children_) {
+    if (!s.proc || s.pipeline.empty()) continue;
+    const auto& env = s.pipeline.front().job.env;
+    const milliseconds timeout(env.timeout_ms > 0 ? env.timeout_ms : settings_.timeout_ms);
+    const auto elapsed = now - s.head_since;
+    if (elapsed >= timeout && !s.soft_sent) {
+      s.soft_sent = true;
+      s.proc->signal(SIGUSR1);  // should_stop() turns 1
+    }
+    if (elapsed >= timeout + milliseconds(settings_.kill_after_ms) && !s.killed_for_timeout) {
+      s.killed_for_timeout = true;
+      log_.warn("task timed out; killing its child",
+                {{"task", env.task}, {"id", env.id}, {"pid", std::to_string(s.proc->pid())}});
+      s.proc->signal(SIGKILL);
+    }
+  }
+}
+
+// -------------------------------------------------------------------- tasks
+
+size_t Worker::Impl::held() const {
+  size_t n = queue_.size();
+  for (const auto& s : children_) n += s.pipeline.size();
+  return n;
+}
+
+size_t Worker::Impl::ready_children() const {
+  size_t n = 0;
+  for (const auto& s : children_) n += (s.proc && s.ready) ? 1 : 0;
+  return n;
+}
+
+void Worker::Impl::claim(SteadyTime now) {
+  if (draining_ || now < next_claim_at_ || ready_children() == 0 || flush_backoff_.count() > 0) return;
+  if (queue_.size() > capacity_ / 2) return;
+  const size_t h = held();
+  if (h >= capacity_) return;
+  const uint32_t want = static_cast<uint32_t>(std::min<size_t>(capacity_ - h, config_.sqlite.claim_batch));
+  auto got = broker_.claim(setup_.lane, setup_.topic, want);
+  if (!got.ok()) {
+    log_.error("claim failed; retrying", {{"error", got.status().message()}});
+    next_claim_at_ = now + poll_interval_;
+    return;
+  }
+  for (auto& d : got.value()) {
+    DecodeResult r = decode_envelope(d.body, config_.max_message_bytes);
+    if (!r.ok() || r.envelope.kind != EnvelopeKind::task) {
+      dead_letter_undecodable(d, r);
+      continue;
+    }
+    r.envelope.attempt = d.attempt;  // the row is authoritative (lease recovery, replay)
+    r.envelope.max_attempts = d.max_attempts;
+    queue_.push_back(Job{std::move(d), std::move(r.envelope)});
+  }
+  if (got->size() == want) {
+    next_claim_at_ = now;  // a full batch: there is probably more
+    return;
+  }
+  next_claim_at_ = now + poll_interval_;
+  if (setup_.lane == Lane::dtask) {
+    // Sleep exactly until the next delayed task comes due, if that is sooner.
+    auto due = broker_.next_due(setup_.lane, setup_.topic);
+    if (due.ok() && due->has_value()) {
+      const int64_t wait = **due - clock_.wall_now();
+      next_claim_at_ = std::min(next_claim_at_, now + milliseconds(std::max<int64_t>(wait, 0)));
+    }
+  }
+}
+
+void Worker::Impl::dispatch(SteadyTime now) {
+  const size_t depth = pipeline_depth();
+  while (!queue_.empty()) {
+    Slot* best = nullptr;
+    for (auto& s : children_) {
+      if (!s.proc || !s.ready || s.pipeline.size() >= depth) continue;
+      if (!best || s.pipeline.size() < best->pipeline.size()) best = &s;
+    }
+    if (!best) break;
+    Job job = std::move(queue_.front());
+    queue_.pop_front();
+    const int64_t timeout = job.env.timeout_ms > 0 ? job.env.timeout_ms : settings_.timeout_ms;
+    Running r{std::move(job), next_seq_++};
+    FieldWriter w(best->out, FrameType::run);
+    const Envelope& e = r.job.env;
+    w.u64(r.seq).str(e.id).str(e.task).str(e.topic).str(e.trace).str(e.params);
+    w.u32(e.attempt).u32(e.max_attempts).i64(clock_.wall_now() + timeout);
+    w.finish();
+    if (best->pipeline.empty()) {
+      best->head_since = now;
+      best->soft_sent = false;
+    }
+    best->pipeline.push_back(std::move(r));
+  }
+  for (auto& s : children_) {
+    if (!s.out.empty()) write_child(s);
+  }
+}
+
+void Worker::Impl::complete(const Job& job, const AttemptFacts& in, WallMs started, WallMs finished, int64_t time_ms,
+                            int64_t pid) {
+  const Envelope& env = job.env;
+  AttemptFacts facts = in;
+  facts.attempt = env.attempt;
+  facts.max_attempts = env.max_attempts;
+  facts.task = env.task;
+  facts.policy.max_retries = env.max_attempts > 0 ? env.max_attempts - 1 : 0;
+  facts.policy.backoff_ms = env.has_retry ? env.backoff_ms : config_.default_retry.backoff_ms;
+  const NextStep step = decide_next_step(facts);
+  ++executed_;
+
+  ResultRecord rec;
+  rec.topic = env.topic;
+  rec.task_id = env.id;
+  rec.task = env.task;
+  rec.params = cut_params(env.params);
+  rec.time_ms = time_ms;
+  rec.message = facts.message;
+  rec.status = result_status_name(step.status);
+  rec.attempt = env.attempt;
+  rec.started_at = started;
+  rec.finished_at = finished;
+  rec.trace = env.trace;
+  rec.host = host_;
+  rec.pid = pid;
+
+  Settle settle;
+  settle.kind = Settle::Kind::ack;
+  settle.token = job.delivery.token;
+  if (step.action != NextStep::Action::ack) {
+    Envelope next = env;
+    HistoryEntry h;
+    h.attempt = env.attempt;
+    h.status = rec.status;
+    h.started_at = started;
+    h.finished_at = finished;
+    h.message = facts.message.substr(0, kMaxHistoryMessage);
+    h.host = host_;
+    h.pid = pid;
+    next.history.push_back(std::move(h));
+    if (next.history.size() > kMaxHistory) next.history.erase(next.history.begin());
+    if (step.action == NextStep::Action::retry) {
+      next.attempt = step.next_attempt;
+      next.max_attempts = step.next_max_attempts;
+      next.due_at = step.retry_due_at;
+      OutMsg m;
+      m.lane = Lane::dtask;
+      m.topic = env.topic;
+      m.id = env.id;
+      m.name = env.task;
+      m.body = encode_envelope(next);
+      m.due_at = next.due_at;
+      m.attempt = next.attempt;
+      m.max_attempts = next.max_attempts;
+      settle.then_publish = std::move(m);
+    } else {
+      DeadLetter dl;
+      dl.id = env.id;
+      dl.kind = "task";
+      dl.topic = env.topic;
+      dl.name = env.task;
+      dl.reason = step.dead_reason;
+      dl.error = facts.message;
+      dl.attempts = env.attempt + 1;
+      dl.body = encode_envelope(next);
+      dl.first_seen = env.created_at;
+      dl.dead_at = finished;
+      settle.then_dead = std::move(dl);
+      log_.warn("task dead-lettered", {{"task", env.task}, {"id", env.id}, {"reason", step.dead_reason},
+                                       {"error", facts.message}});
+    }
+  }
+  if (pending_.completions == 0) pending_.oldest = clock_.steady_now();
+  pending_.completions++;
+  pending_.lines += result_to_json(rec);
+  pending_.lines.push_back('\n');
+  pending_.batch.results.push_back(std::move(rec));
+  pending_.batch.settle.push_back(std::move(settle));
+}
+
+void Worker::Impl::release(const Job& job, const std::string& why, int64_t pid) {
+  ResultRecord rec;
+  rec.topic = job.env.topic;
+  rec.task_id = job.env.id;
+  rec.task = job.env.task;
+  rec.params = cut_params(job.env.params);
+  rec.message = why;
+  rec.status = "retry";
+  rec.attempt = job.env.attempt;
+  rec.started_at = rec.finished_at = clock_.wall_now();
+  rec.trace = job.env.trace;
+  rec.host = host_;
+  rec.pid = pid;
+  if (pending_.completions == 0) pending_.oldest = clock_.steady_now();
+  pending_.completions++;
+  if (pid != 0) {  // a task that never started leaves no result record
+    pending_.lines += result_to_json(rec);
+    pending_.lines.push_back('\n');
+    pending_.batch.results.push_back(std::move(rec));
+  }
+  Settle s;
+  s.kind = Settle::Kind::release;
+  s.token = job.delivery.token;
+  pending_.batch.settle.push_back(std::move(s));
+}
+
+void Worker::Impl::dead_letter_undecodable(const Delivery& d, const DecodeResult& r) {
+  DeadLetter dl;
+  dl.id = d.id;
+  dl.kind = "task";
+  dl.topic = d.topic;
+  dl.name = d.name;
+  dl.reason = r.ok() ? "invalid" : decode_error_reason(r.error);
+  dl.error = r.ok() ? "the message is an event, not a task" : r.detail;
+  dl.attempts = d.attempt;
+  dl.body = d.body;
+  dl.first_seen = d.created_at;
+  dl.dead_at = clock_.wall_now();
+  log_.error("undecodable task dead-lettered", {{"id", d.id}, {"reason", dl.reason}, {"error", dl.error}});
+  Settle s;
+  s.token = d.token;
+  s.then_dead = std::move(dl);
+  if (pending_.completions == 0) pending_.oldest = clock_.steady_now();
+  pending_.completions++;
+  pending_.batch.settle.push_back(std::move(s));
+}
+
+// ------------------------------------------------------------------- broker
+
+void Worker::Impl::flush(SteadyTime now, bool force) {
+  if (pending_.completions == 0) return;
+  if (!force) {
+    const bool idle = queue_.empty() && std::all_of(children_.begin(), children_.end(),
+                                                    [](const Slot& s) { return s.pipeline.empty(); });
+    if (pending_.completions < kFlushCompletions && now - pending_.oldest < kFlushAge && !idle) return;
+    if (now < next_flush_try_) return;
+  }
+  // The results file first, once per batch, then the commit: the record of
+  // an execution exists before the task leaves the queue.
+  if (!pending_.lines_written && results_) {
+    Status s = results_->append(pending_.lines);
+    if (!s.ok()) log_.error("results file write failed", {{"error", s.message()}});
+    pending_.lines_written = true;
+  }
+  auto report = broker_.commit(pending_.batch);
+  if (!report.ok()) {
+    flush_backoff_ = std::min(milliseconds(5000), std::max(milliseconds(50), flush_backoff_ * 2));
+    next_flush_try_ = now + flush_backoff_;
+    log_.error("commit failed; keeping the results and retrying",
+               {{"error", report.status().message()}, {"retry_in", std::to_string(flush_backoff_.count()) + "ms"}});
+    return;
+  }
+  if (report->stale > 0) {
+    log_.warn("lost leases: another worker took over these tasks", {{"count", std::to_string(report->stale)}});
+  }
+  flush_backoff_ = milliseconds(0);
+  pending_ = Pending{};
+}
+
+std::vector<uint64_t> Worker::Impl::held_tokens() const {
+  std::vector<uint64_t> tokens;
+  for (const auto& j : queue_) tokens.push_back(j.delivery.token);
+  for (const auto& s : children_) {
+    for (const auto& r : s.pipeline) tokens.push_back(r.job.delivery.token);
+  }
+  for (const auto& st : pending_.batch.settle) tokens.push_back(st.token);
+  return tokens;
+}
+
+void Worker::Impl::extend_leases() {
+  auto tokens = held_tokens();
+  if (tokens.empty()) return;
+  Status s = broker_.extend(tokens);
+  if (!s.ok()) log_.error("lease extension failed", {{"error", s.message()}});
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+void Worker::Impl::begin_drain(SteadyTime now) {
+  if (draining_) {
+    drain_deadline_ = now;  // a second signal: stop waiting for running tasks
+    return;
+  }
+  draining_ = true;
+  drain_deadline_ = now + milliseconds(settings_.drain_timeout_ms);
+  notifier_.stopping();
+  log_.info("stopping: finishing running tasks", {{"running", std::to_string(held() - queue_.size())},
+                                                  {"released", std::to_string(queue_.size())}});
+  for (const auto& job : queue_) release(job, "released by shutdown", 0);
+  queue_.clear();
+}
+
+bool Worker::Impl::drained() const {
+  return std::all_of(children_.begin(), children_.end(), [](const Slot& s) { return s.pipeline.empty(); });
+}
+
+Status Worker::Impl::run(SignalFd& signals) {
+  auto results = ResultsFile::open(config_.results_file);
+  if (!results.ok()) return results.status();
+  results_.emplace(std::move(results).value());
+
+  auto recovered = broker_.recover_previous_incarnation(setup_.lane, setup_.topic);
+  if (!recovered.ok()) return recovered.status().with_context("recovering leases of a previous run");
+  if (*recovered > 0) log_.info("recovered tasks of a previous run", {{"count", std::to_string(*recovered)}});
+
+  SteadyTime now = clock_.steady_now();
+  next_extend_ = now + lease_ / 3;
+  next_recover_ = now + lease_ / 2;
+  next_watchdog_ = now;
+  std::vector<pollfd> fds;
+  std::vector<Slot*> owners;  // owners[i] for fds[i]; nullptr = the signal fd
+
+  for (;;) {
+    now = clock_.steady_now();
+    spawn_due_children(now);
+    claim(now);
+    dispatch(now);
+    flush(now, false);
+    if (draining_ && drained() && !interrupting_) break;
+    if (draining_ && !interrupting_ && now >= drain_deadline_) {
+      interrupting_ = true;
+      kill_deadline_ = now + milliseconds(settings_.kill_after_ms);
+      for (auto& s : children_) {
+        if (s.proc && !s.pipeline.empty()) s.proc->signal(SIGUSR1);
+      }
+    }
+    if (interrupting_ && now >= kill_deadline_) {
+      for (auto& s : children_) {
+        if (s.proc && !s.pipeline.empty()) s.proc->signal(SIGKILL);
+      }
+    }
+    if (interrupting_ && drained()) break;
+
+    // Sleep until the earliest thing we have to do.
+    SteadyTime wake = now + std::chrono::seconds(1);
+    if (!draining_ && ready_children() > 0 && flush_backoff_.count() == 0) wake = std::min(wake, next_claim_at_);
+    if (pending_.completions > 0) wake = std::min(wake, std::max(pending_.oldest + kFlushAge, next_flush_try_));
+    wake = std::min({wake, next_extend_, next_recover_});
+    for (const auto& s : children_) {
+      if (!s.proc && !draining_) wake = std::min(wake, s.respawn_at);
+      if (s.proc && !s.pipeline.empty()) {
+        const auto& env = s.pipeline.front().job.env;
+        const milliseconds t(env.timeout_ms > 0 ? env.timeout_ms : settings_.timeout_ms);
+        wake = std::min(wake, s.head_since + (s.soft_sent ? t + milliseconds(settings_.kill_after_ms) : t));
+      }
+    }
+    if (draining_) wake = std::min(wake, interrupting_ ? kill_deadline_ : drain_deadline_);
+    if (notifier_.watchdog_interval().count() > 0) wake = std::min(wake, next_watchdog_);
+
+    fds.clear();
+    owners.clear();
+    fds.push_back({signals.fd(), POLLIN, 0});
+    owners.push_back(nullptr);
+    for (auto& s : children_) {
+      if (!s.proc) continue;
+      short ev = POLLIN;
+      if (!s.out.empty()) ev |= POLLOUT;
+      fds.push_back({s.proc->socket(), ev, 0});
+      owners.push_back(&s);
+      fds.push_back({s.proc->pidfd(), POLLIN, 0});
+      owners.push_back(&s);
+    }
+    int rc = ::poll(fds.data(), fds.size(), poll_timeout_ms(now, wake));
+    if (rc < 0 && errno != EINTR) return Status::io(std::string("poll: ") + std::strerror(errno));
+    now = clock_.steady_now();
+
+    if (fds[0].revents & POLLIN) {
+      for (int sig : signals.drain()) {
+        if (sig == SIGHUP) {
+          if (results_) {
+            Status s = results_->reopen();
+            log_.info("SIGHUP: results file reopened", {{"status", s.ok() ? "ok" : s.message()}});
+          }
+          continue;
+        }
+        log_.info("signal received", {{"signal", signal_name(sig)}});
+        begin_drain(now);
+      }
+    }
+    for (size_t i = 1; i < fds.size(); i += 2) {
+      Slot& s = *owners[i];
+      if (!s.proc) continue;
+      if (fds[i].revents & POLLOUT) write_child(s);
+      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) on_child_readable(s);
+      if (fds[i + 1].revents & POLLIN) on_child_exit(s, now);
+    }
+    check_timeouts(now);
+    if (now >= next_extend_) {
+      extend_leases();
+      next_extend_ = now + lease_ / 3;
+    }
+    if (now >= next_recover_) {
+      auto n = broker_.recover_expired(setup_.lane, setup_.topic);
+      if (n.ok() && *n > 0) log_.warn("recovered tasks with expired leases", {{"count", std::to_string(*n)}});
+      next_recover_ = now + lease_ / 2;
+    }
+    if (notifier_.watchdog_interval().count() > 0 && now >= next_watchdog_) {
+      notifier_.watchdog();
+      next_watchdog_ = now + notifier_.watchdog_interval();
+    }
+  }
+
+  // Close the sockets: idle children read EOF, call their plugins' shutdown and exit.
+  for (auto& s : children_) {
+    if (s.proc) s.proc->close_socket();
+  }
+  const SteadyTime give_up = clock_.steady_now() + std::chrono::seconds(5);
+  for (auto& s : children_) {
+    while (s.proc && !s.proc->try_reap(nullptr) && clock_.steady_now() < give_up) ::usleep(10'000);
+    s.proc.reset();  // kills a child that did not exit in time
+  }
+  // Commit what is left; keep trying for a while rather than lose results.
+  for (int i = 0; i < 50 && pending_.completions > 0; ++i) {
+    flush(clock_.steady_now(), true);
+    if (pending_.completions > 0) ::usleep(100'000);
+  }
+  log_.info("stopped", {{"executed", std::to_string(executed_)}});
+  if (pending_.completions > 0) {
+    return Status::io("could not commit the last results; their tasks stay leased and come back after the lease");
+  }
+  return Status();
+}
+
+Worker::Worker(WorkerSetup setup, Broker& broker, const Clock& clock, const Logger& log, const ServiceNotifier& notifier)
+    : impl_(std::make_unique<Impl>(std::move(setup), broker, clock, log, notifier)) {}
+Worker::~Worker() = default;
+Status Worker::run(SignalFd& signals) { return impl_->run(signals); }
+
+}  // namespace ebats

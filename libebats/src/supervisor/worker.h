@@ -1,0 +1,58 @@
+// Worker: the parent process of ebats-ntask-worker / ebats-dtask-worker.
+//
+// It claims due tasks of one (lane, topic) from the broker in batches, hands
+// them to `processes` supervised child processes over socketpairs, and for
+// every outcome writes the result record and commits ack / retry / dead
+// letter, many tasks per transaction. It never runs plugin code itself.
+//
+// Delivery rules it keeps:
+// - a task leaves the broker only in the same commit as its replacement
+//   (retry row or dead letter) and its result row;
+// - a child that crashes or times out costs the running task one attempt;
+//   tasks queued behind it in that child go back to the queue unharmed;
+// - SIGTERM/SIGINT: stop claiming, release what has not started, let running
+//   tasks finish (drain_timeout), then interrupt them (released, not counted);
+// - leases of held tasks are extended every lease/3; expired leases of the
+//   lane (a killed worker) are recovered every lease/2 and at startup.
+// Single-threaded: run() owns the loop. Not thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon/logger.h"
+#include "daemon/service_notifier.h"
+#include "daemon/signal_fd.h"
+#include "ebats/broker.h"
+#include "ebats/clock.h"
+#include "ebats/config.h"
+
+namespace ebats {
+
+struct WorkerSetup {
+  Lane lane = Lane::ntask;
+  std::string topic;
+  std::shared_ptr<const Config> config;
+  // argv of a child, e.g. {"/proc/self/exe", "--child", ...}
+  std::vector<std::string> child_argv;
+};
+
+class Worker {
+ public:
+  Worker(WorkerSetup setup, Broker& broker, const Clock& clock, const Logger& log, const ServiceNotifier& notifier);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Runs until a stop signal arrives on `signals` and the drain is done.
+  // Returns an error only when the worker cannot go on (e.g. no child can be
+  // started at all for a long time is NOT such a case: it keeps retrying).
+  Status run(SignalFd& signals);
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ebats

@@ -1,0 +1,103 @@
+#include "supervisor/worker_child.h"
+
+#include <signal.h>
+
+#include <csignal>
+#include <cstring>
+#include <string>
+
+#include "ebats/clock.h"
+#include "plugin/task_runner.h"
+#include "supervisor/frame.h"
+
+namespace ebats {
+namespace {
+
+// The one piece of global mutable state ebats allows: the flag a signal
+// handler sets. SIGUSR1 from the parent means "the soft timeout passed or we
+// are shutting down"; handlers see it through should_stop().
+volatile std::sig_atomic_t g_stop_requested = 0;
+
+extern "C" void on_stop_signal(int) { g_stop_requested = 1; }
+
+void install_child_signals() {
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGUSR1, &sa, nullptr);
+  // The parent coordinates shutdown: a Ctrl-C on the terminal or a SIGTERM
+  // sent to the whole group must not kill a task mid-run.
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+std::string ready_frame(const TaskRunner& runner) {
+  std::string out;
+  FieldWriter w(out, FrameType::ready);
+  const auto names = runner.registry().task_names();
+  w.u32(static_cast<uint32_t>(names.size()));
+  for (const auto& n : names) w.str(n);
+  const auto& errors = runner.registry().errors();
+  w.u32(static_cast<uint32_t>(errors.size()));
+  for (const auto& e : errors) w.str(e.message);
+  w.finish();
+  return out;
+}
+
+}  // namespace
+
+int run_worker_child(int fd, const WorkerChildOptions& options) {
+  install_child_signals();
+  SystemClock clock;
+  TaskRunner runner(options.plugins_dir, "{}", clock, &g_stop_requested, options.message_limit_bytes);
+  if (!write_all(fd, ready_frame(runner))) return 1;
+
+  FrameBuffer in(options.max_frame_bytes);
+  std::string out;
+  TaskRequest req;
+  for (;;) {
+    ssize_t n = in.read_from(fd);
+    if (n == 0) return 0;  // the parent closed the socket: shut down
+    if (n < 0) return 1;
+    while (auto frame = in.next()) {
+      if (frame->type != FrameType::run) continue;
+      FieldReader r(frame->payload);
+      const uint64_t seq = r.u64();
+      req.id = r.str();
+      req.name = r.str();
+      req.topic = r.str();
+      req.trace = r.str();
+      req.params = r.str();
+      req.attempt = r.u32();
+      req.max_attempts = r.u32();
+      req.deadline_ms = r.i64();
+      if (r.failed()) return 2;
+
+      const WallMs started = clock.wall_now();
+      const SteadyTime t0 = clock.steady_now();
+      TaskRunResult res = runner.run(req);
+      const SteadyTime t1 = clock.steady_now();
+      const WallMs finished = clock.wall_now();
+      g_stop_requested = 0;
+
+      out.clear();
+      FieldWriter w(out, FrameType::result);
+      w.u64(seq).u8(static_cast<uint8_t>(res.outcome));
+      w.u8(res.retry_after_ms.has_value() ? 1 : 0).i64(res.retry_after_ms.value_or(0));
+      w.u8(res.retry_limit.has_value() ? 1 : 0).u32(res.retry_limit.value_or(0));
+      w.i64(started).i64(finished);
+      w.i64(std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count());
+      w.str(res.message);
+      w.finish();
+      // One write per result, right away: if a later task crashes the child,
+      // the parent still knows exactly which tasks finished.
+      if (!write_all(fd, out)) return 1;
+    }
+    if (in.oversized()) return 2;
+  }
+}
+
+}  // namespace ebats

@@ -1,0 +1,22 @@
+// The worker child process: loads the plugins once, then runs the tasks the
+// parent sends over fd 3, one at a time, answering each RUN with a RESULT.
+// It exits 0 when the parent closes the socket, and dies with the parent
+// (PR_SET_PDEATHSIG). It never reads the YAML file or opens the broker.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace ebats {
+
+struct WorkerChildOptions {
+  std::string plugins_dir;
+  std::string topic;
+  uint64_t max_frame_bytes = (1u << 20) + 65536;
+  uint64_t message_limit_bytes = 4096;
+};
+
+// Runs the child's loop on `fd`. Returns the process exit code.
+int run_worker_child(int fd, const WorkerChildOptions& options);
+
+}  // namespace ebats

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages ebats needs to build, test and run its demo.
+# Run as root (or through sudo). Safe to run again: apt-get skips what is there.
+set -euo pipefail
+
+packages=(
+  g++ cmake make pkg-config          # toolchain
+  libboost-dev libboost-program-options-dev   # Boost.Uuid (headers), Boost.Program_options
+  rapidjson-dev libyaml-cpp-dev libsqlite3-dev libsystemd-dev
+  catch2                             # Catch2 v2, the test framework
+  sqlite3 jq procps                  # the demo: inspect the database, format results
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO=sudo
+else
+  SUDO=
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages are installed"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq "${packages[@]}"

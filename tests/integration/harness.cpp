@@ -1,0 +1,224 @@
+#include "integration/harness.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <rapidjson/document.h>
+
+namespace ebats::test {
+namespace fs = std::filesystem;
+
+Daemon::Daemon(std::vector<std::string> argv, std::map<std::string, std::string> env, const std::string& log_path) {
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_ = ::fork();
+  REQUIRE(pid_ >= 0);
+  if (pid_ == 0) {
+    int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    ::setpgid(0, 0);  // a Ctrl-C at the test's terminal must not reach the daemons
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+}
+
+Daemon::~Daemon() {
+  if (!reaped_ && pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+void Daemon::signal(int sig) const {
+  if (!reaped_) ::kill(pid_, sig);
+}
+
+bool Daemon::running() {
+  if (reaped_) return false;
+  int st;
+  if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+    reaped_ = true;
+    return false;
+  }
+  return true;
+}
+
+int Daemon::wait(std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      reaped_ = true;
+      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return -1;
+}
+
+TestSystem::TestSystem(const std::string& events_yaml, const std::string& workers_yaml, const std::string& extra) {
+  char tmpl[] = "/tmp/ebats-it-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  dir_ = tmpl;
+  config_ = dir_ + "/ebats.yaml";
+  record_ = dir_ + "/executions.txt";
+  std::ofstream(config_) << "broker:\n  url: sqlite://ebats.db\n"
+                         << "  sqlite: {poll_interval: 20ms, lease: 5s}\n"
+                         << "plugins: {dir: " << EBATS_TEST_PLUGIN_DIR << "}\n"
+                         << "results: {file: results.jsonl}\n"
+                         << extra << "events:\n"
+                         << events_yaml << "workers:\n"
+                         << workers_yaml;
+  auto p = Publisher::open(config_);
+  INFO(p.status().message());
+  REQUIRE(p.ok());
+  publisher_ = std::move(p).value();
+  clock_ = std::make_unique<SystemClock>();
+  BrokerOptions bo;
+  bo.url = publisher_->config().broker_url;
+  bo.owner = "test";
+  auto b = open_broker(bo, *clock_);
+  REQUIRE(b.ok());
+  broker_ = std::move(b).value();
+}
+
+TestSystem::~TestSystem() {
+  for (auto& d : daemons_) d->signal(SIGTERM);
+  for (auto& d : daemons_) d->wait(std::chrono::seconds(20));
+  daemons_.clear();
+  if (std::getenv("EBATS_KEEP_TEST_DIRS") == nullptr) {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+}
+
+Daemon& TestSystem::start_scheduler() {
+  const std::string log = dir_ + "/scheduler." + std::to_string(next_log_++) + ".log";
+  daemons_.push_back(std::make_unique<Daemon>(
+      std::vector<std::string>{std::string(EBATS_BIN_DIR) + "/ebats-scheduler", "--config", config_},
+      std::map<std::string, std::string>{{"EBATS_TEST_RECORD", record_}}, log));
+  return *daemons_.back();
+}
+
+Daemon& TestSystem::start_ntask(const std::string& topic) {
+  const std::string log = dir_ + "/ntask." + std::to_string(next_log_++) + ".log";
+  daemons_.push_back(std::make_unique<Daemon>(
+      std::vector<std::string>{std::string(EBATS_BIN_DIR) + "/ebats-ntask-worker", "--config", config_, "--topic",
+                               topic},
+      std::map<std::string, std::string>{{"EBATS_TEST_RECORD", record_}}, log));
+  return *daemons_.back();
+}
+
+Daemon& TestSystem::start_dtask(const std::string& topic) {
+  const std::string log = dir_ + "/dtask." + std::to_string(next_log_++) + ".log";
+  daemons_.push_back(std::make_unique<Daemon>(
+      std::vector<std::string>{std::string(EBATS_BIN_DIR) + "/ebats-dtask-worker", "--config", config_, "--topic",
+                               topic},
+      std::map<std::string, std::string>{{"EBATS_TEST_RECORD", record_}}, log));
+  return *daemons_.back();
+}
+
+void TestSystem::start_all(const std::string& topic) {
+  start_scheduler();
+  start_ntask(topic);
+  start_dtask(topic);
+}
+
+std::vector<Execution> TestSystem::executions() const {
+  std::vector<Execution> out;
+  std::ifstream in(record_);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ss(line);
+    Execution e;
+    if (ss >> e.id >> e.attempt >> e.task) out.push_back(e);
+  }
+  return out;
+}
+
+std::vector<std::map<std::string, std::string>> TestSystem::results() const {
+  std::vector<std::map<std::string, std::string>> out;
+  std::ifstream in(dir_ + "/results.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    rapidjson::Document d;
+    d.Parse(line.c_str());
+    if (d.HasParseError() || !d.IsObject()) {
+      FAIL("results file holds a line that is not a JSON object: " << line);
+    }
+    std::map<std::string, std::string> row;
+    for (auto& m : d.GetObject()) {
+      if (m.value.IsString()) {
+        row[m.name.GetString()] = m.value.GetString();
+      } else if (m.value.IsInt64()) {
+        row[m.name.GetString()] = std::to_string(m.value.GetInt64());
+      }
+    }
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+bool TestSystem::wait_until(const std::function<bool()>& done, std::chrono::seconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return done();
+}
+
+int TestSystem::ebatsctl(const std::vector<std::string>& args, std::string* out) const {
+  const std::string out_path = dir_ + "/ebatsctl.out";
+  std::vector<std::string> argv{std::string(EBATS_BIN_DIR) + "/ebatsctl", "--config", config_};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<char*> cargs;
+  for (auto& a : argv) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    ::dup2(devnull, 0);
+    ::execv(cargs[0], cargs.data());
+    ::_exit(127);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  if (out) {
+    std::ifstream in(out_path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    *out = ss.str();
+  }
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+std::string TestSystem::log_of(const std::string& name) const {
+  std::stringstream ss;
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    const std::string f = entry.path().filename().string();
+    if (f.rfind(name, 0) == 0 && entry.path().extension() == ".log") {
+      std::ifstream in(entry.path());
+      ss << "--- " << f << "\n" << in.rdbuf();
+    }
+  }
+  return ss.str();
+}
+
+}  // namespace ebats::test

@@ -1,0 +1,77 @@
+// TestSystem: a real ebats installation in a temporary folder for one test —
+// a config file, a SQLite database, the three real daemons as processes and
+// the test plugins. Tasks of the test plugin append "<id> <attempt> <task>"
+// to a record file, so tests count executions, losses and duplicates exactly.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ebats/broker.h"
+#include "ebats/publisher.h"
+
+namespace ebats::test {
+
+struct Execution {
+  std::string id;
+  uint32_t attempt = 0;
+  std::string task;
+};
+
+class Daemon {
+ public:
+  Daemon(std::vector<std::string> argv, std::map<std::string, std::string> env, const std::string& log_path);
+  ~Daemon();  // SIGKILL if still running
+  pid_t pid() const { return pid_; }
+  void signal(int sig) const;
+  // Waits for exit; returns the exit status (or 128+signal). -1 on timeout.
+  int wait(std::chrono::milliseconds timeout);
+  bool running();
+
+ private:
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+};
+
+class TestSystem {
+ public:
+  // `events_yaml` is the body of the events: section, `workers_yaml` of workers:.
+  TestSystem(const std::string& events_yaml, const std::string& workers_yaml = "  t: {processes: 2}\n",
+             const std::string& extra_yaml = "");
+  ~TestSystem();
+
+  const std::string& dir() const { return dir_; }
+  const std::string& config_path() const { return config_; }
+  Publisher& publisher() { return *publisher_; }
+  Broker& broker() { return *broker_; }
+
+  Daemon& start_scheduler();
+  Daemon& start_ntask(const std::string& topic = "t");
+  Daemon& start_dtask(const std::string& topic = "t");
+  void start_all(const std::string& topic = "t");
+
+  std::vector<Execution> executions() const;
+  // Results rows (status) from the results file, in order.
+  std::vector<std::map<std::string, std::string>> results() const;
+  // Polls `done` every 20ms until true or `timeout` passes; returns the last value.
+  static bool wait_until(const std::function<bool()>& done, std::chrono::seconds timeout = std::chrono::seconds(60));
+  // Runs ebatsctl with args; returns exit code and fills `out` with stdout.
+  int ebatsctl(const std::vector<std::string>& args, std::string* out = nullptr) const;
+  std::string log_of(const std::string& name) const;
+
+ private:
+  std::string dir_, config_, record_;
+  std::unique_ptr<Publisher> publisher_;
+  std::unique_ptr<Clock> clock_;
+  std::unique_ptr<Broker> broker_;
+  std::vector<std::unique_ptr<Daemon>> daemons_;
+  int next_log_ = 0;
+};
+
+}  // namespace ebats::test

@@ -1,0 +1,307 @@
+// End-to-end tests: the real daemons on a temporary SQLite database, with the
+// test plugin recording every execution. Waits have generous limits (the
+// machines are shared); no test asserts on how long something took.
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "integration/harness.h"
+
+using ebats::test::Execution;
+using ebats::test::TestSystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Executions per (id, attempt): every value must be 1 in a run without faults.
+std::map<std::pair<std::string, uint32_t>, int> count_runs(const std::vector<Execution>& ex) {
+  std::map<std::pair<std::string, uint32_t>, int> n;
+  for (const auto& e : ex) n[{e.id, e.attempt}]++;
+  return n;
+}
+
+int duplicates(const std::map<std::pair<std::string, uint32_t>, int>& runs) {
+  int d = 0;
+  for (const auto& [k, v] : runs) d += v - 1;
+  return d;
+}
+
+size_t count_status(const std::vector<std::map<std::string, std::string>>& rows, const std::string& task,
+                    const std::string& status) {
+  size_t n = 0;
+  for (const auto& r : rows) {
+    if (r.at("task") == task && r.at("status") == status) ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("1000 events fan out to 2 tasks each, every task runs exactly once", "[integration]") {
+  TestSystem sys("  order_paied:\n    - {task: record, topic: t}\n    - {task: noop, topic: t}\n");
+  auto batch = sys.publisher().batch();
+  for (int i = 0; i < 1000; ++i) {
+    REQUIRE(batch.add_event("order_paied", "{\"order_id\":" + std::to_string(i) + "}").ok());
+  }
+  REQUIRE(batch.commit().ok());
+  sys.start_all();
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() >= 2000; }));
+  std::this_thread::sleep_for(300ms);  // room for any duplicate to show up
+  const auto ex = sys.executions();
+  const auto runs = count_runs(ex);
+  std::set<std::string> record_ids, noop_ids;
+  for (const auto& e : ex) (e.task == "record" ? record_ids : noop_ids).insert(e.id);
+  INFO(sys.log_of(""));
+  CHECK(record_ids.size() == 1000);
+  CHECK(noop_ids.size() == 1000);
+  CHECK(duplicates(runs) == 0);
+  CHECK(ex.size() == 2000);
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() >= 2000; }));
+  const auto rows = sys.results();
+  CHECK(count_status(rows, "record", "ok") == 1000);
+  CHECK(count_status(rows, "noop", "ok") == 1000);
+}
+
+TEST_CASE("delayed tasks never start before they are due", "[integration]") {
+  TestSystem sys("  order_create:\n    - {task: record, topic: t, delay: 1500ms}\n");
+  sys.start_all();
+  auto batch = sys.publisher().batch();
+  for (int i = 0; i < 50; ++i) REQUIRE(batch.add_event("order_create", "{\"i\":" + std::to_string(i) + "}").ok());
+  REQUIRE(batch.commit().ok());
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() >= 50; }));
+  for (const auto& r : sys.results()) {
+    INFO("task " << r.at("task_id") << " started " << r.at("started_at") << " due " << r.at("due_at"));
+    CHECK(std::stoll(r.at("started_at")) >= std::stoll(r.at("due_at")));
+    CHECK(r.at("status") == "ok");
+  }
+  CHECK(duplicates(count_runs(sys.executions())) == 0);
+}
+
+TEST_CASE("a task that asks for a retry runs again on the dtask lane and succeeds", "[integration]") {
+  TestSystem sys("  e:\n    - {task: retry_once, topic: t, retry: {max: 3, backoff: [100ms]}}\n");
+  sys.start_all();
+  auto id = sys.publisher().publish("e", "{\"retry_after_ms\":300}");
+  REQUIRE(id.ok());
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() >= 2; }));
+  const auto rows = sys.results();
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].at("status") == "retry");
+  CHECK(rows[0].at("attempt") == "0");
+  CHECK(rows[0].at("message") == "not yet");
+  CHECK(rows[1].at("status") == "ok");
+  CHECK(rows[1].at("attempt") == "1");
+  CHECK(rows[0].at("task_id") == rows[1].at("task_id"));  // the id is the idempotency key
+  // The handler's retry_after (300ms) replaced the registration's backoff.
+  CHECK(std::stoll(rows[1].at("started_at")) >= std::stoll(rows[0].at("finished_at")) + 300);
+  const auto ex = sys.executions();
+  CHECK(ex.size() == 2);
+}
+
+TEST_CASE("a permanent failure is dead-lettered and can be replayed", "[integration]") {
+  TestSystem sys("  e:\n    - {task: fail, topic: t}\n");
+  sys.start_all();
+  REQUIRE(sys.publisher().publish("e", "{\"order_id\":7}").ok());
+  std::string out;
+  REQUIRE(TestSystem::wait_until([&] {
+    sys.ebatsctl({"dead", "list"}, &out);
+    return out.find("failed") != std::string::npos;
+  }));
+  CHECK(out.find("fail") != std::string::npos);
+  CHECK(sys.executions().size() == 1);  // a permanent failure is not retried
+  auto letters = sys.broker().dead_letters().list(10);
+  REQUIRE(letters.ok());
+  REQUIRE(letters->size() == 1);
+  CHECK(letters->front().letter.reason == "failed");
+  CHECK(letters->front().letter.error == "permanent failure");
+  CHECK(letters->front().letter.body.find("\"history\"") != std::string::npos);
+
+  REQUIRE(sys.ebatsctl({"dead", "replay", std::to_string(letters->front().seq)}) == 0);
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() >= 2; }));
+  const auto ex = sys.executions();
+  CHECK(ex[1].id == ex[0].id);
+  CHECK(ex[1].attempt == 0);  // replay starts over
+  REQUIRE(TestSystem::wait_until([&] {
+    auto l = sys.broker().dead_letters().list(10);
+    return l.ok() && l->size() == 1;
+  }));
+}
+
+TEST_CASE("exhausted retries end in the dead letters with their history", "[integration]") {
+  TestSystem sys("  e:\n    - {task: retry_always, topic: t, retry: {max: 2, backoff: [50ms]}}\n");
+  sys.start_all();
+  REQUIRE(sys.publisher().publish("e", "{}").ok());
+  REQUIRE(TestSystem::wait_until([&] {
+    auto l = sys.broker().dead_letters().list(10);
+    return l.ok() && !l->empty();
+  }));
+  auto letters = sys.broker().dead_letters().list(10);
+  CHECK(letters->front().letter.reason == "retries exhausted");
+  CHECK(letters->front().letter.attempts == 3);
+  CHECK(sys.executions().size() == 3);
+  const auto rows = sys.results();
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[2].at("status") == "dead");
+}
+
+TEST_CASE("an event with no registration is dead-lettered, never dropped", "[integration]") {
+  TestSystem sys("  known:\n    - {task: noop, topic: t}\n");
+  sys.start_scheduler();
+  REQUIRE(sys.publisher().publish("unknown_event", "{\"a\":1}").ok());
+  REQUIRE(TestSystem::wait_until([&] {
+    auto l = sys.broker().dead_letters().list(10);
+    return l.ok() && !l->empty();
+  }));
+  auto letters = sys.broker().dead_letters().list(10);
+  CHECK(letters->front().letter.reason == "no registration for event unknown_event");
+  CHECK(letters->front().letter.kind == "event");
+  CHECK(sys.log_of("scheduler").find("unknown_event") != std::string::npos);
+}
+
+TEST_CASE("a task without a handler is dead-lettered, not acknowledged as success", "[integration]") {
+  TestSystem sys("  e:\n    - {task: nobodyHandlesThis, topic: t}\n");
+  sys.start_all();
+  REQUIRE(sys.publisher().publish("e", "{}").ok());
+  REQUIRE(TestSystem::wait_until([&] {
+    auto l = sys.broker().dead_letters().list(10);
+    return l.ok() && !l->empty();
+  }));
+  auto letters = sys.broker().dead_letters().list(10);
+  CHECK(letters->front().letter.reason == "no handler for task nobodyHandlesThis");
+  const auto rows = sys.results();
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].at("status") == "failed");
+}
+
+TEST_CASE("a segfaulting handler costs one attempt; the worker survives and goes on", "[integration]") {
+  TestSystem sys(
+      "  crash_once:\n    - {task: segfault_once, topic: t, retry: {max: 2, backoff: [50ms]}}\n"
+      "  crash:\n    - {task: segfault, topic: t, retry: {max: 1, backoff: [50ms]}}\n"
+      "  fine:\n    - {task: record, topic: t}\n");
+  auto& ntask = sys.start_ntask();
+  sys.start_scheduler();
+  sys.start_dtask();
+  REQUIRE(sys.publisher().publish("crash_once", "{}").ok());
+  REQUIRE(sys.publisher().publish("crash", "{}").ok());
+  REQUIRE(TestSystem::wait_until([&] {
+    auto l = sys.broker().dead_letters().list(10);
+    return l.ok() && !l->empty() && sys.results().size() >= 4;
+  }));
+  auto letters = sys.broker().dead_letters().list(10);
+  REQUIRE(letters->size() == 1);
+  CHECK(letters->front().letter.reason == "crashed");
+  CHECK(letters->front().letter.error.find("SIGSEGV") != std::string::npos);
+  CHECK(count_status(sys.results(), "segfault_once", "ok") == 1);
+  // The worker is still there and still works.
+  REQUIRE(sys.publisher().publish("fine", "{}").ok());
+  REQUIRE(TestSystem::wait_until([&] { return count_status(sys.results(), "record", "ok") == 1; }));
+  CHECK(ntask.running());
+}
+
+TEST_CASE("a hanging handler is killed after timeout + kill_after and dead-lettered", "[integration]") {
+  TestSystem sys("  e:\n    - {task: hang, topic: t, timeout: 300ms, retry: {max: 0}}\n",
+                 "  t: {processes: 1, kill_after: 200ms}\n");
+  sys.start_all();
+  REQUIRE(sys.publisher().publish("e", "{}").ok());
+  REQUIRE(TestSystem::wait_until([&] {
+    auto l = sys.broker().dead_letters().list(10);
+    return l.ok() && !l->empty();
+  }));
+  auto letters = sys.broker().dead_letters().list(10);
+  CHECK(letters->front().letter.reason == "timed out");
+}
+
+TEST_CASE("kill -9 of a worker mid-run loses no task", "[integration]") {
+  TestSystem sys("  e:\n    - {task: sleep, topic: t}\n", "  t: {processes: 2}\n");
+  auto batch = sys.publisher().batch();
+  for (int i = 0; i < 300; ++i) REQUIRE(batch.add_event("e", "{\"ms\":5}").ok());
+  REQUIRE(batch.commit().ok());
+  sys.start_scheduler();
+  auto& first = sys.start_ntask();
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() >= 60; }));
+  first.signal(SIGKILL);
+  REQUIRE(first.wait(10s) == 128 + SIGKILL);
+  const size_t at_kill = sys.executions().size();
+  CHECK(at_kill < 300);
+  sys.start_ntask();  // the replacement recovers the killed worker's leases
+  sys.start_dtask();
+  std::set<std::string> ok_ids;
+  REQUIRE(TestSystem::wait_until([&] {
+    ok_ids.clear();
+    for (const auto& r : sys.results()) {
+      if (r.at("status") == "ok") ok_ids.insert(r.at("task_id"));
+    }
+    return ok_ids.size() == 300;
+  }));
+  // Nothing lost; duplicates only for tasks in flight at the kill, reported.
+  const auto ex = sys.executions();
+  std::set<std::string> ran;
+  for (const auto& e : ex) ran.insert(e.id);
+  CHECK(ran.size() == 300);
+  const size_t dup = ex.size() - ran.size();
+  WARN("executions " << ex.size() << " for 300 tasks: " << dup << " re-run after kill -9");
+  CHECK(dup <= 300 - 60);
+  auto letters = sys.broker().dead_letters().list(10);
+  CHECK(letters->empty());
+}
+
+TEST_CASE("SIGTERM drains: running tasks finish, the rest stay queued, nothing is lost", "[integration]") {
+  TestSystem sys("  e:\n    - {task: sleep, topic: t}\n", "  t: {processes: 2}\n");
+  auto batch = sys.publisher().batch();
+  for (int i = 0; i < 40; ++i) REQUIRE(batch.add_event("e", "{\"ms\":100}").ok());
+  REQUIRE(batch.commit().ok());
+  sys.start_scheduler();
+  auto& worker = sys.start_ntask();
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() >= 4; }));
+  worker.signal(SIGTERM);
+  CHECK(worker.wait(30s) == 0);
+  // Every started task finished and has its result; nothing is left leased.
+  const auto ex = sys.executions();
+  CHECK(sys.results().size() == ex.size());
+  auto depths = sys.broker().depths();
+  REQUIRE(depths.ok());
+  uint64_t leased = 0, ready = 0;
+  for (const auto& d : *depths) {
+    leased += d.leased;
+    ready += d.ready;
+  }
+  CHECK(leased == 0);
+  CHECK(ready + ex.size() == 40);
+  // A new worker finishes the rest.
+  sys.start_ntask();
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() == 40; }));
+  CHECK(duplicates(count_runs(sys.executions())) == 0);
+}
+
+TEST_CASE("malformed and oversized events are dead-lettered with the reason; the scheduler keeps running",
+          "[integration]") {
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n", "  t: {processes: 1}\n", "limits: {max_message_bytes: 4KiB}\n");
+  // Bytes written straight into the events table by a broken producer.
+  ebats::Batch bad;
+  ebats::OutMsg garbage;
+  garbage.lane = ebats::Lane::events;
+  garbage.id = "raw-1";
+  garbage.name = "e";
+  garbage.body = "{not json";
+  bad.publish.push_back(garbage);
+  ebats::OutMsg big = garbage;
+  big.id = "raw-2";
+  big.body = "{\"v\":1,\"pad\":\"" + std::string(8000, 'x') + "\"}";
+  bad.publish.push_back(big);
+  REQUIRE(sys.broker().commit(bad).ok());
+  auto& sched = sys.start_scheduler();
+  sys.start_ntask();
+  REQUIRE(TestSystem::wait_until([&] {
+    auto l = sys.broker().dead_letters().list(10);
+    return l.ok() && l->size() == 2;
+  }));
+  std::set<std::string> reasons;
+  for (const auto& e : *sys.broker().dead_letters().list(10)) reasons.insert(e.letter.reason);
+  CHECK(reasons == std::set<std::string>{"malformed", "too large"});
+  REQUIRE(sys.publisher().publish("e", "{}").ok());
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 1; }));
+  CHECK(sched.running());
+}

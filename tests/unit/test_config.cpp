@@ -1,0 +1,494 @@
+// load_config(): the YAML schema, defaults, path resolution and file:line:col diagnostics.
+#include <catch2/catch.hpp>
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "ebats/config.h"
+
+namespace fs = std::filesystem;
+using ebats::ConfigLoad;
+using ebats::Registration;
+
+namespace {
+
+// A temporary folder, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/ebats-config-test-XXXXXX";
+    const char* made = mkdtemp(tmpl);
+    REQUIRE(made != nullptr);
+    path_ = made;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+  fs::path write(const std::string& name, const std::string& text) const {
+    const fs::path p = path_ / name;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << text;
+    return p;
+  }
+
+ private:
+  fs::path path_;
+};
+
+// The two required keys, on lines 1 and 2; tests append from line 3.
+const std::string kRequired =
+    "broker: {url: \"sqlite:///var/lib/ebats/ebats.db\"}\n"
+    "plugins: {dir: /usr/lib/ebats/plugins}\n";
+
+ConfigLoad load(const std::string& yaml) { return ebats::load_config_from_string(yaml, "/etc/ebats/t.yaml"); }
+
+std::string all_errors(const ConfigLoad& l) { return l.error_text(); }
+
+// Loads `yaml` (shown as "t.yaml") and returns its only error as text.
+std::string only_error(const std::string& yaml) {
+  const ConfigLoad l = ebats::load_config_from_string(yaml, "t.yaml");
+  INFO("errors:\n" << all_errors(l));
+  CHECK(l.config == nullptr);
+  REQUIRE(l.errors.size() == 1);
+  return l.errors[0].to_string();
+}
+
+const Registration& registration(const ebats::Config& c, const std::string& event, size_t i) {
+  const std::vector<Registration>* list = c.registrations(event);
+  REQUIRE(list != nullptr);
+  REQUIRE(list->size() > i);
+  return (*list)[i];
+}
+
+const std::vector<int64_t> kOriginalBackoff = {5'000, 300'000, 600'000, 3'600'000, 7'800'000};
+
+}  // namespace
+
+TEST_CASE("Diagnostic::to_string with and without a position", "[config]") {
+  ebats::Diagnostic d;
+  d.file = "config/ebats.yaml";
+  d.line = 23;
+  d.column = 7;
+  d.message = "unknown key 'tiemout' (did you mean 'timeout'?)";
+  CHECK(d.to_string() == "config/ebats.yaml:23:7: error: unknown key 'tiemout' (did you mean 'timeout'?)");
+  d.severity = ebats::Diagnostic::Severity::warning;
+  CHECK(d.to_string() == "config/ebats.yaml:23:7: warning: unknown key 'tiemout' (did you mean 'timeout'?)");
+  d.severity = ebats::Diagnostic::Severity::error;
+  d.line = 0;
+  d.column = 0;
+  d.message = "cannot read config file: No such file or directory";
+  CHECK(d.to_string() == "config/ebats.yaml: error: cannot read config file: No such file or directory");
+}
+
+TEST_CASE("a minimal config gets every default", "[config]") {
+  const ConfigLoad l = load(kRequired);
+  INFO(all_errors(l));
+  REQUIRE(l.errors.empty());
+  REQUIRE(l.config != nullptr);
+  const ebats::Config& c = *l.config;
+  CHECK(c.path == "/etc/ebats/t.yaml");
+  CHECK(c.broker_url == "sqlite:///var/lib/ebats/ebats.db");
+  CHECK(c.sqlite_path() == "/var/lib/ebats/ebats.db");
+  CHECK(c.plugins_dir == "/usr/lib/ebats/plugins");
+  CHECK(c.results_file.empty());
+  CHECK(c.sqlite.synchronous_full);
+  CHECK(c.sqlite.busy_timeout_ms == 5'000);
+  CHECK(c.sqlite.poll_interval_ms == 50);
+  CHECK(c.sqlite.lease_ms == 30'000);
+  CHECK(c.sqlite.claim_batch == 256);
+  CHECK(c.max_message_bytes == 1'048'576);
+  CHECK(c.result_message_bytes == 4'096);
+  CHECK(c.default_timeout_ms == 60'000);
+  CHECK(c.default_retry == ebats::RetryPolicy::original());
+  CHECK(c.events.empty());
+  CHECK(c.workers.empty());
+  CHECK(c.registrations("order_create") == nullptr);
+  const ebats::WorkerConfig w = c.worker("demo");
+  CHECK(w.processes == 1);
+  CHECK(w.prefetch == 0);
+  CHECK(w.timeout_ms == 60'000);
+  CHECK(w.kill_after_ms == 5'000);
+  CHECK(w.drain_timeout_ms == 30'000);
+}
+
+TEST_CASE("the issue's example: delay, fan-out, retry policy, workers", "[config]") {
+  const ConfigLoad l = load(
+      "broker:  { url: \"sqlite:///var/lib/ebats/ebats.db\" }\n"
+      "plugins: { dir: /usr/lib/ebats/plugins }\n"
+      "results: { file: /var/log/ebats/results.jsonl }\n"
+      "events:\n"
+      "  order_create:\n"
+      "    - { task: closeOrder, topic: demo, delay: 10s }\n"
+      "  order_paied:\n"
+      "    - { task: virtualShipping, topic: demo, retry: { max: 5, backoff: [5s, 5m, 10m, 1h, 2h10m] } }\n"
+      "    - { task: sendReceipt, topic: demo, timeout: 20s }\n"
+      "workers:\n"
+      "  demo: { processes: 2 }\n");
+  INFO(all_errors(l));
+  REQUIRE(l.errors.empty());
+  CHECK(l.warnings.empty());
+  const ebats::Config& c = *l.config;
+  CHECK(c.results_file == "/var/log/ebats/results.jsonl");
+  REQUIRE(c.events.size() == 2);
+
+  const Registration& close = registration(c, "order_create", 0);
+  CHECK(close.task == "closeOrder");
+  CHECK(close.topic == "demo");
+  CHECK(close.delay_ms == 10'000);
+  CHECK(close.timeout_ms == 0);
+  CHECK(close.retry == ebats::RetryPolicy::original());
+
+  REQUIRE(c.registrations("order_paied")->size() == 2);
+  const Registration& ship = registration(c, "order_paied", 0);
+  CHECK(ship.task == "virtualShipping");
+  CHECK(ship.delay_ms == 0);
+  CHECK(ship.retry.max_retries == 5);
+  CHECK(ship.retry.backoff_ms == kOriginalBackoff);
+  const Registration& receipt = registration(c, "order_paied", 1);
+  CHECK(receipt.task == "sendReceipt");
+  CHECK(receipt.timeout_ms == 20'000);
+
+  CHECK(c.worker("demo").processes == 2);
+  CHECK(c.worker("demo").timeout_ms == 60'000);
+}
+
+TEST_CASE("every optional key is read", "[config]") {
+  const ConfigLoad l = load(
+      "version: 1\n"
+      "broker:\n"
+      "  url: sqlite:///srv/db/e.db\n"
+      "  sqlite: {synchronous: normal, busy_timeout: 2s, poll_interval: 10ms, lease: 1m, claim_batch: 64}\n"
+      "plugins:\n"
+      "  dir: /opt/plugins/\n"
+      "  settings: {shop: {db_dsn_file: /etc/ebats/shop.dsn, pool: [1, 2]}}\n"
+      "limits: {max_message_bytes: 2MiB, result_message_bytes: 512B}\n"
+      "defaults: {timeout: 45s, retry: {max: 3, backoff: [1s, 2s]}}\n"
+      "events:\n"
+      "  a.b:c-d_1: [{task: t.1, topic: web-1, timeout: 3s}]\n"
+      "workers:\n"
+      "  web-1: {processes: 4, prefetch: 8, timeout: 30s, kill_after: 2s, drain_timeout: 1m}\n"
+      "  idle: {}\n");
+  INFO(all_errors(l));
+  REQUIRE(l.errors.empty());
+  const ebats::Config& c = *l.config;
+  CHECK(c.sqlite_path() == "/srv/db/e.db");
+  CHECK_FALSE(c.sqlite.synchronous_full);
+  CHECK(c.sqlite.busy_timeout_ms == 2'000);
+  CHECK(c.sqlite.poll_interval_ms == 10);
+  CHECK(c.sqlite.lease_ms == 60'000);
+  CHECK(c.sqlite.claim_batch == 64);
+  CHECK(c.plugins_dir == "/opt/plugins");
+  CHECK(c.max_message_bytes == 2 * 1'048'576);
+  CHECK(c.result_message_bytes == 512);
+  CHECK(c.default_timeout_ms == 45'000);
+  CHECK(c.default_retry.max_retries == 3);
+  CHECK(c.default_retry.backoff_ms == std::vector<int64_t>{1'000, 2'000});
+  const Registration& r = registration(c, "a.b:c-d_1", 0);
+  CHECK(r.task == "t.1");
+  CHECK(r.topic == "web-1");
+  CHECK(r.timeout_ms == 3'000);
+  CHECK(r.retry == c.default_retry);
+  const ebats::WorkerConfig w = c.worker("web-1");
+  CHECK(w.processes == 4);
+  CHECK(w.prefetch == 8);
+  CHECK(w.timeout_ms == 30'000);
+  CHECK(w.kill_after_ms == 2'000);
+  CHECK(w.drain_timeout_ms == 60'000);
+  // A workers entry without timeout inherits defaults.timeout; so does an unlisted topic.
+  CHECK(c.worker("idle").timeout_ms == 45'000);
+  CHECK(c.worker("idle").processes == 1);
+  CHECK(c.worker("nope").timeout_ms == 45'000);
+}
+
+TEST_CASE("retry: max alone, backoff alone, max 0, and defaults.retry", "[config]") {
+  SECTION("built-in default") {
+    const ConfigLoad l = load(kRequired +
+                              "events:\n"
+                              "  e:\n"
+                              "    - {task: none, topic: demo}\n"
+                              "    - {task: max_only, topic: demo, retry: {max: 2}}\n"
+                              "    - {task: backoff_only, topic: demo, retry: {backoff: [1s]}}\n"
+                              "    - {task: never, topic: demo, retry: {max: 0}}\n"
+                              "    - {task: long, topic: demo, retry: {max: 8, backoff: [1m, 2m]}}\n"
+                              "workers: {demo: {}}\n");
+    INFO(all_errors(l));
+    REQUIRE(l.errors.empty());
+    const ebats::Config& c = *l.config;
+    CHECK(registration(c, "e", 0).retry == ebats::RetryPolicy::original());
+    CHECK(registration(c, "e", 1).retry.max_retries == 2);
+    CHECK(registration(c, "e", 1).retry.backoff_ms == kOriginalBackoff);
+    CHECK(registration(c, "e", 2).retry.max_retries == 5);
+    CHECK(registration(c, "e", 2).retry.backoff_ms == std::vector<int64_t>{1'000});
+    CHECK(registration(c, "e", 3).retry.max_retries == 0);
+    CHECK(registration(c, "e", 3).retry.max_attempts() == 1);
+    const ebats::RetryPolicy& lng = registration(c, "e", 4).retry;
+    CHECK(lng.max_retries == 8);
+    CHECK(lng.delay_ms(0) == 60'000);
+    CHECK(lng.delay_ms(7) == 120'000);  // the last value repeats
+  }
+  SECTION("defaults.retry replaces the built-in default") {
+    const ConfigLoad l = load(kRequired +
+                              "defaults: {retry: {max: 2, backoff: [7s]}}\n"
+                              "events:\n"
+                              "  e: [{task: a, topic: demo}, {task: b, topic: demo, retry: {max: 4}}]\n"
+                              "workers: {demo: {}}\n");
+    INFO(all_errors(l));
+    REQUIRE(l.errors.empty());
+    const ebats::Config& c = *l.config;
+    CHECK(registration(c, "e", 0).retry.max_retries == 2);
+    CHECK(registration(c, "e", 0).retry.backoff_ms == std::vector<int64_t>{7'000});
+    CHECK(registration(c, "e", 1).retry.max_retries == 4);
+    CHECK(registration(c, "e", 1).retry.backoff_ms == std::vector<int64_t>{7'000});
+  }
+}
+
+TEST_CASE("relative paths are resolved against the config file's folder", "[config]") {
+  TempDir dir;
+  const fs::path file = dir.write("etc/ebats.yaml",
+                                  "broker: {url: \"sqlite://../var/ebats.db\"}\n"
+                                  "plugins: {dir: plugins}\n"
+                                  "results: {file: ./log/results.jsonl}\n");
+  const ConfigLoad l = ebats::load_config(file.string());
+  INFO(all_errors(l));
+  REQUIRE(l.errors.empty());
+  const ebats::Config& c = *l.config;
+  const std::string root = dir.path().string();
+  CHECK(c.path == root + "/etc/ebats.yaml");
+  CHECK(c.broker_url == "sqlite://" + root + "/var/ebats.db");
+  CHECK(c.sqlite_path() == root + "/var/ebats.db");
+  CHECK(c.plugins_dir == root + "/etc/plugins");
+  CHECK(c.results_file == root + "/etc/log/results.jsonl");
+}
+
+TEST_CASE("a relative config path is made absolute from the working directory", "[config]") {
+  const ConfigLoad l = ebats::load_config_from_string(kRequired + "results: {file: r.jsonl}\n", "conf/e.yaml");
+  REQUIRE(l.errors.empty());
+  const std::string cwd = fs::current_path().string();
+  CHECK(l.config->path == cwd + "/conf/e.yaml");
+  CHECK(l.config->results_file == cwd + "/conf/r.jsonl");
+  CHECK(fs::path(l.config->path).is_absolute());
+}
+
+TEST_CASE("config/ebats.yaml from the repository loads and registers the article's tasks", "[config]") {
+  const ConfigLoad l = ebats::load_config(std::string(EBATS_SOURCE_DIR) + "/config/ebats.yaml");
+  INFO(all_errors(l));
+  REQUIRE(l.errors.empty());
+  CHECK(l.warnings.empty());
+  const ebats::Config& c = *l.config;
+  CHECK(c.broker_url == "sqlite:///var/lib/ebats/ebats.db");
+  CHECK(c.plugins_dir == "/usr/lib/ebats/plugins");
+  CHECK(c.results_file == "/var/log/ebats/results.jsonl");
+  CHECK(c.events.size() == 3);
+  const Registration& close = registration(c, "order_create", 0);
+  CHECK(close.task == "closeOrder");
+  CHECK(close.topic == "demo");
+  CHECK(close.delay_ms == 10'000);
+  REQUIRE(c.registrations("order_paied")->size() == 2);
+  CHECK(registration(c, "order_paied", 0).task == "virtualShipping");
+  CHECK(registration(c, "order_paied", 0).retry == ebats::RetryPolicy::original());
+  CHECK(registration(c, "order_paied", 1).task == "sendReceipt");
+  CHECK(registration(c, "order_sync", 0).task == "orderAsync");
+  CHECK(c.worker("demo").processes == 2);
+}
+
+TEST_CASE("a missing file gives one diagnostic naming the path and the OS error", "[config]") {
+  TempDir dir;
+  const std::string path = (dir.path() / "absent.yaml").string();
+  const ConfigLoad l = ebats::load_config(path);
+  CHECK(l.config == nullptr);
+  REQUIRE(l.errors.size() == 1);
+  CHECK(l.errors[0].to_string() == path + ": error: cannot read config file: No such file or directory");
+  CHECK(l.error_text() == l.errors[0].to_string());
+
+  const ConfigLoad folder = ebats::load_config(dir.path().string());
+  REQUIRE(folder.errors.size() == 1);
+  CHECK(folder.errors[0].to_string() == dir.path().string() + ": error: cannot read config file: Is a directory");
+}
+
+TEST_CASE("YAML syntax errors point at the parser's mark", "[config]") {
+  // An unclosed list is noticed at the end of the input (line 4, column 1).
+  CHECK(only_error(kRequired + "events: [1, 2\n") ==
+        "t.yaml:4:1: error: invalid YAML: end of sequence flow not found");
+  CHECK(only_error("broker: 1\n  plugins: 2\n") == "t.yaml:2:10: error: invalid YAML: illegal map value");
+}
+
+TEST_CASE("unknown keys at any level, with a did-you-mean hint", "[config]") {
+  CHECK(only_error(kRequired +
+                   "workers:\n"
+                   "  demo:\n"
+                   "    processes: 2\n"
+                   "    tiemout: 30s\n") == "t.yaml:6:5: error: unknown key 'tiemout' (did you mean 'timeout'?)");
+  CHECK(only_error(kRequired + "evnets: {}\n") == "t.yaml:3:1: error: unknown key 'evnets' (did you mean 'events'?)");
+  CHECK(only_error("broker: {url: \"sqlite:///x.db\", sqlite: {lese: 1s}}\nplugins: {dir: /p}\n") ==
+        "t.yaml:1:42: error: unknown key 'lese' (did you mean 'lease'?)");
+  CHECK(only_error(kRequired + "events:\n  e: [{task: a, topic: demo, colour: red}]\nworkers: {demo: {}}\n") ==
+        "t.yaml:4:30: error: unknown key 'colour' in events.e[0] (known keys: task, topic, delay, retry, timeout)");
+  CHECK(only_error(kRequired + "defaults: {retry: {maks: 3}}\n") ==
+        "t.yaml:3:20: error: unknown key 'maks' (did you mean 'max'?)");
+  CHECK(only_error(kRequired + "sources: []\n") ==
+        "t.yaml:3:1: error: key 'sources' is not supported in this build yet; remove it (see docs/CONFIG.md)");
+}
+
+TEST_CASE("duplicate keys are refused", "[config]") {
+  CHECK(only_error(kRequired + "workers:\n  demo: {}\n  demo: {}\n") ==
+        "t.yaml:5:3: error: workers: duplicate key 'demo' (first given at line 4); keep only one");
+}
+
+TEST_CASE("wrong types name the path, what was expected and what was found", "[config]") {
+  CHECK(only_error("broker: sqlite:///x.db\nplugins: {dir: /p}\n") ==
+        "t.yaml:1:9: error: broker: expected a map, found 'sqlite:///x.db'; e.g. broker: {url: "
+        "\"sqlite:///var/lib/ebats/ebats.db\"}");
+  CHECK(only_error(kRequired + "workers:\n  demo: {processes: two}\n") ==
+        "t.yaml:4:21: error: workers.demo.processes: expected an integer from 1 to 256, found 'two'");
+  CHECK(only_error(kRequired + "workers:\n  demo: {processes: 300}\n") ==
+        "t.yaml:4:21: error: workers.demo.processes: expected an integer from 1 to 256, found '300'");
+  CHECK(only_error(kRequired + "workers:\n  demo: {prefetch: [1]}\n") ==
+        "t.yaml:4:20: error: workers.demo.prefetch: expected an integer from 0 to 100000, found a list");
+  CHECK(only_error(kRequired + "plugins2: 1\n").find("unknown key 'plugins2' (did you mean 'plugins'?)") !=
+        std::string::npos);
+  CHECK(only_error("broker: {url: \"sqlite:///x.db\"}\nplugins: {dir: [a]}\n") ==
+        "t.yaml:2:16: error: plugins.dir: expected a string, found a list");
+  CHECK(only_error(kRequired + "plugins2: 1\n").rfind("t.yaml:3:1: error: ", 0) == 0);
+  CHECK(only_error("broker: {url: \"sqlite:///x.db\"}\nplugins: {dir: /p, settings: [a]}\n") ==
+        "t.yaml:2:30: error: plugins.settings: expected a map, found a list; e.g. settings: {shop: {db_dsn_file: "
+        "/etc/ebats/shop.dsn}}");
+  CHECK(only_error("- a\n- b\n") ==
+        "t.yaml:1:1: error: expected a map at the top level, found a list; e.g. broker: {url: "
+        "\"sqlite:///var/lib/ebats/ebats.db\"}");
+  CHECK(only_error(kRequired + "broker2: x\n").find("did you mean 'broker'") != std::string::npos);
+  CHECK(only_error("broker: {url: \"sqlite:///x.db\", sqlite: {synchronous: off}}\nplugins: {dir: /p}\n") ==
+        "t.yaml:1:55: error: broker.sqlite.synchronous: expected 'full' or 'normal', found 'off'");
+  CHECK(only_error("broker: {url: \"sqlite:///x.db\", sqlite: {claim_batch: 0}}\nplugins: {dir: /p}\n") ==
+        "t.yaml:1:55: error: broker.sqlite.claim_batch: expected an integer from 1 to 10000, found '0'");
+  CHECK(only_error(kRequired + "limits: {max_message_bytes: 1MB}\n") ==
+        "t.yaml:3:29: error: limits.max_message_bytes: invalid size '1MB': unknown unit 'MB' (use B, KiB, MiB "
+        "or GiB; 1KiB = 1024B)");
+  CHECK(only_error(kRequired + "version: 2\n") ==
+        "t.yaml:3:10: error: unsupported config version 2; this build reads version 1");
+}
+
+TEST_CASE("bad durations carry parse_duration's message", "[config]") {
+  CHECK(only_error(kRequired +
+                   "events:\n"
+                   "  order_create:\n"
+                   "    - {task: closeOrder, topic: demo, delay: 10}\n"
+                   "workers: {demo: {}}\n") ==
+        "t.yaml:5:46: error: events.order_create[0].delay: invalid duration '10': a number needs a unit (ms, s, m, "
+        "h, d), e.g. 10s");
+  CHECK(only_error(kRequired + "defaults: {retry: {backoff: [5s, 5m10h]}}\n") ==
+        "t.yaml:3:34: error: defaults.retry.backoff[1]: invalid duration '5m10h': unit 'h' comes after the smaller "
+        "unit 'm'; write the largest unit first, e.g. 2h10m");
+  CHECK(only_error(kRequired + "workers: {demo: {timeout: 0s}}\n") ==
+        "t.yaml:3:27: error: workers.demo.timeout: must be at least 1ms, found '0s'");
+  CHECK(only_error(kRequired + "defaults: {retry: {backoff: []}}\n") ==
+        "t.yaml:3:29: error: defaults.retry.backoff: the list is empty but max is 5; give at least one delay, e.g. "
+        "[5s], or set max: 0");
+}
+
+TEST_CASE("registrations need task and topic with valid names", "[config]") {
+  CHECK(only_error(kRequired + "events:\n  e:\n    - {task: a}\n") ==
+        "t.yaml:5:7: error: events.e[0]: missing 'topic'; e.g. {task: closeOrder, topic: demo}");
+  CHECK(only_error(kRequired + "events:\n  e:\n    - topic: demo\n      delay: 1s\nworkers: {demo: {}}\n") ==
+        "t.yaml:5:7: error: events.e[0]: missing 'task'; e.g. {task: closeOrder, topic: demo}");
+  CHECK(only_error(kRequired + "events:\n  \"bad event\": [{task: a, topic: demo}]\nworkers: {demo: {}}\n") ==
+        "t.yaml:4:3: error: invalid event name 'bad event'; use 1 to 128 characters from A-Z a-z 0-9 _ . : -");
+  CHECK(only_error(kRequired + "events:\n  e: [{task: a/b, topic: demo}]\nworkers: {demo: {}}\n") ==
+        "t.yaml:4:14: error: invalid task name 'a/b'; use 1 to 128 characters from A-Z a-z 0-9 _ . : -");
+  CHECK(only_error(kRequired + "events:\n  e: [{task: a, topic: de.mo}]\n") ==
+        "t.yaml:4:24: error: invalid topic name 'de.mo'; use 1 to 64 characters from A-Z a-z 0-9 _ -");
+  CHECK(only_error(kRequired + "events:\n  e: [{task: " + std::string(129, 'x') + ", topic: demo}]\n")
+            .find("invalid task name") != std::string::npos);
+  CHECK(only_error(kRequired + "workers:\n  \"a b\": {}\n") ==
+        "t.yaml:4:3: error: invalid topic name 'a b' in workers; use 1 to 64 characters from A-Z a-z 0-9 _ -");
+}
+
+TEST_CASE("the same (event, task, topic) twice is an error; another topic is fine", "[config]") {
+  CHECK(only_error(kRequired +
+                   "events:\n"
+                   "  e:\n"
+                   "    - {task: a, topic: demo}\n"
+                   "    - {task: a, topic: other}\n"
+                   "    - {task: a, topic: demo, delay: 1s}\n"
+                   "workers: {demo: {}, other: {}}\n") ==
+        "t.yaml:7:7: error: task 'a' on topic 'demo' is registered twice for event 'e' (first at line 5); remove "
+        "one, their task ids would collide");
+}
+
+TEST_CASE("events entries must be lists", "[config]") {
+  CHECK(only_error(kRequired + "events:\n  e: {task: a, topic: demo}\n") ==
+        "t.yaml:4:6: error: events.e: expected a list, found a map; e.g. e: [{task: closeOrder, topic: demo}]");
+  CHECK(only_error(kRequired + "events:\n  e: [closeOrder]\n") ==
+        "t.yaml:4:7: error: events.e[0]: expected a map, found 'closeOrder'; e.g. {task: closeOrder, topic: demo, "
+        "delay: 10s}");
+}
+
+TEST_CASE("broker URL schemes and required keys", "[config]") {
+  CHECK(only_error("broker: {url: \"amqp://ebats@mq1:5672/ebats\"}\nplugins: {dir: /p}\n") ==
+        "t.yaml:1:15: error: broker URL scheme 'amqp://' is not supported in this build yet; use "
+        "sqlite:///var/lib/ebats/ebats.db");
+  CHECK(only_error("broker: {url: \"redis://x\"}\nplugins: {dir: /p}\n") ==
+        "t.yaml:1:15: error: unsupported broker URL scheme 'redis://'; only sqlite:// is supported, e.g. "
+        "sqlite:///var/lib/ebats/ebats.db");
+  CHECK(only_error("broker: {url: /var/x.db}\nplugins: {dir: /p}\n").find("has no scheme") != std::string::npos);
+  CHECK(only_error("broker: {url: \"sqlite://\"}\nplugins: {dir: /p}\n").find("names no database file") !=
+        std::string::npos);
+  CHECK(only_error("broker: {}\nplugins: {dir: /p}\n") ==
+        "t.yaml:1:9: error: missing broker.url; add url: \"sqlite:///var/lib/ebats/ebats.db\"");
+  CHECK(only_error("broker: {url: \"sqlite:///x.db\"}\nplugins:\n  settings: {}\n") ==
+        "t.yaml:3:3: error: missing plugins.dir; add dir: /usr/lib/ebats/plugins");
+  CHECK(only_error("plugins: {dir: /p}\n") ==
+        "t.yaml:1:1: error: missing required key 'broker'; add broker: {url: \"sqlite:///var/lib/ebats/ebats.db\"}");
+  CHECK(only_error("") ==
+        "t.yaml: error: the file is empty; expected a map with at least broker.url and plugins.dir (see "
+        "docs/CONFIG.md)");
+}
+
+TEST_CASE("every error of a file is reported, in file order", "[config]") {
+  const ConfigLoad l = ebats::load_config_from_string(
+      "broker: {url: \"amqp://mq\"}\n"     // 1
+      "plugins: {dir: /p}\n"                // 2
+      "events:\n"                           // 3
+      "  e:\n"                              // 4
+      "    - {task: a, delay: 5x}\n"        // 5
+      "workers:\n"                          // 6
+      "  demo: {processes: two, tiemout: 1s}\n",  // 7
+      "t.yaml");
+  CHECK(l.config == nullptr);
+  std::vector<std::string> lines;
+  for (const ebats::Diagnostic& d : l.errors) lines.push_back(d.to_string());
+  CHECK(lines == std::vector<std::string>{
+                     "t.yaml:1:15: error: broker URL scheme 'amqp://' is not supported in this build yet; use "
+                     "sqlite:///var/lib/ebats/ebats.db",
+                     "t.yaml:5:7: error: events.e[0]: missing 'topic'; e.g. {task: closeOrder, topic: demo}",
+                     "t.yaml:5:24: error: events.e[0].delay: invalid duration '5x': unknown unit 'x' (use ms, s, m, h "
+                     "or d)",
+                     "t.yaml:7:21: error: workers.demo.processes: expected an integer from 1 to 256, found 'two'",
+                     "t.yaml:7:26: error: unknown key 'tiemout' (did you mean 'timeout'?)",
+                 });
+  CHECK(l.error_text().find('\n') != std::string::npos);
+}
+
+TEST_CASE("a topic without a workers entry is a warning, not an error", "[config]") {
+  const ConfigLoad l = ebats::load_config_from_string(kRequired +
+                                                          "events:\n"
+                                                          "  e:\n"
+                                                          "    - {task: a, topic: mail}\n"
+                                                          "    - {task: b, topic: mail}\n",
+                                                      "t.yaml");
+  INFO(all_errors(l));
+  REQUIRE(l.errors.empty());
+  REQUIRE(l.config != nullptr);
+  REQUIRE(l.warnings.size() == 1);
+  CHECK(l.warnings[0].to_string() ==
+        "t.yaml:5:7: warning: topic 'mail' (task 'a', event 'e') has no workers entry, so its tasks run only if a "
+        "worker for it is started; add workers: {mail: {processes: 1}}");
+  CHECK(l.config->registrations("e")->size() == 2);
+}

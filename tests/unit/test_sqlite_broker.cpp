@@ -1,0 +1,779 @@
+// The SQLite broker on a temporary file, driven by a FakeClock: claims, due
+// times, leases and their recovery, settles, dead letters, depths, open errors.
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ebats/broker.h"
+#include "ebats/clock.h"
+
+using namespace ebats;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr int64_t kLeaseMs = 30'000;
+
+class TempDir {
+ public:
+  TempDir() {
+    char pattern[] = "/tmp/ebats-sqlite-test-XXXXXX";
+    const char* made = mkdtemp(pattern);
+    REQUIRE(made != nullptr);
+    path_ = made;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::permissions(path_, std::filesystem::perms::owner_all, ignored);
+    std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+BrokerOptions options_for(const std::string& db_path, const std::string& owner = "testhost/ntask/demo") {
+  BrokerOptions options;
+  options.url = "sqlite://" + db_path;
+  options.owner = owner;
+  options.sqlite.lease_ms = kLeaseMs;
+  return options;
+}
+
+std::unique_ptr<Broker> open_ok(const BrokerOptions& options, const Clock& clock) {
+  auto broker = open_broker(options, clock);
+  INFO(broker.status().to_string());
+  REQUIRE(broker.ok());
+  return std::move(*broker);
+}
+
+OutMsg task(const std::string& id, WallMs due_at, Lane lane = Lane::ntask, uint32_t attempt = 0,
+            uint32_t max_attempts = 3) {
+  OutMsg m;
+  m.lane = lane;
+  m.topic = "demo";
+  m.id = id;
+  m.name = "closeOrder";
+  m.body = "{\"id\":\"" + id + "\",\"max_attempts\":" + std::to_string(max_attempts) + "}";
+  m.due_at = due_at;
+  m.attempt = attempt;
+  m.max_attempts = max_attempts;
+  return m;
+}
+
+OutMsg event(const std::string& id, const std::string& name = "order_create") {
+  OutMsg m;
+  m.lane = Lane::events;
+  m.id = id;
+  m.name = name;
+  m.body = "{\"id\":\"" + id + "\"}";
+  return m;
+}
+
+CommitReport commit_ok(Broker& broker, const Batch& batch) {
+  auto report = broker.commit(batch);
+  INFO(report.status().to_string());
+  REQUIRE(report.ok());
+  return *report;
+}
+
+void publish(Broker& broker, std::vector<OutMsg> msgs) {
+  Batch batch;
+  batch.publish = std::move(msgs);
+  commit_ok(broker, batch);
+}
+
+std::vector<Delivery> claim_ok(Broker& broker, Lane lane, uint32_t max, const std::string& topic = "demo") {
+  auto claimed = broker.claim(lane, topic, max);
+  INFO(claimed.status().to_string());
+  REQUIRE(claimed.ok());
+  return *claimed;
+}
+
+Settle ack(uint64_t token) {
+  Settle s;
+  s.kind = Settle::Kind::ack;
+  s.token = token;
+  return s;
+}
+
+std::vector<std::string> ids_of(const std::vector<Delivery>& deliveries) {
+  std::vector<std::string> ids;
+  for (const Delivery& d : deliveries) ids.push_back(d.id);
+  return ids;
+}
+
+QueueDepth depth_of(Broker& broker, const std::string& topic) {
+  auto depths = broker.depths();
+  REQUIRE(depths.ok());
+  for (const QueueDepth& d : *depths) {
+    if (d.topic == topic) return d;
+  }
+  QueueDepth none;
+  none.topic = topic;
+  return none;
+}
+
+DeadLetter raw_dead_letter(const std::string& id) {
+  DeadLetter d;
+  d.id = id;
+  d.kind = "raw";
+  d.reason = "malformed";
+  d.error = "offset 3: Invalid value.";
+  d.body = std::string("{\"x\x01", 4);
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("sqlite broker: publish, claim and ack round trip", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  const WallMs now = clock.wall_now();
+  publish(*broker, {task("t1", now), task("t2", now - 5), task("t3", now, Lane::ntask, 2, 6)});
+
+  auto claimed = claim_ok(*broker, Lane::ntask, 10);
+  REQUIRE(ids_of(claimed) == std::vector<std::string>{"t2", "t1", "t3"});  // by due_at, then publish order
+  const Delivery& t3 = claimed[2];
+  CHECK(t3.lane == Lane::ntask);
+  CHECK(t3.topic == "demo");
+  CHECK(t3.name == "closeOrder");
+  CHECK(t3.body == task("t3", now, Lane::ntask, 2, 6).body);
+  CHECK(t3.attempt == 2);
+  CHECK(t3.max_attempts == 6);
+  CHECK(t3.due_at == now);
+  CHECK(t3.created_at == now);
+
+  // Everything is leased: nothing more to claim, and the other lane is empty.
+  CHECK(claim_ok(*broker, Lane::ntask, 10).empty());
+  CHECK(claim_ok(*broker, Lane::dtask, 10).empty());
+  CHECK(depth_of(*broker, "demo").leased == 3);
+
+  Batch done;
+  for (const Delivery& d : claimed) {
+    done.settle.push_back(ack(d.token));
+    ResultRecord r;
+    r.topic = "demo";
+    r.task_id = d.id;
+    r.task = d.name;
+    r.params = "{}";
+    r.status = "ok";
+    r.host = "testhost";
+    done.results.push_back(r);
+  }
+  const CommitReport report = commit_ok(*broker, done);
+  CHECK(report.settled == 3);
+  CHECK(report.stale == 0);
+  const QueueDepth depth = depth_of(*broker, "demo");
+  CHECK(depth.leased == 0);
+  CHECK(depth.ready == 0);
+  CHECK(depth.done == 3);
+  CHECK(claim_ok(*broker, Lane::ntask, 10).empty());
+}
+
+TEST_CASE("sqlite broker: claim honours max and the topic", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  OutMsg other = task("mail-1", clock.wall_now());
+  other.topic = "mail";
+  publish(*broker, {task("a", clock.wall_now()), task("b", clock.wall_now()), task("c", clock.wall_now()), other});
+  CHECK(ids_of(claim_ok(*broker, Lane::ntask, 2)) == std::vector<std::string>{"a", "b"});
+  CHECK(ids_of(claim_ok(*broker, Lane::ntask, 2)) == std::vector<std::string>{"c"});
+  CHECK(ids_of(claim_ok(*broker, Lane::ntask, 2, "mail")) == std::vector<std::string>{"mail-1"});
+  CHECK(claim_ok(*broker, Lane::ntask, 0, "mail").empty());
+}
+
+TEST_CASE("sqlite broker: a task is never claimed before its due time", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  const WallMs due = clock.wall_now() + 10'000;
+  publish(*broker, {task("later", due, Lane::dtask)});
+
+  auto next = broker->next_due(Lane::dtask, "demo");
+  REQUIRE(next.ok());
+  REQUIRE(next->has_value());
+  CHECK(**next == due);
+  CHECK(depth_of(*broker, "demo").delayed == 1);
+  CHECK(claim_ok(*broker, Lane::dtask, 10).empty());
+  clock.advance(milliseconds(9'999));
+  CHECK(claim_ok(*broker, Lane::dtask, 10).empty());
+  clock.advance(milliseconds(1));
+  auto claimed = claim_ok(*broker, Lane::dtask, 10);
+  REQUIRE(ids_of(claimed) == std::vector<std::string>{"later"});
+  CHECK(claimed[0].due_at == due);
+  // Leased rows have no next due time.
+  next = broker->next_due(Lane::dtask, "demo");
+  REQUIRE(next.ok());
+  CHECK_FALSE(next->has_value());
+}
+
+TEST_CASE("sqlite broker: events are claimed, acked and released", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db", "testhost/scheduler"), clock);
+  publish(*broker, {event("e1"), event("e2", "order_paied")});
+  auto next = broker->next_due(Lane::events, "");
+  REQUIRE(next.ok());
+  CHECK(next->value_or(0) == clock.wall_now());
+
+  auto claimed = claim_ok(*broker, Lane::events, 10, "ignored");
+  REQUIRE(ids_of(claimed) == std::vector<std::string>{"e1", "e2"});
+  CHECK(claimed[1].name == "order_paied");
+  CHECK(claimed[1].body == "{\"id\":\"e2\"}");
+  CHECK(claim_ok(*broker, Lane::events, 10).empty());
+
+  Batch batch;
+  batch.settle.push_back(ack(claimed[0].token));
+  Settle release;
+  release.kind = Settle::Kind::release;
+  release.token = claimed[1].token;
+  batch.settle.push_back(release);
+  CHECK(commit_ok(*broker, batch).settled == 2);
+  CHECK(ids_of(claim_ok(*broker, Lane::events, 10)) == std::vector<std::string>{"e2"});
+  // Tokens of events and tasks never collide: the task table is untouched.
+  publish(*broker, {task("t1", clock.wall_now())});
+  CHECK(claim_ok(*broker, Lane::ntask, 10).size() == 1);
+}
+
+TEST_CASE("sqlite broker: publishing the same id twice is ignored", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  Batch batch;
+  batch.publish = {task("dup", clock.wall_now()), event("ev")};
+  CHECK(commit_ok(*broker, batch).published == 2);
+  OutMsg changed = task("dup", clock.wall_now());
+  changed.body = "{\"other\":true}";
+  batch.publish = {changed, event("ev"), task("new", clock.wall_now())};
+  CHECK(commit_ok(*broker, batch).published == 1);
+  auto claimed = claim_ok(*broker, Lane::ntask, 10);
+  REQUIRE(ids_of(claimed) == std::vector<std::string>{"dup", "new"});
+  CHECK(claimed[0].body == task("dup", 0).body);  // the first publish wins
+  CHECK(claim_ok(*broker, Lane::events, 10).size() == 1);
+}
+
+TEST_CASE("sqlite broker: a failing batch changes nothing", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  publish(*broker, {task("t1", clock.wall_now())});
+  auto claimed = claim_ok(*broker, Lane::ntask, 1);
+  REQUIRE(claimed.size() == 1);
+
+  Batch batch;
+  batch.settle.push_back(ack(claimed[0].token));
+  batch.publish.push_back(task("ok", clock.wall_now()));
+  OutMsg no_topic = task("bad", clock.wall_now());
+  no_topic.topic.clear();
+  batch.publish.push_back(no_topic);
+  auto report = broker->commit(batch);
+  REQUIRE_FALSE(report.ok());
+  CHECK(report.status().code() == StatusCode::invalid_argument);
+  CHECK_THAT(report.status().message(), Catch::Contains("task bad") && Catch::Contains("topic is empty"));
+
+  // The ack was rolled back with the rest: the task is still leased, "ok" was not published.
+  const QueueDepth depth = depth_of(*broker, "demo");
+  CHECK(depth.leased == 1);
+  CHECK(depth.ready == 0);
+  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {ack(claimed[0].token)}}).settled == 1);
+}
+
+TEST_CASE("sqlite broker: retry = ack plus the same id on the dtask lane", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  publish(*broker, {task("t1", clock.wall_now())});
+  auto claimed = claim_ok(*broker, Lane::ntask, 1);
+  REQUIRE(claimed.size() == 1);
+
+  Settle retry = ack(claimed[0].token);
+  retry.then_publish = task("t1", clock.wall_now() + 5'000, Lane::dtask, 1, 3);
+  Batch batch;
+  batch.settle.push_back(retry);
+  const CommitReport report = commit_ok(*broker, batch);
+  CHECK(report.settled == 1);
+  CHECK(report.published == 1);
+
+  CHECK(claim_ok(*broker, Lane::ntask, 10).empty());
+  CHECK(claim_ok(*broker, Lane::dtask, 10).empty());  // not due yet
+  clock.advance(milliseconds(5'000));
+  auto again = claim_ok(*broker, Lane::dtask, 10);
+  REQUIRE(ids_of(again) == std::vector<std::string>{"t1"});
+  CHECK(again[0].attempt == 1);
+  CHECK(again[0].lane == Lane::dtask);
+}
+
+TEST_CASE("sqlite broker: release puts a task back with its attempt unchanged", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  publish(*broker, {task("t1", clock.wall_now(), Lane::ntask, 1, 3)});
+  auto claimed = claim_ok(*broker, Lane::ntask, 1);
+  REQUIRE(claimed.size() == 1);
+  Settle release;
+  release.kind = Settle::Kind::release;
+  release.token = claimed[0].token;
+  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {release}}).settled == 1);
+  auto again = claim_ok(*broker, Lane::ntask, 1);
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].attempt == 1);
+  // Releasing a delivery that is not leased any more is stale.
+  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {release, release}}).settled == 1);
+  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {release}}).stale == 1);
+}
+
+TEST_CASE("sqlite broker: an expired lease is recovered with attempt + 1", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  publish(*broker, {task("t1", clock.wall_now())});
+  REQUIRE(claim_ok(*broker, Lane::ntask, 1).size() == 1);
+
+  clock.advance(milliseconds(kLeaseMs));
+  auto recovered = broker->recover_expired(Lane::ntask, "demo");
+  REQUIRE(recovered.ok());
+  CHECK(*recovered == 0);  // the lease holds until its last millisecond
+  recovered = broker->recover_expired(Lane::dtask, "demo");
+  REQUIRE(recovered.ok());
+  CHECK(*recovered == 0);  // other lane
+
+  clock.advance(milliseconds(1));
+  recovered = broker->recover_expired(Lane::ntask, "demo");
+  REQUIRE(recovered.ok());
+  CHECK(*recovered == 1);
+  auto again = claim_ok(*broker, Lane::ntask, 1);
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].id == "t1");
+  CHECK(again[0].attempt == 1);
+  CHECK(again[0].due_at == clock.wall_now());
+}
+
+TEST_CASE("sqlite broker: extend keeps a lease alive", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  publish(*broker, {task("t1", clock.wall_now()), event("e1")});
+  auto tasks = claim_ok(*broker, Lane::ntask, 1);
+  auto events = claim_ok(*broker, Lane::events, 1);
+  REQUIRE(tasks.size() == 1);
+  REQUIRE(events.size() == 1);
+
+  clock.advance(milliseconds(kLeaseMs - 1'000));
+  REQUIRE(broker->extend({tasks[0].token, events[0].token}).ok());
+  clock.advance(milliseconds(2'000));  // past the first lease, within the extended one
+  CHECK(*broker->recover_expired(Lane::ntask, "demo") == 0);
+  CHECK(*broker->recover_expired(Lane::events, "") == 0);
+  clock.advance(milliseconds(kLeaseMs));
+  CHECK(*broker->recover_expired(Lane::ntask, "demo") == 1);
+  CHECK(*broker->recover_expired(Lane::events, "") == 1);
+  auto event_again = claim_ok(*broker, Lane::events, 1);
+  REQUIRE(event_again.size() == 1);
+  CHECK(event_again[0].attempt == 0);  // events are not counted
+}
+
+TEST_CASE("sqlite broker: an exhausted expired lease becomes a dead letter", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  const OutMsg last_try = task("t1", clock.wall_now(), Lane::dtask, 1, 2);
+  publish(*broker, {last_try});
+  REQUIRE(claim_ok(*broker, Lane::dtask, 1).size() == 1);
+  clock.advance(milliseconds(kLeaseMs + 1));
+  auto recovered = broker->recover_expired(Lane::dtask, "demo");
+  REQUIRE(recovered.ok());
+  CHECK(*recovered == 1);
+
+  CHECK(claim_ok(*broker, Lane::dtask, 10).empty());
+  auto listed = broker->dead_letters().list(10);
+  REQUIRE(listed.ok());
+  REQUIRE(listed->size() == 1);
+  const DeadLetter& d = listed->front().letter;
+  CHECK(d.id == "t1");
+  CHECK(d.kind == "task");
+  CHECK(d.topic == "demo");
+  CHECK(d.name == "closeOrder");
+  CHECK(d.reason == "lease expired");
+  CHECK_THAT(d.error, Catch::Contains("testhost/ntask/demo/"));
+  CHECK(d.attempts == 2);
+  CHECK(d.body == last_try.body);
+  CHECK(d.dead_at == clock.wall_now());
+  const QueueDepth depth = depth_of(*broker, "demo");
+  CHECK(depth.dead == 1);
+  CHECK(depth.leased == 0);
+}
+
+TEST_CASE("sqlite broker: a stale ack after recovery does not duplicate the retry", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  const std::string db = dir.path() + "/ebats.db";
+  auto slow = open_ok(options_for(db, "host-a/ntask/demo"), clock);
+  auto other = open_ok(options_for(db, "host-b/ntask/demo"), clock);
+  publish(*slow, {task("t1", clock.wall_now())});
+  auto held = claim_ok(*slow, Lane::ntask, 1);
+  REQUIRE(held.size() == 1);
+
+  clock.advance(milliseconds(kLeaseMs + 1));
+  REQUIRE(*other->recover_expired(Lane::ntask, "demo") == 1);
+  auto reclaimed = claim_ok(*other, Lane::ntask, 1);
+  REQUIRE(reclaimed.size() == 1);
+
+  // The slow worker finally finishes and asks for a retry: its lease is gone.
+  Settle retry = ack(held[0].token);
+  retry.then_publish = task("t1", clock.wall_now(), Lane::dtask, 1, 3);
+  DeadLetter never;
+  never.id = "t1";
+  never.kind = "task";
+  never.reason = "failed";
+  Settle dead = ack(held[0].token);
+  dead.then_dead = never;
+  const CommitReport report = commit_ok(*slow, Batch{{}, {}, {}, {retry, dead}});
+  CHECK(report.stale == 2);
+  CHECK(report.settled == 0);
+  CHECK(report.published == 0);
+  CHECK(claim_ok(*other, Lane::dtask, 10).empty());
+  auto listed = other->dead_letters().list(0);
+  REQUIRE(listed.ok());
+  CHECK(listed->empty());
+  // The current holder's ack still counts.
+  CHECK(commit_ok(*other, Batch{{}, {}, {}, {ack(reclaimed[0].token)}}).settled == 1);
+}
+
+TEST_CASE("sqlite broker: a restarted worker recovers its previous incarnation's leases", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  const std::string db = dir.path() + "/ebats.db";
+  const WallMs now = clock.wall_now();
+  auto before = open_ok(options_for(db, "host/ntask/demo"), clock);
+  auto similar = open_ok(options_for(db, "host/ntask/demo2"), clock);
+  publish(*before, {task("mine", now), task("theirs", now), task("last", now, Lane::ntask, 2, 3)});
+  REQUIRE(claim_ok(*before, Lane::ntask, 1).size() == 1);    // mine
+  REQUIRE(claim_ok(*similar, Lane::ntask, 1).size() == 1);   // theirs: another worker, similar name
+  REQUIRE(claim_ok(*before, Lane::ntask, 1).size() == 1);    // last: exhausted on recovery
+  before.reset();  // crashed; its leases are still held
+
+  auto after = open_ok(options_for(db, "host/ntask/demo"), clock);
+  auto recovered = after->recover_previous_incarnation(Lane::ntask, "demo");
+  REQUIRE(recovered.ok());
+  CHECK(*recovered == 2);
+  auto again = claim_ok(*after, Lane::ntask, 10);
+  REQUIRE(ids_of(again) == std::vector<std::string>{"mine"});
+  CHECK(again[0].attempt == 1);
+  // Its own leases and the other worker's are left alone.
+  recovered = after->recover_previous_incarnation(Lane::ntask, "demo");
+  REQUIRE(recovered.ok());
+  CHECK(*recovered == 0);
+  CHECK(depth_of(*after, "demo").leased == 2);
+  auto dead = after->dead_letters().list(0);
+  REQUIRE(dead.ok());
+  REQUIRE(dead->size() == 1);
+  CHECK(dead->front().letter.id == "last");
+  CHECK(dead->front().letter.reason == "lease expired");
+}
+
+TEST_CASE("sqlite broker: dead letters list, show, replay and purge", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  DeadLetter failed;
+  failed.id = "task-1";
+  failed.kind = "task";
+  failed.topic = "demo";
+  failed.name = "closeOrder";
+  failed.reason = "retries exhausted";
+  failed.error = "boom";
+  failed.attempts = 6;
+  failed.body = "{\"id\":\"task-1\",\"attempt\":5,\"max_attempts\":6}";
+  failed.first_seen = clock.wall_now() - 1000;
+  DeadLetter unknown;
+  unknown.id = "event-1";
+  unknown.kind = "event";
+  unknown.name = "order_unknown";
+  unknown.reason = "no registration";
+  unknown.body = "{\"id\":\"event-1\"}";
+  Batch batch;
+  batch.dead = {failed, unknown, raw_dead_letter("raw-1")};
+  commit_ok(*broker, batch);
+  DeadLetterStore& store = broker->dead_letters();
+
+  auto listed = store.list(0);
+  REQUIRE(listed.ok());
+  REQUIRE(listed->size() == 3);
+  CHECK((*listed)[0].letter.id == "raw-1");  // newest first
+  CHECK((*listed)[2].letter.id == "task-1");
+  CHECK((*listed)[2].letter.error == "boom");
+  CHECK((*listed)[2].letter.attempts == 6);
+  CHECK((*listed)[2].letter.first_seen == clock.wall_now() - 1000);
+  CHECK((*listed)[2].letter.dead_at == clock.wall_now());
+  CHECK((*listed)[0].letter.body == raw_dead_letter("raw-1").body);  // bytes unchanged
+  auto limited = store.list(2);
+  REQUIRE(limited.ok());
+  CHECK(limited->size() == 2);
+  const uint64_t task_seq = (*listed)[2].seq;
+  const uint64_t event_seq = (*listed)[1].seq;
+  const uint64_t raw_seq = (*listed)[0].seq;
+
+  auto shown = store.show(task_seq);
+  REQUIRE(shown.ok());
+  CHECK(shown->letter.reason == "retries exhausted");
+  auto missing = store.show(9999);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.status().code() == StatusCode::not_found);
+  CHECK(missing.status().message() == "no dead letter with id 9999");
+  CHECK(store.replay(9999, clock.wall_now()).code() == StatusCode::not_found);
+
+  Status raw = store.replay(raw_seq, clock.wall_now());
+  CHECK(raw.code() == StatusCode::invalid_argument);
+  CHECK_THAT(raw.message(), Catch::StartsWith("dead letter " + std::to_string(raw_seq) +
+                                              " holds raw bytes (reason: malformed) and cannot be replayed"));
+
+  clock.advance(milliseconds(500));
+  REQUIRE(store.replay(task_seq, clock.wall_now()).ok());
+  auto replayed = claim_ok(*broker, Lane::ntask, 10);
+  REQUIRE(replayed.size() == 1);
+  CHECK(replayed[0].id == "task-1");
+  CHECK(replayed[0].attempt == 0);
+  CHECK(replayed[0].max_attempts == 6);  // from the envelope
+  CHECK(replayed[0].body == failed.body);
+  CHECK(replayed[0].due_at == clock.wall_now());
+  CHECK(store.show(task_seq).status().code() == StatusCode::not_found);
+
+  auto all = store.replay_all(clock.wall_now());
+  REQUIRE(all.ok());
+  CHECK(*all == 1);  // the event; raw bytes stay
+  auto events = claim_ok(*broker, Lane::events, 10);
+  REQUIRE(ids_of(events) == std::vector<std::string>{"event-1"});
+  CHECK(events[0].name == "order_unknown");
+  listed = store.list(0);
+  REQUIRE(listed.ok());
+  REQUIRE(listed->size() == 1);
+  CHECK(listed->front().seq == raw_seq);
+  (void)event_seq;
+
+  auto purged = store.purge();
+  REQUIRE(purged.ok());
+  CHECK(*purged == 1);
+  listed = store.list(0);
+  REQUIRE(listed.ok());
+  CHECK(listed->empty());
+}
+
+TEST_CASE("sqlite broker: settle then_dead writes the dead letter with the ack", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  publish(*broker, {task("t1", clock.wall_now())});
+  auto claimed = claim_ok(*broker, Lane::ntask, 1);
+  REQUIRE(claimed.size() == 1);
+  Settle dead = ack(claimed[0].token);
+  DeadLetter letter;
+  letter.id = "t1";
+  letter.kind = "task";
+  letter.topic = "demo";
+  letter.name = "closeOrder";
+  letter.reason = "failed";
+  letter.body = claimed[0].body;
+  dead.then_dead = letter;
+  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {dead}}).settled == 1);
+  const QueueDepth depth = depth_of(*broker, "demo");
+  CHECK(depth.dead == 1);
+  CHECK(depth.leased == 0);
+}
+
+TEST_CASE("sqlite broker: depths per topic", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  const WallMs now = clock.wall_now();
+  OutMsg mail = task("m1", now);
+  mail.topic = "mail";
+  publish(*broker, {task("ready1", now), task("ready2", now), task("later", now + 60'000),
+                    task("retry", now, Lane::dtask), task("leased", now - 1), mail, event("e1")});
+  REQUIRE(claim_ok(*broker, Lane::ntask, 1).size() == 1);  // "leased"
+  ResultRecord ok;
+  ok.topic = "demo";
+  ok.status = "ok";
+  ResultRecord failed = ok;
+  failed.status = "failed";
+  DeadLetter dead;
+  dead.id = "x";
+  dead.kind = "task";
+  dead.topic = "archive";
+  dead.reason = "failed";
+  Batch batch;
+  batch.results = {ok, ok, failed};
+  batch.dead = {dead, raw_dead_letter("r")};
+  commit_ok(*broker, batch);
+
+  auto depths = broker->depths();
+  REQUIRE(depths.ok());
+  std::vector<std::string> topics;
+  for (const QueueDepth& d : *depths) topics.push_back(d.topic);
+  CHECK(topics == std::vector<std::string>{"", "archive", "demo", "mail"});
+  const QueueDepth demo = depth_of(*broker, "demo");
+  CHECK(demo.ready == 2);
+  CHECK(demo.delayed == 2);  // due later + waiting in the dtask lane
+  CHECK(demo.leased == 1);
+  CHECK(demo.done == 2);
+  CHECK(demo.dead == 0);
+  CHECK(depth_of(*broker, "mail").ready == 1);
+  CHECK(depth_of(*broker, "archive").dead == 1);
+  const QueueDepth events = depth_of(*broker, "");  // the events channel and topic-less dead letters
+  CHECK(events.ready == 1);
+  CHECK(events.dead == 1);
+}
+
+TEST_CASE("sqlite broker: rows survive closing and reopening the file", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  const std::string db = dir.path() + "/ebats.db";
+  {
+    auto broker = open_ok(options_for(db), clock);
+    publish(*broker, {task("t1", clock.wall_now()), event("e1")});
+    Batch batch;
+    batch.dead = {raw_dead_letter("r1")};
+    commit_ok(*broker, batch);
+  }
+  BrokerOptions reopen = options_for(db);
+  reopen.create = false;
+  auto broker = open_ok(reopen, clock);
+  CHECK(ids_of(claim_ok(*broker, Lane::ntask, 10)) == std::vector<std::string>{"t1"});
+  CHECK(ids_of(claim_ok(*broker, Lane::events, 10)) == std::vector<std::string>{"e1"});
+  auto dead = broker->dead_letters().list(0);
+  REQUIRE(dead.ok());
+  CHECK(dead->size() == 1);
+}
+
+TEST_CASE("sqlite broker: open errors say what to fix", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  SECTION("missing folder") {
+    const std::string db = dir.path() + "/missing/ebats.db";
+    auto broker = open_broker(options_for(db), clock);
+    REQUIRE_FALSE(broker.ok());
+    CHECK(broker.status().code() == StatusCode::io_error);
+    CHECK_THAT(broker.status().message(), Catch::Contains(db) && Catch::Contains("No such file or directory") &&
+                                              Catch::Contains("mkdir -p " + dir.path() + "/missing"));
+  }
+  SECTION("unwritable folder") {
+    if (geteuid() == 0) return;  // root writes anywhere
+    const std::string locked = dir.path() + "/locked";
+    REQUIRE(mkdir(locked.c_str(), 0500) == 0);
+    auto broker = open_broker(options_for(locked + "/ebats.db"), clock);
+    REQUIRE_FALSE(broker.ok());
+    CHECK(broker.status().code() == StatusCode::io_error);
+    CHECK_THAT(broker.status().message(), Catch::Contains(locked + "/ebats.db") &&
+                                              Catch::Contains("Permission denied") && Catch::Contains("permissions"));
+  }
+  SECTION("missing file without create") {
+    BrokerOptions options = options_for(dir.path() + "/none.db");
+    options.create = false;
+    auto broker = open_broker(options, clock);
+    REQUIRE_FALSE(broker.ok());
+    CHECK(broker.status().code() == StatusCode::not_found);
+    CHECK_THAT(broker.status().message(), Catch::Contains("none.db") && Catch::Contains("ebatsctl setup"));
+  }
+  SECTION("not a database") {
+    const std::string db = dir.path() + "/garbage.db";
+    FILE* f = fopen(db.c_str(), "w");
+    REQUIRE(f != nullptr);
+    fputs("this is not an SQLite database, just some text long enough to fill a header ......", f);
+    fclose(f);
+    auto broker = open_broker(options_for(db), clock);
+    REQUIRE_FALSE(broker.ok());
+    CHECK(broker.status().code() == StatusCode::io_error);
+    CHECK_THAT(broker.status().message(), Catch::Contains(db));
+  }
+  SECTION("schema from a newer ebats") {
+    const std::string db = dir.path() + "/newer.db";
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(raw, "PRAGMA user_version = 99", nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(raw);
+    auto broker = open_broker(options_for(db), clock);
+    REQUIRE_FALSE(broker.ok());
+    CHECK(broker.status().code() == StatusCode::unsupported);
+    CHECK_THAT(broker.status().message(), Catch::Contains("schema version 99") && Catch::Contains("upgrade ebats"));
+  }
+  SECTION("unknown scheme, credentials not echoed") {
+    BrokerOptions options;
+    options.url = "amqp://ebats:secret@mq1:5672/ebats";
+    auto broker = open_broker(options, clock);
+    REQUIRE_FALSE(broker.ok());
+    CHECK(broker.status().code() == StatusCode::unsupported);
+    CHECK_THAT(broker.status().message(), Catch::Contains("'amqp://'") && Catch::Contains("sqlite:///"));
+    CHECK_THAT(broker.status().message(), !Catch::Contains("secret"));
+  }
+  SECTION("no scheme or no path") {
+    BrokerOptions options;
+    options.url = "/var/lib/ebats/ebats.db";
+    CHECK(open_broker(options, clock).status().code() == StatusCode::invalid_argument);
+    options.url = "sqlite://";
+    auto broker = open_broker(options, clock);
+    CHECK(broker.status().code() == StatusCode::invalid_argument);
+    CHECK_THAT(broker.status().message(), Catch::Contains("names no database file"));
+  }
+}
+
+TEST_CASE("sqlite broker: lane names", "[sqlite][broker]") {
+  CHECK(std::string(lane_name(Lane::events)) == "events");
+  CHECK(std::string(lane_name(Lane::ntask)) == "ntask");
+  CHECK(std::string(lane_name(Lane::dtask)) == "dtask");
+}
+
+// Throughput of the hot path (not an assertion; run with "[.bench]").
+TEST_CASE("sqlite broker: claim + commit throughput", "[.bench]") {
+  TempDir dir;
+  SystemClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  constexpr int kTasks = 20'000;
+  for (uint32_t batch_size : {100u, 256u}) {
+    const auto enqueue_start = std::chrono::steady_clock::now();
+    for (int i = 0; i < kTasks; i += static_cast<int>(batch_size)) {
+      Batch batch;
+      for (int j = i; j < i + static_cast<int>(batch_size) && j < kTasks; ++j) {
+        OutMsg m = task(std::to_string(batch_size) + "-" + std::to_string(j), clock.wall_now());
+        m.body.resize(300, ' ');
+        batch.publish.push_back(std::move(m));
+      }
+      commit_ok(*broker, batch);
+    }
+    const auto drain_start = std::chrono::steady_clock::now();
+    int drained = 0;
+    for (;;) {
+      auto claimed = claim_ok(*broker, Lane::ntask, batch_size);
+      if (claimed.empty()) break;
+      Batch done;
+      for (const Delivery& d : claimed) {
+        done.settle.push_back(ack(d.token));
+        ResultRecord r;
+        r.topic = d.topic;
+        r.task_id = d.id;
+        r.task = d.name;
+        r.params = "{\"order_id\":1}";
+        r.status = "ok";
+        r.host = "bench";
+        done.results.push_back(r);
+      }
+      drained += static_cast<int>(commit_ok(*broker, done).settled);
+    }
+    const auto end = std::chrono::steady_clock::now();
+    REQUIRE(drained == kTasks);
+    const double enqueue_s = std::chrono::duration<double>(drain_start - enqueue_start).count();
+    const double drain_s = std::chrono::duration<double>(end - drain_start).count();
+    std::cout << "batch " << batch_size << ": enqueue " << static_cast<int>(kTasks / enqueue_s) << " tasks/s, claim+ack+result "
+              << static_cast<int>(kTasks / drain_s) << " tasks/s\n";
+  }
+}

@@ -1,0 +1,129 @@
+// UUIDs: v5 against RFC 9562's published example on the code path task ids
+// use, task id stability, and v4 uniqueness across threads and fork().
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ebats/envelope.h"
+#include "envelope/uuid_v5.h"
+
+namespace {
+
+constexpr const char* kDnsNamespace = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
+constexpr const char* kEventId = "0b7e4a52-9c1f-4d7e-8a34-2f6c1d9e0a11";
+
+char version_of(const std::string& u) { return u.at(14); }
+bool has_rfc_variant(const std::string& u) {
+  const char c = u.at(19);
+  return c == '8' || c == '9' || c == 'a' || c == 'b';
+}
+
+}  // namespace
+
+TEST_CASE("uuid_v5 reproduces RFC 9562's example", "[uuid]") {
+  // RFC 9562, Appendix A.4: v5 of "www.example.com" in the DNS namespace.
+  CHECK(ebats::uuid_v5(kDnsNamespace, "www.example.com") == "2ed6657d-e927-568b-95e1-2665a8aea6a2");
+}
+
+TEST_CASE("uuid_v5 refuses a namespace that is not a lowercase UUID", "[uuid]") {
+  CHECK(ebats::uuid_v5("6BA7B810-9DAD-11D1-80B4-00C04FD430C8", "x").empty());
+  CHECK(ebats::uuid_v5("not-a-uuid", "x").empty());
+}
+
+TEST_CASE("task ids are v5 in the ebats namespace over event id, event, task and topic", "[uuid]") {
+  const std::string id = ebats::task_uuid_v5(kEventId, "order_create", "closeOrder", "demo");
+  CHECK(id == ebats::uuid_v5(ebats::kEbatsUuidNamespace,
+                             std::string(kEventId) + "\norder_create\ncloseOrder\ndemo"));
+  // Pinned (computed independently with Python's uuid.uuid5): a change here
+  // changes every task id on the wire, and docs/WIRE.md quotes this value.
+  CHECK(id == "0e45e837-9eab-5961-b27f-45b936a9303f");
+  CHECK(ebats::is_valid_uuid(id));
+  CHECK(version_of(id) == '5');
+  CHECK(has_rfc_variant(id));
+}
+
+TEST_CASE("task ids are deterministic and differ per event, task and topic", "[uuid]") {
+  const std::string base = ebats::task_uuid_v5(kEventId, "order_create", "closeOrder", "demo");
+  CHECK(ebats::task_uuid_v5(kEventId, "order_create", "closeOrder", "demo") == base);
+  std::set<std::string> ids{base};
+  ids.insert(ebats::task_uuid_v5(kEventId, "order_create", "sendReceipt", "demo"));
+  ids.insert(ebats::task_uuid_v5(kEventId, "order_create", "closeOrder", "billing"));
+  ids.insert(ebats::task_uuid_v5(kEventId, "order_paid", "closeOrder", "demo"));
+  ids.insert(ebats::task_uuid_v5("5f0c9a3e-1d2b-4c6a-9e8f-7a6b5c4d3e2f", "order_create", "closeOrder", "demo"));
+  // The separator keeps ("ab","c") apart from ("a","bc").
+  ids.insert(ebats::task_uuid_v5(kEventId, "order_create", "closeOrde", "rdemo"));
+  CHECK(ids.size() == 6);
+  CHECK(ebats::task_uuid_v5(kEventId, "order_create", "sendReceipt", "demo") ==
+        "a78ae592-9490-541d-8d42-242bf94dd634");
+}
+
+TEST_CASE("v4 ids are valid, random-version and unique across threads", "[uuid]") {
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 2000;
+  std::vector<std::vector<std::string>> drawn(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&drawn, t] {
+      for (int i = 0; i < kPerThread; ++i) drawn[t].push_back(ebats::new_uuid_v4());
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::set<std::string> all;
+  for (const auto& ids : drawn) {
+    for (const auto& id : ids) {
+      REQUIRE(ebats::is_valid_uuid(id));
+      REQUIRE(version_of(id) == '4');
+      REQUIRE(has_rfc_variant(id));
+      all.insert(id);
+    }
+  }
+  CHECK(all.size() == static_cast<size_t>(kThreads * kPerThread));
+}
+
+TEST_CASE("a forked child does not repeat its parent's v4 ids", "[uuid]") {
+  (void)ebats::new_uuid_v4();  // the generator of this thread is now seeded
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    const std::string id = ebats::new_uuid_v4();
+    const ssize_t n = write(fds[1], id.data(), id.size());
+    _exit(n == static_cast<ssize_t>(id.size()) ? 0 : 1);
+  }
+  close(fds[1]);
+  const std::string parent_next = ebats::new_uuid_v4();
+  std::string child_id(36, '\0');
+  size_t got = 0;
+  while (got < child_id.size()) {
+    const ssize_t n = read(fds[0], &child_id[got], child_id.size() - got);
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  close(fds[0]);
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  REQUIRE(got == child_id.size());
+  CHECK(ebats::is_valid_uuid(child_id));
+  CHECK(child_id != parent_next);
+}
+
+TEST_CASE("is_valid_uuid accepts only lowercase 8-4-4-4-12", "[uuid]") {
+  CHECK(ebats::is_valid_uuid(kEventId));
+  CHECK(ebats::is_valid_uuid("00000000-0000-0000-0000-000000000000"));
+  CHECK_FALSE(ebats::is_valid_uuid("0B7E4A52-9C1F-4D7E-8A34-2F6C1D9E0A11"));
+  CHECK_FALSE(ebats::is_valid_uuid("0b7e4a52-9c1f-4d7e-8a34-2f6c1d9e0a1"));
+  CHECK_FALSE(ebats::is_valid_uuid("0b7e4a52-9c1f-4d7e-8a34-2f6c1d9e0a111"));
+  CHECK_FALSE(ebats::is_valid_uuid("0b7e4a529c1f-4d7e-8a34-2f6c1d9e0a11-"));
+  CHECK_FALSE(ebats::is_valid_uuid("{0b7e4a52-9c1f-4d7e-8a34-2f6c1d9e0a}"));
+  CHECK_FALSE(ebats::is_valid_uuid("0b7e4a52-9c1f-4d7e-8a34-2f6c1d9e0a1g"));
+  CHECK_FALSE(ebats::is_valid_uuid(""));
+}
