@@ -52,18 +52,21 @@ bool Daemon::running() {
   int st;
   if (::waitpid(pid_, &st, WNOHANG) == pid_) {
     reaped_ = true;
+    exit_code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     return false;
   }
   return true;
 }
 
 int Daemon::wait(std::chrono::milliseconds timeout) {
+  if (reaped_) return exit_code_;
   const auto until = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < until) {
     int st = 0;
     if (::waitpid(pid_, &st, WNOHANG) == pid_) {
       reaped_ = true;
-      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      exit_code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      return exit_code_;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }

@@ -37,6 +37,7 @@ class Daemon {
  private:
   pid_t pid_ = -1;
   bool reaped_ = false;
+  int exit_code_ = -1;
 };
 
 class TestSystem {

@@ -410,7 +410,7 @@ TEST_CASE("registrations need task and topic with valid names", "[config]") {
         "t.yaml:4:3: error: invalid topic name 'a b' in workers; use 1 to 64 characters from A-Z a-z 0-9 _ -");
 }
 
-TEST_CASE("the same (event, task, topic) twice is an error; another topic is fine", "[config]") {
+TEST_CASE("the same (event, task, topic) twice is an error but another topic is fine", "[config]") {
   CHECK(only_error(kRequired +
                    "events:\n"
                    "  e:\n"

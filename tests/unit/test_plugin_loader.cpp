@@ -218,7 +218,8 @@ TEST_CASE("loader: a world-writable plugin directory refuses every plugin", "[pl
   CHECK(reg.task_names().empty());
   REQUIRE(reg.errors().size() == 1);
   CHECK(reg.errors()[0].file == dir.path());
-  CHECK_THAT(reg.errors()[0].message, Catch::StartsWith(dir.path() + ": plugin directory is group- and world-writable (mode 0777)"));
+  CHECK_THAT(reg.errors()[0].message,
+             Catch::StartsWith(dir.path() + ": plugin directory is group- and world-writable (mode 0777)"));
   CHECK_THAT(reg.errors()[0].message, Catch::EndsWith("chmod go-w " + dir.path()));
 }
 

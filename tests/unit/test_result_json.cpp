@@ -22,6 +22,7 @@ ebats::ResultRecord sample() {
   r.attempt = 1;
   r.started_at = 1732550410000;
   r.finished_at = 1732550410037;
+  r.due_at = 1732550409990;
   r.trace = "req-8c1f2b";
   r.host = "worker-1";
   r.pid = 4242;
@@ -50,11 +51,13 @@ TEST_CASE("a result record is one JSON object with every field in order", "[resu
   const std::string json = ebats::result_to_json(sample());
   CHECK(json == R"({"topic":"demo","task_id":"0e45e837-9eab-5961-b27f-45b936a9303f","task":"closeOrder",)"
                 R"("params":{"order_id":10042},"time_ms":37,"message":"closed","status":"ok","attempt":1,)"
-                R"("started_at":1732550410000,"finished_at":1732550410037,"trace":"req-8c1f2b","host":"worker-1",)"
+                R"("started_at":1732550410000,"finished_at":1732550410037,"due_at":1732550409990,"trace":"req-8c1f2b",)"
+                R"("host":"worker-1",)"
                 R"("pid":4242})");
   const rapidjson::Document doc = parse(json);
   CHECK(keys_of(doc) == std::vector<std::string>{"topic", "task_id", "task", "params", "time_ms", "message", "status",
-                                                 "attempt", "started_at", "finished_at", "trace", "host", "pid"});
+                                                 "attempt", "started_at", "finished_at", "due_at", "trace", "host",
+                                                 "pid"});
   CHECK(doc["params"]["order_id"].GetInt() == 10042);
   CHECK(doc["pid"].GetInt64() == 4242);
   CHECK(json.find('\n') == std::string::npos);

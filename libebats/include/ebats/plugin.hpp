@@ -99,7 +99,12 @@ class Fail : public std::exception {
   std::string why_;
 };
 
-enum class LogLevel : int { debug = EBATS_LOG_DEBUG, info = EBATS_LOG_INFO, warn = EBATS_LOG_WARN, error = EBATS_LOG_ERROR };
+enum class LogLevel : int {
+  debug = EBATS_LOG_DEBUG,
+  info = EBATS_LOG_INFO,
+  warn = EBATS_LOG_WARN,
+  error = EBATS_LOG_ERROR,
+};
 
 // One task execution: a view of the host's ebats_task_ctx plus the host
 // services. Valid only during the handler call. Not copyable.

@@ -22,6 +22,7 @@ struct ResultRecord {
   uint32_t attempt = 0;   // 0 on the first execution
   WallMs started_at = 0;
   WallMs finished_at = 0;
+  WallMs due_at = 0;      // when the task was due: started_at - due_at is its lateness
   std::string trace;
   std::string host;
   int64_t pid = 0;        // child that ran it (0 when none did)

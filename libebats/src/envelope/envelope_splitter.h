@@ -25,6 +25,8 @@ class EnvelopeSplitter {
   // REQUIRES: *doc is empty; both outlive the splitter. *params_out receives
   // the compact params text (appended).
   EnvelopeSplitter(rapidjson::Document* doc, std::string* params_out);
+  EnvelopeSplitter(const EnvelopeSplitter&) = delete;  // the writer points into this object
+  EnvelopeSplitter& operator=(const EnvelopeSplitter&) = delete;
 
   // Why the splitter stopped the parse, if it did (the parser then reports
   // kParseErrorTermination at the offset where it stopped).

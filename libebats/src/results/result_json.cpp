@@ -44,6 +44,8 @@ std::string result_to_json(const ResultRecord& r) {
   w.Int64(r.started_at);
   w.Key("finished_at");
   w.Int64(r.finished_at);
+  w.Key("due_at");  // started_at - due_at is the lateness
+  w.Int64(r.due_at);
   if (!r.trace.empty()) {
     w.Key("trace");
     json::write_string(w, r.trace);

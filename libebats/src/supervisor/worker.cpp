@@ -452,6 +452,7 @@ void Worker::Impl::complete(const Job& job, const AttemptFacts& in, WallMs start
   rec.attempt = env.attempt;
   rec.started_at = started;
   rec.finished_at = finished;
+  rec.due_at = env.due_at;
   rec.trace = env.trace;
   rec.host = host_;
   rec.pid = pid;
@@ -520,6 +521,7 @@ void Worker::Impl::release(const Job& job, const std::string& why, int64_t pid) 
   rec.status = "retry";
   rec.attempt = job.env.attempt;
   rec.started_at = rec.finished_at = clock_.wall_now();
+  rec.due_at = job.env.due_at;
   rec.trace = job.env.trace;
   rec.host = host_;
   rec.pid = pid;

@@ -59,7 +59,8 @@ EBATS_PLUGIN(
     {"noop", recorded([](ebats::Task&) {})},
     {"record", recorded([](ebats::Task&) {})},
     {"retry_once", recorded([](ebats::Task& t) {
-       if (t.attempt() == 0) throw ebats::Retry(std::chrono::milliseconds(int_param(t, "retry_after_ms", 200)), "not yet");
+       const auto delay = std::chrono::milliseconds(int_param(t, "retry_after_ms", 200));
+       if (t.attempt() == 0) throw ebats::Retry(delay, "not yet");
      })},
     {"fail", recorded([](ebats::Task&) { throw ebats::Fail("permanent failure"); })},
     {"throw", recorded([](ebats::Task&) { throw std::runtime_error("boom"); })},

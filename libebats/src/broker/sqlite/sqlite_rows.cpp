@@ -15,7 +15,7 @@ const std::string kInsertDeadLetter =
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 const std::string kInsertResult =
     "INSERT INTO results (topic, task_id, task, params, time_ms, message, status, attempt, started_at, finished_at, "
-    "trace, host, pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+    "trace, host, pid, due_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 
 // Runs an INSERT; returns how many rows it inserted (0 or 1).
 // `what` + `id` name the row in an error message (built only on error).
@@ -97,7 +97,8 @@ Status insert_result(Connection& connection, const ResultRecord& record) {
       .bind(10, record.finished_at)
       .bind_text(11, record.trace)
       .bind_text(12, record.host)
-      .bind(13, record.pid);
+      .bind(13, record.pid)
+      .bind(14, record.due_at);
   auto inserted = run_insert(connection, use, "writing the result of task ", record.task_id);
   return inserted.ok() ? Status() : inserted.status();
 }

@@ -72,7 +72,8 @@ CREATE TABLE results (
   finished_at INTEGER NOT NULL,
   trace       TEXT    NOT NULL,
   host        TEXT    NOT NULL,
-  pid         INTEGER NOT NULL
+  pid         INTEGER NOT NULL,
+  due_at      INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 CREATE INDEX results_task ON results(task_id);
 CREATE INDEX results_time ON results(finished_at);

@@ -1,0 +1,102 @@
+/* bench_noop.so: the benchmark's tasks (bench/run.sh), raw C ABI (ebats/plugin.h).
+ *
+ *   noop          does nothing and returns EBATS_OK: what is measured is ebats
+ *                 itself (broker, scheduler, worker, child protocol, results).
+ *   bench_record  appends "<task id> <attempt>\n" to the file named by the
+ *                 environment variable EBATS_BENCH_RECORD with one O_APPEND
+ *                 write(2), so that concurrent children never interleave
+ *                 lines; counting the lines and distinct ids tells exactly how
+ *                 many executions were lost or duplicated. Fails (EBATS_FAIL)
+ *                 when the variable is unset or the file cannot be written.
+ *
+ * Each worker child calls init() once: it opens the record file then, so the
+ * handler costs one write(2). The state is the plugin's own heap block, freed
+ * by shutdown(). */
+#include <ebats/plugin.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct bench_state {
+  const ebats_host *host;
+  int record_fd; /* -1 when EBATS_BENCH_RECORD is unset or could not be opened */
+  char record_error[256];
+} bench_state;
+
+static void set_message(const bench_state *state, const ebats_task_ctx *task, const char *msg) {
+  state->host->set_result_message(task, msg, strlen(msg));
+}
+
+static int noop(const ebats_task_ctx *task, void *plugin_state) {
+  (void)task;
+  (void)plugin_state;
+  return EBATS_OK;
+}
+
+static int bench_record(const ebats_task_ctx *task, void *plugin_state) {
+  const bench_state *state = (const bench_state *)plugin_state;
+  char line[256];
+  int len;
+  ssize_t written;
+  if (state->record_fd < 0) {
+    set_message(state, task, state->record_error);
+    return EBATS_FAIL;
+  }
+  len = snprintf(line, sizeof line, "%s %u\n", task->id, (unsigned)task->attempt);
+  if (len <= 0 || (size_t)len >= sizeof line) {
+    set_message(state, task, "bench_record: task id too long for the record line");
+    return EBATS_FAIL;
+  }
+  written = write(state->record_fd, line, (size_t)len);
+  if (written != (ssize_t)len) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "bench_record: write to $EBATS_BENCH_RECORD failed: %s",
+             written < 0 ? strerror(errno) : "short write");
+    set_message(state, task, msg);
+    return EBATS_RETRY;
+  }
+  return EBATS_OK;
+}
+
+static int init(const ebats_host *host, const char *config_json, size_t len, void **plugin_state) {
+  const char *path = getenv("EBATS_BENCH_RECORD");
+  bench_state *state;
+  (void)config_json;
+  (void)len;
+  if (host->abi_major != EBATS_ABI_MAJOR) return 1;
+  state = (bench_state *)calloc(1, sizeof *state);
+  if (state == NULL) return 1;
+  state->host = host;
+  state->record_fd = -1;
+  if (path == NULL || path[0] == '\0') {
+    snprintf(state->record_error, sizeof state->record_error,
+             "bench_record: set EBATS_BENCH_RECORD to a file path in the worker's environment");
+  } else {
+    state->record_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (state->record_fd < 0) {
+      snprintf(state->record_error, sizeof state->record_error, "bench_record: cannot open %s: %s", path,
+               strerror(errno));
+    }
+  }
+  *plugin_state = state;
+  return 0;
+}
+
+static void shutdown(void *plugin_state) {
+  bench_state *state = (bench_state *)plugin_state;
+  if (state->record_fd >= 0) close(state->record_fd);
+  free(state);
+}
+
+static const ebats_task_def TASKS[] = {{"noop", noop}, {"bench_record", bench_record}};
+
+static const ebats_plugin PLUGIN = {
+    sizeof(ebats_plugin), EBATS_ABI_MAJOR, EBATS_ABI_MINOR, "bench_noop", "1.0.0",
+    TASKS, sizeof TASKS / sizeof TASKS[0], init, shutdown,
+};
+
+EBATS_PLUGIN_EXPORT const ebats_plugin *ebats_plugin_entry(void) { return &PLUGIN; }

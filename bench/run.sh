@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The ebats benchmark: the one documented command (see docs/benchmarks.md).
+#
+#   bench/run.sh [--runs N] [--dir DIR] [--no-build] [--keep] [--no-doc]
+#
+# Builds ebats (Release, tests off) into build-bench/, then N times (default 3),
+# each in a fresh state dir under DIR (default ${TMPDIR:-/tmp}):
+#   W1  publish 20,000 events (one no-op task each) with `ebatsctl publish --jsonl`
+#       while no daemon runs, then start the scheduler and the ntask worker
+#       (2 child processes) and time them until 20,000 results exist; check
+#       0 lost and 0 duplicated;
+#   W2  with the dtask worker started too, publish 1,000 events whose task is
+#       registered with `delay: 3s` and measure lateness = started_at - due_at;
+#   the physical-limit program (bench/sqlite_limit.cpp) in the same file system.
+# Prints medians and ranges and rewrites docs/benchmarks.md (unless --no-doc).
+# Needs python3, jq and the build dependencies (scripts/install-deps.sh).
+# Environment: EBATS_JOBS (parallel build jobs, default nproc).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+runs=3
+base=${TMPDIR:-/tmp}
+build=1
+keep=0
+write_doc=1
+command_line="bench/run.sh${*:+ $*}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) runs=${2:?--runs needs a number}; shift 2 ;;
+    --dir) base=${2:?--dir needs a folder}; shift 2 ;;
+    --no-build) build=0; shift ;;
+    --keep) keep=1; shift ;;
+    --no-doc) write_doc=0; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  esac
+done
+case "$runs" in ''|*[!0-9]*|0) echo "bench/run.sh: --runs needs a positive integer, got '$runs'" >&2; exit 2 ;; esac
+[ -d "$base" ] || { echo "bench/run.sh: --dir $base is not a folder" >&2; exit 2; }
+for tool in python3 jq; do
+  command -v "$tool" >/dev/null || { echo "bench/run.sh: needs $tool on PATH (apt-get install $tool)" >&2; exit 2; }
+done
+
+EVENTS=20000           # W1: events, one noop task each
+DELAYED=1000           # W2: delayed tasks
+DELAY=3s               # W2: their registered delay
+build_dir=$repo/build-bench
+bin=$build_dir/bin
+tool="python3 $repo/bench/bench_tool.py"
+
+if [ "$build" = 1 ]; then
+  echo "== building (Release, tests off) into build-bench/"
+  cmake -S "$repo" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DEBATS_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$build_dir" -j"${EBATS_JOBS:-$(nproc)}" --target ebats_bench >/dev/null
+fi
+for exe in ebats-scheduler ebats-ntask-worker ebats-dtask-worker ebatsctl sqlite_limit; do
+  [ -x "$bin/$exe" ] || { echo "bench/run.sh: $bin/$exe missing; run without --no-build" >&2; exit 1; }
+done
+plugins=$build_dir/bench/plugins
+[ -f "$plugins/bench_noop.so" ] || { echo "bench/run.sh: $plugins/bench_noop.so missing; run without --no-build" >&2; exit 1; }
+
+out=$(mktemp -d "$base/ebats-bench-results.XXXXXX")
+echo "== machine (per-run data in $out)"
+$tool machine --dir "$base" > "$out/machine.json"
+jq -r '"   \(.nproc) x \(.cpu), \(.mem_gib) GiB, Linux \(.kernel), fsync p50 \(.fsync_4k_ms.p50) ms on \(.filesystem), load \(.loadavg_at_start)"' "$out/machine.json"
+
+# Inputs, prepared once outside the timed parts.
+seq 1 "$EVENTS" | sed 's/.*/{"n":&}/' > "$out/w1.jsonl"
+seq 1 "$DELAYED" | sed 's/.*/{"n":&}/' > "$out/w2.jsonl"
+
+pids=()
+stop_daemons() {
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+on_exit() {
+  local rc=$?
+  stop_daemons
+  if [ "$rc" != 0 ] && [ -n "${state:-}" ]; then
+    echo "bench/run.sh: failed (exit $rc); state dir with the daemon logs kept: $state" >&2
+  fi
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+for run in $(seq 1 "$runs"); do
+  state=$(mktemp -d "$base/ebats-bench.XXXXXX")
+  config=$state/ebats.yaml
+  cat > "$config" <<YAML
+# Written by bench/run.sh.
+version: 1
+broker:  { url: "sqlite://ebats.db" }
+plugins: { dir: $plugins }
+results: { file: results.jsonl }
+events:
+  bench_noop:
+    - { task: noop, topic: bench }
+  bench_delayed:
+    - { task: bench_record, topic: bench, delay: $DELAY }
+workers:
+  bench: { processes: 2 }
+YAML
+  export EBATS_BENCH_RECORD=$state/executions.txt
+  rd=$out/run-$run
+  mkdir -p "$rd"
+  echo "== run $run/$runs (state dir $state)"
+
+  # W1: publish with no daemon running, then drain.
+  $tool publish --ctl "$bin/ebatsctl" --config "$config" --event bench_noop --input "$out/w1.jsonl" > "$rd/publish.json"
+  t0=$(date +%s%N)
+  "$bin/ebats-scheduler" --config "$config" 2>"$state/scheduler.log" & pids+=($!); sched=$!
+  "$bin/ebats-ntask-worker" --config "$config" --topic bench 2>"$state/ntask.log" & pids+=($!); ntask=$!
+  $tool wait --file "$state/results.jsonl" --count "$EVENTS" --t0-ns "$t0" --timeout 120 \
+    --pid scheduler=$sched --pid ntask=$ntask > "$rd/drain.json"
+  $tool verify --file "$state/results.jsonl" --db "$state/ebats.db" --task noop --expect "$EVENTS" > "$rd/verify.json"
+  jq -r --argjson n "$EVENTS" '"   W1: published \(.events) events in \(.seconds*1000|floor) ms (\(.events_per_s|floor) events/s)"' "$rd/publish.json"
+  jq -r --argjson n "$EVENTS" '"   W1: \($n) results in \(.seconds*1000|floor) ms: \($n/.seconds|floor) tasks/s end to end; CPU s: \(.cpu_s|to_entries|map(select(.key|endswith("_n")|not)|"\(.key) \(.value)")|join(", "))"' "$rd/drain.json"
+  jq -r '"   W1: \(.results) results, \(.distinct_ids) distinct, \(.lost) lost, \(.duplicates) duplicated\(if .exact then "" else ": " + (.problems|join("; ")) end)"' "$rd/verify.json"
+
+  # W2: delayed tasks with all three daemons.
+  "$bin/ebats-dtask-worker" --config "$config" --topic bench 2>"$state/dtask.log" & pids+=($!)
+  sleep 0.5   # let it start; the tasks are due 3 s after publishing anyway
+  $tool publish --ctl "$bin/ebatsctl" --config "$config" --event bench_delayed --input "$out/w2.jsonl" > "$rd/w2_publish.json"
+  $tool wait --file "$state/results.jsonl" --count $((EVENTS + DELAYED)) --t0-ns "$(date +%s%N)" --timeout 60 > "$rd/w2_wait.json"
+  $tool lateness --file "$state/results.jsonl" --task bench_record --expect "$DELAYED" --record "$EBATS_BENCH_RECORD" > "$rd/lateness.json"
+  jq -r '"   W2: \(.results) delayed tasks, lateness ms min \(.min) p50 \(.p50) p99 \(.p99) max \(.max), \(.early) early; \(.executions_recorded) executions recorded"' "$rd/lateness.json"
+  stop_daemons
+
+  # The physical limit, same file system, same run.
+  "$bin/sqlite_limit" --tasks "$EVENTS" --batch 100 --dir "$base" > "$rd/limit.json" 2>/dev/null
+  jq -r '"   physical limit: \(.tasks_per_s|floor) tasks/s (insert \(.insert_per_s|floor)/s, claim+settle \(.drain_per_s|floor)/s)"' "$rd/limit.json"
+
+  jq -n --slurpfile p "$rd/publish.json" --slurpfile d "$rd/drain.json" --slurpfile v "$rd/verify.json" \
+        --slurpfile l "$rd/lateness.json" --slurpfile w "$rd/w2_publish.json" --slurpfile s "$rd/limit.json" \
+        --argjson n "$EVENTS" \
+        '{w1: {publish: $p[0], drain: $d[0], verify: $v[0], tasks_per_s: ($n / $d[0].seconds)},
+          w2: {publish: $w[0], lateness: $l[0]}, limit: $s[0]}' > "$out/run-$run.json"
+  if [ "$keep" = 0 ]; then rm -rf "$state"; fi
+  state=
+done
+
+doc=$repo/docs/benchmarks.md
+if [ "$write_doc" = 0 ]; then doc=$out/benchmarks.md; fi
+notes=$repo/bench/notes.md
+$tool summarize --runs-dir "$out" --machine "$out/machine.json" --doc "$doc" --command "$command_line" \
+  ${notes:+--notes "$notes"}
+if [ "$keep" = 0 ]; then rm -f "$out/w1.jsonl" "$out/w2.jsonl"; fi
