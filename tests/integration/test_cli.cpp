@@ -1,0 +1,111 @@
+// The command lines: clear errors and the right exit codes for bad input.
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "integration/harness.h"
+
+using ebats::test::Daemon;
+using ebats::test::TestSystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs a daemon to completion; returns its exit code and its output.
+int run_daemon(const TestSystem& sys, std::vector<std::string> argv, std::string* output) {
+  const std::string log = sys.dir() + "/run." + std::to_string(std::rand()) + ".log";
+  Daemon d(std::move(argv), {}, log);
+  int code = d.wait(60s);
+  *output = read_file(log);
+  return code;
+}
+
+}  // namespace
+
+TEST_CASE("--check-config passes with handlers for every task and fails naming the missing one", "[integration]") {
+  TestSystem good("  e:\n    - {task: noop, topic: t}\n");
+  std::string out;
+  CHECK(run_daemon(good, {EBATS_BIN_DIR "/ebats-scheduler", "--config", good.config_path(), "--check-config"}, &out) ==
+        0);
+  CHECK(out.find("ok") != std::string::npos);
+
+  TestSystem missing("  e:\n    - {task: noop, topic: t}\n    - {task: shipToMars, topic: t}\n");
+  CHECK(run_daemon(missing, {EBATS_BIN_DIR "/ebats-ntask-worker", "--config", missing.config_path(), "--topic", "t",
+                             "--check-config"},
+                   &out) == 1);
+  CHECK(out.find("'shipToMars'") != std::string::npos);
+  CHECK(out.find("no plugin") != std::string::npos);
+}
+
+TEST_CASE("a config with errors stops a daemon with exit 2 and file:line:col", "[integration]") {
+  TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
+  const std::string bad = sys.dir() + "/bad.yaml";
+  std::ofstream(bad) << "broker: {url: 'sqlite://x.db'}\nplugins: {dir: /tmp}\nevents:\n  e:\n    - {task: noop}\n";
+  std::string out;
+  CHECK(run_daemon(sys, {EBATS_BIN_DIR "/ebats-scheduler", "--config", bad}, &out) == 2);
+  CHECK(out.find(bad + ":5:") != std::string::npos);
+  CHECK(out.find("topic") != std::string::npos);
+}
+
+TEST_CASE("a database in a folder that cannot be created is a clear error, exit 1", "[integration]") {
+  TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
+  const std::string cfg = sys.dir() + "/unwritable.yaml";
+  std::ofstream(sys.dir() + "/afile") << "x";
+  std::ofstream(cfg) << "broker: {url: 'sqlite://" << sys.dir() << "/afile/sub/q.db'}\nplugins: {dir: "
+                     << EBATS_TEST_PLUGIN_DIR << "}\nevents:\n  e:\n    - {task: noop, topic: t}\nworkers: {t: {}}\n";
+  std::string out;
+  CHECK(run_daemon(sys, {EBATS_BIN_DIR "/ebats-ntask-worker", "--config", cfg, "--topic", "t"}, &out) == 1);
+  CHECK(out.find(sys.dir() + "/afile/sub/q.db") != std::string::npos);
+}
+
+TEST_CASE("a second scheduler on the same database is refused", "[integration]") {
+  TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
+  auto& first = sys.start_scheduler();
+  REQUIRE(TestSystem::wait_until([&] { return sys.log_of("scheduler").find("ready") != std::string::npos; }));
+  std::string out;
+  CHECK(run_daemon(sys, {EBATS_BIN_DIR "/ebats-scheduler", "--config", sys.config_path()}, &out) == 1);
+  CHECK(out.find("another ebats-scheduler") != std::string::npos);
+  CHECK(first.running());
+}
+
+TEST_CASE("ebatsctl: bad JSON and unknown commands are usage errors, missing dead letters are not found",
+          "[integration]") {
+  TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
+  CHECK(sys.ebatsctl({"publish", "e", "{not json"}) == 2);
+  CHECK(sys.ebatsctl({"publish", "e", "[1]"}) == 2);
+  CHECK(sys.ebatsctl({"frobnicate"}) == 2);
+  CHECK(sys.ebatsctl({"enqueue", "t", "noop", "{}", "--delay", "10"}) == 2);  // a bare number is ambiguous
+  CHECK(sys.ebatsctl({"dead", "show", "12345"}) == 3);
+  std::string out;
+  REQUIRE(sys.ebatsctl({"publish", "e", "{\"a\":1}"}, &out) == 0);
+  CHECK(out.size() == 37);  // a UUID and a newline
+  REQUIRE(sys.ebatsctl({"stats", "--json"}, &out) == 0);
+  // No scheduler runs: the event waits in the (events) row, topic "".
+  CHECK(out.find("{\"topic\":\"\",\"pending\":1,") != std::string::npos);
+}
+
+TEST_CASE("ebatsctl publish --jsonl publishes one event per line in batches", "[integration]") {
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n");
+  const std::string input = sys.dir() + "/events.jsonl";
+  {
+    std::ofstream f(input);
+    for (int i = 0; i < 2500; ++i) f << "{\"i\":" << i << "}\n";
+  }
+  const std::string cmd = std::string(EBATS_BIN_DIR) + "/ebatsctl --config " + sys.config_path() +
+                          " publish e --jsonl < " + input + " > " + sys.dir() + "/out.txt 2>&1";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  sys.start_all();
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() >= 2500; }));
+  std::set<std::string> ids;
+  for (const auto& e : sys.executions()) ids.insert(e.id);
+  CHECK(ids.size() == 2500);
+}

@@ -1,0 +1,65 @@
+// Frames between a worker parent and its children.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "supervisor/frame.h"
+
+using namespace ebats;
+
+TEST_CASE("frames: fields round-trip through a socket, split across reads", "[frame]") {
+  std::string out;
+  for (int i = 0; i < 3; ++i) {
+    FieldWriter w(out, FrameType::run);
+    w.u64(100 + i).str("id-" + std::to_string(i)).u32(7).i64(-5).u8(1).str(std::string(70000, 'p'));
+    w.finish();
+  }
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  // Write in odd-sized pieces from another process so reads see partial frames.
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    for (size_t off = 0; off < out.size(); off += 777) {
+      if (!write_all(sv[1], std::string_view(out).substr(off, 777))) ::_exit(1);
+    }
+    ::_exit(0);
+  }
+  ::close(sv[1]);
+  FrameBuffer in(1 << 20);
+  int seen = 0;
+  while (in.read_from(sv[0]) > 0) {
+    while (auto f = in.next()) {
+      REQUIRE(f->type == FrameType::run);
+      FieldReader r(f->payload);
+      CHECK(r.u64() == 100u + seen);
+      CHECK(r.str() == "id-" + std::to_string(seen));
+      CHECK(r.u32() == 7u);
+      CHECK(r.i64() == -5);
+      CHECK(r.u8() == 1u);
+      CHECK(r.str().size() == 70000u);
+      CHECK_FALSE(r.failed());
+      CHECK(r.str().empty());  // reading past the end...
+      CHECK(r.failed());       // ...is flagged, never undefined
+      ++seen;
+    }
+  }
+  ::close(sv[0]);
+  CHECK(seen == 3);
+}
+
+TEST_CASE("frames: a frame longer than the limit marks the stream broken", "[frame]") {
+  std::string out;
+  FieldWriter w(out, FrameType::result);
+  w.str(std::string(2000, 'x'));
+  w.finish();
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  REQUIRE(write_all(sv[1], out));
+  FrameBuffer in(1000);
+  REQUIRE(in.read_from(sv[0]) > 0);
+  CHECK_FALSE(in.next().has_value());
+  CHECK(in.oversized());
+  ::close(sv[0]);
+  ::close(sv[1]);
+}
