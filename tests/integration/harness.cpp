@@ -109,30 +109,22 @@ TestSystem::~TestSystem() {
   }
 }
 
-Daemon& TestSystem::start_scheduler() {
-  const std::string log = dir_ + "/scheduler." + std::to_string(next_log_++) + ".log";
-  daemons_.push_back(std::make_unique<Daemon>(
-      std::vector<std::string>{std::string(EBATS_BIN_DIR) + "/ebats-scheduler", "--config", config_},
-      std::map<std::string, std::string>{{"EBATS_TEST_RECORD", record_}}, log));
+Daemon& TestSystem::start(const std::string& name, std::vector<std::string> argv) {
+  const std::string log = dir_ + "/" + name + "." + std::to_string(next_log_++) + ".log";
+  argv.insert(argv.begin() + 1, {"--config", config_});
+  daemons_.push_back(std::make_unique<Daemon>(std::move(argv),
+                                              std::map<std::string, std::string>{{"EBATS_TEST_RECORD", record_}}, log));
   return *daemons_.back();
 }
 
+Daemon& TestSystem::start_scheduler() { return start("scheduler", {std::string(EBATS_BIN_DIR) + "/ebats-scheduler"}); }
+
 Daemon& TestSystem::start_ntask(const std::string& topic) {
-  const std::string log = dir_ + "/ntask." + std::to_string(next_log_++) + ".log";
-  daemons_.push_back(std::make_unique<Daemon>(
-      std::vector<std::string>{std::string(EBATS_BIN_DIR) + "/ebats-ntask-worker", "--config", config_, "--topic",
-                               topic},
-      std::map<std::string, std::string>{{"EBATS_TEST_RECORD", record_}}, log));
-  return *daemons_.back();
+  return start("ntask", {std::string(EBATS_BIN_DIR) + "/ebats-ntask-worker", "--topic", topic});
 }
 
 Daemon& TestSystem::start_dtask(const std::string& topic) {
-  const std::string log = dir_ + "/dtask." + std::to_string(next_log_++) + ".log";
-  daemons_.push_back(std::make_unique<Daemon>(
-      std::vector<std::string>{std::string(EBATS_BIN_DIR) + "/ebats-dtask-worker", "--config", config_, "--topic",
-                               topic},
-      std::map<std::string, std::string>{{"EBATS_TEST_RECORD", record_}}, log));
-  return *daemons_.back();
+  return start("dtask", {std::string(EBATS_BIN_DIR) + "/ebats-dtask-worker", "--topic", topic});
 }
 
 void TestSystem::start_all(const std::string& topic) {

@@ -67,6 +67,8 @@ class TestSystem {
   std::string log_of(const std::string& name) const;
 
  private:
+  // Starts `argv` (program first) with --config added; logs to <name>.<n>.log.
+  Daemon& start(const std::string& name, std::vector<std::string> argv);
   std::string dir_, config_, record_;
   std::unique_ptr<Publisher> publisher_;
   std::unique_ptr<Clock> clock_;

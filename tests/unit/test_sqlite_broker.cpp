@@ -208,6 +208,9 @@ TEST_CASE("sqlite broker: a task is never claimed before its due time", "[sqlite
   CHECK(**next == due);
   CHECK(depth_of(*broker, "demo").delayed == 1);
   CHECK(claim_ok(*broker, Lane::dtask, 10).empty());
+  // A due task next to it is claimed alone.
+  publish(*broker, {task("now", clock.wall_now(), Lane::dtask)});
+  CHECK(ids_of(claim_ok(*broker, Lane::dtask, 10)) == std::vector<std::string>{"now"});
   clock.advance(milliseconds(9'999));
   CHECK(claim_ok(*broker, Lane::dtask, 10).empty());
   clock.advance(milliseconds(1));
@@ -481,6 +484,27 @@ TEST_CASE("sqlite broker: a restarted worker recovers its previous incarnation's
   REQUIRE(dead->size() == 1);
   CHECK(dead->front().letter.id == "last");
   CHECK(dead->front().letter.reason == "lease expired");
+}
+
+TEST_CASE("sqlite broker: a restarted scheduler gets its leased events back", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  const std::string db = dir.path() + "/ebats.db";
+  auto before = open_ok(options_for(db, "host/scheduler"), clock);
+  publish(*before, {event("e1"), event("e2")});
+  REQUIRE(claim_ok(*before, Lane::events, 10).size() == 2);
+  before.reset();
+
+  auto after = open_ok(options_for(db, "host/scheduler"), clock);
+  CHECK(claim_ok(*after, Lane::events, 10).empty());
+  auto recovered = after->recover_previous_incarnation(Lane::events, "");
+  REQUIRE(recovered.ok());
+  CHECK(*recovered == 2);
+  auto again = claim_ok(*after, Lane::events, 10);
+  CHECK(ids_of(again) == std::vector<std::string>{"e1", "e2"});
+  recovered = after->recover_previous_incarnation(Lane::events, "");
+  REQUIRE(recovered.ok());
+  CHECK(*recovered == 0);  // its own leases stay
 }
 
 TEST_CASE("sqlite broker: dead letters list, show, replay and purge", "[sqlite][broker]") {

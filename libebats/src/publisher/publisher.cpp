@@ -3,6 +3,18 @@
 #include "ebats/envelope.h"
 
 namespace ebats {
+namespace {
+
+// The params passed the limit on their own; the envelope around them must too,
+// or the scheduler and workers would dead-letter the message as too large.
+Status check_encoded_size(const OutMsg& m, const char* what, uint64_t limit) {
+  if (m.body.size() <= limit) return Status();
+  return Status::error(StatusCode::too_large, std::string(what) + " " + m.name + " is " +
+                                                  std::to_string(m.body.size()) + " bytes encoded, limit " +
+                                                  std::to_string(limit));
+}
+
+}  // namespace
 
 Result<std::unique_ptr<Publisher>> Publisher::open(const std::string& config_path) {
   ConfigLoad load = load_config(config_path);
@@ -49,11 +61,8 @@ Result<OutMsg> Publisher::make_event(std::string_view event, std::string_view pa
   m.name = e.event;
   m.body = encode_envelope(e);
   m.due_at = e.created_at;
-  if (m.body.size() > config_->max_message_bytes) {
-    return Status::error(StatusCode::too_large, "event " + e.event + " is " + std::to_string(m.body.size()) +
-                                                    " bytes encoded, limit " +
-                                                    std::to_string(config_->max_message_bytes));
-  }
+  Status size = check_encoded_size(m, "event", config_->max_message_bytes);
+  if (!size.ok()) return size;
   return m;
 }
 
@@ -89,11 +98,8 @@ Result<OutMsg> Publisher::make_task(std::string_view topic, std::string_view tas
   m.due_at = e.due_at;
   m.attempt = 0;
   m.max_attempts = e.max_attempts;
-  if (m.body.size() > config_->max_message_bytes) {
-    return Status::error(StatusCode::too_large, "task " + e.task + " is " + std::to_string(m.body.size()) +
-                                                    " bytes encoded, limit " +
-                                                    std::to_string(config_->max_message_bytes));
-  }
+  Status size = check_encoded_size(m, "task", config_->max_message_bytes);
+  if (!size.ok()) return size;
   return m;
 }
 

@@ -23,7 +23,7 @@ const std::string kAnyDueTask =
     "SELECT 1 FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at <= ?3 LIMIT 1";
 const std::string kClaimTasks =
     "UPDATE tasks SET state = 'leased', lease_owner = ?4, lease_until = ?5, updated_at = ?3 "
-    "WHERE seq IN (SELECT seq FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at <= ?3 "
+    "WHERE seq IN (SELECT seq FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 "
     "ORDER BY due_at, seq LIMIT ?6) "
     "RETURNING seq, id, task, attempt, max_attempts, due_at, created_at, body";
 const std::string kAnyReadyEvent = "SELECT 1 FROM events WHERE state = 'ready' LIMIT 1";
@@ -81,12 +81,14 @@ const RecoverySql kRecoverExpiredTasks =
 const RecoverySql kRecoverPreviousTasks =
     task_recovery_sql(kPreviousTasks, "'worker ' || lease_owner || ' restarted while holding the lease'");
 // Events: ?1 now, ?2 owner prefix + "/", ?3 our owner. They go back to ready.
-const std::string kRecoverExpiredEvents =
-    "UPDATE events SET state = 'ready', lease_owner = NULL, lease_until = NULL "
-    "WHERE state = 'leased' AND lease_until < ?1";
-const std::string kRecoverPreviousEvents =
-    "UPDATE events SET state = 'ready', lease_owner = NULL, lease_until = NULL "
-    "WHERE state = 'leased' AND substr(lease_owner, 1, length(?2)) = ?2 AND lease_owner <> ?3";
+const std::string kExpiredEvents = "state = 'leased' AND lease_until < ?1";
+const std::string kPreviousEvents =
+    "state = 'leased' AND substr(lease_owner, 1, length(?2)) = ?2 AND lease_owner <> ?3";
+const std::string kRecoverEventsSet = "UPDATE events SET state = 'ready', lease_owner = NULL, lease_until = NULL WHERE ";
+const RecoverySql kRecoverExpiredEvents{"SELECT 1 FROM events WHERE " + kExpiredEvents + " LIMIT 1", "", "",
+                                        kRecoverEventsSet + kExpiredEvents};
+const RecoverySql kRecoverPreviousEvents{"SELECT 1 FROM events WHERE " + kPreviousEvents + " LIMIT 1", "", "",
+                                         kRecoverEventsSet + kPreviousEvents};
 
 // --- depths ----------------------------------------------------------------
 const std::string kTaskDepths =
@@ -342,17 +344,20 @@ Result<uint32_t> SqliteBroker::recover_previous_incarnation(Lane lane, const std
 
 Result<uint32_t> SqliteBroker::recover(Lane lane, const std::string& topic, Recovery kind) {
   const WallMs now = clock_.wall_now();
-  Transaction txn(*connection_, Transaction::Mode::immediate);
-  if (lane != Lane::events) {
-    // The reaper runs often; only take the write lock when there is work.
-    const RecoverySql& sql = kind == Recovery::expired ? kRecoverExpiredTasks : kRecoverPreviousTasks;
-    auto any = any_row(sql.probe, [&](StatementUse& use) {
-      use.bind_text(1, topic).bind_text(2, task_lane_code(lane)).bind(3, now);
-      if (kind == Recovery::previous_incarnation) use.bind_text(4, owner_prefix_).bind_text(5, owner_);
-    });
+  const bool expired = kind == Recovery::expired;
+  // The reaper runs often; only take the write lock when there is work.
+  if (lane == Lane::events) {
+    const RecoverySql& sql = expired ? kRecoverExpiredEvents : kRecoverPreviousEvents;
+    auto any = any_row(sql.probe, [&](StatementUse& use) { bind_event_recovery(use, kind, now); });
+    if (!any.ok()) return any.status();
+    if (!*any) return 0u;
+  } else {
+    const RecoverySql& sql = expired ? kRecoverExpiredTasks : kRecoverPreviousTasks;
+    auto any = any_row(sql.probe, [&](StatementUse& use) { bind_task_recovery(use, lane, topic, kind, now); });
     if (!any.ok()) return any.status();
     if (!*any) return 0u;
   }
+  Transaction txn(*connection_, Transaction::Mode::immediate);
   Status status = txn.begin();
   if (!status.ok()) return status;
   auto recovered = lane == Lane::events ? recover_events(kind, now) : recover_tasks(lane, topic, kind, now);
@@ -362,16 +367,28 @@ Result<uint32_t> SqliteBroker::recover(Lane lane, const std::string& topic, Reco
   return *recovered;
 }
 
+void SqliteBroker::bind_task_recovery(StatementUse& use, Lane lane, const std::string& topic, Recovery kind,
+                                      WallMs now) const {
+  use.bind_text(1, topic).bind_text(2, task_lane_code(lane)).bind(3, now);
+  if (kind == Recovery::previous_incarnation) use.bind_text(4, owner_prefix_).bind_text(5, owner_);
+}
+
+void SqliteBroker::bind_event_recovery(StatementUse& use, Recovery kind, WallMs now) const {
+  if (kind == Recovery::expired) {
+    use.bind(1, now);
+  } else {
+    use.bind_text(2, owner_prefix_).bind_text(3, owner_);
+  }
+}
+
 Result<uint32_t> SqliteBroker::recover_tasks(Lane lane, const std::string& topic, Recovery kind, WallMs now) {
   const RecoverySql& sql = kind == Recovery::expired ? kRecoverExpiredTasks : kRecoverPreviousTasks;
-  const char* lane_code = task_lane_code(lane);
   uint32_t recovered = 0;
   for (const std::string* text : {&sql.dead, &sql.remove, &sql.retry}) {
     auto stmt = connection_->statement(*text);
     if (!stmt.ok()) return stmt.status();
     StatementUse use(*stmt);
-    use.bind_text(1, topic).bind_text(2, lane_code).bind(3, now);
-    if (kind == Recovery::previous_incarnation) use.bind_text(4, owner_prefix_).bind_text(5, owner_);
+    bind_task_recovery(use, lane, topic, kind, now);
     Status status = run_to_completion(*connection_, use, "recovering leases");
     if (!status.ok()) return status;
     if (text != &sql.dead) recovered += static_cast<uint32_t>(sqlite3_changes(connection_->db()));
@@ -380,15 +397,11 @@ Result<uint32_t> SqliteBroker::recover_tasks(Lane lane, const std::string& topic
 }
 
 Result<uint32_t> SqliteBroker::recover_events(Recovery kind, WallMs now) {
-  const bool expired = kind == Recovery::expired;
-  auto stmt = connection_->statement(expired ? kRecoverExpiredEvents : kRecoverPreviousEvents);
+  const RecoverySql& sql = kind == Recovery::expired ? kRecoverExpiredEvents : kRecoverPreviousEvents;
+  auto stmt = connection_->statement(sql.retry);
   if (!stmt.ok()) return stmt.status();
   StatementUse use(*stmt);
-  if (expired) {
-    use.bind(1, now);
-  } else {
-    use.bind_text(2, owner_prefix_).bind_text(3, owner_);
-  }
+  bind_event_recovery(use, kind, now);
   Status status = run_to_completion(*connection_, use, "recovering event leases");
   if (!status.ok()) return status;
   return static_cast<uint32_t>(sqlite3_changes(connection_->db()));

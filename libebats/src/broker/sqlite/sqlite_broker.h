@@ -61,6 +61,9 @@ class SqliteBroker final : public Broker {
   Result<uint32_t> recover(Lane lane, const std::string& topic, Recovery kind);
   Result<uint32_t> recover_tasks(Lane lane, const std::string& topic, Recovery kind, WallMs now);
   Result<uint32_t> recover_events(Recovery kind, WallMs now);
+  // Bind the parameters of the recovery statements (see sqlite_broker.cpp).
+  void bind_task_recovery(StatementUse& use, Lane lane, const std::string& topic, Recovery kind, WallMs now) const;
+  void bind_event_recovery(StatementUse& use, Recovery kind, WallMs now) const;
   // True when some row matches the (cheap, indexed, read-only) query `sql`
   // bound by `bind`: lets idle polls skip the write lock.
   template <class Bind>
