@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need, builds with
-# warnings as errors and runs every test (unit and integration) with ctest.
+# warnings as errors and runs every test (unit and integration) with ctest,
+# then builds again with AddressSanitizer + UndefinedBehaviorSanitizer and
+# runs the whole suite once more (skip that with EBATS_SKIP_SANITIZERS=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export CI=${CI:-true}   # -Werror
-EBATS_BUILD_DIR=${EBATS_BUILD_DIR:-build-test} scripts/build.sh
-build_dir=${EBATS_BUILD_DIR:-build-test}
-cd "$build_dir"
-ctest --output-on-failure --timeout 600 -j2 "$@"
+
+run_suite() {  # build dir, extra cmake args...
+  local dir=$1
+  shift
+  EBATS_BUILD_DIR=$dir scripts/build.sh "$@"
+  (cd "$dir" && ctest --output-on-failure --timeout 600 -j2)
+}
+
+echo "== tests (RelWithDebInfo, -Werror)"
+run_suite build-test
+if [ "${EBATS_SKIP_SANITIZERS:-0}" != 1 ]; then
+  echo "== tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  EBATS_BUILD_TYPE=Debug run_suite build-test-asan -DEBATS_SANITIZE=address,undefined
+fi

@@ -31,7 +31,7 @@ int run_daemon(const TestSystem& sys, std::vector<std::string> argv, std::string
 
 }  // namespace
 
-TEST_CASE("--check-config passes with handlers for every task and fails naming the missing one", "[integration]") {
+TEST_CASE("the --check-config option passes with handlers for every task and fails naming the missing one", "[integration]") {
   TestSystem good("  e:\n    - {task: noop, topic: t}\n");
   std::string out;
   CHECK(run_daemon(good, {EBATS_BIN_DIR "/ebats-scheduler", "--config", good.config_path(), "--check-config"}, &out) ==

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <random>
@@ -23,7 +24,7 @@ const std::string kAnyDueTask =
     "SELECT 1 FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at <= ?3 LIMIT 1";
 const std::string kClaimTasks =
     "UPDATE tasks SET state = 'leased', lease_owner = ?4, lease_until = ?5, updated_at = ?3 "
-    "WHERE seq IN (SELECT seq FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 "
+    "WHERE seq IN (SELECT seq FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at <= ?3 "
     "ORDER BY due_at, seq LIMIT ?6) "
     "RETURNING seq, id, task, attempt, max_attempts, due_at, created_at, body";
 const std::string kAnyReadyEvent = "SELECT 1 FROM events WHERE state = 'ready' LIMIT 1";
@@ -101,10 +102,17 @@ const std::string kEventDepths = "SELECT sum(state = 'ready'), sum(state = 'leas
 bool is_event_token(uint64_t token) { return (token & kEventTokenBit) != 0; }
 int64_t row_of(uint64_t token) { return static_cast<int64_t>(token & ~kEventTokenBit); }
 
+// "<pid>.<32 random bits>": pids are reused across reboots, the random part is not.
 std::string incarnation_suffix() {
-  std::random_device random;
+  unsigned bits = 0;
+  try {
+    std::random_device random;
+    bits = static_cast<unsigned>(random());
+  } catch (...) {  // no entropy source: the time still tells incarnations apart
+    bits = static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count());
+  }
   char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%ld.%08x", static_cast<long>(getpid()), static_cast<unsigned>(random()));
+  std::snprintf(buffer, sizeof buffer, "%ld.%08x", static_cast<long>(getpid()), bits);
   return buffer;
 }
 
