@@ -95,7 +95,7 @@ def cmd_machine(args):
         for line in f:
             if line.startswith("MemTotal:"):
                 mem_kib = int(line.split()[1])
-    fs = subprocess.run(["df", "-T", "--output=fstype,source", args.dir], capture_output=True, text=True)
+    fs = subprocess.run(["df", "--output=fstype,source", args.dir], capture_output=True, text=True)
     fs_lines = fs.stdout.strip().splitlines()
     sqlite_cli = subprocess.run(["sqlite3", "--version"], capture_output=True, text=True).stdout.split()
     out = {
@@ -105,7 +105,7 @@ def cmd_machine(args):
         "kernel": platform.release(),
         "os": platform.freedesktop_os_release().get("PRETTY_NAME", "") if hasattr(platform, "freedesktop_os_release") else "",
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "loadavg_at_start": os.getloadavg()[0],
+        "loadavg_at_start": round(os.getloadavg()[0], 2),
         "state_dir": args.dir,
         "filesystem": " ".join(fs_lines[-1].split()) if fs_lines else "unknown",
         "fsync_4k_ms": fsync_latency_ms(args.dir),
@@ -364,8 +364,12 @@ def cmd_summarize(args):
     out.append("| state dir | `%s` on %s |" % (m["state_dir"], m["filesystem"]))
     out.append("| fsync of 4 KiB there | p50 %.2f ms, p90 %.2f ms |" % (m["fsync_4k_ms"]["p50"],
                                                                          m["fsync_4k_ms"]["p90"]))
-    out.append("| SQLite | %s (WAL, `synchronous=FULL`: ebats' default) |" % m["sqlite"])
-    out.append("| load average when the bench started | %.2f |" % m["loadavg_at_start"])
+    mode = runs[0]["limit"].get("synchronous", "full")
+    out.append("| SQLite | %s, WAL, `synchronous=%s`%s |" % (
+        m["sqlite"], mode.upper(), " (ebats' default: every commit is fsynced)" if mode == "full" else
+        " (`broker.sqlite.synchronous: normal`, not the default)"))
+    out.append("| load average (1 min) at the start / after each run | %.2f / %s |" % (
+        m["loadavg_at_start"], ", ".join("%.2f" % r.get("loadavg", float("nan")) for r in runs)))
     out.append("")
     out.append("## Results (%d runs: median, range, every run)\n" % len(runs))
     out.append("| metric | unit | median | range (min – max) | runs |")
@@ -419,12 +423,15 @@ One run of `bench/run.sh` does, in a fresh state dir (a new SQLite database and 
 3. **Physical limit.** `sqlite_limit` (bench/sqlite_limit.cpp) does a task queue's row operations on one
    SQLite file in the same file system, with nothing else: insert 20,000 task rows in transactions of 100,
    then repeatedly claim 100 with a lease (`UPDATE … RETURNING`, one transaction) and delete them plus
-   insert 100 result rows (one transaction); WAL, `synchronous=FULL`, ebats' table and index shapes.
+   insert 100 result rows (one transaction); WAL, `synchronous=FULL` like ebats, ebats' table and index
+   shapes.
    Ratio = W1's end-to-end rate / this rate, from the same run.
 
 The daemons are stopped with SIGTERM at the end of each run (also on failure). Medians and ranges are
 over the runs (`--runs N`, default 3). Other options: `--dir DIR` puts the state dirs elsewhere (e.g. a
-tmpfs, to take the disk's fsync out), `--no-build` skips the build, `--keep` keeps the state dirs.
+tmpfs, to take the disk's fsync out), `--synchronous normal` runs ebats and the limit program with
+`synchronous=NORMAL` (no fsync per commit), `--no-build` skips the build, `--keep` keeps the state dirs,
+`--no-doc` leaves docs/benchmarks.md alone.
 """
 
 

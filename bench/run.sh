@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ebats benchmark: the one documented command (see docs/benchmarks.md).
 #
-#   bench/run.sh [--runs N] [--dir DIR] [--no-build] [--keep] [--no-doc]
+#   bench/run.sh [--runs N] [--dir DIR] [--synchronous full|normal] [--no-build] [--keep] [--no-doc]
 #
 # Builds ebats (Release, tests off) into build-bench/, then N times (default 3),
 # each in a fresh state dir under DIR (default ${TMPDIR:-/tmp}):
@@ -13,6 +13,8 @@
 #       registered with `delay: 3s` and measure lateness = started_at - due_at;
 #   the physical-limit program (bench/sqlite_limit.cpp) in the same file system.
 # Prints medians and ranges and rewrites docs/benchmarks.md (unless --no-doc).
+# --synchronous sets broker.sqlite.synchronous for ebats and the limit program
+# alike (default full, ebats' default).
 # Needs python3, jq and the build dependencies (scripts/install-deps.sh).
 # Environment: EBATS_JOBS (parallel build jobs, default nproc).
 set -euo pipefail
@@ -24,11 +26,13 @@ base=${TMPDIR:-/tmp}
 build=1
 keep=0
 write_doc=1
+synchronous=full
 command_line="bench/run.sh${*:+ $*}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=${2:?--runs needs a number}; shift 2 ;;
     --dir) base=${2:?--dir needs a folder}; shift 2 ;;
+    --synchronous) synchronous=${2:?--synchronous needs full or normal}; shift 2 ;;
     --no-build) build=0; shift ;;
     --keep) keep=1; shift ;;
     --no-doc) write_doc=0; shift ;;
@@ -37,6 +41,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$runs" in ''|*[!0-9]*|0) echo "bench/run.sh: --runs needs a positive integer, got '$runs'" >&2; exit 2 ;; esac
+case "$synchronous" in full|normal) ;; *) echo "bench/run.sh: --synchronous takes full or normal, got '$synchronous'" >&2; exit 2 ;; esac
 [ -d "$base" ] || { echo "bench/run.sh: --dir $base is not a folder" >&2; exit 2; }
 for tool in python3 jq; do
   command -v "$tool" >/dev/null || { echo "bench/run.sh: needs $tool on PATH (apt-get install $tool)" >&2; exit 2; }
@@ -45,7 +50,7 @@ done
 EVENTS=20000           # W1: events, one noop task each
 DELAYED=1000           # W2: delayed tasks
 DELAY=3s               # W2: their registered delay
-build_dir=$repo/build-bench
+build_dir=${EBATS_BENCH_BUILD_DIR:-$repo/build-bench}
 bin=$build_dir/bin
 tool="python3 $repo/bench/bench_tool.py"
 
@@ -61,7 +66,7 @@ plugins=$build_dir/bench/plugins
 [ -f "$plugins/bench_noop.so" ] || { echo "bench/run.sh: $plugins/bench_noop.so missing; run without --no-build" >&2; exit 1; }
 
 out=$(mktemp -d "$base/ebats-bench-results.XXXXXX")
-echo "== machine (per-run data in $out)"
+echo "== machine"
 $tool machine --dir "$base" > "$out/machine.json"
 jq -r '"   \(.nproc) x \(.cpu), \(.mem_gib) GiB, Linux \(.kernel), fsync p50 \(.fsync_4k_ms.p50) ms on \(.filesystem), load \(.loadavg_at_start)"' "$out/machine.json"
 
@@ -92,7 +97,7 @@ for run in $(seq 1 "$runs"); do
   cat > "$config" <<YAML
 # Written by bench/run.sh.
 version: 1
-broker:  { url: "sqlite://ebats.db" }
+broker:  { url: "sqlite://ebats.db", sqlite: { synchronous: $synchronous } }
 plugins: { dir: $plugins }
 results: { file: results.jsonl }
 events:
@@ -130,13 +135,13 @@ YAML
   stop_daemons
 
   # The physical limit, same file system, same run.
-  "$bin/sqlite_limit" --tasks "$EVENTS" --batch 100 --dir "$base" > "$rd/limit.json" 2>/dev/null
+  "$bin/sqlite_limit" --tasks "$EVENTS" --batch 100 --dir "$base" --synchronous "$synchronous" > "$rd/limit.json" 2>/dev/null
   jq -r '"   physical limit: \(.tasks_per_s|floor) tasks/s (insert \(.insert_per_s|floor)/s, claim+settle \(.drain_per_s|floor)/s)"' "$rd/limit.json"
 
   jq -n --slurpfile p "$rd/publish.json" --slurpfile d "$rd/drain.json" --slurpfile v "$rd/verify.json" \
         --slurpfile l "$rd/lateness.json" --slurpfile w "$rd/w2_publish.json" --slurpfile s "$rd/limit.json" \
-        --argjson n "$EVENTS" \
-        '{w1: {publish: $p[0], drain: $d[0], verify: $v[0], tasks_per_s: ($n / $d[0].seconds)},
+        --argjson n "$EVENTS" --argjson load "$(cut -d' ' -f1 /proc/loadavg)" \
+        '{loadavg: $load, w1: {publish: $p[0], drain: $d[0], verify: $v[0], tasks_per_s: ($n / $d[0].seconds)},
           w2: {publish: $w[0], lateness: $l[0]}, limit: $s[0]}' > "$out/run-$run.json"
   if [ "$keep" = 0 ]; then rm -rf "$state"; fi
   state=
@@ -147,4 +152,10 @@ if [ "$write_doc" = 0 ]; then doc=$out/benchmarks.md; fi
 notes=$repo/bench/notes.md
 $tool summarize --runs-dir "$out" --machine "$out/machine.json" --doc "$doc" --command "$command_line" \
   ${notes:+--notes "$notes"}
-if [ "$keep" = 0 ]; then rm -f "$out/w1.jsonl" "$out/w2.jsonl"; fi
+if [ "$keep" = 1 ]; then
+  echo "per-run data kept in $out"
+elif [ "$write_doc" = 1 ]; then
+  rm -rf "$out"
+else
+  rm -f "$out/w1.jsonl" "$out/w2.jsonl"
+fi

@@ -3,7 +3,8 @@
 // A bare program doing a task queue's row operations on one SQLite file, with
 // nothing else around them: no daemons, no processes, no JSON, no plugins.
 // It uses ebats' table shapes (tasks, results; libebats/src/broker/sqlite/
-// sqlite_schema.cpp), WAL and synchronous=FULL, and transactions of --batch rows:
+// sqlite_schema.cpp), WAL and synchronous=FULL (as ebats by default), and
+// transactions of --batch rows:
 //   1. insert --tasks task rows (one transaction per batch);
 //   2. until the queue is empty: claim a batch with a lease
 //      (UPDATE ... RETURNING, one transaction), then delete the claimed rows
@@ -12,10 +13,12 @@
 // queue can do on this machine and disk with this durability, the yardstick
 // ebats' end-to-end rate is divided by.
 //
-// Usage: sqlite_limit [--tasks N] [--batch N] [--dir DIR]
+// Usage: sqlite_limit [--tasks N] [--batch N] [--dir DIR] [--synchronous full|normal]
 //   Prints one JSON object on stdout (tasks, batch, seconds, tasks_per_s,
 //   insert_per_s, drain_per_s) and a human summary on stderr. The database
 //   lives in a fresh folder under DIR (default $TMPDIR or /tmp) and is removed.
+//   --synchronous normal matches ebats' `broker.sqlite.synchronous: normal`
+//   (no fsync per commit); the default is full, as in ebats.
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -90,6 +93,7 @@ struct Options {
   long tasks = 20000;
   long batch = 100;
   std::string dir;
+  bool synchronous_full = true;
 };
 
 // Owns an open database; closes it on destruction.
@@ -174,7 +178,7 @@ bool parse_long(const char* text, long* out) {
 int usage(const char* msg) {
   std::fprintf(stderr,
                "sqlite_limit: %s\nusage: sqlite_limit [--tasks N (20000)] [--batch N (100)] [--dir DIR ($TMPDIR or "
-               "/tmp)]\n",
+               "/tmp)] [--synchronous full|normal (full)]\n",
                msg);
   return 2;
 }
@@ -195,6 +199,10 @@ int main(int argc, char** argv) {
       if (!parse_long(value, &opt.batch)) return usage("--batch needs a positive integer");
     } else if (arg == "--dir") {
       opt.dir = value;
+    } else if (arg == "--synchronous") {
+      const std::string mode = value;
+      if (mode != "full" && mode != "normal") return usage("--synchronous takes full or normal");
+      opt.synchronous_full = mode == "full";
     } else {
       return usage(("unknown argument " + arg).c_str());
     }
@@ -221,7 +229,7 @@ int main(int argc, char** argv) {
     }
     Db db(raw);
     exec(raw, "PRAGMA journal_mode=WAL");
-    exec(raw, "PRAGMA synchronous=FULL");
+    exec(raw, opt.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     exec(raw, "PRAGMA temp_store=MEMORY");
     exec(raw, kSchema);
 
@@ -320,16 +328,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sqlite_limit: drained %ld tasks, expected %ld\n", drained, opt.tasks);
     return 1;
   }
+  const double tasks = static_cast<double>(opt.tasks);
   const double seconds = seconds_insert + seconds_drain;
-  const double rate = static_cast<double>(opt.tasks) / seconds;
+  const char* mode = opt.synchronous_full ? "full" : "normal";
   std::fprintf(stderr,
-               "sqlite_limit: %ld tasks, transactions of %ld rows, WAL + synchronous=FULL: %.3fs, %.0f tasks/s "
+               "sqlite_limit: %ld tasks, transactions of %ld rows, WAL + synchronous=%s: %.3fs, %.0f tasks/s "
                "(insert %.0f/s, claim+settle %.0f/s)\n",
-               opt.tasks, opt.batch, seconds, rate, static_cast<double>(opt.tasks) / seconds_insert,
-               static_cast<double>(opt.tasks) / seconds_drain);
+               opt.tasks, opt.batch, mode, seconds, tasks / seconds, tasks / seconds_insert, tasks / seconds_drain);
   std::printf(
-      "{\"tasks\":%ld,\"batch\":%ld,\"seconds\":%.6f,\"tasks_per_s\":%.1f,\"insert_per_s\":%.1f,\"drain_per_s\":%.1f}\n",
-      opt.tasks, opt.batch, seconds, rate, static_cast<double>(opt.tasks) / seconds_insert,
-      static_cast<double>(opt.tasks) / seconds_drain);
+      "{\"tasks\":%ld,\"batch\":%ld,\"synchronous\":\"%s\",\"seconds\":%.6f,\"tasks_per_s\":%.1f,"
+      "\"insert_per_s\":%.1f,\"drain_per_s\":%.1f}\n",
+      opt.tasks, opt.batch, mode, seconds, tasks / seconds, tasks / seconds_insert, tasks / seconds_drain);
   return 0;
 }

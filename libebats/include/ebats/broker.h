@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -129,6 +130,13 @@ class EBATS_EXPORT Broker {
   // Claims up to `max` deliveries of (lane, topic) that are due now. Events
   // ignore `topic`. Returns an empty vector when nothing is due.
   virtual Result<std::vector<Delivery>> claim(Lane lane, const std::string& topic, uint32_t max) = 0;
+  // Claims up to `max` deliveries as claim() does and commits the batch that
+  // `route` builds from them, in one transaction where the backend allows it
+  // (SQLite: one lock, one fsync), so nothing stays leased in between. For
+  // routing that needs no process of its own, like the scheduler's fan-out.
+  // `route` must not throw. Returns how many deliveries were handled.
+  using RouteFn = std::function<Batch(const std::vector<Delivery>&)>;
+  virtual Result<size_t> claim_and_commit(Lane lane, const std::string& topic, uint32_t max, const RouteFn& route) = 0;
   // The earliest due time of a ready message in (lane, topic), if any: lets the
   // dtask worker sleep exactly until the next task comes due.
   virtual Result<std::optional<WallMs>> next_due(Lane lane, const std::string& topic) = 0;

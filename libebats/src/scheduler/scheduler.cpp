@@ -18,15 +18,15 @@ Scheduler::Scheduler(std::shared_ptr<const Config> config, Broker& broker, const
     : config_(std::move(config)), broker_(broker), clock_(clock), log_(log), notifier_(notifier) {}
 
 Result<size_t> Scheduler::route_once() {
-  auto events = broker_.claim(Lane::events, "", kEventBatch);
-  if (!events.ok()) return events.status();
-  if (events->empty()) return size_t{0};
+  // Claim, fan out and ack in one transaction: on SQLite the tasks of an event
+  // and its removal are committed together, so fan-out is exactly-once.
   RouteSummary summary;
-  Batch batch = route_events(*events, *config_, clock_.wall_now(), &summary);
-  auto report = broker_.commit(batch);
-  if (!report.ok()) return report.status().with_context("committing routed events");
-  log_summary(summary);
-  return events->size();
+  auto handled = broker_.claim_and_commit(Lane::events, "", kEventBatch, [&](const std::vector<Delivery>& events) {
+    return route_events(events, *config_, clock_.wall_now(), &summary);
+  });
+  if (!handled.ok()) return handled.status().with_context("routing events");
+  if (*handled > 0) log_summary(summary);
+  return *handled;
 }
 
 void Scheduler::log_summary(const RouteSummary& s) {

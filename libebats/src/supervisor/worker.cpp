@@ -24,8 +24,8 @@ using std::chrono::milliseconds;
 using std::chrono::microseconds;
 using std::chrono::duration_cast;
 
-constexpr size_t kFlushCompletions = 256;       // commit at least this often...
-constexpr milliseconds kFlushAge{5};            // ...or once the oldest completion is this old
+constexpr size_t kFlushCompletions = 1024;      // commit at least this often...
+constexpr milliseconds kFlushAge{20};           // ...or once the oldest completion is this old
 constexpr int64_t kTargetPipelineUs = 5000;     // work queued inside one child, in time
 constexpr size_t kMaxPipeline = 32;
 constexpr size_t kMaxResultParams = 4096;
@@ -62,7 +62,7 @@ class Worker::Impl {
         host_(host_name()) {
     const uint32_t procs = std::max<uint32_t>(1, settings_.processes);
     capacity_ = settings_.prefetch > 0 ? settings_.prefetch
-                                       : std::max<uint32_t>(2 * procs, std::min<uint32_t>(config_.sqlite.claim_batch, 64 * procs));
+                                       : std::max<uint32_t>(2 * procs, std::min<uint32_t>(config_.sqlite.claim_batch, 256 * procs));
     children_.resize(procs);
     lease_ = milliseconds(config_.sqlite.lease_ms);
     poll_interval_ = milliseconds(config_.sqlite.poll_interval_ms);
@@ -109,6 +109,7 @@ class Worker::Impl {
   void check_timeouts(SteadyTime now);
   size_t pipeline_depth() const;
   // --- tasks ---
+  bool may_claim() const;
   void claim(SteadyTime now);
   void dispatch(SteadyTime now);
   void complete(const Job& job, const AttemptFacts& facts, WallMs started, WallMs finished, int64_t time_ms, int64_t pid);
@@ -363,11 +364,14 @@ size_t Worker::Impl::ready_children() const {
   return n;
 }
 
+bool Worker::Impl::may_claim() const {
+  return !draining_ && ready_children() > 0 && flush_backoff_.count() == 0 && queue_.size() <= capacity_ / 2 &&
+         held() < capacity_;
+}
+
 void Worker::Impl::claim(SteadyTime now) {
-  if (draining_ || now < next_claim_at_ || ready_children() == 0 || flush_backoff_.count() > 0) return;
-  if (queue_.size() > capacity_ / 2) return;
+  if (now < next_claim_at_ || !may_claim()) return;
   const size_t h = held();
-  if (h >= capacity_) return;
   const uint32_t want = static_cast<uint32_t>(std::min<size_t>(capacity_ - h, config_.sqlite.claim_batch));
   auto got = broker_.claim(setup_.lane, setup_.topic, want);
   if (!got.ok()) {
@@ -667,7 +671,8 @@ Status Worker::Impl::run(SignalFd& signals) {
 
     // Sleep until the earliest thing we have to do.
     SteadyTime wake = now + std::chrono::seconds(1);
-    if (!draining_ && ready_children() > 0 && flush_backoff_.count() == 0) wake = std::min(wake, next_claim_at_);
+    // Only when a claim could happen: with the queue full, waking for it would spin.
+    if (may_claim()) wake = std::min(wake, next_claim_at_);
     if (pending_.completions > 0) wake = std::min(wake, std::max(pending_.oldest + kFlushAge, next_flush_try_));
     wake = std::min({wake, next_extend_, next_recover_});
     for (const auto& s : children_) {

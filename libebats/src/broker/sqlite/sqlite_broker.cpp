@@ -164,30 +164,61 @@ Result<bool> SqliteBroker::any_row(const std::string& sql, Bind bind) {
   return connection_->error(rc, "probing for work");
 }
 
-Result<std::vector<Delivery>> SqliteBroker::claim(Lane lane, const std::string& topic, uint32_t max) {
-  const WallMs now = clock_.wall_now();
-  if (max == 0) return std::vector<Delivery>();
-  if (lane == Lane::events) return claim_events(max, now);
-  return claim_tasks(lane, topic, max, now);
+Result<bool> SqliteBroker::anything_to_claim(Lane lane, const std::string& topic, WallMs now) {
+  if (lane == Lane::events) return any_row(kAnyReadyEvent, [](StatementUse&) {});
+  const char* lane_code = task_lane_code(lane);
+  return any_row(kAnyDueTask, [&](StatementUse& use) { use.bind_text(1, topic).bind_text(2, lane_code).bind(3, now); });
 }
 
-Result<std::vector<Delivery>> SqliteBroker::claim_tasks(Lane lane, const std::string& topic, uint32_t max,
-                                                        WallMs now) {
-  const char* lane_code = task_lane_code(lane);
-  auto any = any_row(kAnyDueTask, [&](StatementUse& use) { use.bind_text(1, topic).bind_text(2, lane_code).bind(3, now); });
-  if (!any.ok()) return any.status();
+Result<std::vector<Delivery>> SqliteBroker::claim(Lane lane, const std::string& topic, uint32_t max) {
+  const WallMs now = clock_.wall_now();
   std::vector<Delivery> out;
+  if (max == 0) return out;
+  auto any = anything_to_claim(lane, topic, now);
+  if (!any.ok()) return any.status();
   if (!*any) return out;
-
   Transaction txn(*connection_, Transaction::Mode::immediate_no_fsync);
   Status status = txn.begin();
+  if (status.ok()) status = claim_rows(lane, topic, max, now, &out);
+  if (status.ok()) status = txn.commit();
   if (!status.ok()) return status;
+  return out;
+}
+
+Result<size_t> SqliteBroker::claim_and_commit(Lane lane, const std::string& topic, uint32_t max,
+                                              const RouteFn& route) {
+  const WallMs now = clock_.wall_now();
+  if (max == 0) return size_t{0};
+  auto any = anything_to_claim(lane, topic, now);
+  if (!any.ok()) return any.status();
+  if (!*any) return size_t{0};
+  Transaction txn(*connection_, Transaction::Mode::immediate);
+  Status status = txn.begin();
+  if (!status.ok()) return status;
+  std::vector<Delivery> claimed;
+  status = claim_rows(lane, topic, max, now, &claimed);
+  if (!status.ok()) return status;
+  if (claimed.empty()) return size_t{0};
+  CommitReport report;
+  status = apply_batch(route(claimed), now, &report);
+  if (status.ok()) status = txn.commit();
+  if (!status.ok()) return status;
+  return claimed.size();
+}
+
+Status SqliteBroker::claim_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now,
+                                std::vector<Delivery>* out) {
+  return lane == Lane::events ? claim_event_rows(max, now, out) : claim_task_rows(lane, topic, max, now, out);
+}
+
+Status SqliteBroker::claim_task_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now,
+                                     std::vector<Delivery>* out) {
   auto stmt = connection_->statement(kClaimTasks);
   if (!stmt.ok()) return stmt.status();
   {
     StatementUse use(*stmt);
     use.bind_text(1, topic)
-        .bind_text(2, lane_code)
+        .bind_text(2, task_lane_code(lane))
         .bind(3, now)
         .bind_text(4, owner_)
         .bind(5, now + lease_ms_)
@@ -207,27 +238,17 @@ Result<std::vector<Delivery>> SqliteBroker::claim_tasks(Lane lane, const std::st
       d.due_at = use.int_column(5);
       d.created_at = use.int_column(6);
       d.body = use.bytes_column(7);
-      out.push_back(std::move(d));
+      out->push_back(std::move(d));
     }
   }
-  status = txn.commit();
-  if (!status.ok()) return status;
   // RETURNING does not promise an order.
-  std::sort(out.begin(), out.end(), [](const Delivery& a, const Delivery& b) {
+  std::sort(out->begin(), out->end(), [](const Delivery& a, const Delivery& b) {
     return a.due_at != b.due_at ? a.due_at < b.due_at : a.token < b.token;
   });
-  return out;
+  return Status();
 }
 
-Result<std::vector<Delivery>> SqliteBroker::claim_events(uint32_t max, WallMs now) {
-  auto any = any_row(kAnyReadyEvent, [](StatementUse&) {});
-  if (!any.ok()) return any.status();
-  std::vector<Delivery> out;
-  if (!*any) return out;
-
-  Transaction txn(*connection_, Transaction::Mode::immediate_no_fsync);
-  Status status = txn.begin();
-  if (!status.ok()) return status;
+Status SqliteBroker::claim_event_rows(uint32_t max, WallMs now, std::vector<Delivery>* out) {
   auto stmt = connection_->statement(kClaimEvents);
   if (!stmt.ok()) return stmt.status();
   {
@@ -245,13 +266,11 @@ Result<std::vector<Delivery>> SqliteBroker::claim_events(uint32_t max, WallMs no
       d.created_at = use.int_column(3);
       d.due_at = d.created_at;
       d.body = use.bytes_column(4);
-      out.push_back(std::move(d));
+      out->push_back(std::move(d));
     }
   }
-  status = txn.commit();
-  if (!status.ok()) return status;
-  std::sort(out.begin(), out.end(), [](const Delivery& a, const Delivery& b) { return a.token < b.token; });
-  return out;
+  std::sort(out->begin(), out->end(), [](const Delivery& a, const Delivery& b) { return a.token < b.token; });
+  return Status();
 }
 
 Result<std::optional<WallMs>> SqliteBroker::next_due(Lane lane, const std::string& topic) {
@@ -283,46 +302,48 @@ Result<bool> SqliteBroker::apply_settle(const Settle& settle, WallMs now) {
 Result<CommitReport> SqliteBroker::commit(const Batch& batch) {
   CommitReport report;
   if (batch.empty()) return report;
-  const WallMs now = clock_.wall_now();
   Transaction txn(*connection_, Transaction::Mode::immediate);
   Status status = txn.begin();
+  if (status.ok()) status = apply_batch(batch, clock_.wall_now(), &report);
+  if (status.ok()) status = txn.commit();
   if (!status.ok()) return status;
+  return report;
+}
 
+Status SqliteBroker::apply_batch(const Batch& batch, WallMs now, CommitReport* report) {
   // Settles first: a retry deletes the row before re-inserting the same id.
   for (const Settle& settle : batch.settle) {
     auto applied = apply_settle(settle, now);
     if (!applied.ok()) return applied.status();
     if (!*applied) {
-      ++report.stale;
+      ++report->stale;
       continue;
     }
-    ++report.settled;
+    ++report->settled;
     if (settle.then_publish) {
       auto inserted = insert_message(*connection_, *settle.then_publish, now);
       if (!inserted.ok()) return inserted.status();
-      if (*inserted) ++report.published;
+      if (*inserted) ++report->published;
     }
     if (settle.then_dead) {
-      status = insert_dead_letter(*connection_, *settle.then_dead, now);
+      Status status = insert_dead_letter(*connection_, *settle.then_dead, now);
       if (!status.ok()) return status;
     }
   }
   for (const OutMsg& msg : batch.publish) {
     auto inserted = insert_message(*connection_, msg, now);
     if (!inserted.ok()) return inserted.status();
-    if (*inserted) ++report.published;
+    if (*inserted) ++report->published;
   }
   for (const DeadLetter& letter : batch.dead) {
-    status = insert_dead_letter(*connection_, letter, now);
+    Status status = insert_dead_letter(*connection_, letter, now);
     if (!status.ok()) return status;
   }
   for (const ResultRecord& record : batch.results) {
-    status = insert_result(*connection_, record);
+    Status status = insert_result(*connection_, record);
     if (!status.ok()) return status;
   }
-  status = txn.commit();
-  if (!status.ok()) return status;
-  return report;
+  return Status();
 }
 
 Status SqliteBroker::extend(const std::vector<uint64_t>& tokens) {

@@ -39,6 +39,7 @@ class SqliteBroker final : public Broker {
   Result<std::vector<Delivery>> claim(Lane lane, const std::string& topic, uint32_t max) override;
   Result<std::optional<WallMs>> next_due(Lane lane, const std::string& topic) override;
   Result<CommitReport> commit(const Batch& batch) override;
+  Result<size_t> claim_and_commit(Lane lane, const std::string& topic, uint32_t max, const RouteFn& route) override;
   Status extend(const std::vector<uint64_t>& tokens) override;
   Result<uint32_t> recover_expired(Lane lane, const std::string& topic) override;
   Result<uint32_t> recover_previous_incarnation(Lane lane, const std::string& topic) override;
@@ -54,8 +55,14 @@ class SqliteBroker final : public Broker {
 
   SqliteBroker(std::unique_ptr<Connection> connection, const BrokerOptions& options, const Clock& clock);
 
-  Result<std::vector<Delivery>> claim_tasks(Lane lane, const std::string& topic, uint32_t max, WallMs now);
-  Result<std::vector<Delivery>> claim_events(uint32_t max, WallMs now);
+  // Probes without the write lock: false when nothing is there to claim.
+  Result<bool> anything_to_claim(Lane lane, const std::string& topic, WallMs now);
+  // Leases up to `max` rows inside the open transaction, sorted by due time.
+  Status claim_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, std::vector<Delivery>* out);
+  Status claim_task_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, std::vector<Delivery>* out);
+  Status claim_event_rows(uint32_t max, WallMs now, std::vector<Delivery>* out);
+  // Applies a batch inside the open transaction.
+  Status apply_batch(const Batch& batch, WallMs now, CommitReport* report);
   // True when the settle took effect (the lease was still ours), false when stale.
   Result<bool> apply_settle(const Settle& settle, WallMs now);
   Result<uint32_t> recover(Lane lane, const std::string& topic, Recovery kind);

@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "ebats/duration.h"
 
@@ -64,6 +66,21 @@ Status check_location(const std::string& path, bool create) {
 
 }  // namespace
 
+int Connection::on_busy(void* self, int attempts) {
+  // SQLite's own busy_timeout handler sleeps 1, 2, 5, 10 ... 100 ms in turn,
+  // so a waiting daemon usually sleeps long past the moment the other one
+  // releases the write lock; the scheduler and a worker contend for it all the
+  // time. Poll in short steps instead: 100 us, then 1 ms after 10 ms of waiting.
+  // The steady clock here only bounds a lock wait; no task timing reads it.
+  auto* c = static_cast<Connection*>(self);
+  const auto now = std::chrono::steady_clock::now();
+  if (attempts == 0) c->busy_since_ = now;
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - c->busy_since_).count();
+  if (waited >= c->busy_timeout_ms_) return 0;  // give up: SQLITE_BUSY
+  std::this_thread::sleep_for(waited < 10 ? std::chrono::microseconds(100) : std::chrono::microseconds(1000));
+  return 1;
+}
+
 Result<std::unique_ptr<Connection>> Connection::open(const std::string& path, const SqliteConfig& config,
                                                      bool create) {
   if (path.empty()) return Status::invalid("empty SQLite database path; expected a URL like sqlite:///var/lib/ebats/ebats.db");
@@ -84,8 +101,8 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& path, co
   }
 
   const int64_t busy_ms = config.busy_timeout_ms < 0 ? 0 : config.busy_timeout_ms;
-  sqlite3_busy_timeout(db.get(), static_cast<int>(busy_ms > INT_MAX ? INT_MAX : busy_ms));
   std::unique_ptr<Connection> connection(new Connection(std::move(db), path, busy_ms, config.synchronous_full));
+  sqlite3_busy_handler(connection->db(), &Connection::on_busy, connection.get());
 
   // journal_mode returns the mode now in effect: anything but "wal" means the
   // file cannot be shared safely (e.g. a filesystem without shared memory).

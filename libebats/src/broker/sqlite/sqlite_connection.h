@@ -7,6 +7,7 @@
 // belongs to one thread (SQLITE_OPEN_NOMUTEX).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -54,6 +55,8 @@ class Connection {
   Status error(int rc, const std::string& what) const;
 
  private:
+  // The busy handler: short polls until busy_timeout_ms_ has passed.
+  static int on_busy(void* self, int attempts);
   Connection(DbHandle db, std::string path, int64_t busy_timeout_ms, bool synchronous_full)
       : db_(std::move(db)),
         path_(std::move(path)),
@@ -65,6 +68,7 @@ class Connection {
   int64_t busy_timeout_ms_;
   bool synchronous_full_;
   bool durable_ = false;  // set by open()
+  std::chrono::steady_clock::time_point busy_since_{};
   std::unordered_map<std::string, StatementHandle> statements_;
 };
 
