@@ -801,3 +801,53 @@ TEST_CASE("sqlite broker: claim + commit throughput", "[.bench]") {
               << static_cast<int>(kTasks / drain_s) << " tasks/s\n";
   }
 }
+
+TEST_CASE("sqlite broker: claim_and_commit routes events and acks them in one transaction", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/q.db", "testhost/scheduler"), clock);
+  publish(*broker, {event("e1"), event("e2"), event("e3")});
+  std::vector<std::string> seen;
+  auto handled = broker->claim_and_commit(Lane::events, "", 2, [&](const std::vector<Delivery>& events) {
+    Batch b;
+    for (const auto& e : events) {
+      seen.push_back(e.id);
+      b.publish.push_back(task("task-of-" + e.id, clock.wall_now()));
+      b.settle.push_back(ack(e.token));
+    }
+    return b;
+  });
+  REQUIRE(handled.ok());
+  CHECK(*handled == 2);
+  CHECK(seen == std::vector<std::string>{"e1", "e2"});
+  // The routed events are gone and their tasks are there; the third waits.
+  CHECK(ids_of(claim_ok(*broker, Lane::ntask, 10)) == std::vector<std::string>{"task-of-e1", "task-of-e2"});
+  CHECK(ids_of(claim_ok(*broker, Lane::events, 10, "")) == std::vector<std::string>{"e3"});
+}
+
+TEST_CASE("sqlite broker: a failing claim_and_commit leaves the events ready and publishes nothing",
+          "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/q.db", "testhost/scheduler"), clock);
+  publish(*broker, {event("e1")});
+  auto handled = broker->claim_and_commit(Lane::events, "", 10, [&](const std::vector<Delivery>& events) {
+    Batch b;
+    b.publish.push_back(task("fine", clock.wall_now()));
+    b.publish.push_back(task("", clock.wall_now()));  // no id: the insert fails
+    b.settle.push_back(ack(events.front().token));
+    return b;
+  });
+  CHECK_FALSE(handled.ok());
+  CHECK(claim_ok(*broker, Lane::ntask, 10).empty());
+  CHECK(ids_of(claim_ok(*broker, Lane::events, 10, "")) == std::vector<std::string>{"e1"});
+  // e1 is leased by the claim above, so nothing is ready: the route is not called.
+  bool called = false;
+  auto none = broker->claim_and_commit(Lane::events, "", 10, [&](const std::vector<Delivery>&) {
+    called = true;
+    return Batch();
+  });
+  REQUIRE(none.ok());
+  CHECK(*none == 0);
+  CHECK_FALSE(called);
+}
