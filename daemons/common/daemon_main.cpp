@@ -9,6 +9,7 @@
 #include <exception>
 #include <iostream>
 
+#include "daemon/host_name.h"
 #include "daemon/logger.h"
 #include "daemon/service_notifier.h"
 #include "daemon/signal_fd.h"
@@ -19,12 +20,6 @@
 
 namespace ebats {
 namespace {
-
-std::string host_name() {
-  char buf[256] = {0};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
-  return buf;
-}
 
 Result<std::unique_ptr<Broker>> open_configured_broker(const Config& config, const std::string& owner,
                                                        const Clock& clock) {

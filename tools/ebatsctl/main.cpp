@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -112,6 +113,23 @@ ebats::Result<std::unique_ptr<ebats::Broker>> open_broker(const Context& ctx) {
   return ebats::open_broker(bo, ctx.clock);
 }
 
+// Parses a subcommand's own arguments: options in `opts`, the rest as
+// positionals into `positional`. Returns the usage error, if any.
+std::optional<int> parse_subcommand(const char* name, const std::vector<std::string>& argv,
+                                    po::options_description& opts, std::vector<std::string>* positional) {
+  opts.add_options()("args", po::value(positional)->composing(), "");
+  po::positional_options_description p;
+  p.add("args", -1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argv).options(opts).positional(p).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return usage_error(std::string(name) + ": " + e.what());
+  }
+  return std::nullopt;
+}
+
 // ------------------------------------------------------------------ publish
 
 int cmd_publish(const Context& ctx, const std::vector<std::string>& argv) {
@@ -120,17 +138,8 @@ int cmd_publish(const Context& ctx, const std::vector<std::string>& argv) {
   bool jsonl = false;
   std::vector<std::string> pos;
   opts.add_options()("id", po::value(&id), "event id (UUID): publishing the same id twice is idempotent")(
-      "trace", po::value(&trace), "correlation id")("jsonl", po::bool_switch(&jsonl), "one params object per stdin line")(
-      "args", po::value(&pos)->composing(), "");
-  po::positional_options_description p;
-  p.add("args", -1);
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argv).options(opts).positional(p).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return usage_error(std::string("publish: ") + e.what());
-  }
+      "trace", po::value(&trace), "correlation id")("jsonl", po::bool_switch(&jsonl), "one params object per stdin line");
+  if (auto err = parse_subcommand("publish", argv, opts, &pos)) return *err;
   if (pos.empty() || pos.size() > 2) return usage_error("publish takes EVENT [JSON]");
   const std::string& event = pos[0];
   if (!ctx.config->registrations(event)) {
@@ -190,16 +199,8 @@ int cmd_enqueue(const Context& ctx, const std::vector<std::string>& argv) {
   std::string delay, trace;
   std::vector<std::string> pos;
   opts.add_options()("delay", po::value(&delay), "run no earlier than this from now, e.g. 10s")(
-      "trace", po::value(&trace), "correlation id")("args", po::value(&pos)->composing(), "");
-  po::positional_options_description p;
-  p.add("args", -1);
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argv).options(opts).positional(p).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return usage_error(std::string("enqueue: ") + e.what());
-  }
+      "trace", po::value(&trace), "correlation id");
+  if (auto err = parse_subcommand("enqueue", argv, opts, &pos)) return *err;
   if (pos.size() < 2 || pos.size() > 3) return usage_error("enqueue takes TOPIC TASK [JSON]");
   ebats::TaskOptions to;
   to.trace = trace;

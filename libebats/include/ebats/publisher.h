@@ -82,6 +82,8 @@ class EBATS_EXPORT Publisher {
   Result<OutMsg> make_task(std::string_view topic, std::string_view task, std::string_view params_json,
                                   const TaskOptions& o);
   Status commit(std::vector<OutMsg>& msgs);
+  // Commits one message built by make_event / make_task; returns its id.
+  Result<std::string> commit_one(Result<OutMsg> msg);
   std::shared_ptr<const Config> config_;
   std::unique_ptr<Clock> clock_;
   std::unique_ptr<Broker> broker_;

@@ -113,27 +113,23 @@ Status Publisher::commit(std::vector<OutMsg>& msgs) {
   return Status();
 }
 
-Result<std::string> Publisher::publish(std::string_view event, std::string_view params_json, const EventOptions& o) {
-  auto m = make_event(event, params_json, o);
-  if (!m.ok()) return m.status();
-  std::string id = m->id;
+Result<std::string> Publisher::commit_one(Result<OutMsg> msg) {
+  if (!msg.ok()) return msg.status();
+  std::string id = msg->id;
   std::vector<OutMsg> v;
-  v.push_back(std::move(m).value());
+  v.push_back(std::move(msg).value());
   Status s = commit(v);
   if (!s.ok()) return s;
   return id;
 }
 
+Result<std::string> Publisher::publish(std::string_view event, std::string_view params_json, const EventOptions& o) {
+  return commit_one(make_event(event, params_json, o));
+}
+
 Result<std::string> Publisher::enqueue_task(std::string_view topic, std::string_view task,
                                             std::string_view params_json, const TaskOptions& o) {
-  auto m = make_task(topic, task, params_json, o);
-  if (!m.ok()) return m.status();
-  std::string id = m->id;
-  std::vector<OutMsg> v;
-  v.push_back(std::move(m).value());
-  Status s = commit(v);
-  if (!s.ok()) return s;
-  return id;
+  return commit_one(make_task(topic, task, params_json, o));
 }
 
 PublishBatch Publisher::batch() { return PublishBatch(*this); }

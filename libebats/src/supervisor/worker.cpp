@@ -10,6 +10,7 @@
 #include <deque>
 #include <optional>
 
+#include "daemon/host_name.h"
 #include "ebats/envelope.h"
 #include "ebats/result.h"
 #include "ebats/retry.h"
@@ -29,12 +30,6 @@ constexpr milliseconds kFlushAge{20};           // ...or once the oldest complet
 constexpr int64_t kTargetPipelineUs = 5000;     // work queued inside one child, in time
 constexpr size_t kMaxPipeline = 32;
 constexpr size_t kMaxResultParams = 4096;
-
-std::string host_name() {
-  char buf[256] = {0};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
-  return buf;
-}
 
 int poll_timeout_ms(SteadyTime now, SteadyTime until) {
   if (until <= now) return 0;
