@@ -1,4 +1,6 @@
 // The command lines: clear errors and the right exit codes for bad input.
+#include <sys/wait.h>
+
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <set>
@@ -108,4 +110,24 @@ TEST_CASE("ebatsctl publish --jsonl publishes one event per line in batches", "[
   std::set<std::string> ids;
   for (const auto& e : sys.executions()) ids.insert(e.id);
   CHECK(ids.size() == 2500);
+}
+
+TEST_CASE("every program answers --help and --version and EBATS_CONFIG stands in for --config", "[integration]") {
+  TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
+  for (const char* program : {"ebats-scheduler", "ebats-ntask-worker", "ebats-dtask-worker", "ebatsctl"}) {
+    const std::string bin = std::string(EBATS_BIN_DIR) + "/" + program;
+    const std::string out = sys.dir() + "/help.txt";
+    INFO(program);
+    CHECK(std::system((bin + " --help > " + out + " 2>&1").c_str()) == 0);
+    CHECK(read_file(out).find("--config") != std::string::npos);
+    CHECK(std::system((bin + " --version > " + out + " 2>&1").c_str()) == 0);
+    CHECK(read_file(out).find(program) == 0);
+  }
+  const std::string out = sys.dir() + "/stats.txt";
+  const std::string cmd = "EBATS_CONFIG=" + sys.config_path() + " " + EBATS_BIN_DIR + "/ebatsctl stats > " + out;
+  CHECK(std::system(cmd.c_str()) == 0);
+  CHECK(read_file(out).find("TOPIC") != std::string::npos);
+  const std::string none = "env -u EBATS_CONFIG " + std::string(EBATS_BIN_DIR) + "/ebats-scheduler > " + out + " 2>&1";
+  CHECK(WEXITSTATUS(std::system(none.c_str())) == 2);
+  CHECK(read_file(out).find("EBATS_CONFIG") != std::string::npos);
 }
