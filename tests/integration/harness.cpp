@@ -73,7 +73,8 @@ int Daemon::wait(std::chrono::milliseconds timeout) {
   return -1;
 }
 
-TestSystem::TestSystem(const std::string& events_yaml, const std::string& workers_yaml, const std::string& extra) {
+TestSystem::TestSystem(const std::string& events_yaml, const std::string& workers_yaml, const std::string& extra,
+                       const std::string& plugins_dir) {
   char tmpl[] = "/tmp/ebats-it-XXXXXX";
   REQUIRE(::mkdtemp(tmpl) != nullptr);
   dir_ = tmpl;
@@ -81,7 +82,7 @@ TestSystem::TestSystem(const std::string& events_yaml, const std::string& worker
   record_ = dir_ + "/executions.txt";
   std::ofstream(config_) << "broker:\n  url: sqlite://ebats.db\n"
                          << "  sqlite: {poll_interval: 20ms, lease: 5s}\n"
-                         << "plugins: {dir: " << EBATS_TEST_PLUGIN_DIR << "}\n"
+                         << "plugins: {dir: " << plugins_dir << "}\n"
                          << "results: {file: results.jsonl}\n"
                          << extra << "events:\n"
                          << events_yaml << "workers:\n"

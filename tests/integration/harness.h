@@ -44,7 +44,7 @@ class TestSystem {
  public:
   // `events_yaml` is the body of the events: section, `workers_yaml` of workers:.
   TestSystem(const std::string& events_yaml, const std::string& workers_yaml = "  t: {processes: 2}\n",
-             const std::string& extra_yaml = "");
+             const std::string& extra_yaml = "", const std::string& plugins_dir = EBATS_TEST_PLUGIN_DIR);
   ~TestSystem();
 
   const std::string& dir() const { return dir_; }

@@ -1,0 +1,73 @@
+// Broken plugins: refused with a clear message, without stopping the good
+// ones; a plugin that crashes in init() keeps the worker up and loses nothing.
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <thread>
+
+#include "integration/harness.h"
+
+using ebats::test::TestSystem;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A fresh plugin folder (mode 0755) holding copies of `files`.
+std::string plugin_dir_with(const std::vector<std::string>& files) {
+  char tmpl[] = "/tmp/ebats-plugins-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  ::chmod(tmpl, 0755);
+  for (const auto& f : files) {
+    const std::string to = std::string(tmpl) + "/" + fs::path(f).filename().string();
+    fs::copy_file(f, to);
+    ::chmod(to.c_str(), 0755);
+  }
+  return tmpl;
+}
+
+}  // namespace
+
+TEST_CASE("refused plugins are logged by file while the good ones run their tasks", "[integration]") {
+  const std::string dir = plugin_dir_with({EBATS_TEST_PLUGIN_DIR "/test_tasks.so",
+                                           EBATS_TEST_BAD_PLUGIN_DIR "/bad_abi.so",
+                                           EBATS_TEST_BAD_PLUGIN_DIR "/missing_symbol.so"});
+  {
+    TestSystem sys("  e:\n    - {task: record, topic: t}\n", "  t: {processes: 1}\n", "", dir);
+    sys.start_all();
+    REQUIRE(sys.publisher().publish("e", "{}").ok());
+    REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 1; }));
+    const std::string log = sys.log_of("ntask");
+    CHECK(log.find("bad_abi.so") != std::string::npos);
+    CHECK(log.find("abi_major 99, need 1") != std::string::npos);
+    CHECK(log.find("missing_symbol.so") != std::string::npos);
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a plugin crashing in init keeps the worker up, the tasks queued, until the plugin is fixed",
+          "[integration]") {
+  const std::string dir = plugin_dir_with({EBATS_TEST_CRASH_PLUGIN_DIR "/init_crash.so"});
+  {
+    TestSystem sys("  e:\n    - {task: record, topic: t}\n", "  t: {processes: 1}\n", "", dir);
+    sys.start_scheduler();
+    auto& worker = sys.start_ntask();
+    REQUIRE(sys.publisher().publish("e", "{}").ok());
+    REQUIRE(TestSystem::wait_until(
+        [&] { return sys.log_of("ntask").find("child died before it was ready") != std::string::npos; }));
+    CHECK(worker.running());
+    CHECK(sys.executions().empty());
+    // The task waits, pending, not lost and not dead-lettered.
+    auto letters = sys.broker().dead_letters().list(10);
+    REQUIRE(letters.ok());
+    CHECK(letters->empty());
+    // The operator replaces the broken plugin; the next child start loads the fix.
+    fs::remove(dir + "/init_crash.so");
+    fs::copy_file(EBATS_TEST_PLUGIN_DIR "/test_tasks.so", dir + "/test_tasks.so");
+    ::chmod((dir + "/test_tasks.so").c_str(), 0755);
+    REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 1; }, 90s));
+    CHECK(worker.running());
+  }
+  fs::remove_all(dir);
+}
