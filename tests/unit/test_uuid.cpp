@@ -127,3 +127,16 @@ TEST_CASE("is_valid_uuid accepts only lowercase 8-4-4-4-12", "[uuid]") {
   CHECK_FALSE(ebats::is_valid_uuid("0b7e4a52-9c1f-4d7e-8a34-2f6c1d9e0a1g"));
   CHECK_FALSE(ebats::is_valid_uuid(""));
 }
+
+TEST_CASE("v7 ids are valid, carry their millisecond and sort by time", "[uuid]") {
+  const ebats::WallMs t = 1'732'550'400'123;  // 0x0193640d187b
+  const std::string a = ebats::new_uuid_v7(t);
+  const std::string b = ebats::new_uuid_v7(t + 1);
+  const std::string c = ebats::new_uuid_v7(t);
+  CHECK(ebats::is_valid_uuid(a));
+  CHECK(a.substr(0, 13) == "0193640d-187b");  // the 48-bit timestamp, big-endian
+  CHECK(a[14] == '7');                        // version 7
+  CHECK(std::string("89ab").find(a[19]) != std::string::npos);  // RFC 9562 variant
+  CHECK(a < b);                               // later ids sort later
+  CHECK(a != c);                              // the same millisecond still differs
+}

@@ -80,6 +80,9 @@ EBATS_EXPORT bool is_valid_uuid(std::string_view s);        // lowercase 8-4-4-4
 
 // Random UUID (v4), lowercase.
 EBATS_EXPORT std::string new_uuid_v4();
+// Time-ordered UUID (v7, RFC 9562): 48 bits of `now` (ms), then random bits.
+// Ids made later sort later, so B-tree inserts land on the index's last pages.
+EBATS_EXPORT std::string new_uuid_v7(WallMs now);
 // Deterministic task id: UUIDv5 in the ebats namespace over
 // event_id + '\n' + event + '\n' + task + '\n' + topic. A redelivered event
 // yields the same task ids.

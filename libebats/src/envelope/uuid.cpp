@@ -121,6 +121,15 @@ std::string new_uuid_v4() {
   return to_text(source.next());
 }
 
+std::string new_uuid_v7(WallMs now) {
+  thread_local ThreadUuidSource source;
+  boost::uuids::uuid u = source.next();  // random bits, RFC 9562 variant already set
+  const uint64_t ms = static_cast<uint64_t>(now);
+  for (int i = 0; i < 6; ++i) u.data[i] = static_cast<uint8_t>(ms >> (40 - 8 * i));
+  u.data[6] = static_cast<uint8_t>(0x70 | (u.data[6] & 0x0F));  // version 7
+  return to_text(u);
+}
+
 std::string task_uuid_v5(std::string_view event_id, std::string_view event, std::string_view task,
                          std::string_view topic) {
   std::string name;

@@ -50,10 +50,10 @@ Result<OutMsg> Publisher::make_event(std::string_view event, std::string_view pa
   if (!params.ok()) return params.status().with_context("params of event " + std::string(event));
   Envelope e;
   e.kind = EnvelopeKind::event;
-  e.id = o.id.empty() ? new_uuid_v4() : o.id;
+  e.created_at = clock_->wall_now();
+  e.id = o.id.empty() ? new_uuid_v7(e.created_at) : o.id;
   e.event = std::string(event);
   e.params = std::move(params).value();
-  e.created_at = clock_->wall_now();
   e.trace = o.trace;
   OutMsg m;
   m.lane = Lane::events;
