@@ -32,6 +32,15 @@ const std::string kClaimEvents =
     "UPDATE events SET state = 'leased', lease_owner = ?1, lease_until = ?2 "
     "WHERE seq IN (SELECT seq FROM events WHERE state = 'ready' ORDER BY seq LIMIT ?3) "
     "RETURNING seq, id, name, created_at, body";
+// claim_and_commit() reads rows without leasing them: it holds the write lock
+// until the commit that settles them, so no other process can take them.
+const std::string kSelectTasks =
+    "SELECT seq, id, task, attempt, max_attempts, due_at, created_at, body FROM tasks "
+    "WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at <= ?3 ORDER BY due_at, seq LIMIT ?4";
+const std::string kSelectEvents =
+    "SELECT seq, id, name, created_at, body FROM events WHERE state = 'ready' ORDER BY seq LIMIT ?1";
+const std::string kAckHeldTask = "DELETE FROM tasks WHERE seq = ?1 AND state = 'ready'";
+const std::string kAckHeldEvent = "DELETE FROM events WHERE seq = ?1 AND state = 'ready'";
 const std::string kNextDueTask =
     "SELECT due_at FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 ORDER BY due_at LIMIT 1";
 const std::string kNextDueEvent = "SELECT created_at FROM events WHERE state = 'ready' ORDER BY seq LIMIT 1";
@@ -179,7 +188,7 @@ Result<std::vector<Delivery>> SqliteBroker::claim(Lane lane, const std::string& 
   if (!*any) return out;
   Transaction txn(*connection_, Transaction::Mode::immediate_no_fsync);
   Status status = txn.begin();
-  if (status.ok()) status = claim_rows(lane, topic, max, now, &out);
+  if (status.ok()) status = claim_rows(lane, topic, max, now, &out, Claim::leased);
   if (status.ok()) status = txn.commit();
   if (!status.ok()) return status;
   return out;
@@ -196,33 +205,35 @@ Result<size_t> SqliteBroker::claim_and_commit(Lane lane, const std::string& topi
   Status status = txn.begin();
   if (!status.ok()) return status;
   std::vector<Delivery> claimed;
-  status = claim_rows(lane, topic, max, now, &claimed);
+  status = claim_rows(lane, topic, max, now, &claimed, Claim::held_in_transaction);
   if (!status.ok()) return status;
   if (claimed.empty()) return size_t{0};
   CommitReport report;
-  status = apply_batch(route(claimed), now, &report);
+  status = apply_batch(route(claimed), now, &report, Claim::held_in_transaction);
   if (status.ok()) status = txn.commit();
   if (!status.ok()) return status;
   return claimed.size();
 }
 
 Status SqliteBroker::claim_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now,
-                                std::vector<Delivery>* out) {
-  return lane == Lane::events ? claim_event_rows(max, now, out) : claim_task_rows(lane, topic, max, now, out);
+                                std::vector<Delivery>* out, Claim claim) {
+  return lane == Lane::events ? claim_event_rows(max, now, out, claim)
+                              : claim_task_rows(lane, topic, max, now, out, claim);
 }
 
 Status SqliteBroker::claim_task_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now,
-                                     std::vector<Delivery>* out) {
-  auto stmt = connection_->statement(kClaimTasks);
+                                     std::vector<Delivery>* out, Claim claim) {
+  const bool lease = claim == Claim::leased;
+  auto stmt = connection_->statement(lease ? kClaimTasks : kSelectTasks);
   if (!stmt.ok()) return stmt.status();
   {
     StatementUse use(*stmt);
-    use.bind_text(1, topic)
-        .bind_text(2, task_lane_code(lane))
-        .bind(3, now)
-        .bind_text(4, owner_)
-        .bind(5, now + lease_ms_)
-        .bind(6, max);
+    use.bind_text(1, topic).bind_text(2, task_lane_code(lane)).bind(3, now);
+    if (lease) {
+      use.bind_text(4, owner_).bind(5, now + lease_ms_).bind(6, max);
+    } else {
+      use.bind(4, max);
+    }
     for (;;) {
       const int rc = use.step();
       if (rc == SQLITE_DONE) break;
@@ -248,12 +259,17 @@ Status SqliteBroker::claim_task_rows(Lane lane, const std::string& topic, uint32
   return Status();
 }
 
-Status SqliteBroker::claim_event_rows(uint32_t max, WallMs now, std::vector<Delivery>* out) {
-  auto stmt = connection_->statement(kClaimEvents);
+Status SqliteBroker::claim_event_rows(uint32_t max, WallMs now, std::vector<Delivery>* out, Claim claim) {
+  const bool lease = claim == Claim::leased;
+  auto stmt = connection_->statement(lease ? kClaimEvents : kSelectEvents);
   if (!stmt.ok()) return stmt.status();
   {
     StatementUse use(*stmt);
-    use.bind_text(1, owner_).bind(2, now + lease_ms_).bind(3, max);
+    if (lease) {
+      use.bind_text(1, owner_).bind(2, now + lease_ms_).bind(3, max);
+    } else {
+      use.bind(1, max);
+    }
     for (;;) {
       const int rc = use.step();
       if (rc == SQLITE_DONE) break;
@@ -285,15 +301,22 @@ Result<std::optional<WallMs>> SqliteBroker::next_due(Lane lane, const std::strin
   return std::optional<WallMs>(use.int_column(0));
 }
 
-Result<bool> SqliteBroker::apply_settle(const Settle& settle, WallMs now) {
+Result<bool> SqliteBroker::apply_settle(const Settle& settle, WallMs now, Claim claim) {
   const bool event = is_event_token(settle.token);
   const bool ack = settle.kind == Settle::Kind::ack;
-  const std::string& sql = event ? (ack ? kAckEvent : kReleaseEvent) : (ack ? kAckTask : kReleaseTask);
-  auto stmt = connection_->statement(sql);
+  if (claim == Claim::held_in_transaction && !ack) return true;  // never left 'ready'
+  const std::string* sql;
+  if (claim == Claim::held_in_transaction) {
+    sql = event ? &kAckHeldEvent : &kAckHeldTask;
+  } else {
+    sql = event ? (ack ? &kAckEvent : &kReleaseEvent) : (ack ? &kAckTask : &kReleaseTask);
+  }
+  auto stmt = connection_->statement(*sql);
   if (!stmt.ok()) return stmt.status();
   StatementUse use(*stmt);
-  use.bind(1, row_of(settle.token)).bind_text(2, owner_);
-  if (!event && !ack) use.bind(3, now);
+  use.bind(1, row_of(settle.token));
+  if (claim == Claim::leased) use.bind_text(2, owner_);
+  if (claim == Claim::leased && !event && !ack) use.bind(3, now);
   const int rc = use.step();
   if (rc != SQLITE_DONE) return connection_->error(rc, ack ? "acknowledging a delivery" : "releasing a delivery");
   return sqlite3_changes(connection_->db()) > 0;
@@ -304,16 +327,16 @@ Result<CommitReport> SqliteBroker::commit(const Batch& batch) {
   if (batch.empty()) return report;
   Transaction txn(*connection_, Transaction::Mode::immediate);
   Status status = txn.begin();
-  if (status.ok()) status = apply_batch(batch, clock_.wall_now(), &report);
+  if (status.ok()) status = apply_batch(batch, clock_.wall_now(), &report, Claim::leased);
   if (status.ok()) status = txn.commit();
   if (!status.ok()) return status;
   return report;
 }
 
-Status SqliteBroker::apply_batch(const Batch& batch, WallMs now, CommitReport* report) {
+Status SqliteBroker::apply_batch(const Batch& batch, WallMs now, CommitReport* report, Claim claim) {
   // Settles first: a retry deletes the row before re-inserting the same id.
   for (const Settle& settle : batch.settle) {
-    auto applied = apply_settle(settle, now);
+    auto applied = apply_settle(settle, now, claim);
     if (!applied.ok()) return applied.status();
     if (!*applied) {
       ++report->stale;

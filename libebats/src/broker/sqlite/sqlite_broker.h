@@ -55,16 +55,21 @@ class SqliteBroker final : public Broker {
 
   SqliteBroker(std::unique_ptr<Connection> connection, const BrokerOptions& options, const Clock& clock);
 
+  // How claimed rows are held: leased (state 'leased', our owner, lease_until),
+  // or only read inside the write transaction that also settles them.
+  enum class Claim { leased, held_in_transaction };
   // Probes without the write lock: false when nothing is there to claim.
   Result<bool> anything_to_claim(Lane lane, const std::string& topic, WallMs now);
   // Leases up to `max` rows inside the open transaction, sorted by due time.
-  Status claim_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, std::vector<Delivery>* out);
-  Status claim_task_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, std::vector<Delivery>* out);
-  Status claim_event_rows(uint32_t max, WallMs now, std::vector<Delivery>* out);
-  // Applies a batch inside the open transaction.
-  Status apply_batch(const Batch& batch, WallMs now, CommitReport* report);
+  Status claim_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, std::vector<Delivery>* out,
+                    Claim claim);
+  Status claim_task_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, std::vector<Delivery>* out,
+                         Claim claim);
+  Status claim_event_rows(uint32_t max, WallMs now, std::vector<Delivery>* out, Claim claim);
+  // Applies a batch inside the open transaction; settles refer to rows held as `claim` says.
+  Status apply_batch(const Batch& batch, WallMs now, CommitReport* report, Claim claim);
   // True when the settle took effect (the lease was still ours), false when stale.
-  Result<bool> apply_settle(const Settle& settle, WallMs now);
+  Result<bool> apply_settle(const Settle& settle, WallMs now, Claim claim);
   Result<uint32_t> recover(Lane lane, const std::string& topic, Recovery kind);
   Result<uint32_t> recover_tasks(Lane lane, const std::string& topic, Recovery kind, WallMs now);
   Result<uint32_t> recover_events(Recovery kind, WallMs now);
