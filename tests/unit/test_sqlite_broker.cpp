@@ -851,3 +851,16 @@ TEST_CASE("sqlite broker: a failing claim_and_commit leaves the events ready and
   CHECK(*none == 0);
   CHECK_FALSE(called);
 }
+
+TEST_CASE("sqlite broker: claim_ahead takes tasks due within the lookahead, and no later ones", "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/q.db"), clock);
+  const WallMs now = clock.wall_now();
+  publish(*broker, {task("soon", now + 30, Lane::dtask), task("later", now + 80, Lane::dtask)});
+  CHECK(claim_ok(*broker, Lane::dtask, 10).empty());  // claim() takes nothing not yet due
+  auto ahead = broker->claim_ahead(Lane::dtask, "demo", 10, 50);
+  REQUIRE(ahead.ok());
+  CHECK(ids_of(*ahead) == std::vector<std::string>{"soon"});
+  CHECK(ahead->front().due_at == now + 30);  // the caller starts it at its due time
+}

@@ -129,7 +129,15 @@ class EBATS_EXPORT Broker {
 
   // Claims up to `max` deliveries of (lane, topic) that are due now. Events
   // ignore `topic`. Returns an empty vector when nothing is due.
-  virtual Result<std::vector<Delivery>> claim(Lane lane, const std::string& topic, uint32_t max) = 0;
+  Result<std::vector<Delivery>> claim(Lane lane, const std::string& topic, uint32_t max) {
+    return claim_ahead(lane, topic, max, 0);
+  }
+  // Like claim(), but also takes tasks that come due within `lookahead_ms`:
+  // the dtask worker holds them and starts each at its due time, so a burst of
+  // delayed tasks does not wait for a claim when it comes due. The caller must
+  // not start a task before its due_at.
+  virtual Result<std::vector<Delivery>> claim_ahead(Lane lane, const std::string& topic, uint32_t max,
+                                                    int64_t lookahead_ms) = 0;
   // Claims up to `max` deliveries as claim() does and commits the batch that
   // `route` builds from them, in one transaction where the backend allows it
   // (SQLite: one lock, one fsync), so nothing stays leased in between. For

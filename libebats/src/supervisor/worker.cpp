@@ -26,7 +26,8 @@ using std::chrono::microseconds;
 using std::chrono::duration_cast;
 
 constexpr size_t kFlushCompletions = 1024;      // commit at least this often...
-constexpr milliseconds kFlushAge{20};           // ...or once the oldest completion is this old
+constexpr milliseconds kFlushAge{20};           // ...or once the oldest completion is this old,
+constexpr milliseconds kFlushMaxAge{200};       // ...or this old while due tasks wait (see flush_due_at)
 constexpr int64_t kTargetPipelineUs = 5000;     // work queued inside one child, in time
 constexpr size_t kMaxPipeline = 32;
 constexpr size_t kMaxResultParams = 4096;
@@ -61,6 +62,7 @@ class Worker::Impl {
     children_.resize(procs);
     lease_ = milliseconds(config_.sqlite.lease_ms);
     poll_interval_ = milliseconds(config_.sqlite.poll_interval_ms);
+    if (setup_.lane == Lane::dtask) lookahead_ = poll_interval_;
   }
 
   Status run(SignalFd& signals);
@@ -106,11 +108,13 @@ class Worker::Impl {
   // --- tasks ---
   bool may_claim() const;
   void claim(SteadyTime now);
+  void enqueue_by_due(Job job);
   void dispatch(SteadyTime now);
   void complete(const Job& job, const AttemptFacts& facts, WallMs started, WallMs finished, int64_t time_ms, int64_t pid);
   void release(const Job& job, const std::string& why, int64_t pid);
   void dead_letter_undecodable(const Delivery& d, const DecodeResult& r);
   // --- broker ---
+  SteadyTime flush_due_at() const;
   void flush(SteadyTime now, bool force);
   void extend_leases();
   std::vector<uint64_t> held_tokens() const;
@@ -136,6 +140,7 @@ class Worker::Impl {
   uint32_t capacity_ = 0;
   milliseconds lease_{30'000};
   milliseconds poll_interval_{50};
+  milliseconds lookahead_{0};  // dtask: claim what comes due within one poll interval
   uint64_t next_seq_ = 1;
   double avg_task_us_ = 1000.0;
   SteadyTime next_claim_at_{};
@@ -368,7 +373,7 @@ void Worker::Impl::claim(SteadyTime now) {
   if (now < next_claim_at_ || !may_claim()) return;
   const size_t h = held();
   const uint32_t want = static_cast<uint32_t>(std::min<size_t>(capacity_ - h, config_.sqlite.claim_batch));
-  auto got = broker_.claim(setup_.lane, setup_.topic, want);
+  auto got = broker_.claim_ahead(setup_.lane, setup_.topic, want, lookahead_.count());
   if (!got.ok()) {
     log_.error("claim failed; retrying", {{"error", got.status().message()}});
     next_claim_at_ = now + poll_interval_;
@@ -382,7 +387,7 @@ void Worker::Impl::claim(SteadyTime now) {
     }
     r.envelope.attempt = d.attempt;  // the row is authoritative (lease recovery, replay)
     r.envelope.max_attempts = d.max_attempts;
-    queue_.push_back(Job{std::move(d), std::move(r.envelope)});
+    enqueue_by_due(Job{std::move(d), std::move(r.envelope)});
   }
   if (got->size() == want) {
     next_claim_at_ = now;  // a full batch: there is probably more
@@ -393,15 +398,30 @@ void Worker::Impl::claim(SteadyTime now) {
     // Sleep exactly until the next delayed task comes due, if that is sooner.
     auto due = broker_.next_due(setup_.lane, setup_.topic);
     if (due.ok() && due->has_value()) {
-      const int64_t wait = **due - clock_.wall_now();
+      const int64_t wait = **due - clock_.wall_now() - lookahead_.count();
       next_claim_at_ = std::min(next_claim_at_, now + milliseconds(std::max<int64_t>(wait, 0)));
     }
   }
 }
 
+void Worker::Impl::enqueue_by_due(Job job) {
+  // Claims come sorted by due time; a later claim can still hold an earlier
+  // task (a retry published meanwhile), so insert in order.
+  const WallMs due = job.delivery.due_at;
+  if (queue_.empty() || queue_.back().delivery.due_at <= due) {
+    queue_.push_back(std::move(job));
+    return;
+  }
+  auto at = std::upper_bound(queue_.begin(), queue_.end(), due,
+                             [](WallMs d, const Job& j) { return d < j.delivery.due_at; });
+  queue_.insert(at, std::move(job));
+}
+
 void Worker::Impl::dispatch(SteadyTime now) {
   const size_t depth = pipeline_depth();
-  while (!queue_.empty()) {
+  const WallMs wall = clock_.wall_now();
+  // Never early: a task claimed ahead waits here until its due time.
+  while (!queue_.empty() && queue_.front().delivery.due_at <= wall) {
     Slot* best = nullptr;
     for (auto& s : children_) {
       if (!s.proc || !s.ready || s.pipeline.size() >= depth) continue;
@@ -560,14 +580,20 @@ void Worker::Impl::dead_letter_undecodable(const Delivery& d, const DecodeResult
 
 // ------------------------------------------------------------------- broker
 
+SteadyTime Worker::Impl::flush_due_at() const {
+  if (pending_.completions >= kFlushCompletions) return pending_.oldest;
+  const bool running = std::any_of(children_.begin(), children_.end(),
+                                   [](const Slot& s) { return !s.pipeline.empty(); });
+  const bool due_waiting = !queue_.empty() && queue_.front().delivery.due_at <= clock_.wall_now();
+  if (!running && !due_waiting) return pending_.oldest;  // idle: commit now
+  // A commit (one fsync) stalls dispatch; while due tasks wait, let the group
+  // grow (up to kFlushCompletions or kFlushMaxAge) rather than stall a burst.
+  return pending_.oldest + (due_waiting ? kFlushMaxAge : kFlushAge);
+}
+
 void Worker::Impl::flush(SteadyTime now, bool force) {
   if (pending_.completions == 0) return;
-  if (!force) {
-    const bool idle = queue_.empty() && std::all_of(children_.begin(), children_.end(),
-                                                    [](const Slot& s) { return s.pipeline.empty(); });
-    if (pending_.completions < kFlushCompletions && now - pending_.oldest < kFlushAge && !idle) return;
-    if (now < next_flush_try_) return;
-  }
+  if (!force && (now < flush_due_at() || now < next_flush_try_)) return;
   // The results file first, once per batch, then the commit: the record of
   // an execution exists before the task leaves the queue.
   if (!pending_.lines_written && results_) {
@@ -668,7 +694,7 @@ Status Worker::Impl::run(SignalFd& signals) {
     SteadyTime wake = now + std::chrono::seconds(1);
     // Only when a claim could happen: with the queue full, waking for it would spin.
     if (may_claim()) wake = std::min(wake, next_claim_at_);
-    if (pending_.completions > 0) wake = std::min(wake, std::max(pending_.oldest + kFlushAge, next_flush_try_));
+    if (pending_.completions > 0) wake = std::min(wake, std::max(flush_due_at(), next_flush_try_));
     wake = std::min({wake, next_extend_, next_recover_});
     for (const auto& s : children_) {
       if (!s.proc && !draining_) wake = std::min(wake, s.respawn_at);
@@ -679,6 +705,10 @@ Status Worker::Impl::run(SignalFd& signals) {
       }
     }
     if (draining_) wake = std::min(wake, interrupting_ ? kill_deadline_ : drain_deadline_);
+    if (!queue_.empty() && ready_children() > 0) {
+      const int64_t until_due = queue_.front().delivery.due_at - clock_.wall_now();
+      wake = std::min(wake, now + milliseconds(std::max<int64_t>(until_due, 0)));
+    }
     if (notifier_.watchdog_interval().count() > 0) wake = std::min(wake, next_watchdog_);
 
     fds.clear();

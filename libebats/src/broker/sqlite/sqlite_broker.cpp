@@ -24,7 +24,7 @@ const std::string kAnyDueTask =
     "SELECT 1 FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at <= ?3 LIMIT 1";
 const std::string kClaimTasks =
     "UPDATE tasks SET state = 'leased', lease_owner = ?4, lease_until = ?5, updated_at = ?3 "
-    "WHERE seq IN (SELECT seq FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at <= ?3 "
+    "WHERE seq IN (SELECT seq FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at <= ?7 "
     "ORDER BY due_at, seq LIMIT ?6) "
     "RETURNING seq, id, task, attempt, max_attempts, due_at, created_at, body";
 const std::string kAnyReadyEvent = "SELECT 1 FROM events WHERE state = 'ready' LIMIT 1";
@@ -173,22 +173,25 @@ Result<bool> SqliteBroker::any_row(const std::string& sql, Bind bind) {
   return connection_->error(rc, "probing for work");
 }
 
-Result<bool> SqliteBroker::anything_to_claim(Lane lane, const std::string& topic, WallMs now) {
+Result<bool> SqliteBroker::anything_to_claim(Lane lane, const std::string& topic, WallMs due_by) {
   if (lane == Lane::events) return any_row(kAnyReadyEvent, [](StatementUse&) {});
   const char* lane_code = task_lane_code(lane);
-  return any_row(kAnyDueTask, [&](StatementUse& use) { use.bind_text(1, topic).bind_text(2, lane_code).bind(3, now); });
+  return any_row(kAnyDueTask,
+                 [&](StatementUse& use) { use.bind_text(1, topic).bind_text(2, lane_code).bind(3, due_by); });
 }
 
-Result<std::vector<Delivery>> SqliteBroker::claim(Lane lane, const std::string& topic, uint32_t max) {
+Result<std::vector<Delivery>> SqliteBroker::claim_ahead(Lane lane, const std::string& topic, uint32_t max,
+                                                        int64_t lookahead_ms) {
   const WallMs now = clock_.wall_now();
+  const WallMs due_by = now + std::max<int64_t>(lookahead_ms, 0);
   std::vector<Delivery> out;
   if (max == 0) return out;
-  auto any = anything_to_claim(lane, topic, now);
+  auto any = anything_to_claim(lane, topic, due_by);
   if (!any.ok()) return any.status();
   if (!*any) return out;
   Transaction txn(*connection_, Transaction::Mode::immediate_no_fsync);
   Status status = txn.begin();
-  if (status.ok()) status = claim_rows(lane, topic, max, now, &out, Claim::leased);
+  if (status.ok()) status = claim_rows(lane, topic, max, now, due_by, &out, Claim::leased);
   if (status.ok()) status = txn.commit();
   if (!status.ok()) return status;
   return out;
@@ -205,7 +208,7 @@ Result<size_t> SqliteBroker::claim_and_commit(Lane lane, const std::string& topi
   Status status = txn.begin();
   if (!status.ok()) return status;
   std::vector<Delivery> claimed;
-  status = claim_rows(lane, topic, max, now, &claimed, Claim::held_in_transaction);
+  status = claim_rows(lane, topic, max, now, now, &claimed, Claim::held_in_transaction);
   if (!status.ok()) return status;
   if (claimed.empty()) return size_t{0};
   CommitReport report;
@@ -215,24 +218,24 @@ Result<size_t> SqliteBroker::claim_and_commit(Lane lane, const std::string& topi
   return claimed.size();
 }
 
-Status SqliteBroker::claim_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now,
+Status SqliteBroker::claim_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, WallMs due_by,
                                 std::vector<Delivery>* out, Claim claim) {
   return lane == Lane::events ? claim_event_rows(max, now, out, claim)
-                              : claim_task_rows(lane, topic, max, now, out, claim);
+                              : claim_task_rows(lane, topic, max, now, due_by, out, claim);
 }
 
-Status SqliteBroker::claim_task_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now,
+Status SqliteBroker::claim_task_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, WallMs due_by,
                                      std::vector<Delivery>* out, Claim claim) {
   const bool lease = claim == Claim::leased;
   auto stmt = connection_->statement(lease ? kClaimTasks : kSelectTasks);
   if (!stmt.ok()) return stmt.status();
   {
     StatementUse use(*stmt);
-    use.bind_text(1, topic).bind_text(2, task_lane_code(lane)).bind(3, now);
+    use.bind_text(1, topic).bind_text(2, task_lane_code(lane));
     if (lease) {
-      use.bind_text(4, owner_).bind(5, now + lease_ms_).bind(6, max);
+      use.bind(3, now).bind_text(4, owner_).bind(5, now + lease_ms_).bind(6, max).bind(7, due_by);
     } else {
-      use.bind(4, max);
+      use.bind(3, due_by).bind(4, max);
     }
     for (;;) {
       const int rc = use.step();

@@ -36,7 +36,8 @@ class SqliteBroker final : public Broker {
   // options.create. REQUIRES: `clock` outlives the broker.
   static Result<std::unique_ptr<SqliteBroker>> open(const BrokerOptions& options, const Clock& clock);
 
-  Result<std::vector<Delivery>> claim(Lane lane, const std::string& topic, uint32_t max) override;
+  Result<std::vector<Delivery>> claim_ahead(Lane lane, const std::string& topic, uint32_t max,
+                                            int64_t lookahead_ms) override;
   Result<std::optional<WallMs>> next_due(Lane lane, const std::string& topic) override;
   Result<CommitReport> commit(const Batch& batch) override;
   Result<size_t> claim_and_commit(Lane lane, const std::string& topic, uint32_t max, const RouteFn& route) override;
@@ -59,12 +60,13 @@ class SqliteBroker final : public Broker {
   // or only read inside the write transaction that also settles them.
   enum class Claim { leased, held_in_transaction };
   // Probes without the write lock: false when nothing is there to claim.
-  Result<bool> anything_to_claim(Lane lane, const std::string& topic, WallMs now);
+  Result<bool> anything_to_claim(Lane lane, const std::string& topic, WallMs due_by);
   // Leases up to `max` rows inside the open transaction, sorted by due time.
-  Status claim_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, std::vector<Delivery>* out,
-                    Claim claim);
-  Status claim_task_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, std::vector<Delivery>* out,
-                         Claim claim);
+  // Tasks due by `due_by` (now + lookahead); `now` stamps the lease.
+  Status claim_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, WallMs due_by,
+                    std::vector<Delivery>* out, Claim claim);
+  Status claim_task_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, WallMs due_by,
+                         std::vector<Delivery>* out, Claim claim);
   Status claim_event_rows(uint32_t max, WallMs now, std::vector<Delivery>* out, Claim claim);
   // Applies a batch inside the open transaction; settles refer to rows held as `claim` says.
   Status apply_batch(const Batch& batch, WallMs now, CommitReport* report, Claim claim);
