@@ -134,6 +134,20 @@ void TestSystem::start_all(const std::string& topic) {
   start_dtask(topic);
 }
 
+std::vector<DeadLetterEntry> TestSystem::dead_letters() {
+  auto letters = broker_->dead_letters().list(0);
+  REQUIRE(letters.ok());
+  return *letters;
+}
+
+std::vector<DeadLetterEntry> TestSystem::wait_for_dead_letters(size_t n) {
+  REQUIRE(wait_until([&] {
+    auto letters = broker_->dead_letters().list(0);
+    return letters.ok() && letters->size() >= n;
+  }));
+  return dead_letters();
+}
+
 std::vector<Execution> TestSystem::executions() const {
   std::vector<Execution> out;
   std::ifstream in(record_);

@@ -58,6 +58,10 @@ class TestSystem {
   void start_all(const std::string& topic = "t");
 
   std::vector<Execution> executions() const;
+  // The dead letters now, newest first.
+  std::vector<DeadLetterEntry> dead_letters();
+  // Waits until there are at least `n` dead letters and returns them (REQUIREs they come).
+  std::vector<DeadLetterEntry> wait_for_dead_letters(size_t n);
   // Results rows (status) from the results file, in order.
   std::vector<std::map<std::string, std::string>> results() const;
   // Polls `done` every 20ms until true or `timeout` passes; returns the last value.

@@ -59,9 +59,7 @@ TEST_CASE("a plugin crashing in init keeps the worker up, the tasks queued, unti
     CHECK(worker.running());
     CHECK(sys.executions().empty());
     // The task waits, pending, not lost and not dead-lettered.
-    auto letters = sys.broker().dead_letters().list(10);
-    REQUIRE(letters.ok());
-    CHECK(letters->empty());
+    CHECK(sys.dead_letters().empty());
     // The operator replaces the broken plugin; the next child start loads the fix.
     fs::remove(dir + "/init_crash.so");
     fs::copy_file(EBATS_TEST_PLUGIN_DIR "/test_tasks.so", dir + "/test_tasks.so");

@@ -112,35 +112,27 @@ TEST_CASE("a permanent failure is dead-lettered and can be replayed", "[integrat
   }));
   CHECK(out.find("fail") != std::string::npos);
   CHECK(sys.executions().size() == 1);  // a permanent failure is not retried
-  auto letters = sys.broker().dead_letters().list(10);
-  REQUIRE(letters.ok());
-  REQUIRE(letters->size() == 1);
-  CHECK(letters->front().letter.reason == "failed");
-  CHECK(letters->front().letter.error == "permanent failure");
-  CHECK(letters->front().letter.body.find("\"history\"") != std::string::npos);
+  const auto letters = sys.dead_letters();
+  REQUIRE(letters.size() == 1);
+  CHECK(letters.front().letter.reason == "failed");
+  CHECK(letters.front().letter.error == "permanent failure");
+  CHECK(letters.front().letter.body.find("\"history\"") != std::string::npos);
 
-  REQUIRE(sys.ebatsctl({"dead", "replay", std::to_string(letters->front().seq)}) == 0);
+  REQUIRE(sys.ebatsctl({"dead", "replay", std::to_string(letters.front().seq)}) == 0);
   REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() >= 2; }));
   const auto ex = sys.executions();
   CHECK(ex[1].id == ex[0].id);
   CHECK(ex[1].attempt == 0);  // replay starts over
-  REQUIRE(TestSystem::wait_until([&] {
-    auto l = sys.broker().dead_letters().list(10);
-    return l.ok() && l->size() == 1;
-  }));
+  CHECK(sys.wait_for_dead_letters(1).size() == 1);  // failed again, dead again
 }
 
 TEST_CASE("exhausted retries end in the dead letters with their history", "[integration]") {
   TestSystem sys("  e:\n    - {task: retry_always, topic: t, retry: {max: 2, backoff: [50ms]}}\n");
   sys.start_all();
   REQUIRE(sys.publisher().publish("e", "{}").ok());
-  REQUIRE(TestSystem::wait_until([&] {
-    auto l = sys.broker().dead_letters().list(10);
-    return l.ok() && !l->empty();
-  }));
-  auto letters = sys.broker().dead_letters().list(10);
-  CHECK(letters->front().letter.reason == "retries exhausted");
-  CHECK(letters->front().letter.attempts == 3);
+  const auto letters = sys.wait_for_dead_letters(1);
+  CHECK(letters.front().letter.reason == "retries exhausted");
+  CHECK(letters.front().letter.attempts == 3);
   CHECK(sys.executions().size() == 3);
   const auto rows = sys.results();
   REQUIRE(rows.size() == 3);
@@ -151,13 +143,9 @@ TEST_CASE("an event with no registration is dead-lettered, never dropped", "[int
   TestSystem sys("  known:\n    - {task: noop, topic: t}\n");
   sys.start_scheduler();
   REQUIRE(sys.publisher().publish("unknown_event", "{\"a\":1}").ok());
-  REQUIRE(TestSystem::wait_until([&] {
-    auto l = sys.broker().dead_letters().list(10);
-    return l.ok() && !l->empty();
-  }));
-  auto letters = sys.broker().dead_letters().list(10);
-  CHECK(letters->front().letter.reason == "no registration for event unknown_event");
-  CHECK(letters->front().letter.kind == "event");
+  const auto letters = sys.wait_for_dead_letters(1);
+  CHECK(letters.front().letter.reason == "no registration for event unknown_event");
+  CHECK(letters.front().letter.kind == "event");
   CHECK(sys.log_of("scheduler").find("unknown_event") != std::string::npos);
 }
 
@@ -165,12 +153,8 @@ TEST_CASE("a task without a handler is dead-lettered, not acknowledged as succes
   TestSystem sys("  e:\n    - {task: nobodyHandlesThis, topic: t}\n");
   sys.start_all();
   REQUIRE(sys.publisher().publish("e", "{}").ok());
-  REQUIRE(TestSystem::wait_until([&] {
-    auto l = sys.broker().dead_letters().list(10);
-    return l.ok() && !l->empty();
-  }));
-  auto letters = sys.broker().dead_letters().list(10);
-  CHECK(letters->front().letter.reason == "no handler for task nobodyHandlesThis");
+  const auto letters = sys.wait_for_dead_letters(1);
+  CHECK(letters.front().letter.reason == "no handler for task nobodyHandlesThis");
   const auto rows = sys.results();
   REQUIRE(rows.size() == 1);
   CHECK(rows[0].at("status") == "failed");
@@ -186,16 +170,13 @@ TEST_CASE("a segfaulting handler costs one attempt and the worker survives and g
   sys.start_dtask();
   REQUIRE(sys.publisher().publish("crash_once", "{}").ok());
   REQUIRE(sys.publisher().publish("crash", "{}").ok());
-  REQUIRE(TestSystem::wait_until([&] {
-    auto l = sys.broker().dead_letters().list(10);
-    return l.ok() && !l->empty() && sys.results().size() >= 4;
-  }));
-  auto letters = sys.broker().dead_letters().list(10);
-  REQUIRE(letters->size() == 1);
-  CHECK(letters->front().letter.reason == "crashed");
-  CHECK(letters->front().letter.error.find("while running the task") != std::string::npos);
+  const auto letters = sys.wait_for_dead_letters(1);
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() >= 4; }));
+  REQUIRE(letters.size() == 1);
+  CHECK(letters.front().letter.reason == "crashed");
+  CHECK(letters.front().letter.error.find("while running the task") != std::string::npos);
 #ifndef __SANITIZE_ADDRESS__  // AddressSanitizer catches the SIGSEGV itself and exits with status 1
-  CHECK(letters->front().letter.error.find("SIGSEGV") != std::string::npos);
+  CHECK(letters.front().letter.error.find("SIGSEGV") != std::string::npos);
 #endif
   CHECK(count_status(sys.results(), "segfault_once", "ok") == 1);
   // The worker is still there and still works.
@@ -209,12 +190,8 @@ TEST_CASE("a hanging handler is killed after timeout + kill_after and dead-lette
                  "  t: {processes: 1, kill_after: 200ms}\n");
   sys.start_all();
   REQUIRE(sys.publisher().publish("e", "{}").ok());
-  REQUIRE(TestSystem::wait_until([&] {
-    auto l = sys.broker().dead_letters().list(10);
-    return l.ok() && !l->empty();
-  }));
-  auto letters = sys.broker().dead_letters().list(10);
-  CHECK(letters->front().letter.reason == "timed out");
+  const auto letters = sys.wait_for_dead_letters(1);
+  CHECK(letters.front().letter.reason == "timed out");
 }
 
 TEST_CASE("kill -9 of a worker mid-run loses no task", "[integration]") {
@@ -247,8 +224,7 @@ TEST_CASE("kill -9 of a worker mid-run loses no task", "[integration]") {
   const size_t dup = ex.size() - ran.size();
   WARN("executions " << ex.size() << " for 300 tasks: " << dup << " re-run after kill -9");
   CHECK(dup <= 300 - 60);
-  auto letters = sys.broker().dead_letters().list(10);
-  CHECK(letters->empty());
+  CHECK(sys.dead_letters().empty());
 }
 
 TEST_CASE("SIGTERM drains: running tasks finish, the rest stay queued, nothing is lost", "[integration]") {
@@ -297,14 +273,9 @@ TEST_CASE("malformed and oversized events are dead-lettered with the reason and 
   REQUIRE(sys.broker().commit(bad).ok());
   auto& sched = sys.start_scheduler();
   sys.start_ntask();
-  REQUIRE(TestSystem::wait_until([&] {
-    auto l = sys.broker().dead_letters().list(10);
-    return l.ok() && l->size() == 2;
-  }));
+  const auto letters = sys.wait_for_dead_letters(2);
   std::set<std::string> reasons;
-  auto letters = sys.broker().dead_letters().list(10);
-  REQUIRE(letters.ok());
-  for (const auto& e : *letters) reasons.insert(e.letter.reason);
+  for (const auto& e : letters) reasons.insert(e.letter.reason);
   CHECK(reasons == std::set<std::string>{"malformed", "too large"});
   REQUIRE(sys.publisher().publish("e", "{}").ok());
   REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 1; }));
