@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <exception>
 #include <iostream>
@@ -122,6 +123,9 @@ int scheduler_main_impl(int argc, char** argv) {
 }  // namespace
 
 int worker_main(int argc, char** argv, DaemonKind kind) {
+  // Peers that go away (a crashed child) surface as EPIPE on the write, not as
+  // a signal that would end the daemon.
+  ::signal(SIGPIPE, SIG_IGN);
   try {
     return worker_main_impl(argc, argv, kind);
   } catch (const std::exception& e) {
@@ -133,6 +137,7 @@ int worker_main(int argc, char** argv, DaemonKind kind) {
 }
 
 int scheduler_main(int argc, char** argv) {
+  ::signal(SIGPIPE, SIG_IGN);
   try {
     return scheduler_main_impl(argc, argv);
   } catch (const std::exception& e) {

@@ -281,3 +281,24 @@ TEST_CASE("malformed and oversized events are dead-lettered with the reason and 
   REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 1; }));
   CHECK(sched.running());
 }
+
+// A child whose socket to the worker is gone can never report again. The
+// worker kills it at the EOF (instead of polling a dead socket until the child
+// exits), counts its task as crashed and goes on. Writes to such a socket fail
+// with EPIPE, never SIGPIPE (MSG_NOSIGNAL; SIGPIPE ignored), so the worker
+// survives them too, though this test cannot force that narrow window.
+TEST_CASE("a child that closes its socket is killed, its task dead-lettered as crashed, the worker goes on",
+          "[integration]") {
+  TestSystem sys("  gone:\n    - {task: close_worker_socket, topic: t, retry: {max: 0}}\n"
+                 "  ok:\n    - {task: noop, topic: t}\n");
+  auto batch = sys.publisher().batch();
+  REQUIRE(batch.add_event("gone", "{}").ok());
+  for (int i = 0; i < 2000; ++i) REQUIRE(batch.add_event("ok", "{}").ok());
+  REQUIRE(batch.commit().ok());
+  sys.start_scheduler();
+  auto& worker = sys.start_ntask();
+  const auto letters = sys.wait_for_dead_letters(1);
+  CHECK(letters.front().letter.reason == "crashed");
+  REQUIRE(TestSystem::wait_until([&] { return count_status(sys.results(), "noop", "ok") == 2000; }));
+  CHECK(worker.running());
+}

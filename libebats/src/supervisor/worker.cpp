@@ -1,6 +1,7 @@
 #include "supervisor/worker.h"
 
 #include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -85,6 +86,7 @@ class Worker::Impl {
     bool ready = false;
     bool soft_sent = false;
     bool killed_for_timeout = false;
+    bool socket_closed = false;  // EOF seen: poll only the pidfd until the exit
     SteadyTime head_since{};
     SteadyTime respawn_at{};
     uint32_t startup_failures = 0;
@@ -179,6 +181,7 @@ void Worker::Impl::spawn_due_children(SteadyTime now) {
     s.ready = false;
     s.soft_sent = false;
     s.killed_for_timeout = false;
+    s.socket_closed = false;
   }
 }
 
@@ -192,6 +195,12 @@ size_t Worker::Impl::pipeline_depth() const {
 void Worker::Impl::on_child_readable(Slot& s) {
   for (;;) {
     ssize_t n = s.in->read_from(s.proc->socket());
+    if (n == 0 && !s.socket_closed) {
+      // The child closed its end: it can never report a result again. Kill
+      // it; its exit (pidfd) settles the running task as crashed.
+      s.socket_closed = true;
+      s.proc->signal(SIGKILL);
+    }
     if (n <= 0) break;
     while (auto f = s.in->next()) handle_frame(s, *f);
     if (s.in->oversized()) {
@@ -242,8 +251,11 @@ void Worker::Impl::handle_frame(Slot& s, const FrameBuffer::Frame& f) {
   const WallMs finished = r.i64();
   const int64_t duration_us = r.i64();
   facts.message = std::string(r.str());
-  if (r.failed() || seq != s.pipeline.front().seq) {
-    log_.error("child sent a result out of order; killing it", {{"pid", std::to_string(s.proc->pid())}});
+  const bool known_outcome = facts.outcome == Outcome::ok || facts.outcome == Outcome::retry ||
+                             facts.outcome == Outcome::fail || facts.outcome == Outcome::no_handler;
+  if (r.failed() || !known_outcome || seq != s.pipeline.front().seq) {
+    log_.error("child sent a malformed or out-of-order result; killing it",
+               {{"pid", std::to_string(s.proc->pid())}});
     s.proc->signal(SIGKILL);
     return;
   }
@@ -317,7 +329,8 @@ void Worker::Impl::on_child_exit(Slot& s, SteadyTime now) {
 
 void Worker::Impl::write_child(Slot& s) {
   while (s.proc && s.out_pos < s.out.size()) {
-    ssize_t n = ::write(s.proc->socket(), s.out.data() + s.out_pos, s.out.size() - s.out_pos);
+    // MSG_NOSIGNAL: a child that just died must cost an EPIPE here, not a SIGPIPE that kills the parent.
+    ssize_t n = ::send(s.proc->socket(), s.out.data() + s.out_pos, s.out.size() - s.out_pos, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN) s.proc->signal(SIGKILL);  // broken pipe: its exit is handled via the pidfd
@@ -717,8 +730,8 @@ Status Worker::Impl::run(SignalFd& signals) {
     owners.push_back(nullptr);
     for (auto& s : children_) {
       if (!s.proc) continue;
-      short ev = POLLIN;
-      if (!s.out.empty()) ev |= POLLOUT;
+      short ev = s.socket_closed ? 0 : POLLIN;
+      if (!s.out.empty() && !s.socket_closed) ev |= POLLOUT;
       fds.push_back({s.proc->socket(), ev, 0});
       owners.push_back(&s);
       fds.push_back({s.proc->pidfd(), POLLIN, 0});

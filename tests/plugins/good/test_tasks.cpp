@@ -70,6 +70,12 @@ EBATS_PLUGIN(
        if (t.attempt() == 0) std::raise(SIGSEGV);
      })},
     {"abort", recorded([](ebats::Task&) { std::abort(); })},
+    // Closes the child's end of its socket to the worker (fd 3) and lingers, so
+    // the worker's next writes to this child fail with EPIPE while it still lives.
+    {"close_worker_socket", recorded([](ebats::Task&) {
+       ::close(3);
+       sleep_ms(300);
+     })},
     {"hang", recorded([](ebats::Task&) {
        for (;;) sleep_ms(50);  // ignores should_stop() on purpose: the worker must kill it
      })},
