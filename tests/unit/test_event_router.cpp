@@ -44,19 +44,23 @@ TEST_CASE("router: one task per registration, delayed ones on the dtask lane", "
   const WallMs now = 1'700'000'000'000;
   RouteSummary sum;
   Batch b = route_events({event_delivery(7, "order_paied", now)}, *cfg, now, &sum);
-  REQUIRE(b.publish.size() == 2);
-  CHECK(b.publish[0].lane == Lane::ntask);
-  CHECK(b.publish[0].due_at == now);
-  CHECK(b.publish[1].lane == Lane::dtask);
-  CHECK(b.publish[1].due_at == now + 10'000);
-  CHECK(b.publish[1].max_attempts == 3);
+  // The tasks ride on the event's ack: they are published only if the ack
+  // takes effect, so an event routed twice is never fanned out twice.
+  CHECK(b.publish.empty());
   REQUIRE(b.settle.size() == 1);
   CHECK(b.settle[0].token == 7);
   CHECK(b.settle[0].kind == Settle::Kind::ack);
   CHECK_FALSE(b.settle[0].then_dead.has_value());
+  const std::vector<OutMsg>& tasks = b.settle[0].then_publish;
+  REQUIRE(tasks.size() == 2);
+  CHECK(tasks[0].lane == Lane::ntask);
+  CHECK(tasks[0].due_at == now);
+  CHECK(tasks[1].lane == Lane::dtask);
+  CHECK(tasks[1].due_at == now + 10'000);
+  CHECK(tasks[1].max_attempts == 3);
   CHECK(sum.tasks == 2);
 
-  DecodeResult t = decode_envelope(b.publish[1].body, 1 << 20);
+  DecodeResult t = decode_envelope(tasks[1].body, 1 << 20);
   REQUIRE(t.ok());
   CHECK(t.envelope.kind == EnvelopeKind::task);
   CHECK(t.envelope.task == "closeOrder");
@@ -70,10 +74,15 @@ TEST_CASE("router: the same event routed twice yields the same task ids", "[rout
   const std::string id = new_uuid_v4();
   Batch first = route_events({event_delivery(1, "e", 1000, id)}, *cfg, 1000, nullptr);
   Batch again = route_events({event_delivery(2, "e", 1000, id)}, *cfg, 5000, nullptr);
-  REQUIRE(first.publish.size() == 2);
-  CHECK(first.publish[0].id == again.publish[0].id);
-  CHECK(first.publish[1].id == again.publish[1].id);
-  CHECK(first.publish[0].id != first.publish[1].id);
+  REQUIRE(first.settle.size() == 1);
+  REQUIRE(again.settle.size() == 1);
+  const auto& a = first.settle[0].then_publish;
+  const auto& b = again.settle[0].then_publish;
+  REQUIRE(a.size() == 2);
+  REQUIRE(b.size() == 2);
+  CHECK(a[0].id == b[0].id);
+  CHECK(a[1].id == b[1].id);
+  CHECK(a[0].id != a[1].id);
 }
 
 TEST_CASE("router: an unregistered event is dead-lettered with its name in the reason", "[router]") {
@@ -82,6 +91,7 @@ TEST_CASE("router: an unregistered event is dead-lettered with its name in the r
   Batch b = route_events({event_delivery(3, "order_refunded", 1000)}, *cfg, 2000, &sum);
   CHECK(b.publish.empty());
   REQUIRE(b.settle.size() == 1);
+  CHECK(b.settle[0].then_publish.empty());
   REQUIRE(b.settle[0].then_dead.has_value());
   CHECK(b.settle[0].then_dead->reason == "no registration for event order_refunded");
   CHECK(b.settle[0].then_dead->kind == "event");
@@ -110,6 +120,7 @@ TEST_CASE("router: an event stamped far in the future counts its delay from now"
   auto cfg = config_with("  e:\n    - {task: a, topic: demo, delay: 1s}\n");
   const WallMs now = 1'000'000;
   Batch b = route_events({event_delivery(1, "e", now + kMaxEventClockSkewMs + 1)}, *cfg, now, nullptr);
-  REQUIRE(b.publish.size() == 1);
-  CHECK(b.publish[0].due_at == now + 1000);
+  REQUIRE(b.settle.size() == 1);
+  REQUIRE(b.settle[0].then_publish.size() == 1);
+  CHECK(b.settle[0].then_publish[0].due_at == now + 1000);
 }

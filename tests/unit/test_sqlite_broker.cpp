@@ -303,7 +303,7 @@ TEST_CASE("sqlite broker: retry = ack plus the same id on the dtask lane", "[sql
   REQUIRE(claimed.size() == 1);
 
   Settle retry = ack(claimed[0].token);
-  retry.then_publish = task("t1", clock.wall_now() + 5'000, Lane::dtask, 1, 3);
+  retry.then_publish.push_back(task("t1", clock.wall_now() + 5'000, Lane::dtask, 1, 3));
   Batch batch;
   batch.settle.push_back(retry);
   const CommitReport report = commit_ok(*broker, batch);
@@ -435,7 +435,7 @@ TEST_CASE("sqlite broker: a stale ack after recovery does not duplicate the retr
 
   // The slow worker finally finishes and asks for a retry: its lease is gone.
   Settle retry = ack(held[0].token);
-  retry.then_publish = task("t1", clock.wall_now(), Lane::dtask, 1, 3);
+  retry.then_publish.push_back(task("t1", clock.wall_now(), Lane::dtask, 1, 3));
   DeadLetter never;
   never.id = "t1";
   never.kind = "task";
@@ -823,6 +823,41 @@ TEST_CASE("sqlite broker: claim_and_commit routes events and acks them in one tr
   // The routed events are gone and their tasks are there; the third waits.
   CHECK(ids_of(claim_ok(*broker, Lane::ntask, 10)) == std::vector<std::string>{"task-of-e1", "task-of-e2"});
   CHECK(ids_of(claim_ok(*broker, Lane::events, 10, "")) == std::vector<std::string>{"e3"});
+}
+
+TEST_CASE("sqlite broker: two claim_and_commit routing the same event fan it out once", "[sqlite][broker]") {
+  // Routing runs outside the write lock, so two schedulers can read the same
+  // event; only the one whose ack finds the row still there publishes.
+  TempDir dir;
+  FakeClock clock;
+  auto first = open_ok(options_for(dir.path() + "/q.db", "host-a/scheduler"), clock);
+  auto second = open_ok(options_for(dir.path() + "/q.db", "host-b/scheduler"), clock);
+  publish(*first, {event("e1")});
+  auto fan_out = [&](const std::vector<Delivery>& events, const std::string& prefix) {
+    Batch b;
+    for (const auto& e : events) {
+      Settle s = ack(e.token);
+      s.then_publish.push_back(task(prefix + "-a-" + e.id, clock.wall_now()));
+      s.then_publish.push_back(task(prefix + "-b-" + e.id, clock.wall_now()));
+      b.settle.push_back(std::move(s));
+    }
+    return b;
+  };
+  size_t second_handled = 0;
+  auto handled = first->claim_and_commit(Lane::events, "", 10, [&](const std::vector<Delivery>& events) {
+    // While the first routes, the second reads, routes and commits e1.
+    auto other = second->claim_and_commit(Lane::events, "", 10, [&](const std::vector<Delivery>& mine) {
+      return fan_out(mine, "second");
+    });
+    REQUIRE(other.ok());
+    second_handled = *other;
+    return fan_out(events, "first");
+  });
+  REQUIRE(handled.ok());
+  CHECK(*handled == 1);
+  CHECK(second_handled == 1);
+  CHECK(ids_of(claim_ok(*first, Lane::ntask, 10)) == std::vector<std::string>{"second-a-e1", "second-b-e1"});
+  CHECK(claim_ok(*first, Lane::events, 10, "").empty());
 }
 
 TEST_CASE("sqlite broker: a failing claim_and_commit leaves the events ready and publishes nothing",

@@ -1,5 +1,5 @@
 // UUIDs: v5 against RFC 9562's published example on the code path task ids
-// use, task id stability, and v4 uniqueness across threads and fork().
+// use, task id stability and order, and v4 uniqueness across threads and fork().
 #include <catch2/catch.hpp>
 
 #include <sys/wait.h>
@@ -36,31 +36,47 @@ TEST_CASE("uuid_v5 refuses a namespace that is not a lowercase UUID", "[uuid]") 
   CHECK(ebats::uuid_v5("not-a-uuid", "x").empty());
 }
 
-TEST_CASE("task ids are v5 in the ebats namespace over event id, event, task and topic", "[uuid]") {
-  const std::string id = ebats::task_uuid_v5(kEventId, "order_create", "closeOrder", "demo");
-  CHECK(id == ebats::uuid_v5(ebats::kEbatsUuidNamespace,
-                             std::string(kEventId) + "\norder_create\ncloseOrder\ndemo"));
-  // Pinned (computed independently with Python's uuid.uuid5): a change here
-  // changes every task id on the wire, and docs/WIRE.md quotes this value.
-  CHECK(id == "0e45e837-9eab-5961-b27f-45b936a9303f");
+TEST_CASE("task ids are v8: the event id's first 48 bits, then v5 bits over event id, event, task and topic",
+          "[uuid]") {
+  const std::string id = ebats::task_uuid(kEventId, "order_create", "closeOrder", "demo");
+  const std::string v5 =
+      ebats::uuid_v5(ebats::kEbatsUuidNamespace, std::string(kEventId) + "\norder_create\ncloseOrder\ndemo");
+  CHECK(id.substr(0, 13) == std::string(kEventId).substr(0, 13));  // 48 bits of the event id
+  CHECK(id.substr(15) == v5.substr(15));                           // the rest of the v5, past its version
+  // Pinned (computed independently with Python's uuid module, docs/WIRE.md
+  // §3): a change here changes every task id on the wire.
+  CHECK(id == "0b7e4a52-9c1f-8961-b27f-45b936a9303f");
   CHECK(ebats::is_valid_uuid(id));
-  CHECK(version_of(id) == '5');
+  CHECK(version_of(id) == '8');
   CHECK(has_rfc_variant(id));
 }
 
 TEST_CASE("task ids are deterministic and differ per event, task and topic", "[uuid]") {
-  const std::string base = ebats::task_uuid_v5(kEventId, "order_create", "closeOrder", "demo");
-  CHECK(ebats::task_uuid_v5(kEventId, "order_create", "closeOrder", "demo") == base);
+  const std::string base = ebats::task_uuid(kEventId, "order_create", "closeOrder", "demo");
+  CHECK(ebats::task_uuid(kEventId, "order_create", "closeOrder", "demo") == base);
   std::set<std::string> ids{base};
-  ids.insert(ebats::task_uuid_v5(kEventId, "order_create", "sendReceipt", "demo"));
-  ids.insert(ebats::task_uuid_v5(kEventId, "order_create", "closeOrder", "billing"));
-  ids.insert(ebats::task_uuid_v5(kEventId, "order_paid", "closeOrder", "demo"));
-  ids.insert(ebats::task_uuid_v5("5f0c9a3e-1d2b-4c6a-9e8f-7a6b5c4d3e2f", "order_create", "closeOrder", "demo"));
+  ids.insert(ebats::task_uuid(kEventId, "order_create", "sendReceipt", "demo"));
+  ids.insert(ebats::task_uuid(kEventId, "order_create", "closeOrder", "billing"));
+  ids.insert(ebats::task_uuid(kEventId, "order_paid", "closeOrder", "demo"));
+  ids.insert(ebats::task_uuid("5f0c9a3e-1d2b-4c6a-9e8f-7a6b5c4d3e2f", "order_create", "closeOrder", "demo"));
   // The separator keeps ("ab","c") apart from ("a","bc").
-  ids.insert(ebats::task_uuid_v5(kEventId, "order_create", "closeOrde", "rdemo"));
+  ids.insert(ebats::task_uuid(kEventId, "order_create", "closeOrde", "rdemo"));
   CHECK(ids.size() == 6);
-  CHECK(ebats::task_uuid_v5(kEventId, "order_create", "sendReceipt", "demo") ==
-        "a78ae592-9490-541d-8d42-242bf94dd634");
+  CHECK(ebats::task_uuid(kEventId, "order_create", "sendReceipt", "demo") == "0b7e4a52-9c1f-841d-8d42-242bf94dd634");
+}
+
+TEST_CASE("task ids of later v7 events sort later", "[uuid]") {
+  const ebats::WallMs t = 1'732'550'400'123;
+  const std::string early = ebats::new_uuid_v7(t);
+  const std::string late = ebats::new_uuid_v7(t + 1);
+  for (const char* task : {"a", "b", "closeOrder", "sendReceipt"}) {
+    const std::string from_early = ebats::task_uuid(early, "order_paied", task, "demo");
+    CHECK(from_early.substr(0, 13) == "0193640d-187b");
+    CHECK(from_early < ebats::task_uuid(late, "order_paied", "a", "demo"));
+    CHECK(from_early < ebats::task_uuid(late, "order_paied", "z", "demo"));
+  }
+  CHECK(ebats::task_uuid("0193640d-187b-7a3c-9e8f-7a6b5c4d3e2f", "order_create", "closeOrder", "demo") ==
+        "0193640d-187b-8902-8631-ea34d0c3f1c4");
 }
 
 TEST_CASE("v4 ids are valid, random-version and unique across threads", "[uuid]") {

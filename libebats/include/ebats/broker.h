@@ -69,12 +69,13 @@ struct DeadLetter {
 };
 
 // Settle a held delivery. `then_publish` / `then_dead` take effect only if the
-// settle did (the lease was still ours), so a stale worker cannot duplicate a
-// retry or a dead letter.
+// settle did (the lease was still ours, or the unleased row was still there),
+// so a stale worker cannot duplicate a retry or a dead letter, and two
+// schedulers routing the same event cannot both fan it out.
 struct Settle {
   enum class Kind : uint8_t { ack, release } kind = Kind::ack;  // release: back to ready, attempt unchanged
   uint64_t token = 0;
-  std::optional<OutMsg> then_publish;
+  std::vector<OutMsg> then_publish;      // a retry (one message) or a fan-out (one per registration)
   std::optional<DeadLetter> then_dead;
 };
 
@@ -138,11 +139,15 @@ class EBATS_EXPORT Broker {
   // not start a task before its due_at.
   virtual Result<std::vector<Delivery>> claim_ahead(Lane lane, const std::string& topic, uint32_t max,
                                                     int64_t lookahead_ms) = 0;
-  // Claims up to `max` deliveries as claim() does and commits the batch that
-  // `route` builds from them, in one transaction where the backend allows it
-  // (SQLite: one lock, one fsync), so nothing stays leased in between. For
-  // routing that needs no process of its own, like the scheduler's fan-out.
-  // `route` must not throw. Returns how many deliveries were handled.
+  // Reads up to `max` deliveries that claim() would return, without leasing
+  // them, calls `route` on them outside any lock, and commits the batch it
+  // builds in one transaction (SQLite: one lock, one fsync), so nothing ever
+  // stays leased. Each settle in the batch must be an ack of one of those
+  // deliveries; it takes effect only if its row is still there (another
+  // process may have settled it meanwhile), and its then_publish / then_dead
+  // with it. For routing that needs no process of its own, like the
+  // scheduler's fan-out. `route` must not throw. Returns how many deliveries
+  // were read.
   using RouteFn = std::function<Batch(const std::vector<Delivery>&)>;
   virtual Result<size_t> claim_and_commit(Lane lane, const std::string& topic, uint32_t max, const RouteFn& route) = 0;
   // The earliest due time of a ready message in (lane, topic), if any: lets the

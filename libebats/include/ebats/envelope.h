@@ -83,10 +83,14 @@ EBATS_EXPORT std::string new_uuid_v4();
 // Time-ordered UUID (v7, RFC 9562): 48 bits of `now` (ms), then random bits.
 // Ids made later sort later, so B-tree inserts land on the index's last pages.
 EBATS_EXPORT std::string new_uuid_v7(WallMs now);
-// Deterministic task id: UUIDv5 in the ebats namespace over
-// event_id + '\n' + event + '\n' + task + '\n' + topic. A redelivered event
-// yields the same task ids.
-EBATS_EXPORT std::string task_uuid_v5(std::string_view event_id, std::string_view event, std::string_view task,
-                                      std::string_view topic);
+// Deterministic, time-ordered task id (UUIDv8, RFC 9562 §5.8): the first 48
+// bits of event_id (its millisecond when the event id is a v7, as ebats makes
+// them), then the bits of the UUIDv5 in the ebats namespace over
+// event_id + '\n' + event + '\n' + task + '\n' + topic, version 8. A
+// redelivered event yields the same task ids, and tasks of later events sort
+// later, so the queue's and the results' id indexes grow at their ends
+// (docs/WIRE.md §3).
+EBATS_EXPORT std::string task_uuid(std::string_view event_id, std::string_view event, std::string_view task,
+                                   std::string_view topic);
 
 }  // namespace ebats

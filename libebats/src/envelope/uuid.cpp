@@ -1,4 +1,5 @@
-// UUIDs: v4 for ids without a natural key, v5 for task ids (deterministic).
+// UUIDs: v4 for ids without a natural key, v7 for time-ordered ids, v8 for
+// task ids (deterministic and time-ordered).
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -109,11 +110,20 @@ class ThreadUuidSource {
 
 }  // namespace
 
+namespace {
+
+// UUIDv5 of `name` in `ns` (RFC 9562 §5.5).
+boost::uuids::uuid v5_of(const boost::uuids::uuid& ns, std::string_view name) {
+  const boost::uuids::name_generator_sha1 generate(ns);
+  return generate(name.data(), name.size());
+}
+
+}  // namespace
+
 std::string uuid_v5(std::string_view namespace_uuid, std::string_view name) {
   boost::uuids::uuid ns{};
   if (!from_text(namespace_uuid, &ns)) return std::string();
-  const boost::uuids::name_generator_sha1 generate(ns);
-  return to_text(generate(name.data(), name.size()));
+  return to_text(v5_of(ns, name));
 }
 
 std::string new_uuid_v4() {
@@ -130,12 +140,23 @@ std::string new_uuid_v7(WallMs now) {
   return to_text(u);
 }
 
-std::string task_uuid_v5(std::string_view event_id, std::string_view event, std::string_view task,
-                         std::string_view topic) {
+std::string task_uuid(std::string_view event_id, std::string_view event, std::string_view task,
+                      std::string_view topic) {
+  static const boost::uuids::uuid kNamespace = [] {
+    boost::uuids::uuid ns{};
+    from_text(kEbatsUuidNamespace, &ns);
+    return ns;
+  }();
   std::string name;
   name.reserve(event_id.size() + event.size() + task.size() + topic.size() + 3);
   name.append(event_id).append(1, '\n').append(event).append(1, '\n').append(task).append(1, '\n').append(topic);
-  return uuid_v5(kEbatsUuidNamespace, name);
+  boost::uuids::uuid u = v5_of(kNamespace, name);  // 74 bits of SHA-1, RFC 9562 variant set
+  boost::uuids::uuid event_uuid{};
+  if (from_text(event_id, &event_uuid)) {
+    for (int i = 0; i < 6; ++i) u.data[i] = event_uuid.data[i];  // the event's v7 timestamp
+  }
+  u.data[6] = static_cast<uint8_t>(0x80 | (u.data[6] & 0x0F));  // version 8
+  return to_text(u);
 }
 
 }  // namespace ebats

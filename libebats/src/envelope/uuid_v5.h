@@ -1,7 +1,7 @@
 // Name-based UUIDs (version 5, SHA-1, RFC 9562 §5.5) and the ebats namespace.
 //
-// task_uuid_v5() (ebats/envelope.h) is uuid_v5(kEbatsUuidNamespace, name);
-// this header exists so tests can check the very same code path against the
+// task_uuid() (ebats/envelope.h) starts from uuid_v5(kEbatsUuidNamespace,
+// name); this header exists so tests can check that code path against the
 // RFC's published example. Pure and thread-safe.
 #pragma once
 

@@ -79,11 +79,11 @@ Result<OutMsg> Publisher::make_task(std::string_view topic, std::string_view tas
   if (!params.ok()) return params.status().with_context("params of task " + std::string(task));
   Envelope e;
   e.kind = EnvelopeKind::task;
-  e.id = new_uuid_v4();
+  e.created_at = clock_->wall_now();
+  e.id = new_uuid_v7(e.created_at);
   e.task = std::string(task);
   e.topic = std::string(topic);
   e.params = std::move(params).value();
-  e.created_at = clock_->wall_now();
   e.due_at = e.created_at + o.delay.count();
   e.trace = o.trace;
   e.max_attempts = config_->default_retry.max_attempts();

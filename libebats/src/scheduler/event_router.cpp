@@ -8,7 +8,7 @@ namespace {
 Envelope task_for(const Envelope& event, const Registration& reg, WallMs now) {
   Envelope t;
   t.kind = EnvelopeKind::task;
-  t.id = task_uuid_v5(event.id, event.event, reg.task, reg.topic);
+  t.id = task_uuid(event.id, event.event, reg.task, reg.topic);
   t.event = event.event;
   t.task = reg.task;
   t.topic = reg.topic;
@@ -83,7 +83,7 @@ Batch route_events(const std::vector<Delivery>& events, const Config& config, Wa
       m.attempt = t.attempt;
       m.max_attempts = t.max_attempts;
       m.body = encode_envelope(t);
-      batch.publish.push_back(std::move(m));
+      settle.then_publish.push_back(std::move(m));
       sum.tasks++;
     }
     batch.settle.push_back(std::move(settle));

@@ -2,7 +2,7 @@
 // dead letters for what cannot be routed, and the acks of the events.
 //
 // Pure decision logic (no I/O): given the deliveries, the registrations and the
-// time, it builds the Batch. Task ids are UUIDv5(event id, event, task, topic),
+// time, it builds the Batch. Task ids are task_uuid(event id, event, task, topic),
 // so routing the same event twice yields the same tasks. Thread-compatible.
 #pragma once
 

@@ -517,7 +517,7 @@ void Worker::Impl::complete(const Job& job, const AttemptFacts& in, WallMs start
       m.due_at = next.due_at;
       m.attempt = next.attempt;
       m.max_attempts = next.max_attempts;
-      settle.then_publish = std::move(m);
+      settle.then_publish.push_back(std::move(m));
     } else {
       DeadLetter dl;
       dl.id = env.id;

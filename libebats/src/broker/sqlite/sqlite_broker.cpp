@@ -32,15 +32,16 @@ const std::string kClaimEvents =
     "UPDATE events SET state = 'leased', lease_owner = ?1, lease_until = ?2 "
     "WHERE seq IN (SELECT seq FROM events WHERE state = 'ready' ORDER BY seq LIMIT ?3) "
     "RETURNING seq, id, name, created_at, body";
-// claim_and_commit() reads rows without leasing them: it holds the write lock
-// until the commit that settles them, so no other process can take them.
+// claim_and_commit() reads rows without leasing them and routes them outside
+// any lock; its write transaction then deletes each row only if it is still
+// 'ready' (kAckUnleased*), and publishes what rides on it only if it was.
 const std::string kSelectTasks =
     "SELECT seq, id, task, attempt, max_attempts, due_at, created_at, body FROM tasks "
     "WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at <= ?3 ORDER BY due_at, seq LIMIT ?4";
 const std::string kSelectEvents =
     "SELECT seq, id, name, created_at, body FROM events WHERE state = 'ready' ORDER BY seq LIMIT ?1";
-const std::string kAckHeldTask = "DELETE FROM tasks WHERE seq = ?1 AND state = 'ready'";
-const std::string kAckHeldEvent = "DELETE FROM events WHERE seq = ?1 AND state = 'ready'";
+const std::string kAckUnleasedTask = "DELETE FROM tasks WHERE seq = ?1 AND state = 'ready'";
+const std::string kAckUnleasedEvent = "DELETE FROM events WHERE seq = ?1 AND state = 'ready'";
 const std::string kNextDueTask =
     "SELECT due_at FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 ORDER BY due_at LIMIT 1";
 const std::string kNextDueEvent = "SELECT created_at FROM events WHERE state = 'ready' ORDER BY seq LIMIT 1";
@@ -201,21 +202,21 @@ Result<size_t> SqliteBroker::claim_and_commit(Lane lane, const std::string& topi
                                               const RouteFn& route) {
   const WallMs now = clock_.wall_now();
   if (max == 0) return size_t{0};
-  auto any = anything_to_claim(lane, topic, now);
-  if (!any.ok()) return any.status();
-  if (!*any) return size_t{0};
+  // Read and route without the write lock: the other daemons keep claiming
+  // and committing meanwhile, and the lock is held only for the row changes.
+  // One SELECT is one read transaction.
+  std::vector<Delivery> read;
+  Status status = claim_rows(lane, topic, max, now, now, &read, Claim::unleased);
+  if (!status.ok()) return status;
+  if (read.empty()) return size_t{0};
+  const Batch batch = route(read);
   Transaction txn(*connection_, Transaction::Mode::immediate);
-  Status status = txn.begin();
-  if (!status.ok()) return status;
-  std::vector<Delivery> claimed;
-  status = claim_rows(lane, topic, max, now, now, &claimed, Claim::held_in_transaction);
-  if (!status.ok()) return status;
-  if (claimed.empty()) return size_t{0};
+  status = txn.begin();
   CommitReport report;
-  status = apply_batch(route(claimed), now, &report, Claim::held_in_transaction);
+  if (status.ok()) status = apply_batch(batch, clock_.wall_now(), &report, Claim::unleased);
   if (status.ok()) status = txn.commit();
   if (!status.ok()) return status;
-  return claimed.size();
+  return read.size();
 }
 
 Status SqliteBroker::claim_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, WallMs due_by,
@@ -307,10 +308,10 @@ Result<std::optional<WallMs>> SqliteBroker::next_due(Lane lane, const std::strin
 Result<bool> SqliteBroker::apply_settle(const Settle& settle, WallMs now, Claim claim) {
   const bool event = is_event_token(settle.token);
   const bool ack = settle.kind == Settle::Kind::ack;
-  if (claim == Claim::held_in_transaction && !ack) return true;  // never left 'ready'
+  if (claim == Claim::unleased && !ack) return true;  // never left 'ready'
   const std::string* sql;
-  if (claim == Claim::held_in_transaction) {
-    sql = event ? &kAckHeldEvent : &kAckHeldTask;
+  if (claim == Claim::unleased) {
+    sql = event ? &kAckUnleasedEvent : &kAckUnleasedTask;
   } else {
     sql = event ? (ack ? &kAckEvent : &kReleaseEvent) : (ack ? &kAckTask : &kReleaseTask);
   }
@@ -346,8 +347,8 @@ Status SqliteBroker::apply_batch(const Batch& batch, WallMs now, CommitReport* r
       continue;
     }
     ++report->settled;
-    if (settle.then_publish) {
-      auto inserted = insert_message(*connection_, *settle.then_publish, now);
+    for (const OutMsg& msg : settle.then_publish) {
+      auto inserted = insert_message(*connection_, msg, now);
       if (!inserted.ok()) return inserted.status();
       if (*inserted) ++report->published;
     }

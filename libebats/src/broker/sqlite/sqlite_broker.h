@@ -57,8 +57,9 @@ class SqliteBroker final : public Broker {
   SqliteBroker(std::unique_ptr<Connection> connection, const BrokerOptions& options, const Clock& clock);
 
   // How claimed rows are held: leased (state 'leased', our owner, lease_until),
-  // or only read inside the write transaction that also settles them.
-  enum class Claim { leased, held_in_transaction };
+  // or only read (claim_and_commit), so that a settle is an ack of a row that
+  // must still be 'ready'.
+  enum class Claim { leased, unleased };
   // Probes without the write lock: false when nothing is there to claim.
   Result<bool> anything_to_claim(Lane lane, const std::string& topic, WallMs due_by);
   // Leases up to `max` rows inside the open transaction, sorted by due time.
