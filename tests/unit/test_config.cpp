@@ -100,6 +100,7 @@ TEST_CASE("a minimal config gets every default", "[config]") {
   CHECK(c.plugins_dir == "/usr/lib/ebats/plugins");
   CHECK(c.results_file.empty());
   CHECK(c.sqlite.synchronous_full);
+  CHECK_FALSE(c.sqlite.sync_progress);
   CHECK(c.sqlite.busy_timeout_ms == 5'000);
   CHECK(c.sqlite.poll_interval_ms == 50);
   CHECK(c.sqlite.lease_ms == 30'000);
@@ -165,7 +166,8 @@ TEST_CASE("every optional key is read", "[config]") {
       "version: 1\n"
       "broker:\n"
       "  url: sqlite:///srv/db/e.db\n"
-      "  sqlite: {synchronous: normal, busy_timeout: 2s, poll_interval: 10ms, lease: 1m, claim_batch: 64}\n"
+      "  sqlite: {synchronous: normal, sync_progress: true, busy_timeout: 2s, poll_interval: 10ms, lease: 1m,\n"
+      "           claim_batch: 64}\n"
       "plugins:\n"
       "  dir: /opt/plugins/\n"
       "  settings: {shop: {db_dsn_file: /etc/ebats/shop.dsn, pool: [1, 2]}}\n"
@@ -181,6 +183,7 @@ TEST_CASE("every optional key is read", "[config]") {
   const ebats::Config& c = *l.config;
   CHECK(c.sqlite_path() == "/srv/db/e.db");
   CHECK_FALSE(c.sqlite.synchronous_full);
+  CHECK(c.sqlite.sync_progress);
   CHECK(c.sqlite.busy_timeout_ms == 2'000);
   CHECK(c.sqlite.poll_interval_ms == 10);
   CHECK(c.sqlite.lease_ms == 60'000);
@@ -366,6 +369,8 @@ TEST_CASE("wrong types name the path, what was expected and what was found", "[c
   CHECK(only_error(kRequired + "broker2: x\n").find("did you mean 'broker'") != std::string::npos);
   CHECK(only_error("broker: {url: \"sqlite:///x.db\", sqlite: {synchronous: off}}\nplugins: {dir: /p}\n") ==
         "t.yaml:1:55: error: broker.sqlite.synchronous: expected 'full' or 'normal', found 'off'");
+  CHECK(only_error("broker: {url: \"sqlite:///x.db\", sqlite: {sync_progress: sometimes}}\nplugins: {dir: /p}\n") ==
+        "t.yaml:1:57: error: broker.sqlite.sync_progress: expected true or false, found 'sometimes'");
   CHECK(only_error("broker: {url: \"sqlite:///x.db\", sqlite: {claim_batch: 0}}\nplugins: {dir: /p}\n") ==
         "t.yaml:1:55: error: broker.sqlite.claim_batch: expected an integer from 1 to 10000, found '0'");
   CHECK(only_error(kRequired + "limits: {max_message_bytes: 1MB}\n") ==

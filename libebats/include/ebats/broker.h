@@ -141,7 +141,7 @@ class EBATS_EXPORT Broker {
                                                     int64_t lookahead_ms) = 0;
   // Reads up to `max` deliveries that claim() would return, without leasing
   // them, calls `route` on them outside any lock, and commits the batch it
-  // builds in one transaction (SQLite: one lock, one fsync), so nothing ever
+  // builds in one transaction, durable as commit() makes it, so nothing ever
   // stays leased. Each settle in the batch must be an ack of one of those
   // deliveries; it takes effect only if its row is still there (another
   // process may have settled it meanwhile), and its then_publish / then_dead
@@ -153,7 +153,12 @@ class EBATS_EXPORT Broker {
   // The earliest due time of a ready message in (lane, topic), if any: lets the
   // dtask worker sleep exactly until the next task comes due.
   virtual Result<std::optional<WallMs>> next_due(Lane lane, const std::string& topic) = 0;
-  // Commits a batch atomically; returns once durable.
+  // Commits a batch atomically. A batch that publishes or dead-letters anything
+  // of its own (Batch::publish, Batch::dead) is durable on return. A batch that
+  // only settles deliveries, with what rides on each settle, records consumer
+  // progress: the SQLite backend fsyncs it only with sqlite.sync_progress, as
+  // a power loss can only roll it back and hand those deliveries out again
+  // (work repeated, nothing lost; docs/BROKER.md, "Durability").
   virtual Result<CommitReport> commit(const Batch& batch) = 0;
   // Extends the leases of held deliveries by the configured lease time.
   virtual Status extend(const std::vector<uint64_t>& tokens) = 0;

@@ -46,7 +46,8 @@ struct WorkerConfig {
 };
 
 struct SqliteConfig {
-  bool synchronous_full = true;     // synchronous: full | normal
+  bool synchronous_full = true;     // synchronous: full | normal (publishes, enqueues, operator actions)
+  bool sync_progress = false;       // sync_progress: also fsync commits that only record consumer progress
   int64_t busy_timeout_ms = 5'000;
   int64_t poll_interval_ms = 50;
   int64_t lease_ms = 30'000;

@@ -136,7 +136,8 @@ class ConfigParser {
 
   void parse_sqlite(const Field& f, SqliteConfig& sqlite) {
     if (!check_map(f, true, "sqlite: {synchronous: full, busy_timeout: 5s}", d_)) return;
-    const MapFields fields(f.value, f.path, {"synchronous", "busy_timeout", "poll_interval", "lease", "claim_batch"},
+    const MapFields fields(f.value, f.path, {"synchronous", "sync_progress", "busy_timeout", "poll_interval", "lease",
+                                                        "claim_batch"},
                            d_);
     if (const Field* sync = fields.find("synchronous")) {
       if (std::optional<std::string> mode = read_string(*sync, d_)) {
@@ -146,6 +147,9 @@ class ConfigParser {
           d_.error(sync->mark(), sync->path + ": expected 'full' or 'normal', found '" + *mode + "'");
         }
       }
+    }
+    if (const Field* progress = fields.find("sync_progress")) {
+      if (std::optional<bool> value = read_bool(*progress, d_)) sqlite.sync_progress = *value;
     }
     read_duration_into(fields, "busy_timeout", 0, sqlite.busy_timeout_ms);
     read_duration_into(fields, "poll_interval", 1, sqlite.poll_interval_ms);

@@ -146,6 +146,15 @@ std::optional<std::string> read_string(const Field& f, DiagnosticList& d) {
   return f.value.Scalar();
 }
 
+std::optional<bool> read_bool(const Field& f, DiagnosticList& d) {
+  bool value = false;
+  if (f.is_null() || !f.value.IsScalar() || !YAML::convert<bool>::decode(f.value, value)) {
+    d.error(f.mark(), prefix(f.path) + "expected true or false, found " + describe_node(f.value));
+    return std::nullopt;
+  }
+  return value;
+}
+
 std::optional<int64_t> read_integer(const Field& f, int64_t min, int64_t max, DiagnosticList& d) {
   const std::string range = "an integer from " + std::to_string(min) + " to " + std::to_string(max);
   if (f.is_null() || !f.value.IsScalar()) {

@@ -76,6 +76,8 @@ bool check_list(const Field& f, std::string_view example, DiagnosticList& d);
 std::optional<std::string> read_string(const Field& f, DiagnosticList& d);
 // A decimal integer in [min, max].
 std::optional<int64_t> read_integer(const Field& f, int64_t min, int64_t max, DiagnosticList& d);
+// A boolean as YAML spells it (true/false, also yes/no, on/off, y/n, as yaml-cpp decodes them).
+std::optional<bool> read_bool(const Field& f, DiagnosticList& d);
 // A duration (see duration.h) of at least min_ms.
 std::optional<int64_t> read_duration_ms(const Field& f, int64_t min_ms, DiagnosticList& d);
 // A size (see duration.h) of at least min_bytes.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/poll_backoff.h"
 #include "supervisor/child_process.h"
 
 namespace ebats {
@@ -48,24 +49,27 @@ Status Scheduler::run(SignalFd& signals) {
   auto next_recover = clock_.steady_now();
   notifier_.ready("routing events");
   log_.info("ready", {{"config", config_->path}, {"events", std::to_string(config_->events.size())}});
-  std::chrono::milliseconds backoff(0);
+  std::chrono::milliseconds error_backoff(0);
+  PollBackoff idle(poll_interval);
   for (;;) {
     bool more = false;
+    std::chrono::milliseconds wait = poll_interval;
     auto handled = route_once();
     if (!handled.ok()) {
-      backoff = std::min(std::chrono::milliseconds(5000), std::max(poll_interval, backoff * 2));
+      error_backoff = std::min(std::chrono::milliseconds(5000), std::max(poll_interval, error_backoff * 2));
       log_.error("routing failed; retrying", {{"error", handled.status().message()},
-                                              {"retry_in", std::to_string(backoff.count()) + "ms"}});
+                                              {"retry_in", std::to_string(error_backoff.count()) + "ms"}});
     } else {
-      backoff = std::chrono::milliseconds(0);
+      error_backoff = std::chrono::milliseconds(0);
       more = *handled == kEventBatch;
+      wait = idle.after_look(*handled > 0);
     }
     if (clock_.steady_now() >= next_recover) {
       auto n = broker_.recover_expired(Lane::events, "");
       if (n.ok() && *n > 0) log_.warn("recovered events with expired leases", {{"count", std::to_string(*n)}});
       next_recover = clock_.steady_now() + lease / 2;
     }
-    int timeout = more ? 0 : static_cast<int>(std::max(backoff, poll_interval).count());
+    int timeout = more ? 0 : static_cast<int>(std::max(error_backoff, wait).count());
     pollfd pfd{signals.fd(), POLLIN, 0};
     if (::poll(&pfd, 1, timeout) > 0) {
       for (int sig : signals.drain()) {

@@ -11,6 +11,7 @@
 #include <deque>
 #include <optional>
 
+#include "core/poll_backoff.h"
 #include "daemon/host_name.h"
 #include "ebats/envelope.h"
 #include "ebats/result.h"
@@ -63,6 +64,7 @@ class Worker::Impl {
     children_.resize(procs);
     lease_ = milliseconds(config_.sqlite.lease_ms);
     poll_interval_ = milliseconds(config_.sqlite.poll_interval_ms);
+    claim_backoff_ = PollBackoff(poll_interval_);
     if (setup_.lane == Lane::dtask) lookahead_ = poll_interval_;
   }
 
@@ -142,6 +144,7 @@ class Worker::Impl {
   uint32_t capacity_ = 0;
   milliseconds lease_{30'000};
   milliseconds poll_interval_{50};
+  PollBackoff claim_backoff_{poll_interval_};  // rebuilt in the constructor with the configured interval
   milliseconds lookahead_{0};  // dtask: claim what comes due within one poll interval
   uint64_t next_seq_ = 1;
   double avg_task_us_ = 1000.0;
@@ -403,10 +406,12 @@ void Worker::Impl::claim(SteadyTime now) {
     enqueue_by_due(Job{std::move(d), std::move(r.envelope)});
   }
   if (got->size() == want) {
+    claim_backoff_.after_look(true);
     next_claim_at_ = now;  // a full batch: there is probably more
     return;
   }
-  next_claim_at_ = now + poll_interval_;
+  // A partial batch: the producer may be committing more right now.
+  next_claim_at_ = now + claim_backoff_.after_look(!got->empty());
   if (setup_.lane == Lane::dtask) {
     // Sleep exactly until the next delayed task comes due, if that is sooner.
     auto due = broker_.next_due(setup_.lane, setup_.topic);

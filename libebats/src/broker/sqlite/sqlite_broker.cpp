@@ -110,6 +110,7 @@ const std::string kDeadDepths = "SELECT topic, count(*) FROM dead_letters GROUP 
 const std::string kEventDepths = "SELECT sum(state = 'ready'), sum(state = 'leased') FROM events";
 
 bool is_event_token(uint64_t token) { return (token & kEventTokenBit) != 0; }
+
 int64_t row_of(uint64_t token) { return static_cast<int64_t>(token & ~kEventTokenBit); }
 
 // "<pid>.<32 random bits>": pids are reused across reboots, the random part is not.
@@ -127,6 +128,11 @@ std::string incarnation_suffix() {
 }
 
 }  // namespace
+
+Transaction::Mode commit_mode(const Batch& batch) {
+  const bool progress_only = !batch.settle.empty() && batch.publish.empty() && batch.dead.empty();
+  return progress_only ? Transaction::Mode::progress : Transaction::Mode::immediate;
+}
 
 Result<std::string> path_from_url(const std::string& url) {
   const std::string scheme(kScheme);
@@ -210,7 +216,7 @@ Result<size_t> SqliteBroker::claim_and_commit(Lane lane, const std::string& topi
   if (!status.ok()) return status;
   if (read.empty()) return size_t{0};
   const Batch batch = route(read);
-  Transaction txn(*connection_, Transaction::Mode::immediate);
+  Transaction txn(*connection_, commit_mode(batch));
   status = txn.begin();
   CommitReport report;
   if (status.ok()) status = apply_batch(batch, clock_.wall_now(), &report, Claim::unleased);
@@ -329,7 +335,7 @@ Result<bool> SqliteBroker::apply_settle(const Settle& settle, WallMs now, Claim 
 Result<CommitReport> SqliteBroker::commit(const Batch& batch) {
   CommitReport report;
   if (batch.empty()) return report;
-  Transaction txn(*connection_, Transaction::Mode::immediate);
+  Transaction txn(*connection_, commit_mode(batch));
   Status status = txn.begin();
   if (status.ok()) status = apply_batch(batch, clock_.wall_now(), &report, Claim::leased);
   if (status.ok()) status = txn.commit();
@@ -413,7 +419,7 @@ Result<uint32_t> SqliteBroker::recover(Lane lane, const std::string& topic, Reco
     if (!any.ok()) return any.status();
     if (!*any) return 0u;
   }
-  Transaction txn(*connection_, Transaction::Mode::immediate);
+  Transaction txn(*connection_, Transaction::Mode::progress);
   Status status = txn.begin();
   if (!status.ok()) return status;
   auto recovered = lane == Lane::events ? recover_events(kind, now) : recover_tasks(lane, topic, kind, now);

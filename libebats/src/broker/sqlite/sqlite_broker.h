@@ -30,6 +30,12 @@ constexpr uint64_t kEventTokenBit = uint64_t{1} << 63;
 // "/var/lib/ebats/ebats.db". invalid_argument when the path is missing.
 Result<std::string> path_from_url(const std::string& url);
 
+// How commit() and claim_and_commit() commit `batch`: Mode::progress when it
+// only settles deliveries (with what rides on each settle), whose loss in a
+// power cut hands them out again; Mode::immediate (durable on return) when it
+// publishes or dead-letters anything of its own.
+Transaction::Mode commit_mode(const Batch& batch);
+
 class SqliteBroker final : public Broker {
  public:
   // Opens options.url (a sqlite:// URL), creating the file and schema when

@@ -101,7 +101,7 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& path, co
   }
 
   const int64_t busy_ms = config.busy_timeout_ms < 0 ? 0 : config.busy_timeout_ms;
-  std::unique_ptr<Connection> connection(new Connection(std::move(db), path, busy_ms, config.synchronous_full));
+  std::unique_ptr<Connection> connection(new Connection(std::move(db), path, busy_ms, config.synchronous_full, config.sync_progress));
   sqlite3_busy_handler(connection->db(), &Connection::on_busy, connection.get());
 
   // journal_mode returns the mode now in effect: anything but "wal" means the
@@ -200,7 +200,8 @@ Transaction::~Transaction() {
 
 Status Transaction::begin() {
   if (mode_ != Mode::deferred) {
-    Status durability = connection_.set_durable(mode_ == Mode::immediate);
+    const bool fsync = mode_ == Mode::immediate || (mode_ == Mode::progress && connection_.sync_progress());
+    Status durability = connection_.set_durable(fsync);
     if (!durability.ok()) return durability;
   }
   auto stmt = connection_.statement(mode_ == Mode::deferred ? "BEGIN DEFERRED" : "BEGIN IMMEDIATE");

@@ -43,11 +43,11 @@ class Connection {
   Status exec(const char* sql, const char* what);
 
   // Switches the fsync on commit off (durable = false: synchronous=NORMAL) or
-  // back to the configured level. Claims and lease extensions commit without
-  // fsync: losing one in a power cut only returns its tasks to ready, and the
-  // next durable commit of any process syncs the WAL, its frames included.
-  // A no-op when already in that state. REQUIRES: no transaction is open.
+  // back to the configured level (SqliteConfig::synchronous_full). A no-op
+  // when already in that state. REQUIRES: no transaction is open.
   Status set_durable(bool durable);
+  // SqliteConfig::sync_progress: whether Transaction::Mode::progress fsyncs.
+  bool sync_progress() const { return sync_progress_; }
 
   // The Status for SQLite result code `rc` from the operation `what`, e.g.
   // "database /var/lib/ebats/ebats.db is locked by another process (waited 5s)"
@@ -57,30 +57,40 @@ class Connection {
  private:
   // The busy handler: short polls until busy_timeout_ms_ has passed.
   static int on_busy(void* self, int attempts);
-  Connection(DbHandle db, std::string path, int64_t busy_timeout_ms, bool synchronous_full)
+  Connection(DbHandle db, std::string path, int64_t busy_timeout_ms, bool synchronous_full, bool sync_progress)
       : db_(std::move(db)),
         path_(std::move(path)),
         busy_timeout_ms_(busy_timeout_ms),
-        synchronous_full_(synchronous_full) {}
+        synchronous_full_(synchronous_full),
+        sync_progress_(sync_progress) {}
 
   DbHandle db_;  // declared first: statements_ are finalized before the close
   std::string path_;
   int64_t busy_timeout_ms_;
   bool synchronous_full_;
+  bool sync_progress_;
   bool durable_ = false;  // set by open()
   std::chrono::steady_clock::time_point busy_since_{};
   std::unordered_map<std::string, StatementHandle> statements_;
 };
 
 // A transaction on `connection`, rolled back on destruction unless commit()
-// succeeded. Writers use Mode::immediate (BEGIN IMMEDIATE takes the write lock
-// up front, so the busy handler applies and a deferred read never has to
-// upgrade); readers that need one snapshot use Mode::deferred.
-// Mode::immediate_no_fsync is a writer whose commit skips the fsync (claims and
-// lease extensions: see Connection::set_durable).
+// succeeded. Writers take the write lock up front (BEGIN IMMEDIATE), so the
+// busy handler applies and a deferred read never has to upgrade; readers that
+// need one snapshot use Mode::deferred. The writer modes differ in the fsync
+// at commit (docs/BROKER.md, "Durability"):
+//   immediate           fsynced (synchronous: full): what a caller was promised,
+//                       like a publish, an enqueue, a replay;
+//   progress            fsynced only with sync_progress: consumer progress
+//                       (routing, completions, recoveries). A power loss can
+//                       only roll it back, which hands its deliveries out again
+//                       (repeated work, nothing lost), and the next fsynced
+//                       commit of any process syncs the WAL, its frames included;
+//   immediate_no_fsync  never fsynced: claims and lease extensions, whose loss
+//                       only returns tasks to ready.
 class Transaction {
  public:
-  enum class Mode { immediate, immediate_no_fsync, deferred };
+  enum class Mode { immediate, progress, immediate_no_fsync, deferred };
   Transaction(Connection& connection, Mode mode) : connection_(connection), mode_(mode) {}
   ~Transaction();
   Transaction(const Transaction&) = delete;
