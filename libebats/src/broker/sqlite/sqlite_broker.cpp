@@ -157,7 +157,12 @@ Result<std::unique_ptr<SqliteBroker>> SqliteBroker::open(const BrokerOptions& op
   if (!connection.ok()) return connection.status();
   Status schema = ensure_schema(**connection, options.create);
   if (!schema.ok()) return schema;
-  return std::unique_ptr<SqliteBroker>(new SqliteBroker(std::move(*connection), options, clock));
+  std::unique_ptr<SqliteBroker> broker(new SqliteBroker(std::move(*connection), options, clock));
+  // Without a checkpoint thread SQLite's automatic checkpoint still runs:
+  // slower commits now and then, nothing else changes.
+  auto checkpointer = Checkpointer::start(*broker->connection_, options.sqlite);
+  if (checkpointer.ok()) broker->checkpointer_ = std::move(checkpointer).value();
+  return broker;
 }
 
 SqliteBroker::SqliteBroker(std::unique_ptr<Connection> connection, const BrokerOptions& options, const Clock& clock)

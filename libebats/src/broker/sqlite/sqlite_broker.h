@@ -2,7 +2,8 @@
 // shared by the scheduler, the workers and ebatsctl of one host
 // (docs/BROKER.md).
 //
-// One connection per object (SQLITE_OPEN_NOMUTEX), so one object per thread.
+// One connection per object (SQLITE_OPEN_NOMUTEX), so one object per thread;
+// WAL checkpoints run on a thread of the object's own (sqlite_checkpointer.h).
 // Every write is one BEGIN IMMEDIATE transaction: a claim of up to `max` rows,
 // a whole Batch, an extend, a recovery. Prepared statements are cached for
 // the life of the object. All times come from the injected Clock.
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/sqlite/sqlite_checkpointer.h"
 #include "broker/sqlite/sqlite_connection.h"
 #include "broker/sqlite/sqlite_dead_letters.h"
 #include "ebats/broker.h"
@@ -96,6 +98,7 @@ class SqliteBroker final : public Broker {
   std::string owner_prefix_;  // options.owner + "/"
   std::string owner_;
   DeadLetters dead_letters_;
+  std::unique_ptr<Checkpointer> checkpointer_;  // null: SQLite's automatic checkpoint
 };
 
 }  // namespace sqlite
