@@ -36,8 +36,9 @@ void commit_row(Connection& connection, size_t bytes) {
   REQUIRE(txn.begin().ok());
   auto stmt = connection.statement("INSERT INTO filler (body) VALUES (?1)");
   REQUIRE(stmt.ok());
+  const std::string body(bytes, 'x');  // bound without a copy: must outlive the step
   StatementUse use(*stmt);
-  use.bind_text(1, std::string(bytes, 'x'));
+  use.bind_text(1, body);
   REQUIRE(run_to_completion(connection, use, "inserting filler").ok());
   REQUIRE(txn.commit().ok());
 }

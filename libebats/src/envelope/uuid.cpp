@@ -108,10 +108,6 @@ class ThreadUuidSource {
   pid_t seeded_pid_ = 0;
 };
 
-}  // namespace
-
-namespace {
-
 // UUIDv5 of `name` in `ns` (RFC 9562 §5.5).
 boost::uuids::uuid v5_of(const boost::uuids::uuid& ns, std::string_view name) {
   const boost::uuids::name_generator_sha1 generate(ns);

@@ -110,7 +110,6 @@ const std::string kDeadDepths = "SELECT topic, count(*) FROM dead_letters GROUP 
 const std::string kEventDepths = "SELECT sum(state = 'ready'), sum(state = 'leased') FROM events";
 
 bool is_event_token(uint64_t token) { return (token & kEventTokenBit) != 0; }
-
 int64_t row_of(uint64_t token) { return static_cast<int64_t>(token & ~kEventTokenBit); }
 
 // "<pid>.<32 random bits>": pids are reused across reboots, the random part is not.
