@@ -104,7 +104,7 @@ TEST_CASE("a minimal config gets every default", "[config]") {
   CHECK(c.sqlite.busy_timeout_ms == 5'000);
   CHECK(c.sqlite.poll_interval_ms == 50);
   CHECK(c.sqlite.lease_ms == 30'000);
-  CHECK(c.sqlite.claim_batch == 256);
+  CHECK(c.sqlite.claim_batch == 1024);
   CHECK(c.max_message_bytes == 1'048'576);
   CHECK(c.result_message_bytes == 4'096);
   CHECK(c.default_timeout_ms == 60'000);

@@ -51,7 +51,7 @@ struct SqliteConfig {
   int64_t busy_timeout_ms = 5'000;
   int64_t poll_interval_ms = 50;
   int64_t lease_ms = 30'000;
-  uint32_t claim_batch = 256;
+  uint32_t claim_batch = 1024;
 };
 
 struct EBATS_EXPORT Config {

@@ -31,6 +31,8 @@ constexpr size_t kFlushCompletions = 1024;      // commit at least this often...
 constexpr milliseconds kFlushAge{20};           // ...or once the oldest completion is this old,
 constexpr milliseconds kFlushMaxAge{200};       // ...or this old while due tasks wait (see flush_due_at)
 constexpr int64_t kTargetPipelineUs = 5000;     // work queued inside one child, in time
+constexpr int64_t kTargetHeldUs = 100'000;      // work held per child (automatic prefetch), in time
+constexpr uint32_t kMaxAutoHeldPerChild = 512;  // automatic prefetch: at most this many per child
 constexpr size_t kMaxPipeline = 32;
 constexpr size_t kMaxResultParams = 4096;
 
@@ -59,8 +61,9 @@ class Worker::Impl {
         notifier_(notifier),
         host_(host_name()) {
     const uint32_t procs = std::max<uint32_t>(1, settings_.processes);
-    capacity_ = settings_.prefetch > 0 ? settings_.prefetch
-                                       : std::max<uint32_t>(2 * procs, std::min<uint32_t>(config_.sqlite.claim_batch, 256 * procs));
+    max_capacity_ = settings_.prefetch > 0 ? settings_.prefetch
+                                           : std::max<uint32_t>(2 * procs, std::min<uint32_t>(config_.sqlite.claim_batch,
+                                                                                            kMaxAutoHeldPerChild * procs));
     children_.resize(procs);
     lease_ = milliseconds(config_.sqlite.lease_ms);
     poll_interval_ = milliseconds(config_.sqlite.poll_interval_ms);
@@ -109,6 +112,7 @@ class Worker::Impl {
   void write_child(Slot& s);
   void check_timeouts(SteadyTime now);
   size_t pipeline_depth() const;
+  size_t capacity() const;  // how many tasks to hold (claimed, queued or running)
   // --- tasks ---
   bool may_claim() const;
   void claim(SteadyTime now);
@@ -141,7 +145,7 @@ class Worker::Impl {
   std::vector<Slot> children_;
   std::deque<Job> queue_;
   Pending pending_;
-  uint32_t capacity_ = 0;
+  uint32_t max_capacity_ = 0;  // prefetch, or the automatic prefetch's upper bound
   milliseconds lease_{30'000};
   milliseconds poll_interval_{50};
   PollBackoff claim_backoff_{poll_interval_};  // rebuilt in the constructor with the configured interval
@@ -186,6 +190,16 @@ void Worker::Impl::spawn_due_children(SteadyTime now) {
     s.killed_for_timeout = false;
     s.socket_closed = false;
   }
+}
+
+size_t Worker::Impl::capacity() const {
+  if (settings_.prefetch > 0) return settings_.prefetch;
+  // Automatic: about kTargetHeldUs of work per child, so fast tasks are
+  // claimed in big batches (few transactions) and slow ones are not leased by
+  // the hundred while they wait.
+  const size_t procs = children_.size();
+  const auto per_child = static_cast<size_t>(kTargetHeldUs / std::max(1.0, avg_task_us_));
+  return std::clamp<size_t>(per_child * procs, 2 * procs, max_capacity_);
 }
 
 size_t Worker::Impl::pipeline_depth() const {
@@ -238,7 +252,8 @@ void Worker::Impl::handle_frame(Slot& s, const FrameBuffer::Frame& f) {
     if (!announced_ready_) {
       announced_ready_ = true;
       notifier_.ready(std::string(lane_name(setup_.lane)) + " worker for topic " + setup_.topic + " running");
-      log_.info("ready", {{"processes", std::to_string(children_.size())}, {"prefetch", std::to_string(capacity_)}});
+      log_.info("ready", {{"processes", std::to_string(children_.size())}, {"prefetch", settings_.prefetch > 0 ? std::to_string(settings_.prefetch)
+                                                                  : "auto (up to " + std::to_string(max_capacity_) + ")"}});
     }
     return;
   }
@@ -381,14 +396,14 @@ size_t Worker::Impl::ready_children() const {
 }
 
 bool Worker::Impl::may_claim() const {
-  return !draining_ && ready_children() > 0 && flush_backoff_.count() == 0 && queue_.size() <= capacity_ / 2 &&
-         held() < capacity_;
+  return !draining_ && ready_children() > 0 && flush_backoff_.count() == 0 && queue_.size() <= capacity() / 2 &&
+         held() < capacity();
 }
 
 void Worker::Impl::claim(SteadyTime now) {
   if (now < next_claim_at_ || !may_claim()) return;
   const size_t h = held();
-  const uint32_t want = static_cast<uint32_t>(std::min<size_t>(capacity_ - h, config_.sqlite.claim_batch));
+  const uint32_t want = static_cast<uint32_t>(std::min<size_t>(capacity() - h, config_.sqlite.claim_batch));
   auto got = broker_.claim_ahead(setup_.lane, setup_.topic, want, lookahead_.count());
   if (!got.ok()) {
     log_.error("claim failed; retrying", {{"error", got.status().message()}});
