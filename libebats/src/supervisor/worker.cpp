@@ -151,7 +151,7 @@ class Worker::Impl {
   PollBackoff claim_backoff_{poll_interval_};  // rebuilt in the constructor with the configured interval
   milliseconds lookahead_{0};  // dtask: claim what comes due within one poll interval
   uint64_t next_seq_ = 1;
-  double avg_task_us_ = 1000.0;
+  double avg_task_us_ = 0.0;  // moving average of a task's run time; 0 until one has been measured
   SteadyTime next_claim_at_{};
   SteadyTime next_flush_try_{};
   milliseconds flush_backoff_{0};
@@ -198,6 +198,7 @@ size_t Worker::Impl::capacity() const {
   // claimed in big batches (few transactions) and slow ones are not leased by
   // the hundred while they wait.
   const size_t procs = children_.size();
+  if (avg_task_us_ <= 0) return 2 * procs;  // nothing measured yet: start small, grow after one task
   const auto per_child = static_cast<size_t>(kTargetHeldUs / std::max(1.0, avg_task_us_));
   return std::clamp<size_t>(per_child * procs, 2 * procs, max_capacity_);
 }
@@ -205,6 +206,7 @@ size_t Worker::Impl::capacity() const {
 size_t Worker::Impl::pipeline_depth() const {
   // Keep about kTargetPipelineUs of work queued inside each child: deep for
   // tiny tasks (throughput), 1 for slow ones (no task waits behind another).
+  if (avg_task_us_ <= 0) return 1;
   auto depth = static_cast<size_t>(kTargetPipelineUs / std::max(1.0, avg_task_us_));
   return std::clamp<size_t>(depth, 1, kMaxPipeline);
 }
@@ -284,7 +286,8 @@ void Worker::Impl::handle_frame(Slot& s, const FrameBuffer::Frame& f) {
   s.pipeline.pop_front();
   s.head_since = clock_.steady_now();
   s.soft_sent = false;
-  avg_task_us_ = 0.9 * avg_task_us_ + 0.1 * static_cast<double>(std::max<int64_t>(duration_us, 1));
+  const double measured = static_cast<double>(std::max<int64_t>(duration_us, 1));
+  avg_task_us_ = avg_task_us_ <= 0 ? measured : 0.9 * avg_task_us_ + 0.1 * measured;
   complete(done.job, facts, started, finished, duration_us / 1000, s.proc->pid());
 }
 
