@@ -9,6 +9,7 @@
 #include <string>
 
 #include "ebats/config.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 using ebats::ConfigLoad;
@@ -17,31 +18,7 @@ using ebats::Registration;
 namespace {
 
 // A temporary folder, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/ebats-config-test-XXXXXX";
-    const char* made = mkdtemp(tmpl);
-    REQUIRE(made != nullptr);
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-  fs::path write(const std::string& name, const std::string& text) const {
-    const fs::path p = path_ / name;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p) << text;
-    return p;
-  }
-
- private:
-  fs::path path_;
-};
+using ebats::test::TempDir;
 
 // The two required keys, on lines 1 and 2; tests append from line 3.
 const std::string kRequired =
@@ -263,7 +240,7 @@ TEST_CASE("relative paths are resolved against the config file's folder", "[conf
   INFO(all_errors(l));
   REQUIRE(l.errors.empty());
   const ebats::Config& c = *l.config;
-  const std::string root = dir.path().string();
+  const std::string root = dir.path();
   CHECK(c.path == root + "/etc/ebats.yaml");
   CHECK(c.broker_url == "sqlite://" + root + "/var/ebats.db");
   CHECK(c.sqlite_path() == root + "/var/ebats.db");
@@ -304,16 +281,16 @@ TEST_CASE("config/ebats.yaml from the repository loads and registers the article
 
 TEST_CASE("a missing file gives one diagnostic naming the path and the OS error", "[config]") {
   TempDir dir;
-  const std::string path = (dir.path() / "absent.yaml").string();
+  const std::string path = dir.file("absent.yaml");
   const ConfigLoad l = ebats::load_config(path);
   CHECK(l.config == nullptr);
   REQUIRE(l.errors.size() == 1);
   CHECK(l.errors[0].to_string() == path + ": error: cannot read config file: No such file or directory");
   CHECK(l.error_text() == l.errors[0].to_string());
 
-  const ConfigLoad folder = ebats::load_config(dir.path().string());
+  const ConfigLoad folder = ebats::load_config(dir.path());
   REQUIRE(folder.errors.size() == 1);
-  CHECK(folder.errors[0].to_string() == dir.path().string() + ": error: cannot read config file: Is a directory");
+  CHECK(folder.errors[0].to_string() == dir.path() + ": error: cannot read config file: Is a directory");
 }
 
 TEST_CASE("YAML syntax errors point at the parser's mark", "[config]") {

@@ -16,6 +16,7 @@
 
 #include "ebats/plugin.h"
 #include "plugin/plugin_registry.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 using ebats::PluginRegistry;
@@ -26,28 +27,7 @@ const std::string kGoodDir = EBATS_TEST_PLUGIN_DIR;
 const std::string kBadDir = EBATS_TEST_BAD_PLUGIN_DIR;
 const std::string kRawDir = std::string(EBATS_BINARY_DIR) + "/tests/plugins/raw";
 
-// A mkdtemp directory (mode 0700), removed with its contents at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/ebats-plugin-test-XXXXXX";
-    const char* made = ::mkdtemp(tmpl);
-    REQUIRE(made != nullptr);
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path_, fs::perms::owner_all, ec);
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using ebats::test::TempDir;
 
 // Copies a built plugin into `dir` as `name` (mode 0755).
 std::string install(const std::string& from_dir, const std::string& so, const TempDir& dir,

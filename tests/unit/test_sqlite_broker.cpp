@@ -15,6 +15,7 @@
 
 #include "ebats/broker.h"
 #include "ebats/clock.h"
+#include "support/temp_dir.h"
 
 using namespace ebats;
 using std::chrono::milliseconds;
@@ -23,24 +24,7 @@ namespace {
 
 constexpr int64_t kLeaseMs = 30'000;
 
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/ebats-sqlite-test-XXXXXX";
-    const char* made = mkdtemp(pattern);
-    REQUIRE(made != nullptr);
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::permissions(path_, std::filesystem::perms::owner_all, ignored);
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ebats::test::TempDir;
 
 BrokerOptions options_for(const std::string& db_path, const std::string& owner = "testhost/ntask/demo") {
   BrokerOptions options;

@@ -3,32 +3,19 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
 #include <string>
 #include <thread>
 
 #include "broker/sqlite/sqlite_checkpointer.h"
 #include "broker/sqlite/sqlite_connection.h"
+#include "support/temp_dir.h"
 
 using namespace ebats;
 using namespace ebats::sqlite;
 
 namespace {
 
-struct TempFolder {
-  std::string path;
-  TempFolder() {
-    char pattern[] = "/tmp/ebats-checkpointer-XXXXXX";
-    const char* made = mkdtemp(pattern);
-    REQUIRE(made != nullptr);
-    path = made;
-  }
-  ~TempFolder() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-};
+using ebats::test::TempDir;
 
 // Commits one row of `bytes` bytes through `connection`.
 void commit_row(Connection& connection, size_t bytes) {
@@ -57,9 +44,9 @@ bool eventually(Done done) {
 }  // namespace
 
 TEST_CASE("checkpointer: commits past the threshold are checkpointed on its thread", "[sqlite][checkpointer]") {
-  TempFolder folder;
+  TempDir folder;
   SqliteConfig config;
-  auto watched = Connection::open(folder.path + "/q.db", config, true);
+  auto watched = Connection::open(folder.file("q.db"), config, true);
   REQUIRE(watched.ok());
   REQUIRE((*watched)->exec("CREATE TABLE filler (body TEXT)", "creating a table").ok());
   auto checkpointer = Checkpointer::start(**watched, config, /*threshold_pages=*/8);
@@ -72,7 +59,7 @@ TEST_CASE("checkpointer: commits past the threshold are checkpointed on its thre
   CHECK(eventually([&] { return (*checkpointer)->completed() > 0; }));
 
   // The rows are in the database file: a fresh reader sees them all.
-  auto reader = Connection::open(folder.path + "/q.db", config, false);
+  auto reader = Connection::open(folder.file("q.db"), config, false);
   REQUIRE(reader.ok());
   auto count = (*reader)->statement("SELECT count(*) FROM filler");
   REQUIRE(count.ok());
@@ -82,9 +69,9 @@ TEST_CASE("checkpointer: commits past the threshold are checkpointed on its thre
 }
 
 TEST_CASE("checkpointer: stopping it hands checkpoints back to SQLite", "[sqlite][checkpointer]") {
-  TempFolder folder;
+  TempDir folder;
   SqliteConfig config;
-  auto watched = Connection::open(folder.path + "/q.db", config, true);
+  auto watched = Connection::open(folder.file("q.db"), config, true);
   REQUIRE(watched.ok());
   REQUIRE((*watched)->exec("CREATE TABLE filler (body TEXT)", "creating a table").ok());
   {

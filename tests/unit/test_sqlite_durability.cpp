@@ -2,12 +2,11 @@
 // PRAGMA synchronous they run under, and which batches count as progress.
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
-#include <filesystem>
 #include <string>
 
 #include "broker/sqlite/sqlite_broker.h"
 #include "broker/sqlite/sqlite_connection.h"
+#include "support/temp_dir.h"
 
 using namespace ebats;
 using namespace ebats::sqlite;
@@ -17,19 +16,7 @@ namespace {
 constexpr int64_t kNormal = 1;  // PRAGMA synchronous values
 constexpr int64_t kFull = 2;
 
-struct Db {
-  std::string dir;
-  Db() {
-    char pattern[] = "/tmp/ebats-durability-XXXXXX";
-    const char* made = mkdtemp(pattern);
-    REQUIRE(made != nullptr);
-    dir = made;
-  }
-  ~Db() {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir, ignored);
-  }
-};
+using ebats::test::TempDir;
 
 // The PRAGMA synchronous in effect inside a transaction of `mode`.
 int64_t synchronous_inside(Connection& connection, Transaction::Mode mode) {
@@ -44,11 +31,11 @@ int64_t synchronous_inside(Connection& connection, Transaction::Mode mode) {
   return level;
 }
 
-std::unique_ptr<Connection> open_with(const Db& db, bool synchronous_full, bool sync_progress) {
+std::unique_ptr<Connection> open_with(const TempDir& db, bool synchronous_full, bool sync_progress) {
   SqliteConfig config;
   config.synchronous_full = synchronous_full;
   config.sync_progress = sync_progress;
-  auto connection = Connection::open(db.dir + "/q.db", config, true);
+  auto connection = Connection::open(db.file("q.db"), config, true);
   REQUIRE(connection.ok());
   return std::move(connection).value();
 }
@@ -56,7 +43,7 @@ std::unique_ptr<Connection> open_with(const Db& db, bool synchronous_full, bool 
 }  // namespace
 
 TEST_CASE("sqlite durability: by default promises are fsynced and progress is not", "[sqlite][durability]") {
-  Db db;
+  TempDir db;
   auto connection = open_with(db, true, false);
   CHECK(synchronous_inside(*connection, Transaction::Mode::immediate) == kFull);
   CHECK(synchronous_inside(*connection, Transaction::Mode::progress) == kNormal);
@@ -66,7 +53,7 @@ TEST_CASE("sqlite durability: by default promises are fsynced and progress is no
 }
 
 TEST_CASE("sqlite durability: sync_progress fsyncs progress too, but not claims", "[sqlite][durability]") {
-  Db db;
+  TempDir db;
   auto connection = open_with(db, true, true);
   CHECK(synchronous_inside(*connection, Transaction::Mode::immediate) == kFull);
   CHECK(synchronous_inside(*connection, Transaction::Mode::progress) == kFull);
@@ -74,7 +61,7 @@ TEST_CASE("sqlite durability: sync_progress fsyncs progress too, but not claims"
 }
 
 TEST_CASE("sqlite durability: synchronous normal fsyncs nothing at commit", "[sqlite][durability]") {
-  Db db;
+  TempDir db;
   auto connection = open_with(db, false, true);
   CHECK(synchronous_inside(*connection, Transaction::Mode::immediate) == kNormal);
   CHECK(synchronous_inside(*connection, Transaction::Mode::progress) == kNormal);

@@ -16,28 +16,13 @@
 
 #include "ebats/broker.h"
 #include "ebats/clock.h"
+#include "support/temp_dir.h"
 
 using namespace ebats;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/ebats-sqlite-mp-XXXXXX";
-    const char* made = mkdtemp(pattern);
-    REQUIRE(made != nullptr);
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ebats::test::TempDir;
 
 BrokerOptions options_for(const std::string& db, const std::string& owner) {
   BrokerOptions options;
