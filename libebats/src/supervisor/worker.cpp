@@ -198,7 +198,13 @@ size_t Worker::Impl::capacity() const {
   // claimed in big batches (few transactions) and slow ones are not leased by
   // the hundred while they wait.
   const size_t procs = children_.size();
-  if (avg_task_us_ <= 0) return 2 * procs;  // nothing measured yet: start small, grow after one task
+  if (avg_task_us_ <= 0) {
+    // Nothing measured yet. ntask: start small and grow after one task. dtask:
+    // what it claims is bounded by due time (the lookahead) already, and a
+    // burst of delayed tasks must be claimed ahead of its due time, not after
+    // the first of them has run.
+    return setup_.lane == Lane::dtask ? max_capacity_ : 2 * procs;
+  }
   const auto per_child = static_cast<size_t>(kTargetHeldUs / std::max(1.0, avg_task_us_));
   return std::clamp<size_t>(per_child * procs, 2 * procs, max_capacity_);
 }
