@@ -260,8 +260,9 @@ void Worker::Impl::handle_frame(Slot& s, const FrameBuffer::Frame& f) {
     if (!announced_ready_) {
       announced_ready_ = true;
       notifier_.ready(std::string(lane_name(setup_.lane)) + " worker for topic " + setup_.topic + " running");
-      log_.info("ready", {{"processes", std::to_string(children_.size())}, {"prefetch", settings_.prefetch > 0 ? std::to_string(settings_.prefetch)
-                                                                  : "auto (up to " + std::to_string(max_capacity_) + ")"}});
+      const std::string prefetch = settings_.prefetch > 0 ? std::to_string(settings_.prefetch)
+                                                          : "auto (up to " + std::to_string(max_capacity_) + ")";
+      log_.info("ready", {{"processes", std::to_string(children_.size())}, {"prefetch", prefetch}});
     }
     return;
   }
