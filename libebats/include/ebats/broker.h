@@ -147,7 +147,8 @@ class EBATS_EXPORT Broker {
   // process may have settled it meanwhile), and its then_publish / then_dead
   // with it. For routing that needs no process of its own, like the
   // scheduler's fan-out. `route` must not throw. Returns how many deliveries
-  // were read.
+  // were read: fewer than `max` when their bodies reached
+  // BrokerOptions::read_budget_bytes.
   using RouteFn = std::function<Batch(const std::vector<Delivery>&)>;
   virtual Result<size_t> claim_and_commit(Lane lane, const std::string& topic, uint32_t max, const RouteFn& route) = 0;
   // The earliest due time of a ready message in (lane, topic), if any: lets the
@@ -180,6 +181,10 @@ struct BrokerOptions {
   // "host/ntask/demo"; a per-incarnation suffix is added by the backend.
   std::string owner = "ebatsctl";
   bool create = true;          // create the schema if the file is new
+  // claim_and_commit() reads at most `max` deliveries and stops early once
+  // their bodies reach this many bytes (always at least one), so a batch of
+  // large messages does not take max x limits.max_message_bytes of memory.
+  uint64_t read_budget_bytes = uint64_t{64} << 20;
 };
 
 // Opens the backend named by options.url. Errors name the URL / path and say

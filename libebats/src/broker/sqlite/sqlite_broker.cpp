@@ -168,6 +168,7 @@ SqliteBroker::SqliteBroker(std::unique_ptr<Connection> connection, const BrokerO
     : connection_(std::move(connection)),
       clock_(clock),
       lease_ms_(options.sqlite.lease_ms),
+      read_budget_bytes_(options.read_budget_bytes),
       owner_prefix_(options.owner + "/"),
       owner_(owner_prefix_ + incarnation_suffix()),
       dead_letters_(*connection_) {}
@@ -248,7 +249,11 @@ Status SqliteBroker::claim_task_rows(Lane lane, const std::string& topic, uint32
     } else {
       use.bind(3, due_by).bind(4, max);
     }
+    uint64_t bytes = 0;
     for (;;) {
+      // An UPDATE … RETURNING has leased every row by its first step, so only
+      // a plain read may stop early.
+      if (!lease && bytes >= read_budget_bytes_) break;
       const int rc = use.step();
       if (rc == SQLITE_DONE) break;
       if (rc != SQLITE_ROW) return connection_->error(rc, "claiming tasks of topic " + topic);
@@ -263,6 +268,7 @@ Status SqliteBroker::claim_task_rows(Lane lane, const std::string& topic, uint32
       d.due_at = use.int_column(5);
       d.created_at = use.int_column(6);
       d.body = use.bytes_column(7);
+      bytes += d.body.size();
       out->push_back(std::move(d));
     }
   }
@@ -284,7 +290,9 @@ Status SqliteBroker::claim_event_rows(uint32_t max, WallMs now, std::vector<Deli
     } else {
       use.bind(1, max);
     }
+    uint64_t bytes = 0;
     for (;;) {
+      if (!lease && bytes >= read_budget_bytes_) break;  // see claim_task_rows()
       const int rc = use.step();
       if (rc == SQLITE_DONE) break;
       if (rc != SQLITE_ROW) return connection_->error(rc, "claiming events");
@@ -296,6 +304,7 @@ Status SqliteBroker::claim_event_rows(uint32_t max, WallMs now, std::vector<Deli
       d.created_at = use.int_column(3);
       d.due_at = d.created_at;
       d.body = use.bytes_column(4);
+      bytes += d.body.size();
       out->push_back(std::move(d));
     }
   }

@@ -95,6 +95,7 @@ class SqliteBroker final : public Broker {
   std::unique_ptr<Connection> connection_;
   const Clock& clock_;
   int64_t lease_ms_;
+  uint64_t read_budget_bytes_;  // Claim::unleased reads stop once their bodies reach it
   std::string owner_prefix_;  // options.owner + "/"
   std::string owner_;
   DeadLetters dead_letters_;
