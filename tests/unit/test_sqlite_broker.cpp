@@ -844,54 +844,58 @@ TEST_CASE("sqlite broker: two claim_and_commit routing the same event fan it out
   CHECK(claim_ok(*first, Lane::events, 10, "").empty());
 }
 
+namespace {
+
+// A scheduler's broker whose claim_and_commit reads at most `budget` bytes.
+std::unique_ptr<Broker> open_with_read_budget(const TempDir& dir, const Clock& clock, uint64_t budget) {
+  BrokerOptions options = options_for(dir.path() + "/q.db", "testhost/scheduler");
+  options.read_budget_bytes = budget;
+  return open_ok(options, clock);
+}
+
+// One claim_and_commit that routes (acks) whatever it reads; returns the ids.
+std::vector<std::string> route_what_is_read(Broker& broker) {
+  std::vector<std::string> ids;
+  auto handled = broker.claim_and_commit(Lane::events, "", 10, [&](const std::vector<Delivery>& events) {
+    Batch b;
+    for (const auto& e : events) {
+      ids.push_back(e.id);
+      b.settle.push_back(ack(e.token));
+    }
+    return b;
+  });
+  REQUIRE(handled.ok());
+  CHECK(*handled == ids.size());
+  return ids;
+}
+
+OutMsg event_of_size(const std::string& id, size_t bytes) {
+  OutMsg e = event(id);
+  e.body = std::string(bytes, 'x');
+  return e;
+}
+
+}  // namespace
+
 TEST_CASE("sqlite broker: claim_and_commit stops reading once the bodies reach the read budget", "[sqlite][broker]") {
   TempDir dir;
   FakeClock clock;
-  BrokerOptions options = options_for(dir.path() + "/q.db", "testhost/scheduler");
-  options.read_budget_bytes = 1000;
-  auto broker = open_ok(options, clock);
-  std::vector<OutMsg> big;
-  for (const char* id : {"e1", "e2", "e3", "e4"}) {
-    OutMsg e = event(id);
-    e.body = std::string(600, 'x');  // two of them pass the budget
-    big.push_back(e);
-  }
-  publish(*broker, big);
-  std::vector<size_t> read_per_call;
-  std::vector<std::string> routed;
-  for (int call = 0; call < 4; ++call) {
-    auto handled = broker->claim_and_commit(Lane::events, "", 10, [&](const std::vector<Delivery>& events) {
-      Batch b;
-      for (const auto& e : events) {
-        routed.push_back(e.id);
-        b.settle.push_back(ack(e.token));
-      }
-      return b;
-    });
-    REQUIRE(handled.ok());
-    read_per_call.push_back(*handled);
-  }
+  auto broker = open_with_read_budget(dir, clock, 1000);
+  publish(*broker, {event_of_size("e1", 600), event_of_size("e2", 600), event_of_size("e3", 600),
+                    event_of_size("e4", 600)});
   // 600 bytes are below the budget, 1200 reach it: two per read, then none.
-  CHECK(read_per_call == std::vector<size_t>{2, 2, 0, 0});
-  CHECK(routed == std::vector<std::string>{"e1", "e2", "e3", "e4"});
+  CHECK(route_what_is_read(*broker) == std::vector<std::string>{"e1", "e2"});
+  CHECK(route_what_is_read(*broker) == std::vector<std::string>{"e3", "e4"});
+  CHECK(route_what_is_read(*broker).empty());
 }
 
 TEST_CASE("sqlite broker: a single message larger than the read budget is still read", "[sqlite][broker]") {
   TempDir dir;
   FakeClock clock;
-  BrokerOptions options = options_for(dir.path() + "/q.db", "testhost/scheduler");
-  options.read_budget_bytes = 100;
-  auto broker = open_ok(options, clock);
-  OutMsg e = event("huge");
-  e.body = std::string(5000, 'x');
-  publish(*broker, {e, event("small")});
-  auto handled = broker->claim_and_commit(Lane::events, "", 10, [&](const std::vector<Delivery>& events) {
-    Batch b;
-    for (const auto& d : events) b.settle.push_back(ack(d.token));
-    return b;
-  });
-  REQUIRE(handled.ok());
-  CHECK(*handled == 1);  // never stuck behind one big message
+  auto broker = open_with_read_budget(dir, clock, 100);
+  publish(*broker, {event_of_size("huge", 5000), event("small")});
+  CHECK(route_what_is_read(*broker) == std::vector<std::string>{"huge"});  // never stuck behind it
+  CHECK(route_what_is_read(*broker) == std::vector<std::string>{"small"});
 }
 
 TEST_CASE("sqlite broker: a failing claim_and_commit leaves the events ready and publishes nothing",
