@@ -19,6 +19,7 @@
 #include "results/results_file.h"
 #include "supervisor/child_process.h"
 #include "supervisor/frame.h"
+#include "supervisor/prefetch.h"
 
 namespace ebats {
 namespace {
@@ -31,7 +32,6 @@ constexpr size_t kFlushCompletions = 1024;      // commit at least this often...
 constexpr milliseconds kFlushAge{20};           // ...or once the oldest completion is this old,
 constexpr milliseconds kFlushMaxAge{200};       // ...or this old while due tasks wait (see flush_due_at)
 constexpr int64_t kTargetPipelineUs = 5000;     // work queued inside one child, in time
-constexpr int64_t kTargetHeldUs = 100'000;      // work held per child (automatic prefetch), in time
 constexpr uint32_t kMaxAutoHeldPerChild = 512;  // automatic prefetch: at most this many per child
 constexpr size_t kMaxPipeline = 32;
 constexpr size_t kMaxResultParams = 4096;
@@ -152,6 +152,7 @@ class Worker::Impl {
   milliseconds lookahead_{0};  // dtask: claim what comes due within one poll interval
   uint64_t next_seq_ = 1;
   double avg_task_us_ = 0.0;  // moving average of a task's run time; 0 until one has been measured
+  uint64_t claimed_body_bytes_ = 0;  // largest body of the latest non-empty claim; 0 until one
   SteadyTime next_claim_at_{};
   SteadyTime next_flush_try_{};
   milliseconds flush_backoff_{0};
@@ -194,19 +195,14 @@ void Worker::Impl::spawn_due_children(SteadyTime now) {
 
 size_t Worker::Impl::capacity() const {
   if (settings_.prefetch > 0) return settings_.prefetch;
-  // Automatic: about kTargetHeldUs of work per child, so fast tasks are
-  // claimed in big batches (few transactions) and slow ones are not leased by
-  // the hundred while they wait.
-  const size_t procs = children_.size();
-  if (avg_task_us_ <= 0) {
-    // Nothing measured yet. ntask: start small and grow after one task. dtask:
-    // what it claims is bounded by due time (the lookahead) already, and a
-    // burst of delayed tasks must be claimed ahead of its due time, not after
-    // the first of them has run.
-    return setup_.lane == Lane::dtask ? max_capacity_ : 2 * procs;
-  }
-  const auto per_child = static_cast<size_t>(kTargetHeldUs / std::max(1.0, avg_task_us_));
-  return std::clamp<size_t>(per_child * procs, 2 * procs, max_capacity_);
+  PrefetchInputs in;
+  in.processes = children_.size();
+  in.upper_bound = max_capacity_;
+  in.delayed_lane = setup_.lane == Lane::dtask;
+  in.avg_task_us = avg_task_us_;
+  in.body_bytes = claimed_body_bytes_;
+  in.max_message_bytes = config_.max_message_bytes;
+  return automatic_prefetch(in);
 }
 
 size_t Worker::Impl::pipeline_depth() const {
@@ -419,6 +415,10 @@ void Worker::Impl::claim(SteadyTime now) {
     log_.error("claim failed; retrying", {{"error", got.status().message()}});
     next_claim_at_ = now + poll_interval_;
     return;
+  }
+  if (!got->empty()) {
+    claimed_body_bytes_ = 0;
+    for (const auto& d : got.value()) claimed_body_bytes_ = std::max<uint64_t>(claimed_body_bytes_, d.body.size());
   }
   for (auto& d : got.value()) {
     DecodeResult r = decode_envelope(d.body, config_.max_message_bytes);
