@@ -1,6 +1,7 @@
 #include "ebats/publisher.h"
 
 #include "ebats/envelope.h"
+#include "envelope/task_message.h"
 
 namespace ebats {
 namespace {
@@ -89,15 +90,7 @@ Result<OutMsg> Publisher::make_task(std::string_view topic, std::string_view tas
   e.max_attempts = config_->default_retry.max_attempts();
   e.has_retry = true;
   e.backoff_ms = config_->default_retry.backoff_ms;
-  OutMsg m;
-  m.lane = o.delay.count() > 0 ? Lane::dtask : Lane::ntask;
-  m.topic = e.topic;
-  m.id = e.id;
-  m.name = e.task;
-  m.body = encode_envelope(e);
-  m.due_at = e.due_at;
-  m.attempt = 0;
-  m.max_attempts = e.max_attempts;
+  OutMsg m = task_message(e, o.delay.count() > 0 ? Lane::dtask : Lane::ntask);
   Status size = check_encoded_size(m, "task", config_->max_message_bytes);
   if (!size.ok()) return size;
   return m;

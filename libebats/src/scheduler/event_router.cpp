@@ -1,6 +1,7 @@
 #include "scheduler/event_router.h"
 
 #include "ebats/envelope.h"
+#include "envelope/task_message.h"
 
 namespace ebats {
 namespace {
@@ -73,17 +74,8 @@ Batch route_events(const std::vector<Delivery>& events, const Config& config, Wa
       continue;
     }
     for (const Registration& reg : *regs) {
-      Envelope t = task_for(ev, reg, now);
-      OutMsg m;
-      m.lane = reg.delay_ms > 0 ? Lane::dtask : Lane::ntask;
-      m.topic = t.topic;
-      m.id = t.id;
-      m.name = t.task;
-      m.due_at = t.due_at;
-      m.attempt = t.attempt;
-      m.max_attempts = t.max_attempts;
-      m.body = encode_envelope(t);
-      settle.then_publish.push_back(std::move(m));
+      const Lane lane = reg.delay_ms > 0 ? Lane::dtask : Lane::ntask;
+      settle.then_publish.push_back(task_message(task_for(ev, reg, now), lane));
       sum.tasks++;
     }
     batch.settle.push_back(std::move(settle));

@@ -16,6 +16,7 @@
 #include "ebats/envelope.h"
 #include "ebats/result.h"
 #include "ebats/retry.h"
+#include "envelope/task_message.h"
 #include "results/results_file.h"
 #include "supervisor/child_process.h"
 #include "supervisor/frame.h"
@@ -416,11 +417,9 @@ void Worker::Impl::claim(SteadyTime now) {
     next_claim_at_ = now + poll_interval_;
     return;
   }
-  if (!got->empty()) {
-    claimed_body_bytes_ = 0;
-    for (const auto& d : got.value()) claimed_body_bytes_ = std::max<uint64_t>(claimed_body_bytes_, d.body.size());
-  }
+  if (!got->empty()) claimed_body_bytes_ = 0;
   for (auto& d : got.value()) {
+    claimed_body_bytes_ = std::max<uint64_t>(claimed_body_bytes_, d.body.size());
     DecodeResult r = decode_envelope(d.body, config_.max_message_bytes);
     if (!r.ok() || r.envelope.kind != EnvelopeKind::task) {
       dead_letter_undecodable(d, r);
@@ -538,16 +537,7 @@ void Worker::Impl::complete(const Job& job, const AttemptFacts& in, WallMs start
       next.attempt = step.next_attempt;
       next.max_attempts = step.next_max_attempts;
       next.due_at = step.retry_due_at;
-      OutMsg m;
-      m.lane = Lane::dtask;
-      m.topic = env.topic;
-      m.id = env.id;
-      m.name = env.task;
-      m.body = encode_envelope(next);
-      m.due_at = next.due_at;
-      m.attempt = next.attempt;
-      m.max_attempts = next.max_attempts;
-      settle.then_publish.push_back(std::move(m));
+      settle.then_publish.push_back(task_message(next, Lane::dtask));
     } else {
       DeadLetter dl;
       dl.id = env.id;
