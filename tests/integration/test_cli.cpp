@@ -1,6 +1,8 @@
 // The command lines: clear errors and the right exit codes for bad input.
 #include <sys/wait.h>
 
+#include <rapidjson/document.h>
+
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <set>
@@ -130,4 +132,47 @@ TEST_CASE("every program answers --help and --version and EBATS_CONFIG stands in
   const std::string none = "env -u EBATS_CONFIG " + std::string(EBATS_BIN_DIR) + "/ebats-scheduler > " + out + " 2>&1";
   CHECK(WEXITSTATUS(std::system(none.c_str())) == 2);
   CHECK(read_file(out).find("EBATS_CONFIG") != std::string::npos);
+}
+
+TEST_CASE("ebatsctl dead show/list --json and stats --json are valid JSON whatever the stored bytes", "[integration]") {
+  TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
+  ebats::DeadLetter letter;
+  letter.id = "raw-1";
+  letter.kind = "raw";
+  letter.reason = "malformed";
+  letter.error = "a \"quote\",\na newline and a tab\t";
+  letter.body = std::string("{\"v\":1,\xff\xfe\x01", 10);  // invalid UTF-8 and a control byte
+  ebats::Batch batch;
+  batch.dead.push_back(letter);
+  REQUIRE(sys.broker().commit(batch).ok());
+
+  auto parse = [](const std::string& text) {
+    rapidjson::Document d;
+    d.Parse<rapidjson::kParseValidateEncodingFlag>(text.c_str());
+    INFO(text);
+    REQUIRE_FALSE(d.HasParseError());
+    return d;
+  };
+  std::string out;
+  REQUIRE(sys.ebatsctl({"dead", "show", "1", "--json"}, &out) == 0);
+  rapidjson::Document shown = parse(out);
+  REQUIRE(shown.IsObject());
+  CHECK(std::string(shown["error"].GetString()) == letter.error);
+  CHECK(std::string(shown["reason"].GetString()) == "malformed");
+  CHECK(std::string(shown["body"].GetString()).find("\xef\xbf\xbd") != std::string::npos);  // U+FFFD
+  CHECK(shown["id"].GetUint64() == 1);
+
+  REQUIRE(sys.ebatsctl({"dead", "list", "--json"}, &out) == 0);
+  rapidjson::Document listed = parse(out);
+  REQUIRE(listed.IsArray());
+  REQUIRE(listed.Size() == 1);
+  CHECK(std::string(listed[0]["message_id"].GetString()) == "raw-1");
+  CHECK_FALSE(listed[0].HasMember("body"));
+
+  REQUIRE(sys.ebatsctl({"stats", "--json"}, &out) == 0);
+  rapidjson::Document stats = parse(out);
+  REQUIRE(stats.IsArray());
+  REQUIRE(stats.Size() == 1);
+  CHECK(std::string(stats[0]["topic"].GetString()).empty());
+  CHECK(stats[0]["dead"].GetUint64() == 1);
 }

@@ -17,6 +17,7 @@
 #include "ebats/broker.h"
 #include "ebats/duration.h"
 #include "ebats/publisher.h"
+#include "envelope/json_io.h"
 
 namespace po = boost::program_options;
 
@@ -66,28 +67,6 @@ std::string read_stdin() {
   std::string s = ss.str();
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
   return s;
-}
-
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  return out;
 }
 
 std::string format_time(ebats::WallMs ms) {
@@ -234,15 +213,24 @@ int cmd_stats(const Context& ctx, const std::vector<std::string>& argv) {
   auto depths = (*broker)->depths();
   if (!depths.ok()) return report(depths.status());
   if (json) {
-    std::cout << "[";
-    bool first = true;
+    std::string out;
+    ebats::json::StringSink sink(&out);
+    ebats::json::Writer w(sink);
+    w.StartArray();
     for (const auto& d : *depths) {
-      std::cout << (first ? "" : ",") << "{\"topic\":\"" << json_escape(d.topic) << "\",\"pending\":" << d.ready
-                << ",\"delayed\":" << d.delayed << ",\"leased\":" << d.leased << ",\"done\":" << d.done
-                << ",\"dead\":" << d.dead << "}";
-      first = false;
+      w.StartObject();
+      w.Key("topic");
+      ebats::json::write_string(w, d.topic);
+      const std::pair<const char*, uint64_t> counts[] = {
+          {"pending", d.ready}, {"delayed", d.delayed}, {"leased", d.leased}, {"done", d.done}, {"dead", d.dead}};
+      for (const auto& [key, count] : counts) {
+        w.Key(key);
+        w.Uint64(count);
+      }
+      w.EndObject();
     }
-    std::cout << "]\n";
+    w.EndArray();
+    std::cout << out << "\n";
     return kOk;
   }
   std::cout << std::left << std::setw(24) << "TOPIC" << std::right << std::setw(10) << "PENDING" << std::setw(10)
@@ -267,14 +255,36 @@ ebats::Result<uint64_t> parse_id(const std::string& s) {
   return static_cast<uint64_t>(v);
 }
 
-void print_letter_json(const ebats::DeadLetterEntry& e, bool with_body) {
+// A dead letter as one JSON object. json::write_string turns invalid UTF-8
+// (a raw malformed body) into U+FFFD, so the output is always valid JSON.
+void write_letter_json(ebats::json::Writer& w, const ebats::DeadLetterEntry& e, bool with_body) {
   const auto& l = e.letter;
-  std::cout << "{\"id\":" << e.seq << ",\"message_id\":\"" << json_escape(l.id) << "\",\"kind\":\"" << l.kind
-            << "\",\"topic\":\"" << json_escape(l.topic) << "\",\"name\":\"" << json_escape(l.name)
-            << "\",\"reason\":\"" << json_escape(l.reason) << "\",\"error\":\"" << json_escape(l.error)
-            << "\",\"attempts\":" << l.attempts << ",\"first_seen\":" << l.first_seen << ",\"dead_at\":" << l.dead_at;
-  if (with_body) std::cout << ",\"body\":\"" << json_escape(l.body) << "\"";
-  std::cout << "}";
+  w.StartObject();
+  w.Key("id");
+  w.Uint64(e.seq);
+  w.Key("message_id");
+  ebats::json::write_string(w, l.id);
+  w.Key("kind");
+  ebats::json::write_string(w, l.kind);
+  w.Key("topic");
+  ebats::json::write_string(w, l.topic);
+  w.Key("name");
+  ebats::json::write_string(w, l.name);
+  w.Key("reason");
+  ebats::json::write_string(w, l.reason);
+  w.Key("error");
+  ebats::json::write_string(w, l.error);
+  w.Key("attempts");
+  w.Uint(l.attempts);
+  w.Key("first_seen");
+  w.Int64(l.first_seen);
+  w.Key("dead_at");
+  w.Int64(l.dead_at);
+  if (with_body) {
+    w.Key("body");
+    ebats::json::write_string(w, l.body);
+  }
+  w.EndObject();
 }
 
 int cmd_dead(const Context& ctx, const std::vector<std::string>& argv) {
@@ -308,12 +318,13 @@ int cmd_dead(const Context& ctx, const std::vector<std::string>& argv) {
     auto list = store.list(limit);
     if (!list.ok()) return report(list.status());
     if (json) {
-      std::cout << "[";
-      for (size_t i = 0; i < list->size(); ++i) {
-        if (i) std::cout << ",";
-        print_letter_json((*list)[i], false);
-      }
-      std::cout << "]\n";
+      std::string out;
+      ebats::json::StringSink sink(&out);
+      ebats::json::Writer w(sink);
+      w.StartArray();
+      for (const auto& e : *list) write_letter_json(w, e, false);
+      w.EndArray();
+      std::cout << out << "\n";
       return kOk;
     }
     if (list->empty()) {
@@ -337,8 +348,11 @@ int cmd_dead(const Context& ctx, const std::vector<std::string>& argv) {
     auto e = store.show(*id);
     if (!e.ok()) return report(e.status());
     if (json) {
-      print_letter_json(*e, true);
-      std::cout << "\n";
+      std::string out;
+      ebats::json::StringSink sink(&out);
+      ebats::json::Writer w(sink);
+      write_letter_json(w, *e, true);
+      std::cout << out << "\n";
       return kOk;
     }
     const auto& l = e->letter;
