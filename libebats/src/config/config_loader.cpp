@@ -16,6 +16,7 @@
 
 #include "config/yaml_fields.h"
 #include "ebats/config.h"
+#include "ebats/envelope.h"
 
 namespace ebats {
 namespace {
@@ -29,24 +30,8 @@ constexpr int64_t kMaxClaimBatch = 10'000;
 constexpr uint64_t kMinMessageBytes = 1024;
 constexpr std::string_view kSqliteScheme = "sqlite://";
 
-// Event and task names: [A-Za-z0-9_.:-]{1,128}. Topics: [A-Za-z0-9_-]{1,64}
-// (a topic becomes a systemd instance name and part of queue names).
-bool is_name_char(char c, bool allow_dot_colon) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-') return true;
-  return allow_dot_colon && (c == '.' || c == ':');
-}
-
-bool is_valid_name(const std::string& name, size_t max_length, bool allow_dot_colon) {
-  if (name.empty() || name.size() > max_length) return false;
-  for (char c : name) {
-    if (!is_name_char(c, allow_dot_colon)) return false;
-  }
-  return true;
-}
-
-bool is_valid_event_or_task_name(const std::string& name) { return is_valid_name(name, 128, true); }
-bool is_valid_topic_name(const std::string& name) { return is_valid_name(name, 64, false); }
-
+// The name rules are the wire format's (ebats/envelope.h, docs/WIRE.md); the
+// texts below explain them in config errors.
 const char* const kEventNameRule = "use 1 to 128 characters from A-Z a-z 0-9 _ . : -";
 const char* const kTopicNameRule = "use 1 to 64 characters from A-Z a-z 0-9 _ -";
 
@@ -257,7 +242,7 @@ class ConfigParser {
     const MapFields topics(f.value, f.path, {}, d_);
     for (const Field& topic : topics.all()) {
       const std::string name = topic.name();
-      if (!is_valid_topic_name(name)) {
+      if (!is_valid_topic(name)) {
         d_.error(topic.key_mark(), "invalid topic name '" + name + "' in workers; " + kTopicNameRule);
         continue;
       }
@@ -288,7 +273,7 @@ class ConfigParser {
     std::map<std::string, bool> topic_warned;
     for (const Field& event : events.all()) {
       const std::string event_name = event.name();
-      if (!is_valid_event_or_task_name(event_name)) {
+      if (!is_valid_event_name(event_name)) {
         d_.error(event.key_mark(), "invalid event name '" + event_name + "'; " + kEventNameRule);
         continue;
       }
@@ -340,7 +325,7 @@ class ConfigParser {
       d_.error(item.mark(), item.path + ": missing 'task'; e.g. {task: closeOrder, topic: demo}");
       ok = false;
     } else if (std::optional<std::string> name = read_string(*task, d_)) {
-      if (is_valid_event_or_task_name(*name)) {
+      if (is_valid_task_name(*name)) {
         r.task = *name;
       } else {
         d_.error(task->mark(), "invalid task name '" + *name + "'; " + kEventNameRule);
@@ -353,7 +338,7 @@ class ConfigParser {
       d_.error(item.mark(), item.path + ": missing 'topic'; e.g. {task: closeOrder, topic: demo}");
       ok = false;
     } else if (std::optional<std::string> name = read_string(*topic, d_)) {
-      if (is_valid_topic_name(*name)) {
+      if (is_valid_topic(*name)) {
         r.topic = *name;
       } else {
         d_.error(topic->mark(), "invalid topic name '" + *name + "'; " + kTopicNameRule);
