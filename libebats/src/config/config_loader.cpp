@@ -318,35 +318,8 @@ class ConfigParser {
     const MapFields fields(item.value, item.path, {"task", "topic", "delay", "retry", "timeout"}, d_);
     Registration r;
     r.retry = config.default_retry;
-    bool ok = true;
-    const Field* task = fields.find("task");
-    const Field* topic = fields.find("topic");
-    if (task == nullptr) {
-      d_.error(item.mark(), item.path + ": missing 'task'; e.g. {task: closeOrder, topic: demo}");
-      ok = false;
-    } else if (std::optional<std::string> name = read_string(*task, d_)) {
-      if (is_valid_task_name(*name)) {
-        r.task = *name;
-      } else {
-        d_.error(task->mark(), "invalid task name '" + *name + "'; " + kEventNameRule);
-        ok = false;
-      }
-    } else {
-      ok = false;
-    }
-    if (topic == nullptr) {
-      d_.error(item.mark(), item.path + ": missing 'topic'; e.g. {task: closeOrder, topic: demo}");
-      ok = false;
-    } else if (std::optional<std::string> name = read_string(*topic, d_)) {
-      if (is_valid_topic(*name)) {
-        r.topic = *name;
-      } else {
-        d_.error(topic->mark(), "invalid topic name '" + *name + "'; " + kTopicNameRule);
-        ok = false;
-      }
-    } else {
-      ok = false;
-    }
+    bool ok = read_registration_name(item, fields, "task", is_valid_task_name, kEventNameRule, r.task);
+    ok &= read_registration_name(item, fields, "topic", is_valid_topic, kTopicNameRule, r.topic);
     ok &= read_duration_into(fields, "delay", 0, r.delay_ms);
     ok &= read_duration_into(fields, "timeout", 0, r.timeout_ms);
     if (const Field* retry = fields.find("retry")) {
@@ -358,6 +331,26 @@ class ConfigParser {
     }
     if (!ok) return std::nullopt;
     return r;
+  }
+
+  // Stores the required name `key` ("task" or "topic") of the registration
+  // `item` into `out`. Returns false, with an error, when it is missing, not
+  // a string or breaks `valid` (whose rule `rule` explains).
+  bool read_registration_name(const Field& item, const MapFields& fields, const std::string& key,
+                              bool (*valid)(std::string_view), const char* rule, std::string& out) {
+    const Field* field = fields.find(key);
+    if (field == nullptr) {
+      d_.error(item.mark(), item.path + ": missing '" + key + "'; e.g. {task: closeOrder, topic: demo}");
+      return false;
+    }
+    std::optional<std::string> name = read_string(*field, d_);
+    if (!name) return false;
+    if (!valid(*name)) {
+      d_.error(field->mark(), "invalid " + key + " name '" + *name + "'; " + rule);
+      return false;
+    }
+    out = std::move(*name);
+    return true;
   }
 
   // Stores the duration `key` of `fields` into `out` when present and valid.
