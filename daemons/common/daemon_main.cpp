@@ -120,14 +120,14 @@ int scheduler_main_impl(int argc, char** argv) {
   return kExitOk;
 }
 
-}  // namespace
-
-int worker_main(int argc, char** argv, DaemonKind kind) {
-  // Peers that go away (a crashed child) surface as EPIPE on the write, not as
-  // a signal that would end the daemon.
+// The daemon boundary: SIGPIPE ignored (peers that go away, like a crashed
+// child, surface as EPIPE on the write, not as a signal that ends the daemon)
+// and no exception escapes main.
+template <class Body>
+int run_daemon(Body body) {
   ::signal(SIGPIPE, SIG_IGN);
   try {
-    return worker_main_impl(argc, argv, kind);
+    return body();
   } catch (const std::exception& e) {
     std::cerr << "fatal: " << e.what() << "\n";
   } catch (...) {
@@ -136,16 +136,14 @@ int worker_main(int argc, char** argv, DaemonKind kind) {
   return kExitFailure;
 }
 
+}  // namespace
+
+int worker_main(int argc, char** argv, DaemonKind kind) {
+  return run_daemon([&] { return worker_main_impl(argc, argv, kind); });
+}
+
 int scheduler_main(int argc, char** argv) {
-  ::signal(SIGPIPE, SIG_IGN);
-  try {
-    return scheduler_main_impl(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "fatal: " << e.what() << "\n";
-  } catch (...) {
-    std::cerr << "fatal: unknown exception\n";
-  }
-  return kExitFailure;
+  return run_daemon([&] { return scheduler_main_impl(argc, argv); });
 }
 
 }  // namespace ebats
