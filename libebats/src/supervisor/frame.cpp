@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 namespace ebats {
 
@@ -35,26 +36,25 @@ std::string_view FieldReader::str() {
 }
 
 ssize_t FrameBuffer::read_from(int fd) {
-  if (pos_ > 0 && pos_ == buf_.size()) {
-    buf_.clear();
-    pos_ = 0;
+  constexpr size_t kChunk = 256 * 1024;
+  if (pos_ == end_) {
+    pos_ = end_ = 0;
   } else if (pos_ > (1u << 20)) {
-    buf_.erase(0, pos_);
+    std::memmove(&buf_[0], &buf_[pos_], end_ - pos_);  // the unread bytes to the front
+    end_ -= pos_;
     pos_ = 0;
   }
-  size_t old = buf_.size();
-  size_t chunk = 256 * 1024;
-  buf_.resize(old + chunk);
+  if (buf_.size() < end_ + kChunk) buf_.resize(end_ + kChunk);  // grows only while frames are large
   ssize_t n;
   do {
-    n = ::read(fd, &buf_[old], chunk);
+    n = ::read(fd, &buf_[end_], kChunk);
   } while (n < 0 && errno == EINTR);
-  buf_.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
+  if (n > 0) end_ += static_cast<size_t>(n);
   return n;
 }
 
 std::optional<FrameBuffer::Frame> FrameBuffer::next() {
-  size_t avail = buf_.size() - pos_;
+  size_t avail = end_ - pos_;
   if (avail < 5) return std::nullopt;
   uint32_t len;
   std::memcpy(&len, buf_.data() + pos_, 4);

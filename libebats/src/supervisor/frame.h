@@ -89,8 +89,11 @@ class FrameBuffer {
   bool oversized() const { return oversized_; }
 
  private:
+  // Bytes [pos_, end_) of buf_ are unread; buf_.size() is the capacity, so a
+  // read never zero-fills (resizing a string would, at every call).
   std::string buf_;
   size_t pos_ = 0;
+  size_t end_ = 0;
   size_t max_frame_;
   bool oversized_ = false;
 };
