@@ -2,7 +2,9 @@
 # The README's test command: installs what the tests need, builds with
 # warnings as errors and runs every test (unit and integration) with ctest,
 # then builds again with AddressSanitizer + UndefinedBehaviorSanitizer and
-# runs the whole suite once more (skip that with EBATS_SKIP_SANITIZERS=1).
+# runs the whole suite once more, and once more with ThreadSanitizer (the
+# worker parent and the SQLite broker have threads); skip both sanitizer
+# passes with EBATS_SKIP_SANITIZERS=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -21,4 +23,8 @@ if [ "${EBATS_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== tests under AddressSanitizer + UndefinedBehaviorSanitizer"
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   EBATS_BUILD_TYPE=Debug run_suite build-test-asan -DEBATS_SANITIZE=address,undefined
+  echo "== tests under ThreadSanitizer"
+  # handle_segv=0: the crash tests need a child to die of its SIGSEGV, not of TSan's report of it.
+  export TSAN_OPTIONS=handle_segv=0:halt_on_error=1:second_deadlock_stack=1
+  EBATS_BUILD_TYPE=Debug run_suite build-test-tsan -DEBATS_SANITIZE=thread
 fi

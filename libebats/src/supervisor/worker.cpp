@@ -18,6 +18,7 @@
 #include "ebats/retry.h"
 #include "envelope/task_message.h"
 #include "results/results_file.h"
+#include "supervisor/broker_thread.h"
 #include "supervisor/child_process.h"
 #include "supervisor/frame.h"
 #include "supervisor/prefetch.h"
@@ -30,8 +31,7 @@ using std::chrono::microseconds;
 using std::chrono::duration_cast;
 
 constexpr size_t kFlushCompletions = 1024;      // commit at least this often...
-constexpr milliseconds kFlushAge{20};           // ...or once the oldest completion is this old,
-constexpr milliseconds kFlushMaxAge{200};       // ...or this old while due tasks wait (see flush_due_at)
+constexpr milliseconds kFlushAge{20};           // ...or once the oldest completion is this old
 constexpr int64_t kTargetPipelineUs = 5000;     // work queued inside one child, in time
 constexpr uint32_t kMaxAutoHeldPerChild = 512;  // automatic prefetch: at most this many per child
 constexpr size_t kMaxPipeline = 32;
@@ -99,10 +99,15 @@ class Worker::Impl {
   };
   struct Pending {
     Batch batch;
-    std::string lines;
-    bool lines_written = false;
+    std::string lines;  // result records not yet in the results file
     SteadyTime oldest{};
     size_t completions = 0;
+  };
+  // What a claim call brings back to the loop.
+  struct Claimed {
+    uint32_t want = 0;
+    Result<std::vector<Delivery>> got = std::vector<Delivery>();
+    Result<std::optional<WallMs>> next_due = std::optional<WallMs>();
   };
 
   // --- children ---
@@ -117,6 +122,7 @@ class Worker::Impl {
   // --- tasks ---
   bool may_claim() const;
   void claim(SteadyTime now);
+  void on_claimed(Claimed& claimed);
   void enqueue_by_due(Job job);
   void dispatch(SteadyTime now);
   void complete(const Job& job, const AttemptFacts& facts, WallMs started, WallMs finished, int64_t time_ms, int64_t pid);
@@ -125,7 +131,10 @@ class Worker::Impl {
   // --- broker ---
   SteadyTime flush_due_at() const;
   void flush(SteadyTime now, bool force);
+  void on_committed(Pending& sent, const Result<CommitReport>& report);
+  void finish_commits();
   void extend_leases();
+  void recover_expired();
   std::vector<uint64_t> held_tokens() const;
   // --- lifecycle ---
   void begin_drain(SteadyTime now);
@@ -142,6 +151,13 @@ class Worker::Impl {
   const ServiceNotifier& notifier_;
   std::string host_;
   std::optional<ResultsFile> results_;
+  // Every broker call after startup runs here; the loop only posts and reaps.
+  std::unique_ptr<BrokerThread> broker_thread_;
+  bool claim_in_flight_ = false;
+  bool commit_in_flight_ = false;
+  bool extend_in_flight_ = false;
+  bool recover_in_flight_ = false;
+  std::vector<uint64_t> committing_tokens_;  // settles of the commit in flight
 
   std::vector<Slot> children_;
   std::deque<Job> queue_;
@@ -408,17 +424,33 @@ bool Worker::Impl::may_claim() const {
 }
 
 void Worker::Impl::claim(SteadyTime now) {
-  if (now < next_claim_at_ || !may_claim()) return;
-  const size_t h = held();
-  const uint32_t want = static_cast<uint32_t>(std::min<size_t>(capacity() - h, config_.sqlite.claim_batch));
-  auto got = broker_.claim_ahead(setup_.lane, setup_.topic, want, lookahead_.count());
-  if (!got.ok()) {
-    log_.error("claim failed; retrying", {{"error", got.status().message()}});
+  if (claim_in_flight_ || now < next_claim_at_ || !may_claim()) return;
+  const uint32_t want = static_cast<uint32_t>(std::min<size_t>(capacity() - held(), config_.sqlite.claim_batch));
+  claim_in_flight_ = true;
+  broker_thread_->post([this, want, lane = setup_.lane, topic = setup_.topic,
+                        lookahead = lookahead_.count()](Broker& broker) -> BrokerThread::Completion {
+    auto claimed = std::make_shared<Claimed>();
+    claimed->want = want;
+    claimed->got = broker.claim_ahead(lane, topic, want, lookahead);
+    // The dtask lane sleeps until the next task comes due: learn when, in the same trip.
+    if (lane == Lane::dtask && claimed->got.ok() && claimed->got->size() < want) {
+      claimed->next_due = broker.next_due(lane, topic);
+    }
+    return [this, claimed] { on_claimed(*claimed); };
+  });
+}
+
+void Worker::Impl::on_claimed(Claimed& claimed) {
+  claim_in_flight_ = false;
+  const SteadyTime now = clock_.steady_now();
+  if (!claimed.got.ok()) {
+    log_.error("claim failed; retrying", {{"error", claimed.got.status().message()}});
     next_claim_at_ = now + poll_interval_;
     return;
   }
-  if (!got->empty()) claimed_body_bytes_ = 0;
-  for (auto& d : got.value()) {
+  std::vector<Delivery>& got = claimed.got.value();
+  if (!got.empty()) claimed_body_bytes_ = 0;
+  for (auto& d : got) {
     claimed_body_bytes_ = std::max<uint64_t>(claimed_body_bytes_, d.body.size());
     DecodeResult r = decode_envelope(d.body, config_.max_message_bytes);
     if (!r.ok() || r.envelope.kind != EnvelopeKind::task) {
@@ -427,22 +459,24 @@ void Worker::Impl::claim(SteadyTime now) {
     }
     r.envelope.attempt = d.attempt;  // the row is authoritative (lease recovery, replay)
     r.envelope.max_attempts = d.max_attempts;
-    enqueue_by_due(Job{std::move(d), std::move(r.envelope)});
+    Job job{std::move(d), std::move(r.envelope)};
+    if (draining_) {
+      release(job, "released by shutdown", 0);  // claimed while the stop signal came in
+    } else {
+      enqueue_by_due(std::move(job));
+    }
   }
-  if (got->size() == want) {
+  if (got.size() == claimed.want) {
     claim_backoff_.after_look(true);
     next_claim_at_ = now;  // a full batch: there is probably more
     return;
   }
   // A partial batch: the producer may be committing more right now.
-  next_claim_at_ = now + claim_backoff_.after_look(!got->empty());
-  if (setup_.lane == Lane::dtask) {
+  next_claim_at_ = now + claim_backoff_.after_look(!got.empty());
+  if (claimed.next_due.ok() && claimed.next_due->has_value()) {
     // Sleep exactly until the next delayed task comes due, if that is sooner.
-    auto due = broker_.next_due(setup_.lane, setup_.topic);
-    if (due.ok() && due->has_value()) {
-      const int64_t wait = **due - clock_.wall_now() - lookahead_.count();
-      next_claim_at_ = std::min(next_claim_at_, now + milliseconds(std::max<int64_t>(wait, 0)));
-    }
+    const int64_t wait = **claimed.next_due - clock_.wall_now() - lookahead_.count();
+    next_claim_at_ = std::min(next_claim_at_, now + milliseconds(std::max<int64_t>(wait, 0)));
   }
 }
 
@@ -619,34 +653,74 @@ SteadyTime Worker::Impl::flush_due_at() const {
                                    [](const Slot& s) { return !s.pipeline.empty(); });
   const bool due_waiting = !queue_.empty() && queue_.front().delivery.due_at <= clock_.wall_now();
   if (!running && !due_waiting) return pending_.oldest;  // idle: commit now
-  // A commit (one fsync) stalls dispatch; while due tasks wait, let the group
-  // grow (up to kFlushCompletions or kFlushMaxAge) rather than stall a burst.
-  return pending_.oldest + (due_waiting ? kFlushMaxAge : kFlushAge);
+  return pending_.oldest + kFlushAge;
 }
 
 void Worker::Impl::flush(SteadyTime now, bool force) {
-  if (pending_.completions == 0) return;
+  // One commit at a time: what completes meanwhile joins the next, bigger one.
+  if (pending_.completions == 0 || commit_in_flight_) return;
   if (!force && (now < flush_due_at() || now < next_flush_try_)) return;
-  // The results file first, once per batch, then the commit: the record of
-  // an execution exists before the task leaves the queue.
-  if (!pending_.lines_written && results_) {
+  // The results file first, then the commit: the record of an execution
+  // exists before the task leaves the queue.
+  if (!pending_.lines.empty() && results_) {
     Status s = results_->append(pending_.lines);
     if (!s.ok()) log_.error("results file write failed", {{"error", s.message()}});
-    pending_.lines_written = true;
   }
-  auto report = broker_.commit(pending_.batch);
+  pending_.lines.clear();
+  auto sent = std::make_shared<Pending>(std::move(pending_));
+  pending_ = Pending{};
+  committing_tokens_.clear();
+  for (const Settle& st : sent->batch.settle) committing_tokens_.push_back(st.token);
+  commit_in_flight_ = true;
+  broker_thread_->post([this, sent](Broker& broker) -> BrokerThread::Completion {
+    auto report = std::make_shared<Result<CommitReport>>(broker.commit(sent->batch));
+    return [this, sent, report] { on_committed(*sent, *report); };
+  });
+}
+
+void Worker::Impl::on_committed(Pending& sent, const Result<CommitReport>& report) {
+  commit_in_flight_ = false;
+  committing_tokens_.clear();
   if (!report.ok()) {
+    const SteadyTime now = clock_.steady_now();
     flush_backoff_ = std::min(milliseconds(5000), std::max(milliseconds(50), flush_backoff_ * 2));
     next_flush_try_ = now + flush_backoff_;
     log_.error("commit failed; keeping the results and retrying",
                {{"error", report.status().message()}, {"retry_in", std::to_string(flush_backoff_.count()) + "ms"}});
+    // The batch goes first again; what completed meanwhile rides behind it.
+    Batch& older = sent.batch;
+    Batch& newer = pending_.batch;
+    auto append = [](auto& to, auto& from) { std::move(from.begin(), from.end(), std::back_inserter(to)); };
+    append(older.settle, newer.settle);
+    append(older.publish, newer.publish);
+    append(older.dead, newer.dead);
+    append(older.results, newer.results);
+    sent.completions += pending_.completions;
+    sent.lines = std::move(pending_.lines);
+    pending_ = std::move(sent);
     return;
   }
   if (report->stale > 0) {
     log_.warn("lost leases: another worker took over these tasks", {{"count", std::to_string(report->stale)}});
   }
   flush_backoff_ = milliseconds(0);
-  pending_ = Pending{};
+}
+
+void Worker::Impl::finish_commits() {
+  // Commit what is left (a claim still in flight releases its tasks into
+  // pending_ first); keep trying for a while rather than lose results.
+  for (int failures = 0; failures < 50;) {
+    while (broker_thread_->in_flight() > 0) {
+      broker_thread_->wait(milliseconds(1000));
+      broker_thread_->run_completions();
+    }
+    if (pending_.completions == 0) return;
+    if (flush_backoff_.count() > 0) {
+      ++failures;
+      ::usleep(100'000);
+    }
+    flush(clock_.steady_now(), true);
+  }
 }
 
 std::vector<uint64_t> Worker::Impl::held_tokens() const {
@@ -656,14 +730,38 @@ std::vector<uint64_t> Worker::Impl::held_tokens() const {
     for (const auto& r : s.pipeline) tokens.push_back(r.job.delivery.token);
   }
   for (const auto& st : pending_.batch.settle) tokens.push_back(st.token);
+  tokens.insert(tokens.end(), committing_tokens_.begin(), committing_tokens_.end());
   return tokens;
 }
 
 void Worker::Impl::extend_leases() {
+  if (extend_in_flight_) return;
   auto tokens = held_tokens();
   if (tokens.empty()) return;
-  Status s = broker_.extend(tokens);
-  if (!s.ok()) log_.error("lease extension failed", {{"error", s.message()}});
+  extend_in_flight_ = true;
+  broker_thread_->post([this, tokens = std::move(tokens)](Broker& broker) -> BrokerThread::Completion {
+    Status s = broker.extend(tokens);
+    return [this, s] {
+      extend_in_flight_ = false;
+      if (!s.ok()) log_.error("lease extension failed", {{"error", s.message()}});
+    };
+  });
+}
+
+void Worker::Impl::recover_expired() {
+  if (recover_in_flight_) return;
+  recover_in_flight_ = true;
+  broker_thread_->post([this, lane = setup_.lane, topic = setup_.topic](Broker& broker) -> BrokerThread::Completion {
+    auto n = std::make_shared<Result<uint32_t>>(broker.recover_expired(lane, topic));
+    return [this, n] {
+      recover_in_flight_ = false;
+      if (!n->ok()) {
+        log_.error("lease recovery failed", {{"error", n->status().message()}});
+      } else if (**n > 0) {
+        log_.warn("recovered tasks with expired leases", {{"count", std::to_string(**n)}});
+      }
+    };
+  });
 }
 
 // ---------------------------------------------------------------- lifecycle
@@ -694,13 +792,16 @@ Status Worker::Impl::run(SignalFd& signals) {
   auto recovered = broker_.recover_previous_incarnation(setup_.lane, setup_.topic);
   if (!recovered.ok()) return recovered.status().with_context("recovering leases of a previous run");
   if (*recovered > 0) log_.info("recovered tasks of a previous run", {{"count", std::to_string(*recovered)}});
+  auto thread = BrokerThread::start(broker_);
+  if (!thread.ok()) return thread.status();
+  broker_thread_ = std::move(thread).value();
 
   SteadyTime now = clock_.steady_now();
   next_extend_ = now + lease_ / 3;
   next_recover_ = now + lease_ / 2;
   next_watchdog_ = now;
   std::vector<pollfd> fds;
-  std::vector<Slot*> owners;  // owners[i] for fds[i]; nullptr = the signal fd
+  std::vector<Slot*> owners;  // owners[i] for fds[i]; nullptr for the signal fd and the broker thread's
 
   for (;;) {
     now = clock_.steady_now();
@@ -726,8 +827,10 @@ Status Worker::Impl::run(SignalFd& signals) {
     // Sleep until the earliest thing we have to do.
     SteadyTime wake = now + std::chrono::seconds(1);
     // Only when a claim could happen: with the queue full, waking for it would spin.
-    if (may_claim()) wake = std::min(wake, next_claim_at_);
-    if (pending_.completions > 0) wake = std::min(wake, std::max(flush_due_at(), next_flush_try_));
+    if (may_claim() && !claim_in_flight_) wake = std::min(wake, next_claim_at_);
+    if (pending_.completions > 0 && !commit_in_flight_) {
+      wake = std::min(wake, std::max(flush_due_at(), next_flush_try_));
+    }
     wake = std::min({wake, next_extend_, next_recover_});
     for (const auto& s : children_) {
       if (!s.proc && !draining_) wake = std::min(wake, s.respawn_at);
@@ -747,6 +850,8 @@ Status Worker::Impl::run(SignalFd& signals) {
     fds.clear();
     owners.clear();
     fds.push_back({signals.fd(), POLLIN, 0});
+    owners.push_back(nullptr);
+    fds.push_back({broker_thread_->wake_fd(), POLLIN, 0});
     owners.push_back(nullptr);
     for (auto& s : children_) {
       if (!s.proc) continue;
@@ -774,7 +879,8 @@ Status Worker::Impl::run(SignalFd& signals) {
         begin_drain(now);
       }
     }
-    for (size_t i = 1; i < fds.size(); i += 2) {
+    if (fds[1].revents & POLLIN) broker_thread_->run_completions();
+    for (size_t i = 2; i < fds.size(); i += 2) {
       Slot& s = *owners[i];
       if (!s.proc) continue;
       if (fds[i].revents & POLLOUT) write_child(s);
@@ -787,8 +893,7 @@ Status Worker::Impl::run(SignalFd& signals) {
       next_extend_ = now + lease_ / 3;
     }
     if (now >= next_recover_) {
-      auto n = broker_.recover_expired(setup_.lane, setup_.topic);
-      if (n.ok() && *n > 0) log_.warn("recovered tasks with expired leases", {{"count", std::to_string(*n)}});
+      recover_expired();
       next_recover_ = now + lease_ / 2;
     }
     if (notifier_.watchdog_interval().count() > 0 && now >= next_watchdog_) {
@@ -806,11 +911,8 @@ Status Worker::Impl::run(SignalFd& signals) {
     while (s.proc && !s.proc->try_reap(nullptr) && clock_.steady_now() < give_up) ::usleep(10'000);
     s.proc.reset();  // kills a child that did not exit in time
   }
-  // Commit what is left; keep trying for a while rather than lose results.
-  for (int i = 0; i < 50 && pending_.completions > 0; ++i) {
-    flush(clock_.steady_now(), true);
-    if (pending_.completions > 0) ::usleep(100'000);
-  }
+  finish_commits();
+  broker_thread_.reset();
   log_.info("stopped", {{"executed", std::to_string(executed_)}});
   if (pending_.completions > 0) {
     return Status::io("could not commit the last results; their tasks stay leased and come back after the lease");

@@ -14,7 +14,10 @@
 //   tasks finish (drain_timeout), then interrupt them (released, not counted);
 // - leases of held tasks are extended every lease/3; expired leases of the
 //   lane (a killed worker) are recovered every lease/2 and at startup.
-// Single-threaded: run() owns the loop. Not thread-safe.
+// run() owns the event loop; every broker call after startup runs on a
+// BrokerThread of its own (claims, commits, lease extension and recovery, in
+// the order posted), so children are fed while SQLite works. Not
+// thread-safe; `broker` is used by that thread alone while run() runs.
 #pragma once
 
 #include <memory>
