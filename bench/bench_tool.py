@@ -7,9 +7,12 @@ prints a table and writes docs/benchmarks.md); run.sh collects them per run.
   machine   --dir DIR                      machine description + fsync latency of DIR
   publish   --ctl BIN --config F --event E --input FILE
                                            runs `ebatsctl publish E --jsonl < FILE`, times it
-  wait      --file F --count N --t0-ns T --timeout S [--pid NAME=PID ...]
+  wait      --file F --count N --timeout S (--t0-ns T [--pid NAME=PID ...] | --start-fifo P)
                                            polls results file F until it has N lines; seconds
-                                           since T; CPU seconds of each PID and its children
+                                           since T; CPU seconds of each PID and its children.
+                                           With --start-fifo it creates P.ready once Python is
+                                           up, then reads "T NAME=PID ..." from the FIFO P: its
+                                           own start-up stays out of the timed window
   verify    --file F --db DB --task T --expect N
                                            exactly N ok results of task T, distinct ids, queue
                                            empty, no dead letters (file and database)
@@ -160,7 +163,22 @@ def children_of(pid):
         return []
 
 
+def read_start_line(fifo):
+    """Signals readiness with FIFO.ready, then blocks until run.sh writes "T0_NS NAME=PID ..."."""
+    with open(fifo + ".ready", "w"):
+        pass
+    with open(fifo) as f:
+        words = f.readline().split()
+    if not words:
+        fail("%s: no start line (expected \"T0_NS NAME=PID ...\")" % fifo)
+    return int(words[0]), words[1:]
+
+
 def cmd_wait(args):
+    if args.start_fifo:
+        args.t0_ns, args.pid = read_start_line(args.start_fifo)
+    elif args.t0_ns is None:
+        fail("wait needs --t0-ns or --start-fifo")
     deadline = time.time() + args.timeout
     lines = 0
     offset = 0
@@ -414,8 +432,9 @@ One run of `bench/run.sh` does, in a fresh state dir (a new SQLite database and 
    that command, process start included). The event `bench_noop` is registered to one task, `noop`
    (bench/noop_plugin.c: returns OK, does nothing). Then `ebats-scheduler` and
    `ebats-ntask-worker --topic bench` (`processes: 2`) are started, and the clock runs from just before
-   their start until the results file holds 20,000 lines: **events → results per second** = 20,000 / that
-   time, so it includes daemon start-up, fan-out of every event into its task, claim, execution in a
+   their start until the results file holds 20,000 lines (the Python process that watches the file is
+   started, and has finished its own start-up, before the clock starts; it polls every 5 ms):
+   **events → results per second** = 20,000 / that time, so it includes daemon start-up, fan-out of every event into its task, claim, execution in a
    child process, result record and acknowledgement. Afterwards the results file and the database's
    `results` table must hold exactly 20,000 `ok` results for 20,000 distinct task ids, and the `tasks`,
    `events` and `dead_letters` tables must be empty (0 lost, 0 duplicated).
@@ -456,9 +475,10 @@ def main():
     s = sub.add_parser("wait")
     s.add_argument("--file", required=True)
     s.add_argument("--count", type=int, required=True)
-    s.add_argument("--t0-ns", type=int, required=True)
+    s.add_argument("--t0-ns", type=int)
     s.add_argument("--timeout", type=float, required=True)
     s.add_argument("--pid", action="append")
+    s.add_argument("--start-fifo")
     s = sub.add_parser("verify")
     s.add_argument("--file", required=True)
     s.add_argument("--db", required=True)
