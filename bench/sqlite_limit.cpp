@@ -150,17 +150,18 @@ int64_t wall_ms() {
       .count();
 }
 
-// A lowercase time-ordered UUID like ebats' task ids: 48 bits of `ms`, then
-// random bits (version 8, RFC 9562 variant).
-std::string uuid(int64_t ms, std::mt19937_64& rng) {
+// A lowercase time-ordered UUID laid out like ebats' task ids (docs/WIRE.md
+// §3): 48 bits of `ms`, version 8, the 12-bit counter of its event's v7 id,
+// then random bits (RFC 9562 variant).
+std::string uuid(int64_t ms, uint32_t counter, std::mt19937_64& rng) {
   static const char* hex = "0123456789abcdef";
-  const uint64_t a = (static_cast<uint64_t>(ms) << 16) | (rng() & 0xffff), b = rng();
+  const uint64_t a = (static_cast<uint64_t>(ms) << 16) | (counter & 0x0fff), b = rng();
   char out[37];
   int k = 0;
   for (int i = 0; i < 32; ++i) {
     const uint64_t word = i < 16 ? a : b;
     int nibble = static_cast<int>((word >> ((15 - i % 16) * 4)) & 0xf);
-    if (i == 12) nibble = 8;
+    if (i == 12) nibble = 8;  // version 8 over the counter's top nibble, which is 0 here
     if (i == 16) nibble = 8 | (nibble & 3);
     if (i == 8 || i == 12 || i == 16 || i == 20) out[k++] = '-';
     out[k++] = hex[nibble];
@@ -262,7 +263,8 @@ int main(int argc, char** argv) {
     bodies.reserve(static_cast<size_t>(opt.tasks));
     const int64_t created = wall_ms();
     for (long i = 0; i < opt.tasks; ++i) {
-      ids.push_back(uuid(created, rng));
+      // As if the events were published at 100,000 a second, as `ebatsctl publish --jsonl` about does.
+      ids.push_back(uuid(created + i / 100, static_cast<uint32_t>(i % 100), rng));
       bodies.push_back(body_for(ids.back(), created));
     }
 
