@@ -36,16 +36,17 @@ TEST_CASE("uuid_v5 refuses a namespace that is not a lowercase UUID", "[uuid]") 
   CHECK(ebats::uuid_v5("not-a-uuid", "x").empty());
 }
 
-TEST_CASE("task ids are v8: the event id's first 48 bits, then v5 bits over event id, event, task and topic",
+TEST_CASE("task ids are v8: the event id's first 64 bits, then v5 bits over event id, event, task and topic",
           "[uuid]") {
   const std::string id = ebats::task_uuid(kEventId, "order_create", "closeOrder", "demo");
   const std::string v5 =
       ebats::uuid_v5(ebats::kEbatsUuidNamespace, std::string(kEventId) + "\norder_create\ncloseOrder\ndemo");
-  CHECK(id.substr(0, 13) == std::string(kEventId).substr(0, 13));  // 48 bits of the event id
-  CHECK(id.substr(15) == v5.substr(15));                           // the rest of the v5, past its version
+  CHECK(id.substr(0, 14) == std::string(kEventId).substr(0, 14));  // 64 bits of the event id...
+  CHECK(id.substr(15, 3) == std::string(kEventId).substr(15, 3));  // ...past its version nibble
+  CHECK(id.substr(18) == v5.substr(18));                           // the last 64 bits of the v5
   // Pinned (computed independently with Python's uuid module, docs/WIRE.md
   // §3): a change here changes every task id on the wire.
-  CHECK(id == "0b7e4a52-9c1f-8961-b27f-45b936a9303f");
+  CHECK(id == "0b7e4a52-9c1f-8d7e-b27f-45b936a9303f");
   CHECK(ebats::is_valid_uuid(id));
   CHECK(version_of(id) == '8');
   CHECK(has_rfc_variant(id));
@@ -62,21 +63,24 @@ TEST_CASE("task ids are deterministic and differ per event, task and topic", "[u
   // The separator keeps ("ab","c") apart from ("a","bc").
   ids.insert(ebats::task_uuid(kEventId, "order_create", "closeOrde", "rdemo"));
   CHECK(ids.size() == 6);
-  CHECK(ebats::task_uuid(kEventId, "order_create", "sendReceipt", "demo") == "0b7e4a52-9c1f-841d-8d42-242bf94dd634");
+  CHECK(ebats::task_uuid(kEventId, "order_create", "sendReceipt", "demo") == "0b7e4a52-9c1f-8d7e-8d42-242bf94dd634");
 }
 
-TEST_CASE("task ids of later v7 events sort later", "[uuid]") {
+TEST_CASE("task ids of later v7 events sort later, within a millisecond too", "[uuid]") {
   const ebats::WallMs t = 1'732'550'400'123;
   const std::string early = ebats::new_uuid_v7(t);
+  const std::string same_ms = ebats::new_uuid_v7(t);  // the counter: later in the same millisecond
   const std::string late = ebats::new_uuid_v7(t + 1);
   for (const char* task : {"a", "b", "closeOrder", "sendReceipt"}) {
     const std::string from_early = ebats::task_uuid(early, "order_paied", task, "demo");
     CHECK(from_early.substr(0, 13) == "0193640d-187b");
-    CHECK(from_early < ebats::task_uuid(late, "order_paied", "a", "demo"));
-    CHECK(from_early < ebats::task_uuid(late, "order_paied", "z", "demo"));
+    for (const std::string& later : {same_ms, late}) {
+      CHECK(from_early < ebats::task_uuid(later, "order_paied", "a", "demo"));
+      CHECK(from_early < ebats::task_uuid(later, "order_paied", "z", "demo"));
+    }
   }
   CHECK(ebats::task_uuid("0193640d-187b-7a3c-9e8f-7a6b5c4d3e2f", "order_create", "closeOrder", "demo") ==
-        "0193640d-187b-8902-8631-ea34d0c3f1c4");
+        "0193640d-187b-8a3c-8631-ea34d0c3f1c4");
 }
 
 TEST_CASE("v4 ids are valid, random-version and unique across threads", "[uuid]") {
@@ -155,4 +159,20 @@ TEST_CASE("v7 ids are valid, carry their millisecond and sort by time", "[uuid]"
   CHECK(std::string("89ab").find(a[19]) != std::string::npos);  // RFC 9562 variant
   CHECK(a < b);                               // later ids sort later
   CHECK(a != c);                              // the same millisecond still differs
+}
+
+TEST_CASE("v7 ids of one thread sort in the order made within a millisecond, past the counter's end too",
+          "[uuid]") {
+  const ebats::WallMs t = 1'732'550'400'777;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5000; ++i) ids.push_back(ebats::new_uuid_v7(t));
+  // The first 4096 carry counters 0..4095 and sort in order; the rest hold
+  // the counter at 4095 and stay unique through their random bits.
+  for (size_t i = 1; i < 4096; ++i) REQUIRE(ids[i - 1] < ids[i]);
+  CHECK(ids[0].substr(14, 4) == "7000");
+  CHECK(ids[4095].substr(14, 4) == "7fff");
+  CHECK(ids[4999].substr(14, 4) == "7fff");
+  CHECK(std::set<std::string>(ids.begin(), ids.end()).size() == ids.size());
+  // A new millisecond starts the counter again.
+  CHECK(ebats::new_uuid_v7(t + 1).substr(14, 4) == "7000");
 }

@@ -80,16 +80,19 @@ EBATS_EXPORT bool is_valid_uuid(std::string_view s);        // lowercase 8-4-4-4
 
 // Random UUID (v4), lowercase.
 EBATS_EXPORT std::string new_uuid_v4();
-// Time-ordered UUID (v7, RFC 9562): 48 bits of `now` (ms), then random bits.
-// Ids made later sort later, so B-tree inserts land on the index's last pages.
+// Time-ordered UUID (v7, RFC 9562): 48 bits of `now` (ms), a 12-bit counter
+// (rand_a, RFC 9562 §6.2 method 1: 0 at each new `now` of the calling thread,
+// +1 per id, held at 4095), then 62 random bits. Ids one thread makes later
+// sort later, within a millisecond too, so B-tree inserts land on the index's
+// last page. Thread-safe; unique across threads and forked processes.
 EBATS_EXPORT std::string new_uuid_v7(WallMs now);
-// Deterministic, time-ordered task id (UUIDv8, RFC 9562 §5.8): the first 48
-// bits of event_id (its millisecond when the event id is a v7, as ebats makes
-// them), then the bits of the UUIDv5 in the ebats namespace over
-// event_id + '\n' + event + '\n' + task + '\n' + topic, version 8. A
-// redelivered event yields the same task ids, and tasks of later events sort
-// later, so the queue's and the results' id indexes grow at their ends
-// (docs/WIRE.md §3).
+// Deterministic, time-ordered task id (UUIDv8, RFC 9562 §5.8): the first 64
+// bits of event_id (its millisecond and counter when the event id is a v7, as
+// ebats makes them) with the version set to 8, then the last 64 bits of the
+// UUIDv5 in the ebats namespace over
+// event_id + '\n' + event + '\n' + task + '\n' + topic. A redelivered event
+// yields the same task ids, and tasks of later events sort later, so the
+// queue's and the results' id indexes grow at their ends (docs/WIRE.md §3).
 EBATS_EXPORT std::string task_uuid(std::string_view event_id, std::string_view event, std::string_view task,
                                    std::string_view topic);
 

@@ -128,11 +128,26 @@ std::string new_uuid_v4() {
 }
 
 std::string new_uuid_v7(WallMs now) {
+  // The counter orders the ids one thread makes within a millisecond; the 62
+  // random bits keep them unique (across threads and forks too), so a counter
+  // held at its maximum costs order, never uniqueness.
+  struct Counter {
+    WallMs ms = -1;
+    uint16_t value = 0;
+  };
   thread_local ThreadUuidSource source;
+  thread_local Counter counter;
+  if (counter.ms != now) {
+    counter.ms = now;
+    counter.value = 0;
+  } else if (counter.value < 0x0FFF) {
+    ++counter.value;
+  }
   boost::uuids::uuid u = source.next();  // random bits, RFC 9562 variant already set
   const uint64_t ms = static_cast<uint64_t>(now);
   for (int i = 0; i < 6; ++i) u.data[i] = static_cast<uint8_t>(ms >> (40 - 8 * i));
-  u.data[6] = static_cast<uint8_t>(0x70 | (u.data[6] & 0x0F));  // version 7
+  u.data[6] = static_cast<uint8_t>(0x70 | (counter.value >> 8));  // version 7, counter bits 11..8
+  u.data[7] = static_cast<uint8_t>(counter.value & 0xFF);         // counter bits 7..0
   return to_text(u);
 }
 
@@ -146,10 +161,10 @@ std::string task_uuid(std::string_view event_id, std::string_view event, std::st
   std::string name;
   name.reserve(event_id.size() + event.size() + task.size() + topic.size() + 3);
   name.append(event_id).append(1, '\n').append(event).append(1, '\n').append(task).append(1, '\n').append(topic);
-  boost::uuids::uuid u = v5_of(kNamespace, name);  // 74 bits of SHA-1, RFC 9562 variant set
+  boost::uuids::uuid u = v5_of(kNamespace, name);  // its bytes 8-15: 62 bits of SHA-1, RFC 9562 variant set
   boost::uuids::uuid event_uuid{};
   if (from_text(event_id, &event_uuid)) {
-    for (int i = 0; i < 6; ++i) u.data[i] = event_uuid.data[i];  // the event's v7 timestamp
+    for (int i = 0; i < 8; ++i) u.data[i] = event_uuid.data[i];  // a v7's millisecond and counter
   }
   u.data[6] = static_cast<uint8_t>(0x80 | (u.data[6] & 0x0F));  // version 8
   return to_text(u);
