@@ -1,4 +1,5 @@
-// automatic_prefetch(): the time cap, the byte cap, the floor and the start.
+// automatic_prefetch(): the time cap, the byte cap, the floor and the start;
+// configured_prefetch(): the count set by hand, under the same byte cap.
 #include <catch2/catch.hpp>
 
 #include "supervisor/prefetch.h"
@@ -57,4 +58,14 @@ TEST_CASE("prefetch: before anything is measured ntask starts small, dtask claim
   CHECK(automatic_prefetch(dtask) == 64);
   dtask.body_bytes = 400;  // after one claim: bounded by the upper bound only
   CHECK(automatic_prefetch(dtask) == 1024);
+}
+
+TEST_CASE("prefetch: a count set by hand holds, under the same 64 MiB byte cap, and at least one", "[prefetch]") {
+  using ebats::configured_prefetch;
+  CHECK(configured_prefetch(5000, 400, 1 << 20) == 5000);      // small bodies: the count
+  CHECK(configured_prefetch(5000, 1 << 20, 1 << 20) == 64);    // 1 MiB bodies: 64 MiB of them
+  CHECK(configured_prefetch(5000, 0, 1 << 20) == 64);          // before a claim: max_message_bytes
+  CHECK(configured_prefetch(5000, 0, 4 << 10) == 5000);        // small message limit: the count
+  CHECK(configured_prefetch(1, 400, 1 << 20) == 1);            // one at a time stays one at a time
+  CHECK(configured_prefetch(10, 200 << 20, 256 << 20) == 1);   // bodies over the budget: still one
 }

@@ -1,5 +1,6 @@
-// automatic_prefetch(): how many tasks a worker holds (claimed, queued or
-// running in a child) when workers.<topic>.prefetch is 0 (automatic).
+// How many tasks a worker holds (claimed, queued or running in a child):
+// automatic_prefetch() when workers.<topic>.prefetch is 0 (automatic),
+// configured_prefetch() when it is a number.
 //
 // Two caps, the smaller wins, never below 2 per child:
 //   time:  about kTargetHeldUs of work per child, from the measured run time
@@ -18,6 +19,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 
 namespace ebats {
 
@@ -33,6 +35,13 @@ struct PrefetchInputs {
   uint64_t max_message_bytes = 1;  // limits.max_message_bytes
 };
 
+// Bodies a worker may hold within kHeldBytesBudget: from the largest body of
+// the latest claim, or max_message_bytes before any claim.
+inline size_t held_within_byte_budget(uint64_t body_bytes, uint64_t max_message_bytes) {
+  const uint64_t body = std::max<uint64_t>(1, body_bytes > 0 ? body_bytes : max_message_bytes);
+  return static_cast<size_t>(std::min<uint64_t>(kHeldBytesBudget / body, std::numeric_limits<size_t>::max()));
+}
+
 inline size_t automatic_prefetch(const PrefetchInputs& in) {
   const size_t floor = 2 * in.processes;
   size_t by_time = in.upper_bound;
@@ -41,9 +50,15 @@ inline size_t automatic_prefetch(const PrefetchInputs& in) {
   } else if (!in.delayed_lane) {
     by_time = floor;
   }
-  const uint64_t body = std::max<uint64_t>(1, in.body_bytes > 0 ? in.body_bytes : in.max_message_bytes);
-  const auto by_bytes = static_cast<size_t>(std::min<uint64_t>(kHeldBytesBudget / body, in.upper_bound));
+  const size_t by_bytes = held_within_byte_budget(in.body_bytes, in.max_message_bytes);
   return std::max(floor, std::min({by_time, by_bytes, in.upper_bound}));
+}
+
+// A prefetch set by hand: `configured` tasks, but never more bodies than the
+// byte budget holds (a queue of 1 MiB messages is not held by the thousand
+// because the count was chosen for small ones), and at least one.
+inline size_t configured_prefetch(size_t configured, uint64_t body_bytes, uint64_t max_message_bytes) {
+  return std::max<size_t>(1, std::min(configured, held_within_byte_budget(body_bytes, max_message_bytes)));
 }
 
 }  // namespace ebats

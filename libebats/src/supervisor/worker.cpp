@@ -211,7 +211,9 @@ void Worker::Impl::spawn_due_children(SteadyTime now) {
 }
 
 size_t Worker::Impl::capacity() const {
-  if (settings_.prefetch > 0) return settings_.prefetch;
+  if (settings_.prefetch > 0) {
+    return configured_prefetch(settings_.prefetch, claimed_body_bytes_, config_.max_message_bytes);
+  }
   PrefetchInputs in;
   in.processes = children_.size();
   in.upper_bound = max_capacity_;
