@@ -33,6 +33,21 @@ std::unique_ptr<Broker> open_test_broker(const TempDir& folder, const Clock& clo
   return std::move(*broker);
 }
 
+std::unique_ptr<BrokerThread> start_thread(Broker& broker) {
+  auto started = BrokerThread::start(broker);
+  INFO(started.status().to_string());
+  REQUIRE(started.ok());
+  return std::move(*started);
+}
+
+// A broker on a temporary file and a BrokerThread over it.
+struct Setup {
+  TempDir folder;
+  SystemClock clock;
+  std::unique_ptr<Broker> broker = open_test_broker(folder, clock);
+  std::unique_ptr<BrokerThread> thread = start_thread(*broker);
+};
+
 OutMsg task(const std::string& id, WallMs due_at) {
   OutMsg m;
   m.lane = Lane::ntask;
@@ -60,12 +75,8 @@ size_t run_completions_until(BrokerThread& thread, size_t count) {
 
 TEST_CASE("broker thread: calls run off the owner's thread in order, and completions on the owner's",
           "[broker_thread]") {
-  TempDir folder;
-  SystemClock clock;
-  auto broker = open_test_broker(folder, clock);
-  auto started = BrokerThread::start(*broker);
-  REQUIRE(started.ok());
-  BrokerThread& thread = **started;
+  Setup setup;
+  BrokerThread& thread = *setup.thread;
 
   const std::thread::id owner = std::this_thread::get_id();
   std::vector<int> call_order;            // written by the calls (one thread), read after they completed
@@ -77,7 +88,7 @@ TEST_CASE("broker thread: calls run off the owner's thread in order, and complet
       if (std::this_thread::get_id() == owner) a_call_ran_on_owner = true;
       call_order.push_back(i);
       Batch batch;
-      batch.publish.push_back(task("task-" + std::to_string(i), clock.wall_now()));
+      batch.publish.push_back(task("task-" + std::to_string(i), setup.clock.wall_now()));
       auto report = b.commit(batch);
       const bool ok = report.ok() && report->published == 1;
       return [&, i, ok] {
@@ -109,12 +120,8 @@ TEST_CASE("broker thread: calls run off the owner's thread in order, and complet
 }
 
 TEST_CASE("broker thread: completions wait until the owner runs them", "[broker_thread]") {
-  TempDir folder;
-  SystemClock clock;
-  auto broker = open_test_broker(folder, clock);
-  auto started = BrokerThread::start(*broker);
-  REQUIRE(started.ok());
-  BrokerThread& thread = **started;
+  Setup setup;
+  BrokerThread& thread = *setup.thread;
 
   std::atomic<bool> call_ran{false};
   bool completion_ran = false;
@@ -133,12 +140,8 @@ TEST_CASE("broker thread: completions wait until the owner runs them", "[broker_
 
 TEST_CASE("broker thread: an exception in a call is rethrown by its completion on the owner's thread",
           "[broker_thread]") {
-  TempDir folder;
-  SystemClock clock;
-  auto broker = open_test_broker(folder, clock);
-  auto started = BrokerThread::start(*broker);
-  REQUIRE(started.ok());
-  BrokerThread& thread = **started;
+  Setup setup;
+  BrokerThread& thread = *setup.thread;
 
   thread.post([](Broker&) -> BrokerThread::Completion { throw std::runtime_error("disk on fire"); });
   REQUIRE(thread.wait(milliseconds(10'000)));
@@ -153,24 +156,19 @@ TEST_CASE("broker thread: an exception in a call is rethrown by its completion o
 }
 
 TEST_CASE("broker thread: destroying it runs every call posted so far", "[broker_thread]") {
-  TempDir folder;
-  SystemClock clock;
-  auto broker = open_test_broker(folder, clock);
+  Setup setup;
   std::atomic<int> ran{0};
-  {
-    auto started = BrokerThread::start(*broker);
-    REQUIRE(started.ok());
-    for (int i = 0; i < 50; ++i) {
-      (*started)->post([&, i](Broker& b) -> BrokerThread::Completion {
-        Batch batch;
-        batch.publish.push_back(task("late-" + std::to_string(i), clock.wall_now()));
-        if (b.commit(batch).ok()) ++ran;
-        return nullptr;
-      });
-    }
-  }  // destroyed with (probably) most calls still queued
+  for (int i = 0; i < 50; ++i) {
+    setup.thread->post([&, i](Broker& b) -> BrokerThread::Completion {
+      Batch batch;
+      batch.publish.push_back(task("late-" + std::to_string(i), setup.clock.wall_now()));
+      if (b.commit(batch).ok()) ++ran;
+      return nullptr;
+    });
+  }
+  setup.thread.reset();  // destroyed with (probably) most calls still queued
   CHECK(ran == 50);
-  auto depths = broker->depths();
+  auto depths = setup.broker->depths();
   REQUIRE(depths.ok());
   REQUIRE(depths->size() == 1);
   CHECK(depths->front().ready == 50);
