@@ -9,6 +9,8 @@
 #include <string>
 #include <thread>
 
+#include "ebats/envelope.h"
+#include "envelope/task_message.h"
 #include "integration/harness.h"
 
 using ebats::test::Execution;
@@ -137,6 +139,33 @@ TEST_CASE("exhausted retries end in the dead letters with their history", "[inte
   const auto rows = sys.results();
   REQUIRE(rows.size() == 3);
   CHECK(rows[2].at("status") == "dead");
+}
+
+TEST_CASE("envelope members a newer producer added survive a task's retries into its dead letter", "[integration]") {
+  TestSystem sys("  e:\n    - {task: retry_always, topic: t}\n");
+  // A task as a newer producer would enqueue it: one member this build does not know.
+  ebats::Envelope task;
+  task.kind = ebats::EnvelopeKind::task;
+  task.id = ebats::new_uuid_v7(ebats::SystemClock().wall_now());
+  task.task = "retry_always";
+  task.topic = "t";
+  task.created_at = task.due_at = ebats::SystemClock().wall_now();
+  task.max_attempts = 2;
+  task.has_retry = true;
+  task.backoff_ms = {50};
+  task.unknown_members = R"({"x_newer":{"priority":7,"tags":["a","b"]}})";
+  ebats::Batch batch;
+  batch.publish.push_back(ebats::task_message(task, ebats::Lane::ntask));
+  REQUIRE(sys.broker().commit(batch).ok());
+  sys.start_all();
+  const auto letters = sys.wait_for_dead_letters(1);
+  CHECK(letters.front().letter.reason == "retries exhausted");
+  CHECK(sys.executions().size() == 2);  // run on the ntask lane, retried on the dtask lane
+  // Re-encoded twice (the retry, then the dead letter), the member is still there.
+  const auto back = ebats::decode_envelope(letters.front().letter.body, 1 << 20);
+  REQUIRE(back.ok());
+  CHECK(back.envelope.unknown_members == R"({"x_newer":{"priority":7,"tags":["a","b"]}})");
+  CHECK(back.envelope.history.size() == 2);
 }
 
 TEST_CASE("an event with no registration is dead-lettered, never dropped", "[integration]") {

@@ -251,13 +251,45 @@ TEST_CASE("params keep their numbers verbatim and lose only whitespace", "[envel
         "{\"big\":123456789012345678901234567890,\"f\":1.10,\"e\":1E+2,\"neg\":-0,\"s\":\"\xC3\xA9\xF0\x9F\x98\x80/\"}");
 }
 
-TEST_CASE("unknown top-level fields are ignored", "[envelope]") {
-  const DecodeResult r = decode(task_members().set("x_future", R"({"deep":[[1,{"a":"b"}]],"n":1.5})")
+TEST_CASE("unknown top-level members are not interpreted, and re-encoding carries them along", "[envelope]") {
+  const DecodeResult r = decode(task_members()
+                                    .set("x_future", R"({ "deep" : [[1, {"a":"b"}]], "n": 1.50 })")
                                     .set("another", "null")
+                                    .set("big", "123456789012345678901234567890")
                                     .json());
   REQUIRE(r.ok());
   CHECK(r.envelope.task == "closeOrder");
-  CHECK(encode_envelope(r.envelope).find("x_future") == std::string::npos);
+  // Kept compact, numbers digit for digit, in the order they came.
+  CHECK(r.envelope.unknown_members ==
+        R"({"x_future":{"deep":[[1,{"a":"b"}]],"n":1.50},"another":null,"big":123456789012345678901234567890})");
+  // A retry re-encodes the task: the members come back after the known ones.
+  Envelope retry = r.envelope;
+  retry.attempt = 1;
+  const std::string encoded = encode_envelope(retry);
+  CHECK(encoded.find(R"(,"x_future":{"deep":[[1,{"a":"b"}]],"n":1.50},"another":null,)") != std::string::npos);
+  const DecodeResult again = decode(encoded);
+  REQUIRE(again.ok());
+  CHECK(again.envelope.attempt == 1);
+  CHECK(again.envelope.unknown_members == r.envelope.unknown_members);
+  CHECK(encode_envelope(again.envelope) == encoded);  // stable over any number of retries
+}
+
+TEST_CASE("an envelope without unknown members has none, and bad ones are never written", "[envelope]") {
+  const DecodeResult r = decode(task_members().json());
+  REQUIRE(r.ok());
+  CHECK(r.envelope.unknown_members.empty());
+  const std::string plain = encode_envelope(r.envelope);
+  for (const char* junk : {"", "{}", "not json", "[1,2]", "{\"a\":", "{\"a\":1}}"}) {
+    Envelope e = r.envelope;
+    e.unknown_members = junk;
+    INFO(junk);
+    CHECK(encode_envelope(e) == plain);
+  }
+  Envelope e = r.envelope;
+  e.unknown_members = " { \"x\" : 1 } ";  // set by a caller: compacted on the way out
+  const DecodeResult back = decode(encode_envelope(e));
+  REQUIRE(back.ok());
+  CHECK(back.envelope.unknown_members == R"({"x":1})");
 }
 
 TEST_CASE("the version is checked before anything else", "[envelope]") {

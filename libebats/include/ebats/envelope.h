@@ -51,6 +51,11 @@ struct Envelope {
   bool has_retry = false;      // retry policy frozen in the task
   std::vector<int64_t> backoff_ms;
   std::vector<HistoryEntry> history;
+  // Top-level members this version does not know, as one compact JSON object
+  // (empty when there are none): kept when decoding, written back after the
+  // known members when encoding, so a retry or a dead letter carries what a
+  // newer producer added (docs/WIRE.md §1).
+  std::string unknown_members;
 };
 
 // Why bytes were refused. The code maps to the dead-letter reason.

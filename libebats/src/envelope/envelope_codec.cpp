@@ -41,6 +41,20 @@ void write_history_entry(json::Writer& w, const HistoryEntry& h) {
   w.EndObject();
 }
 
+// Writes the members of `unknown` (one JSON object, as decode_envelope()
+// keeps them) into the compact object `*out` before its closing brace.
+// Anything that is not one JSON object with members is left out, so the
+// envelope stays valid JSON whatever a caller put there.
+void append_unknown_members(const std::string& unknown, std::string* out) {
+  if (unknown.empty()) return;
+  std::string compact;
+  std::string detail;
+  if (json::compact_object(unknown, &compact, &detail) != json::ObjectParse::ok || compact.size() <= 2) return;
+  out->pop_back();  // the '}' of the known members
+  out->push_back(',');
+  out->append(compact, 1, std::string::npos);  // the members and their '}'
+}
+
 }  // namespace
 
 const char* decode_error_reason(DecodeError e) {
@@ -68,7 +82,7 @@ DecodeResult decode_envelope(std::string_view bytes, uint64_t max_bytes) {
   char dom_buffer[kDomStackBuffer];
   rapidjson::MemoryPoolAllocator<> pool(dom_buffer, sizeof dom_buffer);
   rapidjson::Document doc(&pool);
-  EnvelopeSplitter splitter(&doc, &e.params);
+  EnvelopeSplitter splitter(&doc, &e.params, &e.unknown_members);
   rapidjson::MemoryStream in(bytes.data(), bytes.size());
   rapidjson::ParseResult parsed;
   auto parse = [&](rapidjson::Document&) {
@@ -174,6 +188,7 @@ std::string encode_envelope(const Envelope& e) {
     }
   }
   w.EndObject();
+  append_unknown_members(e.unknown_members, &out);
   return out;
 }
 

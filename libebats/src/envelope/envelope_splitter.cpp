@@ -5,31 +5,36 @@
 
 namespace ebats {
 
-EnvelopeSplitter::EnvelopeSplitter(rapidjson::Document* doc, std::string* params_out)
-    : doc_(doc), params_sink_(params_out), params_writer_(params_sink_) {}
+EnvelopeSplitter::EnvelopeSplitter(rapidjson::Document* doc, std::string* params_out, std::string* unknown_out)
+    : doc_(doc),
+      params_sink_(params_out),
+      params_writer_(params_sink_),
+      unknown_sink_(unknown_out),
+      unknown_writer_(unknown_sink_) {}
 
-template <class ToDom, class ToParams>
-bool EnvelopeSplitter::dispatch(ToDom to_dom, ToParams to_params) {
+template <class ToDom, class ToWriter>
+bool EnvelopeSplitter::dispatch(ToDom to_dom, ToWriter to_writer) {
   switch (route_) {
     case Route::dom: return to_dom();
-    case Route::params: return to_params();
+    case Route::params: return to_writer(params_writer_);
+    case Route::unknown: return to_writer(unknown_writer_);
     case Route::none:
     case Route::skip: return true;
   }
   return true;
 }
 
-template <class ToDom, class ToParams>
-bool EnvelopeSplitter::scalar(rapidjson::Type t, ToDom to_dom, ToParams to_params) {
+template <class ToDom, class ToWriter>
+bool EnvelopeSplitter::scalar(rapidjson::Type t, ToDom to_dom, ToWriter to_writer) {
   if (depth_ == 0) return refuse_root(t);
   if (depth_ == 1 && route_ == Route::params) params_.type = t;
-  const bool ok = dispatch(to_dom, to_params);
+  const bool ok = dispatch(to_dom, to_writer);
   if (depth_ == 1) route_ = Route::none;  // a scalar member value is complete
   return ok;
 }
 
-template <class ToDom, class ToParams>
-bool EnvelopeSplitter::open(rapidjson::Type t, ToDom to_dom, ToParams to_params) {
+template <class ToDom, class ToWriter>
+bool EnvelopeSplitter::open(rapidjson::Type t, ToDom to_dom, ToWriter to_writer) {
   if (depth_ == 0) {
     if (t != rapidjson::kObjectType) return refuse_root(t);
     depth_ = 1;
@@ -37,14 +42,17 @@ bool EnvelopeSplitter::open(rapidjson::Type t, ToDom to_dom, ToParams to_params)
   }
   if (depth_ == 1 && route_ == Route::params) params_.type = t;
   ++depth_;
-  return dispatch(to_dom, to_params);
+  return dispatch(to_dom, to_writer);
 }
 
-template <class ToDom, class ToParams>
-bool EnvelopeSplitter::close(ToDom to_dom, ToParams to_params) {
+template <class ToDom, class ToWriter>
+bool EnvelopeSplitter::close(ToDom to_dom, ToWriter to_writer) {
   --depth_;
-  if (depth_ == 0) return doc_->EndObject(dom_members_);  // only the members the DOM received
-  const bool ok = dispatch(to_dom, to_params);
+  if (depth_ == 0) {
+    if (unknown_open_ && !unknown_writer_.EndObject()) return false;
+    return doc_->EndObject(dom_members_);  // only the members the DOM received
+  }
+  const bool ok = dispatch(to_dom, to_writer);
   if (depth_ == 1) route_ = Route::none;  // a container member value is complete
   return ok;
 }
@@ -74,37 +82,37 @@ bool EnvelopeSplitter::number_to_dom(const char* s, size_t n) {
 }
 
 bool EnvelopeSplitter::Null() {
-  return scalar(rapidjson::kNullType, [&] { return doc_->Null(); }, [&] { return params_writer_.Null(); });
+  return scalar(rapidjson::kNullType, [&] { return doc_->Null(); }, [&](json::Writer& w) { return w.Null(); });
 }
 
 bool EnvelopeSplitter::Bool(bool b) {
   return scalar(b ? rapidjson::kTrueType : rapidjson::kFalseType, [&] { return doc_->Bool(b); },
-                [&] { return params_writer_.Bool(b); });
+                [&](json::Writer& w) { return w.Bool(b); });
 }
 
 // With kParseNumbersAsStringsFlag numbers arrive only through RawNumber; the
 // typed callbacks exist because the handler concept requires them.
 bool EnvelopeSplitter::Int(int i) {
-  return scalar(rapidjson::kNumberType, [&] { return doc_->Int(i); }, [&] { return params_writer_.Int(i); });
+  return scalar(rapidjson::kNumberType, [&] { return doc_->Int(i); }, [&](json::Writer& w) { return w.Int(i); });
 }
 bool EnvelopeSplitter::Uint(unsigned u) {
-  return scalar(rapidjson::kNumberType, [&] { return doc_->Uint(u); }, [&] { return params_writer_.Uint(u); });
+  return scalar(rapidjson::kNumberType, [&] { return doc_->Uint(u); }, [&](json::Writer& w) { return w.Uint(u); });
 }
 bool EnvelopeSplitter::Int64(int64_t i) {
-  return scalar(rapidjson::kNumberType, [&] { return doc_->Int64(i); }, [&] { return params_writer_.Int64(i); });
+  return scalar(rapidjson::kNumberType, [&] { return doc_->Int64(i); }, [&](json::Writer& w) { return w.Int64(i); });
 }
 bool EnvelopeSplitter::Uint64(uint64_t u) {
   return scalar(rapidjson::kNumberType, [&] { return doc_->Uint64(u); },
-                [&] { return params_writer_.Uint64(u); });
+                [&](json::Writer& w) { return w.Uint64(u); });
 }
 bool EnvelopeSplitter::Double(double d) {
   return scalar(rapidjson::kNumberType, [&] { return doc_->Double(d); },
-                [&] { return params_writer_.Double(d); });
+                [&](json::Writer& w) { return w.Double(d); });
 }
 
 bool EnvelopeSplitter::RawNumber(const char* s, rapidjson::SizeType n, bool) {
   return scalar(rapidjson::kNumberType, [&] { return number_to_dom(s, n); },
-                [&] { return json::write_raw_number(params_writer_, s, n); });
+                [&](json::Writer& w) { return json::write_raw_number(w, s, n); });
 }
 
 bool EnvelopeSplitter::String(const char* s, rapidjson::SizeType n, bool) {
@@ -113,7 +121,7 @@ bool EnvelopeSplitter::String(const char* s, rapidjson::SizeType n, bool) {
     return false;
   }
   return scalar(rapidjson::kStringType, [&] { return doc_->String(s, n, true); },
-                [&] { return params_writer_.String(s, n); });
+                [&](json::Writer& w) { return w.String(s, n); });
 }
 
 bool EnvelopeSplitter::Key(const char* s, rapidjson::SizeType n, bool) {
@@ -122,11 +130,18 @@ bool EnvelopeSplitter::Key(const char* s, rapidjson::SizeType n, bool) {
     return false;
   }
   if (depth_ != 1) {
-    return dispatch([&] { return doc_->Key(s, n, true); }, [&] { return params_writer_.Key(s, n); });
+    return dispatch([&] { return doc_->Key(s, n, true); }, [&](json::Writer& w) { return w.Key(s, n); });
   }
   const std::optional<EnvelopeField> field = envelope_field_named(std::string_view(s, n));
   if (!field) {
-    route_ = Route::skip;  // unknown members are ignored (forward compatibility within v1)
+    // Unknown members are not interpreted (forward compatibility within v1)
+    // but kept, so that re-encoding the envelope carries them along.
+    if (!unknown_open_) {
+      unknown_open_ = true;
+      if (!unknown_writer_.StartObject()) return false;
+    }
+    route_ = Route::unknown;
+    return unknown_writer_.Key(s, n);
   } else if (*field == EnvelopeField::params) {
     // A second "params" is skipped here and refused by the validator.
     route_ = ++params_.count == 1 ? Route::params : Route::skip;
@@ -140,20 +155,20 @@ bool EnvelopeSplitter::Key(const char* s, rapidjson::SizeType n, bool) {
 
 bool EnvelopeSplitter::StartObject() {
   return open(rapidjson::kObjectType, [&] { return doc_->StartObject(); },
-              [&] { return params_writer_.StartObject(); });
+              [&](json::Writer& w) { return w.StartObject(); });
 }
 
 bool EnvelopeSplitter::EndObject(rapidjson::SizeType members) {
-  return close([&] { return doc_->EndObject(members); }, [&] { return params_writer_.EndObject(members); });
+  return close([&] { return doc_->EndObject(members); }, [&](json::Writer& w) { return w.EndObject(members); });
 }
 
 bool EnvelopeSplitter::StartArray() {
   return open(rapidjson::kArrayType, [&] { return doc_->StartArray(); },
-              [&] { return params_writer_.StartArray(); });
+              [&](json::Writer& w) { return w.StartArray(); });
 }
 
 bool EnvelopeSplitter::EndArray(rapidjson::SizeType elements) {
-  return close([&] { return doc_->EndArray(elements); }, [&] { return params_writer_.EndArray(elements); });
+  return close([&] { return doc_->EndArray(elements); }, [&](json::Writer& w) { return w.EndArray(elements); });
 }
 
 }  // namespace ebats

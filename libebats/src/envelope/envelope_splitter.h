@@ -4,7 +4,8 @@
 // The root must be an object. Its "params" member is written straight into a
 // compact Writer (numbers verbatim), so the params text needs no second walk;
 // the other known members are forwarded into a small Document for
-// validation; unknown members are skipped without being stored. Strings that
+// validation; unknown members go, compact, into one object of their own,
+// which re-encoding carries along (docs/WIRE.md §1). Strings that
 // decoded to invalid UTF-8 (an escaped lone surrogate) stop the parse.
 // Nothing recurses, so nesting depth is bounded only by the size limit.
 // One instance reads one message; not thread-safe.
@@ -22,9 +23,10 @@ namespace ebats {
 
 class EnvelopeSplitter {
  public:
-  // REQUIRES: *doc is empty; both outlive the splitter. *params_out receives
-  // the compact params text (appended).
-  EnvelopeSplitter(rapidjson::Document* doc, std::string* params_out);
+  // REQUIRES: *doc is empty; all three outlive the splitter. *params_out
+  // receives the compact params text, *unknown_out the unknown top-level
+  // members as one compact object (both appended; nothing when there are none).
+  EnvelopeSplitter(rapidjson::Document* doc, std::string* params_out, std::string* unknown_out);
   EnvelopeSplitter(const EnvelopeSplitter&) = delete;  // the writer points into this object
   EnvelopeSplitter& operator=(const EnvelopeSplitter&) = delete;
 
@@ -52,22 +54,27 @@ class EnvelopeSplitter {
   bool EndArray(rapidjson::SizeType elements);
 
  private:
-  enum class Route : uint8_t { none, dom, params, skip };
+  enum class Route : uint8_t { none, dom, params, unknown, skip };
 
-  template <class ToDom, class ToParams>
-  bool scalar(rapidjson::Type t, ToDom to_dom, ToParams to_params);
-  template <class ToDom, class ToParams>
-  bool open(rapidjson::Type t, ToDom to_dom, ToParams to_params);
-  template <class ToDom, class ToParams>
-  bool close(ToDom to_dom, ToParams to_params);
-  template <class ToDom, class ToParams>
-  bool dispatch(ToDom to_dom, ToParams to_params);
+  // to_dom() forwards an event to the DOM; to_writer(w) to a compact writer
+  // (params or unknown members, whichever the current member goes to).
+  template <class ToDom, class ToWriter>
+  bool scalar(rapidjson::Type t, ToDom to_dom, ToWriter to_writer);
+  template <class ToDom, class ToWriter>
+  bool open(rapidjson::Type t, ToDom to_dom, ToWriter to_writer);
+  template <class ToDom, class ToWriter>
+  bool close(ToDom to_dom, ToWriter to_writer);
+  template <class ToDom, class ToWriter>
+  bool dispatch(ToDom to_dom, ToWriter to_writer);
   bool number_to_dom(const char* s, size_t n);
   bool refuse_root(rapidjson::Type t);
 
   rapidjson::Document* doc_;
   json::StringSink params_sink_;
   json::Writer params_writer_;
+  json::StringSink unknown_sink_;
+  json::Writer unknown_writer_;
+  bool unknown_open_ = false;          // the unknown members' object has been started
   size_t depth_ = 0;                   // open containers, the root object included
   Route route_ = Route::none;          // where the current top-level member's value goes
   rapidjson::SizeType dom_members_ = 0;
