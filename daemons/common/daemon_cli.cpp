@@ -109,7 +109,7 @@ std::vector<std::string> child_argv(const Config& config, const std::string& top
 }
 
 int run_config_check(const Config& config, const std::string& topic) {
-  auto probe = probe_plugins(child_argv(config, topic));
+  auto probe = probe_plugins(child_argv(config, topic), config.plugin_settings);
   if (!probe.ok()) {
     std::cerr << config.path << ": error: " << probe.status().message() << "\n";
     return kExitFailure;

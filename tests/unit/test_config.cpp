@@ -166,6 +166,7 @@ TEST_CASE("every optional key is read", "[config]") {
   CHECK(c.sqlite.lease_ms == 60'000);
   CHECK(c.sqlite.claim_batch == 64);
   CHECK(c.plugins_dir == "/opt/plugins");
+  CHECK(c.plugin_settings == ebats::PluginSettings{{"shop", R"({"db_dsn_file":"/etc/ebats/shop.dsn","pool":[1,2]})"}});
   CHECK(c.max_message_bytes == 2 * 1'048'576);
   CHECK(c.result_message_bytes == 512);
   CHECK(c.default_timeout_ms == 45'000);
@@ -340,6 +341,9 @@ TEST_CASE("wrong types name the path, what was expected and what was found", "[c
   CHECK(only_error("broker: {url: \"sqlite:///x.db\"}\nplugins: {dir: /p, settings: [a]}\n") ==
         "t.yaml:2:30: error: plugins.settings: expected a map, found a list; e.g. settings: {shop: {db_dsn_file: "
         "/etc/ebats/shop.dsn}}");
+  CHECK(only_error("broker: {url: \"sqlite:///x.db\"}\nplugins: {dir: /p, settings: {shop: [a]}}\n") ==
+        "t.yaml:2:37: error: plugins.settings.shop: expected a map, found a list; e.g. settings: {shop: {key: "
+        "value}}");
   CHECK(only_error("- a\n- b\n") ==
         "t.yaml:1:1: error: expected a map at the top level, found a list; e.g. broker: {url: "
         "\"sqlite:///var/lib/ebats/ebats.db\"}");

@@ -46,7 +46,7 @@ int never_stop(const ebats_task_ctx*) { return 0; }
 const ebats_host kHost = {sizeof(ebats_host), EBATS_ABI_MAJOR, EBATS_ABI_MINOR, noop_log, noop_message,
                           noop_retry_after,   noop_retry_limit, never_stop};
 
-PluginRegistry load(const std::string& dir, const std::string& settings = "{}") {
+PluginRegistry load(const std::string& dir, const ebats::PluginSettings& settings = {}) {
   return PluginRegistry::load_directory(dir, &kHost, settings);
 }
 
@@ -276,19 +276,25 @@ TEST_CASE("loader: a plugin owned by another user is refused", "[plugin]") {
   CHECK_THAT(reg.errors()[0].message, Catch::EndsWith("chown root " + path));
 }
 
-TEST_CASE("loader: init() receives the settings, and EBATS_PLUGIN_INIT works after EBATS_PLUGIN", "[plugin]") {
+TEST_CASE("loader: init() receives its plugin's settings, and EBATS_PLUGIN_INIT works after EBATS_PLUGIN",
+          "[plugin]") {
   TempDir dir;
   const std::string path = install(kRawDir, "init_order.so", dir);
   SECTION("accepted") {
-    const PluginRegistry reg = load(dir.path(), R"({"x":1})");
+    const PluginRegistry reg = load(dir.path(), {{"init_order", R"({"x":1})"}});
     REQUIRE(reg.errors().empty());
     REQUIRE(reg.plugins().size() == 1);
     CHECK(reg.plugins()[0].version == "2.0");
   }
   SECTION("the hook refuses") {
-    const PluginRegistry reg = load(dir.path(), R"({"refuse":true})");
+    const PluginRegistry reg = load(dir.path(), {{"init_order", R"({"refuse":true})"}});
     REQUIRE(reg.errors().size() == 1);
     CHECK_THAT(reg.errors()[0].message, Catch::StartsWith(path + ": init() returned 3"));
+  }
+  SECTION("another plugin's settings are not its own: it gets {}") {
+    const PluginRegistry reg = load(dir.path(), {{"shop", R"({"refuse":true})"}});
+    CHECK(reg.errors().empty());
+    CHECK(reg.plugins().size() == 1);
   }
 }
 

@@ -99,7 +99,7 @@ class StderrCapture {
 struct Fixture {
   FakeClock clock;
   volatile std::sig_atomic_t stop = 0;
-  TaskRunner runner{kGoodDir, "{}", clock, &stop, 1024};
+  TaskRunner runner{kGoodDir, ebats::PluginSettings{}, clock, &stop, 1024};
 };
 
 }  // namespace
@@ -201,19 +201,19 @@ TEST_CASE("runner: the result message is copied and truncated at a UTF-8 boundar
   // "hello " + three 2-byte characters = 12 bytes.
   const std::string params = R"({"name":"ééé"})";
   SECTION("within the limit") {
-    TaskRunner runner(kGoodDir, "{}", clock, nullptr, 12);
+    TaskRunner runner(kGoodDir, ebats::PluginSettings{}, clock, nullptr, 12);
     CHECK(runner.run(request("message", params)).message == "hello ééé");
   }
   SECTION("the limit falls between characters") {
-    TaskRunner runner(kGoodDir, "{}", clock, nullptr, 10);
+    TaskRunner runner(kGoodDir, ebats::PluginSettings{}, clock, nullptr, 10);
     CHECK(runner.run(request("message", params)).message == "hello éé");
   }
   SECTION("the limit falls inside a character") {
-    TaskRunner runner(kGoodDir, "{}", clock, nullptr, 9);
+    TaskRunner runner(kGoodDir, ebats::PluginSettings{}, clock, nullptr, 9);
     CHECK(runner.run(request("message", params)).message == "hello é");
   }
   SECTION("the C plugin's message") {
-    TaskRunner runner(kGoodDir, "{}", clock, nullptr, 1024);
+    TaskRunner runner(kGoodDir, ebats::PluginSettings{}, clock, nullptr, 1024);
     const TaskRunResult res = runner.run(request("c_echo", R"({"order_id":7})"));
     CHECK(res.outcome == Outcome::ok);
     CHECK(res.message == R"({"order_id":7})");
@@ -281,7 +281,7 @@ TEST_CASE("runner: format_plugin_log_line escapes control characters and names u
 
 TEST_CASE("runner: plugins without the SDK: return codes, retry hints, escaping exceptions", "[plugin]") {
   FakeClock clock;
-  TaskRunner runner(kRawDir, "{}", clock, nullptr, 1024);
+  TaskRunner runner(kRawDir, ebats::PluginSettings{}, clock, nullptr, 1024);
   REQUIRE(runner.registry().find("raw_throw_std") != nullptr);
   SECTION("std::exception escaping the C ABI") {
     const TaskRunResult res = runner.run(request("raw_throw_std"));
@@ -310,14 +310,14 @@ TEST_CASE("runner: plugins without the SDK: return codes, retry hints, escaping 
     CHECK_FALSE(res.retry_after_ms.has_value());
   }
   SECTION("the settings reach EBATS_PLUGIN_INIT") {
-    TaskRunner with_config(kRawDir, R"({"x":1})", clock, nullptr, 1024);
+    TaskRunner with_config(kRawDir, {{"init_order", R"({"x":1})"}}, clock, nullptr, 1024);
     CHECK(with_config.run(request("init_order_config")).message == R"(config={"x":1})");
   }
 }
 
 TEST_CASE("runner: the example shop plugins (C++ and C) do what docs/PLUGINS.md says", "[plugin]") {
   FakeClock clock;
-  TaskRunner runner(std::string(EBATS_BINARY_DIR) + "/plugins", "{}", clock, nullptr, 1024);
+  TaskRunner runner(std::string(EBATS_BINARY_DIR) + "/plugins", ebats::PluginSettings{}, clock, nullptr, 1024);
   INFO((runner.registry().errors().empty() ? std::string() : runner.registry().errors()[0].message));
   REQUIRE(runner.registry().errors().empty());
   CHECK(runner.registry().task_names() ==

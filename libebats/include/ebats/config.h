@@ -18,6 +18,10 @@
 
 namespace ebats {
 
+// Plugin name (its descriptor's `name`) -> its settings as one compact JSON
+// object, handed to that plugin's init().
+using PluginSettings = std::map<std::string, std::string>;
+
 struct EBATS_EXPORT Diagnostic {
   enum class Severity { error, warning } severity = Severity::error;
   std::string file;
@@ -59,6 +63,7 @@ struct EBATS_EXPORT Config {
   std::string broker_url;      // "sqlite:///abs/path.db" after resolution
   SqliteConfig sqlite;
   std::string plugins_dir;     // absolute
+  PluginSettings plugin_settings;  // plugins.settings (docs/CONFIG.md)
   std::string results_file;    // absolute; empty = no file sink
   uint64_t max_message_bytes = 1 << 20;
   uint64_t result_message_bytes = 4096;

@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "config/yaml_fields.h"
+#include "config/yaml_json.h"
 #include "ebats/config.h"
 #include "ebats/envelope.h"
 
@@ -158,9 +159,14 @@ class ConfigParser {
     } else {
       d_.error(f.mark(), "missing plugins.dir; add dir: /usr/lib/ebats/plugins");
     }
-    // Per-plugin settings are accepted (any content per plugin) but not used yet.
+    // Per plugin, one map, handed to its init() as a JSON object.
     if (const Field* settings = fields.find("settings")) {
-      check_map(*settings, true, "settings: {shop: {db_dsn_file: /etc/ebats/shop.dsn}}", d_);
+      if (!check_map(*settings, true, "settings: {shop: {db_dsn_file: /etc/ebats/shop.dsn}}", d_)) return;
+      const MapFields plugins(settings->value, settings->path, {}, d_);
+      for (const Field& plugin : plugins.all()) {
+        if (!check_map(plugin, true, "settings: {" + plugin.name() + ": {key: value}}", d_)) continue;
+        config.plugin_settings[plugin.name()] = plugin.is_null() ? "{}" : yaml_to_json(plugin.value);
+      }
     }
   }
 

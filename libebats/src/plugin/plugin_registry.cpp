@@ -164,7 +164,7 @@ std::vector<std::string> list_plugin_names(int dir_fd) {
 }  // namespace
 
 PluginRegistry PluginRegistry::load_directory(const std::string& dir, const ebats_host* host,
-                                              const std::string& settings_json) {
+                                              const PluginSettings& settings) {
   PluginRegistry reg;
   UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!dir_fd) {
@@ -190,7 +190,7 @@ PluginRegistry PluginRegistry::load_directory(const std::string& dir, const ebat
     return reg;
   }
   for (const std::string& name : list_plugin_names(dir_fd.get())) {
-    reg.load_file(dir_fd.get(), dir, name, host, settings_json);
+    reg.load_file(dir_fd.get(), dir, name, host, settings);
   }
   return reg;
 }
@@ -200,7 +200,7 @@ void PluginRegistry::refuse(const std::string& file, std::string why) {
 }
 
 void PluginRegistry::load_file(int dir_fd, const std::string& dir, const std::string& name, const ebats_host* host,
-                               const std::string& settings_json) {
+                               const PluginSettings& settings) {
   const std::string path = join_path(dir, name);
   const std::string symlink_refusal =
       path + ": is a symlink: plugins must be regular files; copy the file instead of linking";
@@ -361,6 +361,9 @@ void PluginRegistry::load_file(int dir_fd, const std::string& dir, const std::st
 
   void* state = nullptr;
   if (d->init != nullptr) {
+    static const std::string kNoSettings = "{}";
+    const auto configured = settings.find(info.name);
+    const std::string& settings_json = configured != settings.end() ? configured->second : kNoSettings;
     int rc = 0;
     try {
       rc = d->init(host, settings_json.c_str(), settings_json.size(), &state);

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ebats/config.h"
 #include "ebats/plugin.h"
 
 namespace ebats {
@@ -46,10 +47,10 @@ class PluginRegistry {
  public:
   // Loads every regular `*.so` file directly in `dir` (not hidden, sorted by
   // name). `host` is handed to each init() and must outlive the registry;
-  // `settings_json` is the config text passed to init() ("{}" when none).
+  // each init() gets the settings of its plugin's name ("{}" when none).
   // Never fails as a whole: refusals are collected in errors().
   static PluginRegistry load_directory(const std::string& dir, const ebats_host* host,
-                                       const std::string& settings_json);
+                                       const PluginSettings& settings);
 
   PluginRegistry() = default;
   PluginRegistry(PluginRegistry&& other) noexcept;
@@ -76,7 +77,7 @@ class PluginRegistry {
   };
   // Checks, loads and registers one file; a refusal goes to errors_.
   void load_file(int dir_fd, const std::string& dir, const std::string& name, const ebats_host* host,
-                 const std::string& settings_json);
+                 const PluginSettings& settings);
   void refuse(const std::string& file, std::string why);
   void shutdown_all() noexcept;
 

@@ -156,12 +156,12 @@ std::string format_plugin_log_line(std::string_view plugin, std::string_view tas
   return line;
 }
 
-TaskRunner::TaskRunner(const std::string& plugin_dir, const std::string& settings_json, const Clock& clock,
+TaskRunner::TaskRunner(const std::string& plugin_dir, const PluginSettings& settings, const Clock& clock,
                        const volatile std::sig_atomic_t* stop_flag, size_t message_limit_bytes)
     : clock_(&clock),
       stop_flag_(stop_flag),
       message_limit_bytes_(message_limit_bytes),
-      registry_(PluginRegistry::load_directory(plugin_dir, &kHostTable, settings_json)) {}
+      registry_(PluginRegistry::load_directory(plugin_dir, &kHostTable, settings)) {}
 
 TaskRunResult TaskRunner::run(const TaskRequest& request) {
   TaskRunResult result;

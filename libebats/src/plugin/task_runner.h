@@ -37,11 +37,11 @@ struct TaskRunResult {
 
 class TaskRunner {
  public:
-  // Loads the plugins of `plugin_dir`, passing `settings_json` to each init()
+  // Loads the plugins of `plugin_dir`, passing each init() its plugin's settings
   // (refusals are in registry().errors()). `stop_flag` is the child's flag set
   // by SIGUSR1/SIGTERM (may be null); `message_limit_bytes` bounds result
   // messages. REQUIRES: `clock` and `*stop_flag` outlive the runner.
-  TaskRunner(const std::string& plugin_dir, const std::string& settings_json, const Clock& clock,
+  TaskRunner(const std::string& plugin_dir, const PluginSettings& settings, const Clock& clock,
              const volatile std::sig_atomic_t* stop_flag, size_t message_limit_bytes);
   TaskRunner(const TaskRunner&) = delete;
   TaskRunner& operator=(const TaskRunner&) = delete;

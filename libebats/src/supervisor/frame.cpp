@@ -81,4 +81,21 @@ bool write_all(int fd, std::string_view data) {
   return true;
 }
 
+void write_settings_frame(std::string& out, const PluginSettings& settings) {
+  FieldWriter w(out, FrameType::settings);
+  w.u32(static_cast<uint32_t>(settings.size()));
+  for (const auto& [plugin, json] : settings) w.str(plugin).str(json);
+  w.finish();
+}
+
+bool read_settings_payload(std::string_view payload, PluginSettings* settings) {
+  FieldReader r(payload);
+  const uint32_t n = r.u32();
+  for (uint32_t i = 0; i < n && !r.failed(); ++i) {
+    std::string plugin(r.str());
+    (*settings)[plugin] = std::string(r.str());
+  }
+  return !r.failed();
+}
+
 }  // namespace ebats

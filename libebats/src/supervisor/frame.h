@@ -6,6 +6,9 @@
 // FieldReader: integers little-endian, strings as u32 length + bytes. Binary,
 // not JSON, so the hot path never re-parses the envelope.
 //
+//   SETTINGS P->C u32 n, n x (str plugin, str settings JSON): the first
+//                frame of every child, read before it loads the plugins (not
+//                on the command line: settings may hold secrets)
 //   READY  C->P  u32 n_tasks, n x str task, u32 n_errors, n x str error
 //   RUN    P->C  u64 seq, str id, str name, str topic, str trace, str params,
 //                u32 attempt, u32 max_attempts, i64 deadline_ms
@@ -21,9 +24,11 @@
 #include <string>
 #include <string_view>
 
+#include "ebats/config.h"
+
 namespace ebats {
 
-enum class FrameType : uint8_t { ready = 1, run = 2, result = 3 };
+enum class FrameType : uint8_t { ready = 1, run = 2, result = 3, settings = 4 };
 
 class FieldWriter {
  public:
@@ -100,5 +105,10 @@ class FrameBuffer {
 
 // Writes all of `data` to a blocking fd, retrying on EINTR. false on error.
 bool write_all(int fd, std::string_view data);
+
+// Appends a SETTINGS frame to `out`.
+void write_settings_frame(std::string& out, const PluginSettings& settings);
+// Reads a SETTINGS payload; false if it is malformed.
+bool read_settings_payload(std::string_view payload, PluginSettings* settings);
 
 }  // namespace ebats

@@ -1,17 +1,34 @@
 #include "supervisor/plugin_probe.h"
 
 #include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string_view>
 
 #include "supervisor/child_process.h"
 #include "supervisor/frame.h"
 
 namespace ebats {
 
-Result<PluginProbe> probe_plugins(const std::vector<std::string>& child_argv) {
+Result<PluginProbe> probe_plugins(const std::vector<std::string>& child_argv, const PluginSettings& settings) {
   sigset_t empty;
   sigemptyset(&empty);
   auto child = ChildProcess::spawn(child_argv, empty);
   if (!child.ok()) return child.status();
+  std::string first;
+  write_settings_frame(first, settings);
+  for (std::string_view left = first; !left.empty();) {  // the parent's end of the socket is non-blocking
+    pollfd p{child->socket(), POLLOUT, 0};
+    const int ready = ::poll(&p, 1, 30'000);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return Status::io("the plugin probe child did not take its settings within 30s");
+    const ssize_t n = ::send(child->socket(), left.data(), left.size(), MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    if (n < 0) return Status::io("cannot send the plugin probe child its settings: " + std::string(std::strerror(errno)));
+    left.remove_prefix(static_cast<size_t>(n));
+  }
   FrameBuffer in(16u << 20);
   for (;;) {
     pollfd p{child->socket(), POLLIN, 0};

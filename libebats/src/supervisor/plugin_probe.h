@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ebats/config.h"
 #include "ebats/status.h"
 
 namespace ebats {
@@ -15,7 +16,8 @@ struct PluginProbe {
   std::vector<std::string> errors;  // refusals, one complete message each
 };
 
-// `child_argv` starts the child, e.g. {"/proc/self/exe", "--child", "--plugins-dir", dir}.
-Result<PluginProbe> probe_plugins(const std::vector<std::string>& child_argv);
+// `child_argv` starts the child, e.g. {"/proc/self/exe", "--child", "--plugins-dir", dir};
+// `settings` go to the plugins' init() as a worker's would.
+Result<PluginProbe> probe_plugins(const std::vector<std::string>& child_argv, const PluginSettings& settings);
 
 }  // namespace ebats

@@ -203,6 +203,7 @@ void Worker::Impl::spawn_due_children(SteadyTime now) {
     s.in.emplace(config_.max_message_bytes + 65536);
     s.out.clear();
     s.out_pos = 0;
+    write_settings_frame(s.out, config_.plugin_settings);  // the child's first frame; sent with the next writes
     s.ready = false;
     s.soft_sent = false;
     s.killed_for_timeout = false;

@@ -47,21 +47,30 @@ std::string ready_frame(const TaskRunner& runner) {
   return out;
 }
 
+// The parent's first frame: the plugins' settings.
+bool read_settings(int fd, FrameBuffer& in, PluginSettings* settings) {
+  for (;;) {
+    if (auto frame = in.next()) {
+      return frame->type == FrameType::settings && read_settings_payload(frame->payload, settings);
+    }
+    if (in.oversized() || in.read_from(fd) <= 0) return false;
+  }
+}
+
 }  // namespace
 
 int run_worker_child(int fd, const WorkerChildOptions& options) {
   install_child_signals();
   SystemClock clock;
-  TaskRunner runner(options.plugins_dir, "{}", clock, &g_stop_requested, options.message_limit_bytes);
+  FrameBuffer in(options.max_frame_bytes);
+  PluginSettings settings;
+  if (!read_settings(fd, in, &settings)) return 2;
+  TaskRunner runner(options.plugins_dir, settings, clock, &g_stop_requested, options.message_limit_bytes);
   if (!write_all(fd, ready_frame(runner))) return 1;
 
-  FrameBuffer in(options.max_frame_bytes);
   std::string out;
   TaskRequest req;
   for (;;) {
-    ssize_t n = in.read_from(fd);
-    if (n == 0) return 0;  // the parent closed the socket: shut down
-    if (n < 0) return 1;
     while (auto frame = in.next()) {
       if (frame->type != FrameType::run) continue;
       FieldReader r(frame->payload);
@@ -97,6 +106,9 @@ int run_worker_child(int fd, const WorkerChildOptions& options) {
       if (!write_all(fd, out)) return 1;
     }
     if (in.oversized()) return 2;
+    const ssize_t n = in.read_from(fd);
+    if (n == 0) return 0;  // the parent closed the socket: shut down
+    if (n < 0) return 1;
   }
 }
 

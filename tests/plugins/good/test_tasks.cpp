@@ -52,6 +52,8 @@ auto recorded(Body body) {
 
 void sleep_ms(int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
+std::string g_settings;  // what init() got; reported by the "settings" task
+
 }  // namespace
 
 EBATS_PLUGIN(
@@ -100,4 +102,12 @@ EBATS_PLUGIN(
     {"log", recorded([](ebats::Task& t) {
        t.log(ebats::LogLevel::warn, string_param(t, "text"));
        t.message("logged");
-     })});
+     })},
+    {"settings", recorded([](ebats::Task& t) { t.message(g_settings); })});
+
+// Keeps the settings init() got (plugins.settings.test_tasks) for the "settings" task.
+static bool remember_settings(const ebats_host*, std::string_view settings) {
+  g_settings = std::string(settings);
+  return true;
+}
+EBATS_PLUGIN_INIT(remember_settings)
