@@ -664,6 +664,51 @@ TEST_CASE("sqlite broker: rows survive closing and reopening the file", "[sqlite
   CHECK(dead->size() == 1);
 }
 
+TEST_CASE("sqlite broker: a version 1 database is migrated on open, done counts taken from its results",
+          "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  const std::string db = dir.path() + "/ebats.db";
+  ResultRecord ok;
+  ok.topic = "demo";
+  ok.status = "ok";
+  ResultRecord mail = ok;
+  mail.topic = "mail";
+  ResultRecord failed = ok;
+  failed.status = "failed";
+  {
+    auto broker = open_ok(options_for(db), clock);
+    Batch batch;
+    batch.results = {ok, ok, ok, mail, failed};
+    commit_ok(*broker, batch);
+  }
+  {
+    // Back to version 1 as it was: results, no topic_totals.
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
+    CHECK(sqlite3_exec(raw, "DROP TABLE topic_totals; PRAGMA user_version = 1", nullptr, nullptr, nullptr) ==
+          SQLITE_OK);
+    sqlite3_close(raw);
+  }
+  BrokerOptions reopen = options_for(db);
+  reopen.create = false;  // migrating is not creating
+  auto broker = open_ok(reopen, clock);
+  CHECK(depth_of(*broker, "demo").done == 3);
+  CHECK(depth_of(*broker, "mail").done == 1);
+  Batch more;
+  more.results = {ok, failed};
+  commit_ok(*broker, more);
+  CHECK(depth_of(*broker, "demo").done == 4);
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  REQUIRE(sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &stmt, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(stmt) == SQLITE_ROW);
+  CHECK(sqlite3_column_int(stmt, 0) == 2);
+  sqlite3_finalize(stmt);
+  sqlite3_close(raw);
+}
+
 TEST_CASE("sqlite broker: open errors say what to fix", "[sqlite][broker]") {
   TempDir dir;
   FakeClock clock;

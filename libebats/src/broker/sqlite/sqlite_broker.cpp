@@ -105,7 +105,9 @@ const RecoverySql kRecoverPreviousEvents{"SELECT 1 FROM events WHERE " + kPrevio
 const std::string kTaskDepths =
     "SELECT topic, sum(state = 'ready' AND lane = 'n' AND due_at <= ?1), "
     "sum(state = 'ready' AND (lane = 'd' OR due_at > ?1)), sum(state = 'leased') FROM tasks GROUP BY topic";
-const std::string kDoneDepths = "SELECT topic, count(*) FROM results WHERE status = 'ok' GROUP BY topic";
+const std::string kDoneDepths = "SELECT topic, done FROM topic_totals";
+const std::string kAddDone =
+    "INSERT INTO topic_totals (topic, done) VALUES (?1, ?2) ON CONFLICT (topic) DO UPDATE SET done = done + excluded.done";
 const std::string kDeadDepths = "SELECT topic, count(*) FROM dead_letters GROUP BY topic";
 const std::string kEventDepths = "SELECT sum(state = 'ready'), sum(state = 'leased') FROM events";
 
@@ -387,6 +389,29 @@ Status SqliteBroker::apply_batch(const Batch& batch, WallMs now, CommitReport* r
   }
   for (const ResultRecord& record : batch.results) {
     Status status = insert_result(*connection_, record);
+    if (!status.ok()) return status;
+  }
+  return add_done(batch.results);
+}
+
+Status SqliteBroker::add_done(const std::vector<ResultRecord>& results) {
+  // Usually one topic per batch: a short list beats a map.
+  std::vector<std::pair<const std::string*, int64_t>> done;
+  for (const ResultRecord& record : results) {
+    if (record.status != "ok") continue;
+    auto same = std::find_if(done.begin(), done.end(), [&](const auto& d) { return *d.first == record.topic; });
+    if (same == done.end()) {
+      done.emplace_back(&record.topic, 1);
+    } else {
+      ++same->second;
+    }
+  }
+  for (const auto& [topic, count] : done) {
+    auto stmt = connection_->statement(kAddDone);
+    if (!stmt.ok()) return stmt.status();
+    StatementUse use(*stmt);
+    use.bind_text(1, *topic).bind(2, count);
+    Status status = run_to_completion(*connection_, use, "counting done tasks");
     if (!status.ok()) return status;
   }
   return Status();

@@ -79,6 +79,8 @@ class SqliteBroker final : public Broker {
   Status claim_event_rows(uint32_t max, WallMs now, std::vector<Delivery>* out, Claim claim);
   // Applies a batch inside the open transaction; settles refer to rows held as `claim` says.
   Status apply_batch(const Batch& batch, WallMs now, CommitReport* report, Claim claim);
+  // Adds the ok results of a batch to topic_totals, one row per topic.
+  Status add_done(const std::vector<ResultRecord>& results);
   // True when the settle took effect (the lease was still ours), false when stale.
   Result<bool> apply_settle(const Settle& settle, WallMs now, Claim claim);
   Result<uint32_t> recover(Lane lane, const std::string& topic, Recovery kind);

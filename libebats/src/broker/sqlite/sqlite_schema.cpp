@@ -6,8 +6,9 @@ namespace ebats {
 namespace sqlite {
 namespace {
 
-// Version 1. Tokens handed out by claim() are the seq of a tasks row, or the
-// seq of an events row with kEventTokenBit set (sqlite_broker.cpp).
+// Version 1, as it was created; later versions migrate from it. Tokens handed
+// out by claim() are the seq of a tasks row, or the seq of an events row with
+// kEventTokenBit set (sqlite_broker.cpp).
 constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE events (
   seq         INTEGER PRIMARY KEY,
@@ -81,6 +82,17 @@ CREATE INDEX results_time ON results(finished_at);
 PRAGMA user_version = 1;
 )sql";
 
+// Version 2: the count of ok results per topic, kept by every commit that
+// writes results (sqlite_broker.cpp), starting from what results holds.
+constexpr const char* kMigrateTo2 = R"sql(
+CREATE TABLE topic_totals (
+  topic TEXT    PRIMARY KEY,
+  done  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+INSERT INTO topic_totals (topic, done) SELECT topic, count(*) FROM results WHERE status = 'ok' GROUP BY topic;
+PRAGMA user_version = 2;
+)sql";
+
 Result<int> read_user_version(Connection& connection) {
   auto stmt = connection.statement("PRAGMA user_version");
   if (!stmt.ok()) return stmt.status();
@@ -109,14 +121,14 @@ Status ensure_schema(Connection& connection, bool create) {
   if (*version == kSchemaVersion) return Status();
   Status newer = check_version(connection, *version);
   if (!newer.ok()) return newer;
-  if (!create) {
+  if (*version == 0 && !create) {  // an older schema is migrated whatever `create` says
     return Status::not_found("database " + connection.path() + " has no ebats schema (user_version " +
                              std::to_string(*version) + "); create it with `ebatsctl setup`");
   }
 
   Transaction txn(connection, Transaction::Mode::immediate);
   Status begun = txn.begin();
-  if (!begun.ok()) return begun.with_context("creating the ebats schema");
+  if (!begun.ok()) return begun.with_context(*version == 0 ? "creating the ebats schema" : "migrating the ebats schema");
   version = read_user_version(connection);  // another process may have won the race
   if (!version.ok()) return version.status();
   if (*version == kSchemaVersion) return Status();
@@ -126,7 +138,10 @@ Status ensure_schema(Connection& connection, bool create) {
     Status created = connection.exec(kSchemaV1, "creating the ebats schema");
     if (!created.ok()) return created;
   }
-  // Future versions: `if (*version < 2) migrate_to_2(...)`, each step in this transaction.
+  if (*version < 2) {
+    Status migrated = connection.exec(kMigrateTo2, "migrating the ebats schema to version 2");
+    if (!migrated.ok()) return migrated;
+  }
   return txn.commit();
 }
 

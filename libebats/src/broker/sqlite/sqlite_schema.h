@@ -12,9 +12,12 @@
 namespace ebats {
 namespace sqlite {
 
-constexpr int kSchemaVersion = 1;
+// 1: the first schema. 2: adds topic_totals (ok results per topic, kept by
+// each commit, so `ebatsctl stats` needs no scan of results).
+constexpr int kSchemaVersion = 2;
 
-// OK when the database holds schema version kSchemaVersion afterwards.
+// OK when the database holds schema version kSchemaVersion afterwards: a new
+// file gets the whole schema, an older version is migrated step by step.
 // With !create, an empty database is an error (not_found) rather than created.
 // A newer version than this build knows is `unsupported`.
 Status ensure_schema(Connection& connection, bool create);
