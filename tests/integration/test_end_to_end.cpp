@@ -2,9 +2,11 @@
 // test plugin recording every execution. Waits have generous limits (the
 // machines are shared); no test asserts on how long something took.
 #include <signal.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <sstream>
@@ -41,6 +43,20 @@ size_t count_status(const std::vector<std::map<std::string, std::string>>& rows,
     if (r.at("task") == task && r.at("status") == status) ++n;
   }
   return n;
+}
+
+// CPU seconds (user + system) a live process has used so far.
+double cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 }  // namespace
@@ -251,6 +267,24 @@ TEST_CASE("a hanging handler is killed after timeout + kill_after and dead-lette
   REQUIRE(sys.publisher().publish("e", "{}").ok());
   const auto letters = sys.wait_for_dead_letters(1);
   CHECK(letters.front().letter.reason == "timed out");
+}
+
+// Not a timing assertion: a loop that spins uses the whole wall time on the
+// CPU, an idle one next to nothing; the bound sits far from both.
+TEST_CASE("a worker whose children are all busy waits for them instead of spinning", "[integration]") {
+  TestSystem sys("  e:\n    - {task: sleep, topic: t}\n", "  t: {processes: 1}\n");
+  auto& ntask = sys.start_ntask();
+  sys.start_scheduler();
+  for (int i = 0; i < 4; ++i) REQUIRE(sys.publisher().publish("e", "{\"ms\":1500}").ok());
+  // The first task runs; the ones behind it are due and held, with no room in the child.
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() >= 1; }));
+  const double before = cpu_seconds(ntask.pid());
+  const auto t0 = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(1200ms);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double used = cpu_seconds(ntask.pid()) - before;
+  INFO("worker parent used " << used << " CPU s in " << wall << " s");
+  CHECK(used < 0.5 * wall);
 }
 
 TEST_CASE("kill -9 of a worker mid-run loses no task", "[integration]") {

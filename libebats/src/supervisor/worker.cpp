@@ -141,6 +141,7 @@ class Worker::Impl {
   bool drained() const;
   size_t held() const;
   size_t ready_children() const;
+  bool child_with_room() const;  // a ready child whose pipeline can take one more task
 
   WorkerSetup setup_;
   const Config& config_;
@@ -413,6 +414,12 @@ size_t Worker::Impl::held() const {
   size_t n = queue_.size();
   for (const auto& s : children_) n += s.pipeline.size();
   return n;
+}
+
+bool Worker::Impl::child_with_room() const {
+  const size_t depth = pipeline_depth();
+  return std::any_of(children_.begin(), children_.end(),
+                     [&](const Slot& s) { return s.proc && s.ready && s.pipeline.size() < depth; });
 }
 
 size_t Worker::Impl::ready_children() const {
@@ -844,7 +851,10 @@ Status Worker::Impl::run(SignalFd& signals) {
       }
     }
     if (draining_) wake = std::min(wake, interrupting_ ? kill_deadline_ : drain_deadline_);
-    if (!queue_.empty() && ready_children() > 0) {
+    // Wake for the next due task only if a child could take it now; with every
+    // pipeline full, a child's result wakes the loop (waking for a task that is
+    // already due would spin).
+    if (!queue_.empty() && child_with_room()) {
       const int64_t until_due = queue_.front().delivery.due_at - clock_.wall_now();
       wake = std::min(wake, now + milliseconds(std::max<int64_t>(until_due, 0)));
     }
