@@ -344,6 +344,14 @@ TEST_CASE("wrong types name the path, what was expected and what was found", "[c
   CHECK(only_error("broker: {url: \"sqlite:///x.db\"}\nplugins: {dir: /p, settings: {shop: [a]}}\n") ==
         "t.yaml:2:37: error: plugins.settings.shop: expected a map, found a list; e.g. settings: {shop: {key: "
         "value}}");
+  CHECK(only_error("broker: {url: \"sqlite:///x.db\"}\nplugins:\n  dir: /p\n  settings:\n    shop: &x {k: [*x]}\n") ==
+        "t.yaml:5:18: error: plugins.settings.shop: nested more than 64 levels deep (a recursive alias?)");
+  CHECK(only_error("broker: {url: \"sqlite:///x.db\"}\nplugins:\n  dir: /p\n  settings:\n    shop: {a: 1, a: 2}\n") ==
+        "t.yaml:5:18: error: plugins.settings.shop: key 'a' appears twice");
+  CHECK(only_error("broker: {url: \"sqlite:///x.db\"}\nplugins:\n  dir: /p\n  settings:\n    shop: {blob: " +
+                   std::string(40'000, 'x') + "}\n    mail: {blob: " + std::string(40'000, 'y') + "}\n") ==
+        "t.yaml:6:11: error: plugins.settings.mail: the plugin settings take more than 64512 bytes as JSON (all "
+        "plugins together); put large data in a file and give its path");
   CHECK(only_error("- a\n- b\n") ==
         "t.yaml:1:1: error: expected a map at the top level, found a list; e.g. broker: {url: "
         "\"sqlite:///var/lib/ebats/ebats.db\"}");

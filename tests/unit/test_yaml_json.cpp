@@ -9,7 +9,19 @@ using ebats::yaml_to_json;
 
 namespace {
 
-std::string json_of(const std::string& yaml) { return yaml_to_json(YAML::Load(yaml)); }
+std::string json_of(const std::string& yaml) {
+  const ebats::YamlJson out = yaml_to_json(YAML::Load(yaml), 1 << 20);
+  INFO(out.error);
+  REQUIRE(out.ok());
+  return out.json;
+}
+
+// The refusal for `yaml` as "line:column: error" (1-based).
+std::string refusal_of(const std::string& yaml, size_t max_bytes = 1 << 20) {
+  const ebats::YamlJson out = yaml_to_json(YAML::Load(yaml), max_bytes);
+  if (out.ok()) return "accepted: " + out.json;
+  return std::to_string(out.mark.line + 1) + ":" + std::to_string(out.mark.column + 1) + ": " + out.error;
+}
 
 }  // namespace
 
@@ -38,4 +50,19 @@ TEST_CASE("yaml_to_json: quoted and tagged scalars are always strings", "[config
 
 TEST_CASE("yaml_to_json: keys are strings, whatever they look like", "[config][yaml_json]") {
   CHECK(json_of("{1: a, true: b, null: c}") == R"({"1":"a","true":"b","null":"c"})");
+}
+
+TEST_CASE("yaml_to_json: refuses repeated keys, recursive aliases and oversized text, saying where",
+          "[config][yaml_json]") {
+  CHECK(refusal_of("a: 1\nb: {c: 2, c: 3}\n") == "2:11: key 'c' appears twice");
+  CHECK(refusal_of("{1: x, '1': y}") == "1:8: key '1' appears twice");  // the same key once it is JSON
+  CHECK(refusal_of("{[a]: x}") == "1:2: a key must be a plain value, not a map or a list");
+  CHECK_THAT(refusal_of("a: &x {k: [*x]}\n"), Catch::Contains("nested more than 64 levels deep (a recursive alias?)"));
+  // Aliases that multiply ("billion laughs") stop at the size limit, early.
+  const std::string laughs = "a: &a [x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
+                             "c: &c [*b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c]\n"
+                             "e: &e [*d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e]\n";
+  CHECK_THAT(refusal_of(laughs, 4096), Catch::Contains("more than 4096 bytes as JSON"));
+  CHECK_THAT(refusal_of("{a: 12345}", 10), Catch::EndsWith("more than 10 bytes as JSON"));  // {"a":12345} is 11
+  CHECK(refusal_of("{a: 12345}", 11) == "accepted: {\"a\":12345}");
 }

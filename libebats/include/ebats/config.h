@@ -6,6 +6,7 @@
 // be shared between threads as std::shared_ptr<const Config>.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -21,6 +22,9 @@ namespace ebats {
 // Plugin name (its descriptor's `name`) -> its settings as one compact JSON
 // object, handed to that plugin's init().
 using PluginSettings = std::map<std::string, std::string>;
+// All plugin settings together, names and JSON text, fit in this many bytes
+// (they travel to each worker child in one frame).
+constexpr size_t kMaxPluginSettingsBytes = 63 * 1024;
 
 struct EBATS_EXPORT Diagnostic {
   enum class Severity { error, warning } severity = Severity::error;

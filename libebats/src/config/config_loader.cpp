@@ -6,6 +6,7 @@
 // events), whatever their order in the file.
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -159,13 +160,28 @@ class ConfigParser {
     } else {
       d_.error(f.mark(), "missing plugins.dir; add dir: /usr/lib/ebats/plugins");
     }
-    // Per plugin, one map, handed to its init() as a JSON object.
+    // Per plugin, one map, handed to its init() as a JSON object. They all go
+    // to each worker child in one frame, so together they have a budget.
     if (const Field* settings = fields.find("settings")) {
       if (!check_map(*settings, true, "settings: {shop: {db_dsn_file: /etc/ebats/shop.dsn}}", d_)) return;
       const MapFields plugins(settings->value, settings->path, {}, d_);
+      size_t used = 0;
       for (const Field& plugin : plugins.all()) {
         if (!check_map(plugin, true, "settings: {" + plugin.name() + ": {key: value}}", d_)) continue;
-        config.plugin_settings[plugin.name()] = plugin.is_null() ? "{}" : yaml_to_json(plugin.value);
+        const size_t left = kMaxPluginSettingsBytes - std::min(kMaxPluginSettingsBytes, used + plugin.name().size());
+        const YamlJson json = plugin.is_null() ? YamlJson{"{}", "", {}} : yaml_to_json(plugin.value, left);
+        if (json.too_large) {
+          d_.error(plugin.mark(), plugin.path + ": the plugin settings take more than " +
+                                      std::to_string(kMaxPluginSettingsBytes) +
+                                      " bytes as JSON (all plugins together); put large data in a file and give its path");
+          continue;
+        }
+        if (!json.ok()) {
+          d_.error(json.mark, plugin.path + ": " + json.error);
+          continue;
+        }
+        used += plugin.name().size() + json.json.size();
+        config.plugin_settings[plugin.name()] = json.json;
       }
     }
   }

@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <regex>
+#include <set>
 #include <string_view>
 
 #include "envelope/json_io.h"
@@ -31,55 +32,97 @@ bool json_number(const std::string& s, std::string* out) {
   return true;
 }
 
-void write_node(json::Writer& w, const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map:
-      w.StartObject();
-      for (const auto& entry : node) {
-        json::write_string(w, entry.first.IsScalar() ? entry.first.Scalar() : yaml_to_json(entry.first));
-        write_node(w, entry.second);
-      }
-      w.EndObject();
-      return;
-    case YAML::NodeType::Sequence:
-      w.StartArray();
-      for (const auto& item : node) write_node(w, item);
-      w.EndArray();
-      return;
-    case YAML::NodeType::Scalar: {
-      const std::string& s = node.Scalar();
-      if (node.Tag() != "?") {  // quoted ("!") or explicitly tagged: the text as it is
-        json::write_string(w, s);
-        return;
-      }
-      if (is_null_word(s)) {
-        w.Null();
-      } else if (s == "true" || s == "True" || s == "TRUE") {
-        w.Bool(true);
-      } else if (s == "false" || s == "False" || s == "FALSE") {
-        w.Bool(false);
-      } else if (std::string number; json_number(s, &number)) {
-        json::write_raw_number(w, number.data(), number.size());
-      } else {
-        json::write_string(w, s);
-      }
-      return;
+// One conversion: the writer, the limits, and the first problem met.
+class Converter {
+ public:
+  Converter(std::string* out, size_t max_bytes) : sink_(out), writer_(sink_), out_(out), max_bytes_(max_bytes) {}
+
+  // Writes `node`; false once a problem was recorded in *problem.
+  bool write(const YAML::Node& node, size_t depth, YamlJson* problem) {
+    if (depth > kMaxYamlJsonDepth) {
+      return fail(problem, node, "nested more than " + std::to_string(kMaxYamlJsonDepth) +
+                                     " levels deep (a recursive alias?)");
     }
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined:
-      w.Null();
-      return;
+    switch (node.Type()) {
+      case YAML::NodeType::Map: {
+        writer_.StartObject();
+        std::set<std::string> keys;
+        for (const auto& entry : node) {
+          std::string key;
+          if (entry.first.IsScalar()) {
+            key = entry.first.Scalar();
+          } else if (entry.first.IsNull()) {
+            key = "null";  // `null:`, `~:` or an empty key
+          } else {
+            return fail(problem, entry.first, "a key must be a plain value, not a map or a list");
+          }
+          if (!keys.insert(key).second) return fail(problem, entry.first, "key '" + key + "' appears twice");
+          json::write_string(writer_, key);
+          if (!write(entry.second, depth + 1, problem)) return false;
+        }
+        writer_.EndObject();
+        break;
+      }
+      case YAML::NodeType::Sequence:
+        writer_.StartArray();
+        for (const auto& item : node) {
+          if (!write(item, depth + 1, problem)) return false;
+        }
+        writer_.EndArray();
+        break;
+      case YAML::NodeType::Scalar:
+        write_scalar(node);
+        break;
+      case YAML::NodeType::Null:
+      case YAML::NodeType::Undefined:
+        writer_.Null();
+        break;
+    }
+    if (out_->size() > max_bytes_) {
+      problem->too_large = true;
+      return fail(problem, node, "more than " + std::to_string(max_bytes_) + " bytes as JSON");
+    }
+    return true;
   }
-}
+
+ private:
+  void write_scalar(const YAML::Node& node) {
+    const std::string& s = node.Scalar();
+    if (node.Tag() != "?") {  // quoted ("!") or explicitly tagged: the text as it is
+      json::write_string(writer_, s);
+    } else if (is_null_word(s)) {
+      writer_.Null();
+    } else if (s == "true" || s == "True" || s == "TRUE") {
+      writer_.Bool(true);
+    } else if (s == "false" || s == "False" || s == "FALSE") {
+      writer_.Bool(false);
+    } else if (std::string number; json_number(s, &number)) {
+      json::write_raw_number(writer_, number.data(), number.size());
+    } else {
+      json::write_string(writer_, s);
+    }
+  }
+
+  static bool fail(YamlJson* problem, const YAML::Node& at, std::string why) {
+    problem->error = std::move(why);
+    problem->mark = at.Mark();
+    return false;
+  }
+
+  json::StringSink sink_;
+  json::Writer writer_;
+  const std::string* out_;
+  size_t max_bytes_;
+};
 
 }  // namespace
 
-std::string yaml_to_json(const YAML::Node& node) {
+YamlJson yaml_to_json(const YAML::Node& node, size_t max_bytes) {
+  YamlJson result;
   std::string out;
-  json::StringSink sink(&out);
-  json::Writer w(sink);
-  write_node(w, node);
-  return out;
+  Converter converter(&out, max_bytes);
+  if (converter.write(node, 0, &result)) result.json = std::move(out);
+  return result;
 }
 
 }  // namespace ebats
