@@ -290,6 +290,26 @@ TEST_CASE("an envelope without unknown members has none, and bad ones are never 
   const DecodeResult back = decode(encode_envelope(e));
   REQUIRE(back.ok());
   CHECK(back.envelope.unknown_members == R"({"x":1})");
+  // Members the envelope has anyway, and repeats, are left out: the result still decodes.
+  e.unknown_members = R"({"id":"not-a-uuid","x":1,"params":{},"x":2,"y":[3]})";
+  const DecodeResult filtered = decode(encode_envelope(e));
+  REQUIRE(filtered.ok());
+  CHECK(filtered.envelope.id == r.envelope.id);
+  CHECK(filtered.envelope.unknown_members == R"({"x":1,"y":[3]})");
+}
+
+TEST_CASE("an unknown top-level member given twice is refused, as a known one is", "[envelope]") {
+  const DecodeResult r = decode(task_members().set("x_future", "1").json());
+  REQUIRE(r.ok());
+  std::string twice = task_members().set("x_future", "1").json();
+  twice.insert(twice.size() - 1, R"(,"x_future":{"a":2})");
+  const DecodeResult refused = decode(twice);
+  CHECK(refused.error == DecodeError::invalid);
+  CHECK(refused.detail == "field 'x_future': appears more than once");
+  // A newer version is still reported as such first.
+  std::string newer = task_members().set("v", "2").set("x_future", "1").json();
+  newer.insert(newer.size() - 1, R"(,"x_future":2)");
+  CHECK(decode(newer).error == DecodeError::unsupported_version);
 }
 
 TEST_CASE("the version is checked before anything else", "[envelope]") {

@@ -41,18 +41,31 @@ void write_history_entry(json::Writer& w, const HistoryEntry& h) {
   w.EndObject();
 }
 
-// Writes the members of `unknown` (one JSON object, as decode_envelope()
-// keeps them) into the compact object `*out` before its closing brace.
-// Anything that is not one JSON object with members is left out, so the
-// envelope stays valid JSON whatever a caller put there.
+// Writes the members of `unknown` into the compact object `*out` before its
+// closing brace, minus those the envelope already has (known names) and
+// repeats: the members the splitter would route to unknown_members, so the
+// envelope stays valid JSON that decode_envelope() accepts, whatever a
+// caller put there. Nothing when `unknown` is not one JSON object.
 void append_unknown_members(const std::string& unknown, std::string* out) {
   if (unknown.empty()) return;
-  std::string compact;
-  std::string detail;
-  if (json::compact_object(unknown, &compact, &detail) != json::ObjectParse::ok || compact.size() <= 2) return;
+  char dom_buffer[1024];
+  rapidjson::MemoryPoolAllocator<> pool(dom_buffer, sizeof dom_buffer);
+  rapidjson::Document doc(&pool);
+  std::string ignored_params;
+  std::string members;
+  EnvelopeSplitter splitter(&doc, &ignored_params, &members);
+  rapidjson::MemoryStream in(unknown.data(), unknown.size());
+  bool parsed = false;
+  auto parse = [&](rapidjson::Document&) {
+    rapidjson::Reader reader;
+    parsed = !reader.Parse<json::kReadFlags>(in, splitter).IsError();
+    return parsed;
+  };
+  doc.Populate(parse);
+  if (!parsed || in.Tell() != unknown.size() || members.size() <= 2) return;
   out->pop_back();  // the '}' of the known members
   out->push_back(',');
-  out->append(compact, 1, std::string::npos);  // the members and their '}'
+  out->append(members, 1, std::string::npos);  // the members and their '}'
 }
 
 }  // namespace
@@ -115,6 +128,11 @@ DecodeResult decode_envelope(std::string_view bytes, uint64_t max_bytes) {
     return out;
   }
   out.error = read_envelope_fields(doc, splitter.params_seen(), &e, &out.detail);
+  if (out.ok() && !splitter.repeated_unknown().empty()) {
+    // Known members are checked the same way (read_envelope_fields()).
+    out.error = DecodeError::invalid;
+    out.detail = "field '" + splitter.repeated_unknown() + "': appears more than once";
+  }
   return out;
 }
 

@@ -1,5 +1,6 @@
 #include "envelope/envelope_splitter.h"
 
+#include <algorithm>
 #include <charconv>
 #include <string_view>
 
@@ -135,7 +136,16 @@ bool EnvelopeSplitter::Key(const char* s, rapidjson::SizeType n, bool) {
   const std::optional<EnvelopeField> field = envelope_field_named(std::string_view(s, n));
   if (!field) {
     // Unknown members are not interpreted (forward compatibility within v1)
-    // but kept, so that re-encoding the envelope carries them along.
+    // but kept, so that re-encoding the envelope carries them along. A
+    // repeated one is kept once and reported (the first is what a re-encoding
+    // writes; decode_envelope() refuses the message).
+    std::string name(s, n);
+    if (std::find(unknown_names_.begin(), unknown_names_.end(), name) != unknown_names_.end()) {
+      if (repeated_unknown_.empty()) repeated_unknown_ = std::move(name);
+      route_ = Route::skip;
+      return true;
+    }
+    unknown_names_.push_back(std::move(name));
     if (!unknown_open_) {
       unknown_open_ = true;
       if (!unknown_writer_.StartObject()) return false;

@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "envelope/envelope_fields.h"
 #include "envelope/json_io.h"
@@ -36,6 +37,8 @@ class EnvelopeSplitter {
   rapidjson::Type root_type() const { return root_type_; }
   bool bad_string() const { return bad_string_; }
   const ParamsSeen& params_seen() const { return params_; }
+  // The first unknown top-level member that came more than once ("" if none).
+  const std::string& repeated_unknown() const { return repeated_unknown_; }
 
   // RapidJSON handler interface.
   bool Null();
@@ -75,6 +78,8 @@ class EnvelopeSplitter {
   json::StringSink unknown_sink_;
   json::Writer unknown_writer_;
   bool unknown_open_ = false;          // the unknown members' object has been started
+  std::vector<std::string> unknown_names_;  // in order; few, so a list
+  std::string repeated_unknown_;
   size_t depth_ = 0;                   // open containers, the root object included
   Route route_ = Route::none;          // where the current top-level member's value goes
   rapidjson::SizeType dom_members_ = 0;
