@@ -138,14 +138,28 @@ TEST_CASE("broker thread: completions wait until the owner runs them", "[broker_
   CHECK_FALSE(thread.wait(milliseconds(0)));  // nothing left: not readable
 }
 
-TEST_CASE("broker thread: an exception in a call is rethrown by its completion on the owner's thread",
+TEST_CASE("broker thread: an exception in a call is rethrown by its completion, the ones behind it kept",
           "[broker_thread]") {
   Setup setup;
   BrokerThread& thread = *setup.thread;
 
+  bool behind_ran = false;
+  std::atomic<bool> third_started{false};
   thread.post([](Broker&) -> BrokerThread::Completion { throw std::runtime_error("disk on fire"); });
-  REQUIRE(thread.wait(milliseconds(10'000)));
+  thread.post([&](Broker&) -> BrokerThread::Completion { return [&] { behind_ran = true; }; });
+  // The thread queues a call's completion before it takes the next call: once
+  // the third call runs, the first two completions wait together.
+  thread.post([&](Broker&) -> BrokerThread::Completion {
+    third_started = true;
+    return nullptr;
+  });
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!third_started && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(milliseconds(1));
+  REQUIRE(third_started);
   CHECK_THROWS_WITH(thread.run_completions(), "disk on fire");
+  // The completions behind the exception were not lost: they run next time.
+  CHECK(run_completions_until(thread, 2) == 2);
+  CHECK(behind_ran);
   CHECK(thread.in_flight() == 0);
 
   // The thread is still there for the next call.

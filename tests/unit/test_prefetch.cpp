@@ -60,12 +60,15 @@ TEST_CASE("prefetch: before anything is measured ntask starts small, dtask claim
   CHECK(automatic_prefetch(dtask) == 1024);
 }
 
-TEST_CASE("prefetch: a count set by hand holds, under the same 64 MiB byte cap, and at least one", "[prefetch]") {
+TEST_CASE("prefetch: a count set by hand holds, under the same 64 MiB byte cap, one per child at least",
+          "[prefetch]") {
   using ebats::configured_prefetch;
-  CHECK(configured_prefetch(5000, 400, 1 << 20) == 5000);      // small bodies: the count
-  CHECK(configured_prefetch(5000, 1 << 20, 1 << 20) == 64);    // 1 MiB bodies: 64 MiB of them
-  CHECK(configured_prefetch(5000, 0, 1 << 20) == 64);          // before a claim: max_message_bytes
-  CHECK(configured_prefetch(5000, 0, 4 << 10) == 5000);        // small message limit: the count
-  CHECK(configured_prefetch(1, 400, 1 << 20) == 1);            // one at a time stays one at a time
-  CHECK(configured_prefetch(10, 200 << 20, 256 << 20) == 1);   // bodies over the budget: still one
+  CHECK(configured_prefetch(5000, 2, 400, 1 << 20) == 5000);        // small bodies: the count
+  CHECK(configured_prefetch(5000, 2, 1 << 20, 1 << 20) == 64);      // 1 MiB bodies: 64 MiB of them
+  CHECK(configured_prefetch(5000, 2, 0, 1 << 20) == 64);            // before a claim: max_message_bytes
+  CHECK(configured_prefetch(5000, 2, 0, 4 << 10) == 5000);          // small message limit: the count
+  CHECK(configured_prefetch(1, 2, 400, 1 << 20) == 1);              // one at a time stays one at a time
+  CHECK(configured_prefetch(10, 1, 200 << 20, 256 << 20) == 1);     // bodies over the budget: still one
+  CHECK(configured_prefetch(16, 8, 10 << 20, 16 << 20) == 8);       // 6 fit the budget, but 8 children want one each
+  CHECK(configured_prefetch(4, 8, 10 << 20, 16 << 20) == 4);        // never more than the count set
 }

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <iterator>
 #include <system_error>
 
 namespace ebats {
@@ -84,9 +85,27 @@ size_t BrokerThread::run_completions() {
     ready.pop_front();
     --in_flight_;
     ++ran;
-    if (done) done();  // may throw a call's exception; the rest stay queued in `ready` and are dropped
+    try {
+      if (done) done();
+    } catch (...) {
+      // A call's exception leaves through the owner; the completions behind
+      // it go back to the front of the queue, to run at the next call.
+      requeue(std::move(ready));
+      throw;
+    }
   }
   return ran;
+}
+
+void BrokerThread::requeue(std::deque<Completion> front) {
+  if (front.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::move(completions_.begin(), completions_.end(), std::back_inserter(front));
+    completions_.swap(front);
+  }
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);  // they are waiting: readable again
 }
 
 bool BrokerThread::wait(std::chrono::milliseconds timeout) const {

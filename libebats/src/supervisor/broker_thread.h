@@ -10,7 +10,8 @@
 // Each call returns a completion: a function the owner runs on its own
 // thread, in order, from run_completions() once wake_fd() is readable. A
 // call that throws hands its exception to the owner: its completion rethrows
-// it, so it leaves through the owner's stack like any other.
+// it, so it leaves through the owner's stack like any other, and the
+// completions behind it wait for the next run_completions().
 //
 // Thread-safety: post(), wake_fd(), run_completions(), in_flight() and
 // wait() are for the owner's thread only.
@@ -57,6 +58,8 @@ class BrokerThread {
  private:
   BrokerThread(Broker& broker, UniqueFd wake);
   void loop();
+  // Puts completions taken by run_completions() back in front of the queue.
+  void requeue(std::deque<Completion> front);
 
   Broker& broker_;
   UniqueFd wake_;

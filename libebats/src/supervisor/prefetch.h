@@ -56,9 +56,12 @@ inline size_t automatic_prefetch(const PrefetchInputs& in) {
 
 // A prefetch set by hand: `configured` tasks, but never more bodies than the
 // byte budget holds (a queue of 1 MiB messages is not held by the thousand
-// because the count was chosen for small ones), and at least one.
-inline size_t configured_prefetch(size_t configured, uint64_t body_bytes, uint64_t max_message_bytes) {
-  return std::max<size_t>(1, std::min(configured, held_within_byte_budget(body_bytes, max_message_bytes)));
+// because the count was chosen for small ones), and never so few that a child
+// goes without work: at least min(configured, processes).
+inline size_t configured_prefetch(size_t configured, size_t processes, uint64_t body_bytes,
+                                  uint64_t max_message_bytes) {
+  const size_t floor = std::max<size_t>(1, std::min(configured, processes));
+  return std::max(floor, std::min(configured, held_within_byte_budget(body_bytes, max_message_bytes)));
 }
 
 }  // namespace ebats

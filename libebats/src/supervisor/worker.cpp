@@ -214,7 +214,7 @@ void Worker::Impl::spawn_due_children(SteadyTime now) {
 
 size_t Worker::Impl::capacity() const {
   if (settings_.prefetch > 0) {
-    return configured_prefetch(settings_.prefetch, claimed_body_bytes_, config_.max_message_bytes);
+    return configured_prefetch(settings_.prefetch, children_.size(), claimed_body_bytes_, config_.max_message_bytes);
   }
   PrefetchInputs in;
   in.processes = children_.size();
