@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <boost/algorithm/string/join.hpp>
 #include <boost/program_options.hpp>
 #include <cstdlib>
 #include <iostream>
@@ -128,6 +129,11 @@ int run_config_check(const Config& config, const std::string& topic) {
                 << reg.topic << "), but no plugin in " << config.plugins_dir << " handles it\n";
       ++errors;
     }
+  }
+  for (const auto& name : unused_plugin_settings(config.plugin_settings, probe->plugins)) {
+    std::cerr << config.path << ": warning: plugins.settings." << name << ": no plugin named '" << name
+              << "' was loaded from " << config.plugins_dir << ", so nothing uses these settings (plugins loaded: "
+              << (probe->plugins.empty() ? std::string("none") : boost::algorithm::join(probe->plugins, ", ")) << ")\n";
   }
   if (errors) {
     std::cerr << errors << " error(s)\n";

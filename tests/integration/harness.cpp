@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -80,9 +81,10 @@ TestSystem::TestSystem(const std::string& events_yaml, const std::string& worker
   dir_ = tmpl;
   config_ = dir_ + "/ebats.yaml";
   record_ = dir_ + "/executions.txt";
+  plugins_dir_ = plugins_dir;
   std::ofstream(config_) << "broker:\n  url: sqlite://ebats.db\n"
                          << "  sqlite: {poll_interval: 20ms, lease: 5s}\n"
-                         << "plugins: {dir: " << plugins_dir << "}\n"
+                         << plugins_line() << "\n"
                          << "results: {file: results.jsonl}\n"
                          << extra << "events:\n"
                          << events_yaml << "workers:\n"
@@ -98,6 +100,21 @@ TestSystem::TestSystem(const std::string& events_yaml, const std::string& worker
   auto b = open_broker(bo, *clock_);
   REQUIRE(b.ok());
   broker_ = std::move(b).value();
+}
+
+std::string TestSystem::plugins_line() const {
+  return "plugins: {dir: " + plugins_dir_ + (settings_.empty() ? "" : ", settings: " + settings_) + "}";
+}
+
+void TestSystem::set_plugin_settings(const std::string& settings_yaml) {
+  std::ifstream in(config_);
+  std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string old_line = plugins_line();
+  settings_ = settings_yaml;
+  const size_t at = config.find(old_line);
+  REQUIRE(at != std::string::npos);
+  config.replace(at, old_line.size(), plugins_line());
+  std::ofstream(config_) << config;
 }
 
 TestSystem::~TestSystem() {

@@ -49,6 +49,9 @@ class TestSystem {
 
   const std::string& dir() const { return dir_; }
   const std::string& config_path() const { return config_; }
+  // Rewrites the config's plugins section with `settings_yaml` (a flow map,
+  // e.g. "{test_tasks: {k: v}}") as plugins.settings; for daemons started after.
+  void set_plugin_settings(const std::string& settings_yaml);
   Publisher& publisher() { return *publisher_; }
   Broker& broker() { return *broker_; }
 
@@ -73,7 +76,9 @@ class TestSystem {
  private:
   // Starts `argv` (program first) with --config added; logs to <name>.<n>.log.
   Daemon& start(const std::string& name, std::vector<std::string> argv);
+  std::string plugins_line() const;  // the config's plugins line as written
   std::string dir_, config_, record_;
+  std::string plugins_dir_, settings_;
   std::unique_ptr<Publisher> publisher_;
   std::unique_ptr<Clock> clock_;
   std::unique_ptr<Broker> broker_;

@@ -50,6 +50,24 @@ TEST_CASE("the --check-config option passes with handlers for every task and fai
   CHECK(out.find("no plugin") != std::string::npos);
 }
 
+TEST_CASE("plugin settings that no loaded plugin uses are warned about, by --check-config and by the worker",
+          "[integration]") {
+  TestSystem sys("  e:\n    - {task: settings, topic: t}\n");
+  sys.set_plugin_settings("{test_tasks: {a: 1}, test_taks: {a: 2}}");  // the second is a typo
+  std::string out;
+  CHECK(run_daemon(sys, {EBATS_BIN_DIR "/ebats-ntask-worker", "--config", sys.config_path(), "--topic", "t",
+                         "--check-config"},
+                   &out) == 0);  // a warning, not an error
+  CHECK(out.find("warning: plugins.settings.test_taks: no plugin named 'test_taks' was loaded") != std::string::npos);
+  CHECK(out.find("plugins.settings.test_tasks:") == std::string::npos);
+  CHECK(out.find("test_c, test_tasks") != std::string::npos);  // what was loaded, to compare with
+  sys.start_ntask();
+  REQUIRE(TestSystem::wait_until([&] { return sys.log_of("ntask").find("plugin settings unused") != std::string::npos; }));
+  const std::string log = sys.log_of("ntask");
+  CHECK(log.find("settings=plugins.settings.test_taks") != std::string::npos);
+  CHECK(log.find("settings=plugins.settings.test_tasks ") == std::string::npos);
+}
+
 TEST_CASE("a config with errors stops a daemon with exit 2 and file:line:col", "[integration]") {
   TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
   const std::string bad = sys.dir() + "/bad.yaml";

@@ -189,23 +189,9 @@ TEST_CASE("envelope members a newer producer added survive a task's retries into
 TEST_CASE("each plugin's init() gets its own plugins.settings entry as JSON, typed as YAML reads it",
           "[integration]") {
   TestSystem sys("  e:\n    - {task: settings, topic: t}\n");
-  {
-    // The harness writes `plugins: {dir: ...}`; give it settings.
-    std::ifstream in(sys.config_path());
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string config = text.str();
-    const std::string dir_line = "plugins: {dir: " + std::string(EBATS_TEST_PLUGIN_DIR) + "}";
-    const size_t at = config.find(dir_line);
-    REQUIRE(at != std::string::npos);
-    config.replace(at, dir_line.size(),
-                   "plugins:\n  dir: " + std::string(EBATS_TEST_PLUGIN_DIR) +
-                       "\n  settings:\n"
-                       "    test_tasks: {dsn: 'postgres://shop', pool: 4, ratio: 0.5, debug: false, none: ~,\n"
-                       "                 quoted: '42', hosts: [a, b], nested: {k: v}}\n"
-                       "    other_plugin: {secret: not-for-test_tasks}");
-    std::ofstream(sys.config_path()) << config;
-  }
+  sys.set_plugin_settings(
+      "{test_tasks: {dsn: 'postgres://shop', pool: 4, ratio: 0.5, debug: false, none: ~, quoted: '42', "
+      "hosts: [a, b], nested: {k: v}}, other_plugin: {secret: not-for-test_tasks}}");
   sys.start_all();
   REQUIRE(sys.publisher().publish("e", "{}").ok());
   REQUIRE(TestSystem::wait_until([&] { return sys.results().size() == 1; }));

@@ -9,7 +9,8 @@
 //   SETTINGS P->C u32 n, n x (str plugin, str settings JSON): the first
 //                frame of every child, read before it loads the plugins (not
 //                on the command line: settings may hold secrets)
-//   READY  C->P  u32 n_tasks, n x str task, u32 n_errors, n x str error
+//   READY  C->P  u32 n_tasks, n x str task, u32 n_errors, n x str error,
+//                u32 n_plugins, n x str plugin (the names of those loaded)
 //   RUN    P->C  u64 seq, str id, str name, str topic, str trace, str params,
 //                u32 attempt, u32 max_attempts, i64 deadline_ms
 //   RESULT C->P  u64 seq, u8 outcome, u8 has_retry_after, i64 retry_after_ms,

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string_view>
@@ -49,11 +50,22 @@ Result<PluginProbe> probe_plugins(const std::vector<std::string>& child_argv, co
       for (uint32_t i = 0; i < nt && !r.failed(); ++i) out.tasks.emplace_back(r.str());
       uint32_t ne = r.u32();
       for (uint32_t i = 0; i < ne && !r.failed(); ++i) out.errors.emplace_back(r.str());
+      uint32_t np = r.u32();
+      for (uint32_t i = 0; i < np && !r.failed(); ++i) out.plugins.emplace_back(r.str());
       if (r.failed()) return Status::internal("malformed READY frame from the plugin probe child");
       child->close_socket();  // the child exits on EOF
       return out;
     }
   }
+}
+
+std::vector<std::string> unused_plugin_settings(const PluginSettings& settings,
+                                                const std::vector<std::string>& loaded) {
+  std::vector<std::string> unused;
+  for (const auto& entry : settings) {
+    if (std::find(loaded.begin(), loaded.end(), entry.first) == loaded.end()) unused.push_back(entry.first);
+  }
+  return unused;
 }
 
 }  // namespace ebats

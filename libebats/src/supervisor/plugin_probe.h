@@ -12,9 +12,15 @@
 namespace ebats {
 
 struct PluginProbe {
-  std::vector<std::string> tasks;   // sorted task names
-  std::vector<std::string> errors;  // refusals, one complete message each
+  std::vector<std::string> tasks;    // sorted task names
+  std::vector<std::string> errors;   // refusals, one complete message each
+  std::vector<std::string> plugins;  // names of the plugins loaded
 };
+
+// The names in `settings` that no loaded plugin carries: a typo there leaves
+// the plugin it meant with {} (warned about, not an error).
+std::vector<std::string> unused_plugin_settings(const PluginSettings& settings,
+                                                const std::vector<std::string>& loaded);
 
 // `child_argv` starts the child, e.g. {"/proc/self/exe", "--child", "--plugins-dir", dir};
 // `settings` go to the plugins' init() as a worker's would.

@@ -11,6 +11,8 @@
 #include <deque>
 #include <optional>
 
+#include <boost/algorithm/string/join.hpp>
+
 #include "core/poll_backoff.h"
 #include "daemon/host_name.h"
 #include "ebats/envelope.h"
@@ -21,6 +23,7 @@
 #include "supervisor/broker_thread.h"
 #include "supervisor/child_process.h"
 #include "supervisor/frame.h"
+#include "supervisor/plugin_probe.h"
 #include "supervisor/prefetch.h"
 
 namespace ebats {
@@ -262,6 +265,8 @@ void Worker::Impl::handle_frame(Slot& s, const FrameBuffer::Frame& f) {
     for (uint32_t i = 0; i < n && !r.failed(); ++i) tasks += (i ? "," : "") + std::string(r.str());
     uint32_t e = r.u32();
     for (uint32_t i = 0; i < e && !r.failed(); ++i) errors += std::string(r.str()) + "\n";
+    std::vector<std::string> plugins(r.u32());
+    for (size_t i = 0; i < plugins.size() && !r.failed(); ++i) plugins[i] = std::string(r.str());
     s.ready = true;
     s.startup_failures = 0;
     if (!announced_ready_ || errors != last_load_errors_) {
@@ -273,6 +278,10 @@ void Worker::Impl::handle_frame(Slot& s, const FrameBuffer::Frame& f) {
         start = end + 1;
       }
       log_.info("plugins loaded", {{"dir", config_.plugins_dir}, {"tasks", tasks.empty() ? "(none)" : tasks}});
+      for (const auto& name : unused_plugin_settings(config_.plugin_settings, plugins)) {
+        log_.warn("plugin settings unused: no plugin of that name was loaded",
+                  {{"settings", "plugins.settings." + name}, {"plugins", boost::algorithm::join(plugins, ",")}});
+      }
     }
     if (!announced_ready_) {
       announced_ready_ = true;

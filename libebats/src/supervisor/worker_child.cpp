@@ -43,6 +43,9 @@ std::string ready_frame(const TaskRunner& runner) {
   const auto& errors = runner.registry().errors();
   w.u32(static_cast<uint32_t>(errors.size()));
   for (const auto& e : errors) w.str(e.message);
+  const auto& plugins = runner.registry().plugins();
+  w.u32(static_cast<uint32_t>(plugins.size()));
+  for (const auto& p : plugins) w.str(p.name);
   w.finish();
   return out;
 }
