@@ -195,3 +195,46 @@ TEST_CASE("sqlite broker: a database locked beyond busy_timeout is reported busy
   REQUIRE(claimed.ok());
   CHECK(claimed->size() == 2);
 }
+
+// systemd starts the three daemons together, often on a file that does not
+// exist yet: each of them must open it, whichever switches it to WAL first.
+TEST_CASE("sqlite broker: processes opening a new database at once all get it", "[sqlite][broker]") {
+  constexpr int kProcesses = 8;
+  constexpr int kRounds = 15;
+  for (int round = 0; round < kRounds; ++round) {
+    TempDir dir;
+    const std::string db = dir.path() + "/ebats.db";
+    int go[2];
+    REQUIRE(pipe(go) == 0);
+    std::vector<pid_t> children;
+    for (int i = 0; i < kProcesses; ++i) {
+      const pid_t pid = fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {
+        ::close(go[1]);
+        char c;
+        (void)!::read(go[0], &c, 1);  // released together: EOF when the parent closes its end
+        SystemClock clock;
+        BrokerOptions options = options_for(db, "testhost/ntask/p" + std::to_string(i));
+        options.sqlite.busy_timeout_ms = 5'000;
+        auto broker = open_broker(options, clock);
+        if (!broker.ok()) {
+          std::fprintf(stderr, "child %d: %s\n", i, broker.status().message().c_str());
+          ::_exit(1);
+        }
+        ::_exit((*broker)->depths().ok() ? 0 : 2);
+      }
+      children.push_back(pid);
+    }
+    ::close(go[0]);
+    ::close(go[1]);
+    int failed = 0;
+    for (pid_t pid : children) {
+      int status = 0;
+      REQUIRE(waitpid(pid, &status, 0) == pid);
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
+    }
+    INFO("round " << round);
+    CHECK(failed == 0);
+  }
+}

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -106,16 +107,32 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& path, co
 
   // journal_mode returns the mode now in effect: anything but "wal" means the
   // file cannot be shared safely (e.g. a filesystem without shared memory).
+  // Processes opening a new file at once (systemd starts the daemons
+  // together) race to switch it to WAL. SQLite then returns SQLITE_BUSY to a
+  // loser holding a shared lock at once, without its busy handler (waiting
+  // could deadlock), so it is retried here, fresh, for up to busy_timeout.
   {
     auto stmt = connection->statement("PRAGMA journal_mode=WAL");
     if (!stmt.ok()) return stmt.status();
-    StatementUse use(*stmt);
-    const int step = use.step();
-    if (step != SQLITE_ROW) return connection->error(step, "switching to WAL mode");
-    const std::string mode = use.bytes_column(0);
-    if (mode != "wal") {
-      return Status::io("database " + path + " cannot use WAL mode (journal_mode is '" + mode +
-                        "'); put it on a local filesystem (WAL needs shared memory; never NFS)");
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(busy_ms);
+    std::chrono::milliseconds pause(1);
+    for (;;) {
+      StatementUse use(*stmt);
+      const int step = use.step();
+      if (step == SQLITE_ROW) {
+        const std::string mode = use.bytes_column(0);
+        if (mode != "wal") {
+          return Status::io("database " + path + " cannot use WAL mode (journal_mode is '" + mode +
+                            "'); put it on a local filesystem (WAL needs shared memory; never NFS)");
+        }
+        break;
+      }
+      const bool busy = (step & 0xff) == SQLITE_BUSY || (step & 0xff) == SQLITE_LOCKED;
+      if (!busy || std::chrono::steady_clock::now() >= give_up) {
+        return connection->error(step, "switching to WAL mode");
+      }
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(50));
     }
   }
   Status sync = connection->set_durable(true);
