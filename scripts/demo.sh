@@ -70,6 +70,12 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 sleep 0.3
+got=$(wc -l < "$state/results.jsonl")
+if [ "$got" -lt 5 ]; then
+  echo "demo: only $got of the 5 result records arrived within 30 s; the daemons' logs:" >&2
+  for log in "$state"/*.log; do echo "--- $log" >&2; cat "$log" >&2; done
+  exit 1
+fi
 echo "== ebatsctl stats"
 ctl stats
 echo "== ebatsctl dead list"
