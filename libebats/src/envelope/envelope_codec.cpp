@@ -41,6 +41,18 @@ void write_history_entry(json::Writer& w, const HistoryEntry& h) {
   w.EndObject();
 }
 
+// One pass of `splitter` over `in`, filling `doc` with the known members.
+rapidjson::ParseResult split(rapidjson::MemoryStream& in, EnvelopeSplitter& splitter, rapidjson::Document& doc) {
+  rapidjson::ParseResult parsed;
+  auto parse = [&](rapidjson::Document&) {
+    rapidjson::Reader reader;
+    parsed = reader.Parse<json::kReadFlags>(in, splitter);
+    return !parsed.IsError();
+  };
+  doc.Populate(parse);
+  return parsed;
+}
+
 // Writes the members of `unknown` into the compact object `*out` before its
 // closing brace, minus those the envelope already has (known names) and
 // repeats: the members the splitter would route to unknown_members, so the
@@ -55,14 +67,7 @@ void append_unknown_members(const std::string& unknown, std::string* out) {
   std::string members;
   EnvelopeSplitter splitter(&doc, &ignored_params, &members);
   rapidjson::MemoryStream in(unknown.data(), unknown.size());
-  bool parsed = false;
-  auto parse = [&](rapidjson::Document&) {
-    rapidjson::Reader reader;
-    parsed = !reader.Parse<json::kReadFlags>(in, splitter).IsError();
-    return parsed;
-  };
-  doc.Populate(parse);
-  if (!parsed || in.Tell() != unknown.size() || members.size() <= 2) return;
+  if (split(in, splitter, doc).IsError() || in.Tell() != unknown.size() || members.size() <= 2) return;
   out->pop_back();  // the '}' of the known members
   out->push_back(',');
   out->append(members, 1, std::string::npos);  // the members and their '}'
@@ -97,13 +102,7 @@ DecodeResult decode_envelope(std::string_view bytes, uint64_t max_bytes) {
   rapidjson::Document doc(&pool);
   EnvelopeSplitter splitter(&doc, &e.params, &e.unknown_members);
   rapidjson::MemoryStream in(bytes.data(), bytes.size());
-  rapidjson::ParseResult parsed;
-  auto parse = [&](rapidjson::Document&) {
-    rapidjson::Reader reader;
-    parsed = reader.Parse<json::kReadFlags>(in, splitter);
-    return !parsed.IsError();
-  };
-  doc.Populate(parse);
+  const rapidjson::ParseResult parsed = split(in, splitter, doc);
 
   if (splitter.root_not_object()) {
     out.error = DecodeError::malformed;
