@@ -19,6 +19,9 @@ namespace {
 
 std::string os_error(int err) { return std::strerror(err); }
 
+// Another connection holds a lock this one needs (any extended code of the two).
+bool is_busy(int rc) { return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED; }
+
 std::string folder_of(const std::string& path) {
   std::string folder = std::filesystem::path(path).parent_path().string();
   return folder.empty() ? std::string(".") : folder;
@@ -127,8 +130,7 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& path, co
         }
         break;
       }
-      const bool busy = (step & 0xff) == SQLITE_BUSY || (step & 0xff) == SQLITE_LOCKED;
-      if (!busy || std::chrono::steady_clock::now() >= give_up) {
+      if (!is_busy(step) || std::chrono::steady_clock::now() >= give_up) {
         return connection->error(step, "switching to WAL mode");
       }
       std::this_thread::sleep_for(pause);
@@ -176,7 +178,7 @@ Status Connection::exec(const char* sql, const char* what) {
 
 Status Connection::error(int rc, const std::string& what) const {
   const int primary = rc & 0xff;
-  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
+  if (is_busy(rc)) {
     return Status::busy("database " + path_ + " is locked by another process (waited " +
                         format_duration(Millis(busy_timeout_ms_)) + ") while " + what +
                         "; retry later, or raise broker.sqlite.busy_timeout");
