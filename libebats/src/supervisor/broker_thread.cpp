@@ -65,10 +65,14 @@ void BrokerThread::loop() {
       std::lock_guard<std::mutex> lock(mutex_);
       completions_.push_back(std::move(done));
     }
-    const uint64_t one = 1;
-    // Cannot fail short of a closed fd: the counter is far from overflowing.
-    [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
+    wake_owner();
   }
+}
+
+void BrokerThread::wake_owner() {
+  const uint64_t one = 1;
+  // Cannot fail short of a closed fd: the counter is far from overflowing.
+  [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
 }
 
 size_t BrokerThread::run_completions() {
@@ -104,8 +108,7 @@ void BrokerThread::requeue(std::deque<Completion> front) {
     std::move(completions_.begin(), completions_.end(), std::back_inserter(front));
     completions_.swap(front);
   }
-  const uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);  // they are waiting: readable again
+  wake_owner();  // they are waiting: readable again
 }
 
 bool BrokerThread::wait(std::chrono::milliseconds timeout) const {

@@ -60,6 +60,8 @@ class BrokerThread {
   void loop();
   // Puts completions taken by run_completions() back in front of the queue.
   void requeue(std::deque<Completion> front);
+  // Makes wake_fd() readable.
+  void wake_owner();
 
   Broker& broker_;
   UniqueFd wake_;
