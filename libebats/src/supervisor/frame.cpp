@@ -81,6 +81,36 @@ bool write_all(int fd, std::string_view data) {
   return true;
 }
 
+namespace {
+
+void write_list(FieldWriter& w, const std::vector<std::string>& items) {
+  w.u32(static_cast<uint32_t>(items.size()));
+  for (const auto& item : items) w.str(item);
+}
+
+void read_list(FieldReader& r, std::vector<std::string>* items) {
+  const uint32_t n = r.u32();
+  for (uint32_t i = 0; i < n && !r.failed(); ++i) items->emplace_back(r.str());
+}
+
+}  // namespace
+
+void write_ready_frame(std::string& out, const ReadyReport& report) {
+  FieldWriter w(out, FrameType::ready);
+  write_list(w, report.tasks);
+  write_list(w, report.errors);
+  write_list(w, report.plugins);
+  w.finish();
+}
+
+bool read_ready_payload(std::string_view payload, ReadyReport* report) {
+  FieldReader r(payload);
+  read_list(r, &report->tasks);
+  read_list(r, &report->errors);
+  read_list(r, &report->plugins);
+  return !r.failed();
+}
+
 void write_settings_frame(std::string& out, const PluginSettings& settings) {
   FieldWriter w(out, FrameType::settings);
   w.u32(static_cast<uint32_t>(settings.size()));

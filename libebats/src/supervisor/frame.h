@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ebats/config.h"
 
@@ -106,6 +107,17 @@ class FrameBuffer {
 
 // Writes all of `data` to a blocking fd, retrying on EINTR. false on error.
 bool write_all(int fd, std::string_view data);
+
+// The READY payload: what a child loaded.
+struct ReadyReport {
+  std::vector<std::string> tasks;    // sorted task names
+  std::vector<std::string> errors;   // refusals, one complete message each
+  std::vector<std::string> plugins;  // names of the plugins loaded
+};
+// Appends a READY frame to `out`.
+void write_ready_frame(std::string& out, const ReadyReport& report);
+// Reads a READY payload; false if it is malformed (*report holds what was read).
+bool read_ready_payload(std::string_view payload, ReadyReport* report);
 
 // Appends a SETTINGS frame to `out`.
 void write_settings_frame(std::string& out, const PluginSettings& settings);

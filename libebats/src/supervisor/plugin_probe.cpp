@@ -44,15 +44,10 @@ Result<PluginProbe> probe_plugins(const std::vector<std::string>& child_argv, co
     }
     if (auto f = in.next()) {
       if (f->type != FrameType::ready) continue;
-      FieldReader r(f->payload);
       PluginProbe out;
-      uint32_t nt = r.u32();
-      for (uint32_t i = 0; i < nt && !r.failed(); ++i) out.tasks.emplace_back(r.str());
-      uint32_t ne = r.u32();
-      for (uint32_t i = 0; i < ne && !r.failed(); ++i) out.errors.emplace_back(r.str());
-      uint32_t np = r.u32();
-      for (uint32_t i = 0; i < np && !r.failed(); ++i) out.plugins.emplace_back(r.str());
-      if (r.failed()) return Status::internal("malformed READY frame from the plugin probe child");
+      if (!read_ready_payload(f->payload, &out)) {
+        return Status::internal("malformed READY frame from the plugin probe child");
+      }
       child->close_socket();  // the child exits on EOF
       return out;
     }

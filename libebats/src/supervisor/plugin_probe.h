@@ -8,14 +8,12 @@
 
 #include "ebats/config.h"
 #include "ebats/status.h"
+#include "supervisor/frame.h"
 
 namespace ebats {
 
-struct PluginProbe {
-  std::vector<std::string> tasks;    // sorted task names
-  std::vector<std::string> errors;   // refusals, one complete message each
-  std::vector<std::string> plugins;  // names of the plugins loaded
-};
+// What the probe child loaded: its READY report.
+using PluginProbe = ReadyReport;
 
 // The names in `settings` that no loaded plugin carries: a typo there leaves
 // the plugin it meant with {} (warned about, not an error).

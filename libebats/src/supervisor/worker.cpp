@@ -181,7 +181,7 @@ class Worker::Impl {
   SteadyTime next_recover_{};
   SteadyTime next_watchdog_{};
   bool announced_ready_ = false;
-  std::string last_load_errors_;
+  std::vector<std::string> last_load_errors_;
   bool draining_ = false;
   bool interrupting_ = false;
   SteadyTime drain_deadline_{};
@@ -258,29 +258,20 @@ void Worker::Impl::on_child_readable(Slot& s) {
 }
 
 void Worker::Impl::handle_frame(Slot& s, const FrameBuffer::Frame& f) {
-  FieldReader r(f.payload);
   if (f.type == FrameType::ready) {
-    std::string tasks, errors;
-    uint32_t n = r.u32();
-    for (uint32_t i = 0; i < n && !r.failed(); ++i) tasks += (i ? "," : "") + std::string(r.str());
-    uint32_t e = r.u32();
-    for (uint32_t i = 0; i < e && !r.failed(); ++i) errors += std::string(r.str()) + "\n";
-    std::vector<std::string> plugins(r.u32());
-    for (size_t i = 0; i < plugins.size() && !r.failed(); ++i) plugins[i] = std::string(r.str());
+    ReadyReport report;
+    read_ready_payload(f.payload, &report);  // a malformed tail only shortens the lists logged
     s.ready = true;
     s.startup_failures = 0;
-    if (!announced_ready_ || errors != last_load_errors_) {
-      last_load_errors_ = errors;
-      size_t start = 0;
-      while (start < errors.size()) {
-        size_t end = errors.find('\n', start);
-        log_.error("plugin refused", {{"error", errors.substr(start, end - start)}});
-        start = end + 1;
-      }
+    if (!announced_ready_ || report.errors != last_load_errors_) {
+      last_load_errors_ = report.errors;
+      for (const auto& error : report.errors) log_.error("plugin refused", {{"error", error}});
+      const std::string tasks = boost::algorithm::join(report.tasks, ",");
       log_.info("plugins loaded", {{"dir", config_.plugins_dir}, {"tasks", tasks.empty() ? "(none)" : tasks}});
-      for (const auto& name : unused_plugin_settings(config_.plugin_settings, plugins)) {
+      for (const auto& name : unused_plugin_settings(config_.plugin_settings, report.plugins)) {
         log_.warn("plugin settings unused: no plugin of that name was loaded",
-                  {{"settings", "plugins.settings." + name}, {"plugins", boost::algorithm::join(plugins, ",")}});
+                  {{"settings", "plugins.settings." + name},
+                   {"plugins", boost::algorithm::join(report.plugins, ",")}});
       }
     }
     if (!announced_ready_) {
@@ -293,6 +284,7 @@ void Worker::Impl::handle_frame(Slot& s, const FrameBuffer::Frame& f) {
     return;
   }
   if (f.type != FrameType::result || s.pipeline.empty()) return;
+  FieldReader r(f.payload);
   const uint64_t seq = r.u64();
   AttemptFacts facts;
   facts.outcome = static_cast<Outcome>(r.u8());

@@ -35,18 +35,12 @@ void install_child_signals() {
 }
 
 std::string ready_frame(const TaskRunner& runner) {
+  ReadyReport report;
+  report.tasks = runner.registry().task_names();
+  for (const auto& e : runner.registry().errors()) report.errors.push_back(e.message);
+  for (const auto& p : runner.registry().plugins()) report.plugins.push_back(p.name);
   std::string out;
-  FieldWriter w(out, FrameType::ready);
-  const auto names = runner.registry().task_names();
-  w.u32(static_cast<uint32_t>(names.size()));
-  for (const auto& n : names) w.str(n);
-  const auto& errors = runner.registry().errors();
-  w.u32(static_cast<uint32_t>(errors.size()));
-  for (const auto& e : errors) w.str(e.message);
-  const auto& plugins = runner.registry().plugins();
-  w.u32(static_cast<uint32_t>(plugins.size()));
-  for (const auto& p : plugins) w.str(p.name);
-  w.finish();
+  write_ready_frame(out, report);
   return out;
 }
 
