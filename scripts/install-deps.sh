@@ -7,6 +7,7 @@ packages=(
   g++ cmake make pkg-config          # toolchain
   libboost-dev libboost-program-options-dev   # Boost.Uuid (headers), Boost.Program_options
   rapidjson-dev libyaml-cpp-dev libsqlite3-dev libsystemd-dev
+  librabbitmq-dev libssl-dev         # the RabbitMQ backend (rabbitmq-c 0.11, OpenSSL for amqps://)
   catch2                             # Catch2 v2, the test framework
   sqlite3 jq procps                  # the demo: inspect the database, format results
 )

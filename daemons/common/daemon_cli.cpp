@@ -8,6 +8,8 @@
 #include <iostream>
 #include <set>
 
+#include "ebats/broker.h"
+#include "ebats/clock.h"
 #include "ebats/envelope.h"
 #include "supervisor/plugin_probe.h"
 
@@ -42,7 +44,8 @@ std::optional<int> parse_daemon_args(int argc, char** argv, DaemonKind kind, Dae
   visible.add_options()
       ("config,c", po::value<std::string>(&out->config_path), "config file (default: $EBATS_CONFIG)")
       ("check-config", po::bool_switch(&out->check_config),
-       "validate the config and the plugins (every registered task has a handler), then exit 0 or 1")
+       "validate the config, the plugins (every registered task has a handler) and, on RabbitMQ, the broker "
+       "login, then exit 0 (ok), 1 (a check failed) or 2 (the config has errors)")
       ("help,h", "show this help and exit")
       ("version,V", "show the version and exit");
   if (worker) {
@@ -110,6 +113,15 @@ std::vector<std::string> child_argv(const Config& config, const std::string& top
 }
 
 int run_config_check(const Config& config, const std::string& topic) {
+  if (config.is_amqp()) {
+    // A broker that cannot be reached or refuses the login fails the check.
+    SystemClock clock;
+    auto broker = open_broker(broker_options(config, "check-config"), clock);
+    if (!broker.ok()) {
+      std::cerr << config.path << ": error: broker: " << broker.status().message() << "\n";
+      return kExitFailure;
+    }
+  }
   auto probe = probe_plugins(child_argv(config, topic), config.plugin_settings);
   if (!probe.ok()) {
     std::cerr << config.path << ": error: " << probe.status().message() << "\n";

@@ -22,12 +22,24 @@
 namespace ebats {
 namespace {
 
+// A config the broker refuses (a queue declared with other arguments, a
+// password file others may read) is a config error: exit 2, which the units
+// list in RestartPreventExitStatus= so systemd does not restart into it.
+int exit_code_for(const Status& s) {
+  return s.code() == StatusCode::invalid_argument ? kExitUsage : kExitFailure;
+}
+
+// Opens the configured broker; what the backend reports on its own (a lost
+// connection, a reconnect) goes to the daemon's log.
 Result<std::unique_ptr<Broker>> open_configured_broker(const Config& config, const std::string& owner,
-                                                       const Clock& clock) {
-  BrokerOptions bo;
-  bo.url = config.broker_url;
-  bo.sqlite = config.sqlite;
-  bo.owner = owner;
+                                                       const Clock& clock, const Logger& log) {
+  BrokerOptions bo = broker_options(config, owner);
+  bo.on_event = [&log](const BrokerEvent& e) {
+    const LogLevel level = e.level == BrokerEvent::Level::error  ? LogLevel::error
+                           : e.level == BrokerEvent::Level::warn ? LogLevel::warn
+                                                                 : LogLevel::info;
+    log.log(level, "broker: " + e.message);
+  };
   return open_broker(bo, clock);
 }
 
@@ -64,10 +76,10 @@ int worker_main_impl(int argc, char** argv, DaemonKind kind) {
     return kExitFailure;
   }
   SystemClock clock;
-  auto broker = open_configured_broker(*config, host_name() + "/" + lane_name(lane) + "/" + args.topic, clock);
+  auto broker = open_configured_broker(*config, host_name() + "/" + lane_name(lane) + "/" + args.topic, clock, log);
   if (!broker.ok()) {
     log.error("cannot open the broker", {{"url", config->broker_url}, {"error", broker.status().message()}});
-    return kExitFailure;
+    return exit_code_for(broker.status());
   }
   ServiceNotifier notifier;
   WorkerSetup setup;
@@ -79,7 +91,7 @@ int worker_main_impl(int argc, char** argv, DaemonKind kind) {
   Status s = worker.run(*signals);
   if (!s.ok()) {
     log.error("worker stopped with an error", {{"error", s.message()}});
-    return kExitFailure;
+    return exit_code_for(s);
   }
   return kExitOk;
 }
@@ -99,10 +111,10 @@ int scheduler_main_impl(int argc, char** argv) {
     return kExitFailure;
   }
   SystemClock clock;
-  auto broker = open_configured_broker(*config, host_name() + "/scheduler", clock);
+  auto broker = open_configured_broker(*config, host_name() + "/scheduler", clock, log);
   if (!broker.ok()) {
     log.error("cannot open the broker", {{"url", config->broker_url}, {"error", broker.status().message()}});
-    return kExitFailure;
+    return exit_code_for(broker.status());
   }
   auto lock = lock_scheduler(*config);
   if (!lock.ok()) {
@@ -114,7 +126,7 @@ int scheduler_main_impl(int argc, char** argv) {
   Status s = scheduler.run(*signals);
   if (!s.ok()) {
     log.error("scheduler stopped with an error", {{"error", s.message()}});
-    return kExitFailure;
+    return exit_code_for(s);
   }
   log.info("stopped");
   return kExitOk;

@@ -15,6 +15,8 @@
 
 #include <rapidjson/document.h>
 
+#include "support/test_backend.h"
+
 namespace ebats::test {
 namespace fs = std::filesystem;
 
@@ -82,9 +84,7 @@ TestSystem::TestSystem(const std::string& events_yaml, const std::string& worker
   config_ = dir_ + "/ebats.yaml";
   record_ = dir_ + "/executions.txt";
   plugins_dir_ = plugins_dir;
-  std::ofstream(config_) << "broker:\n  url: sqlite://ebats.db\n"
-                         << "  sqlite: {poll_interval: 20ms, lease: 5s}\n"
-                         << plugins_line() << "\n"
+  std::ofstream(config_) << broker_section() << plugins_line() << "\n"
                          << "results: {file: results.jsonl}\n"
                          << extra << "events:\n"
                          << events_yaml << "workers:\n"
@@ -94,12 +94,15 @@ TestSystem::TestSystem(const std::string& events_yaml, const std::string& worker
   REQUIRE(p.ok());
   publisher_ = std::move(p).value();
   clock_ = std::make_unique<SystemClock>();
-  BrokerOptions bo;
-  bo.url = publisher_->config().broker_url;
-  bo.owner = "test";
-  auto b = open_broker(bo, *clock_);
+  auto b = open_broker(broker_options(publisher_->config(), "test"), *clock_);
   REQUIRE(b.ok());
   broker_ = std::move(b).value();
+}
+
+std::string TestSystem::broker_section() {
+  if (!amqp_backend()) return "broker:\n  url: sqlite://ebats.db\n  sqlite: {poll_interval: 20ms, lease: 5s}\n";
+  prefix_ = unique_prefix();
+  return "broker:\n  url: \"" + amqp_url() + "\"\n" + quick_amqp_yaml(prefix_);
 }
 
 std::string TestSystem::plugins_line() const {
@@ -107,14 +110,31 @@ std::string TestSystem::plugins_line() const {
 }
 
 void TestSystem::set_plugin_settings(const std::string& settings_yaml) {
-  std::ifstream in(config_);
-  std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const std::string old_line = plugins_line();
   settings_ = settings_yaml;
-  const size_t at = config.find(old_line);
+  edit_config(old_line, plugins_line());
+}
+
+void TestSystem::edit_config(const std::string& from, const std::string& to) {
+  std::ifstream in(config_);
+  std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t at = config.find(from);
+  INFO("config: " << config);
   REQUIRE(at != std::string::npos);
-  config.replace(at, old_line.size(), plugins_line());
+  config.replace(at, from.size(), to);
   std::ofstream(config_) << config;
+}
+
+int TestSystem::run(std::vector<std::string> argv, std::string* output,
+                    const std::map<std::string, std::string>& env) const {
+  const std::string log = dir_ + "/run." + std::to_string(next_run_++) + ".log";
+  Daemon d(std::move(argv), env, log);
+  const int code = d.wait(std::chrono::seconds(60));
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (output) *output = ss.str();
+  return code;
 }
 
 TestSystem::~TestSystem() {
@@ -163,6 +183,25 @@ std::vector<DeadLetterEntry> TestSystem::wait_for_dead_letters(size_t n) {
     return letters.ok() && letters->size() >= n;
   }));
   return dead_letters();
+}
+
+std::vector<QueueDepth> TestSystem::depths() {
+  auto depths = broker_->depths(publisher_->config().topics());
+  INFO(depths.status().to_string());
+  REQUIRE(depths.ok());
+  return *depths;
+}
+
+uint64_t TestSystem::ready_tasks() {
+  uint64_t n = 0;
+  for (const QueueDepth& d : depths()) n += d.row == QueueDepth::Row::topic ? d.ready : 0;
+  return n;
+}
+
+uint64_t TestSystem::unrouted_events() {
+  uint64_t n = 0;
+  for (const QueueDepth& d : depths()) n += d.row == QueueDepth::Row::events ? d.ready : 0;
+  return n;
 }
 
 std::vector<Execution> TestSystem::executions() const {

@@ -1,6 +1,7 @@
 // TestSystem: a real ebats installation in a temporary folder for one test —
-// a config file, a SQLite database, the three real daemons as processes and
-// the test plugins. Tasks of the test plugin append "<id> <attempt> <task>"
+// a config file, a broker of its own (a SQLite database, or on the "amqp"
+// pass a name prefix on the private RabbitMQ node), the three real daemons as
+// processes and the test plugins. Tasks of the test plugin append "<id> <attempt> <task>"
 // to a record file, so tests count executions, losses and duplicates exactly.
 #pragma once
 
@@ -61,6 +62,11 @@ class TestSystem {
   void start_all(const std::string& topic = "t");
 
   std::vector<Execution> executions() const;
+  // Queue depths of the config's topics, and sums over their rows: tasks
+  // ready to run, events not yet routed.
+  std::vector<QueueDepth> depths();
+  uint64_t ready_tasks();
+  uint64_t unrouted_events();
   // The dead letters now, newest first.
   std::vector<DeadLetterEntry> dead_letters();
   // Waits until there are at least `n` dead letters and returns them (REQUIREs they come).
@@ -71,19 +77,33 @@ class TestSystem {
   static bool wait_until(const std::function<bool()>& done, std::chrono::seconds timeout = std::chrono::seconds(60));
   // Runs ebatsctl with args; returns exit code and fills `out` with stdout.
   int ebatsctl(const std::vector<std::string>& args, std::string* out = nullptr) const;
+  // Runs a program (argv[0] a path) to completion, with `env` added to the
+  // environment; returns its exit code (-1 after a minute) and fills
+  // `output` with what it wrote to stdout and stderr.
+  int run(std::vector<std::string> argv, std::string* output,
+          const std::map<std::string, std::string>& env = {}) const;
+  // Replaces the first `from` in the config file with `to` (REQUIREs one);
+  // for daemons started after.
+  void edit_config(const std::string& from, const std::string& to);
+  // RabbitMQ: the name prefix of this test's queues and exchanges.
+  const std::string& prefix() const { return prefix_; }
   std::string log_of(const std::string& name) const;
 
  private:
   // Starts `argv` (program first) with --config added; logs to <name>.<n>.log.
   Daemon& start(const std::string& name, std::vector<std::string> argv);
   std::string plugins_line() const;  // the config's plugins line as written
+  // The config's broker section for the backend under test (support/test_backend.h).
+  std::string broker_section();
   std::string dir_, config_, record_;
   std::string plugins_dir_, settings_;
+  std::string prefix_;  // RabbitMQ: this test's name prefix
   std::unique_ptr<Publisher> publisher_;
   std::unique_ptr<Clock> clock_;
   std::unique_ptr<Broker> broker_;
   std::vector<std::unique_ptr<Daemon>> daemons_;
   int next_log_ = 0;
+  mutable int next_run_ = 0;
 };
 
 }  // namespace ebats::test

@@ -425,12 +425,16 @@ TEST_CASE("events entries must be lists", "[config]") {
 }
 
 TEST_CASE("broker URL schemes and required keys", "[config]") {
-  CHECK(only_error("broker: {url: \"amqp://ebats@mq1:5672/ebats\"}\nplugins: {dir: /p}\n") ==
-        "t.yaml:1:15: error: broker URL scheme 'amqp://' is not supported in this build yet; use "
-        "sqlite:///var/lib/ebats/ebats.db");
+  CHECK(only_error("broker: {url: \"amqp://ebats:secret@mq1:5672/ebats\"}\nplugins: {dir: /p}\n") ==
+        "t.yaml:1:15: error: broker.url: the broker URL holds a password; remove it from the URL (user@host only) and "
+        "put it in the file named by broker.password_file (mode 0600 or 0640) or in the environment variable "
+        "EBATS_BROKER_PASSWORD");
+  CHECK(only_error("broker: {url: \"amqp://ebats@mq1:port/ebats\"}\nplugins: {dir: /p}\n") ==
+        "t.yaml:1:15: error: broker.url: broker URL is not a valid AMQP URL; expected amqp://user@host:5672/vhost or "
+        "amqps://user@host:5671/vhost");
   CHECK(only_error("broker: {url: \"redis://x\"}\nplugins: {dir: /p}\n") ==
-        "t.yaml:1:15: error: unsupported broker URL scheme 'redis://'; only sqlite:// is supported, e.g. "
-        "sqlite:///var/lib/ebats/ebats.db");
+        "t.yaml:1:15: error: unsupported broker URL scheme 'redis://'; use sqlite:///var/lib/ebats/ebats.db, "
+        "amqp://user@host:5672/vhost or amqps://user@host:5671/vhost");
   CHECK(only_error("broker: {url: /var/x.db}\nplugins: {dir: /p}\n").find("has no scheme") != std::string::npos);
   CHECK(only_error("broker: {url: \"sqlite://\"}\nplugins: {dir: /p}\n").find("names no database file") !=
         std::string::npos);
@@ -447,7 +451,7 @@ TEST_CASE("broker URL schemes and required keys", "[config]") {
 
 TEST_CASE("every error of a file is reported, in file order", "[config]") {
   const ConfigLoad l = ebats::load_config_from_string(
-      "broker: {url: \"amqp://mq\"}\n"     // 1
+      "broker: {url: \"mqtt://mq\"}\n"     // 1
       "plugins: {dir: /p}\n"                // 2
       "events:\n"                           // 3
       "  e:\n"                              // 4
@@ -459,8 +463,8 @@ TEST_CASE("every error of a file is reported, in file order", "[config]") {
   std::vector<std::string> lines;
   for (const ebats::Diagnostic& d : l.errors) lines.push_back(d.to_string());
   CHECK(lines == std::vector<std::string>{
-                     "t.yaml:1:15: error: broker URL scheme 'amqp://' is not supported in this build yet; use "
-                     "sqlite:///var/lib/ebats/ebats.db",
+                     "t.yaml:1:15: error: unsupported broker URL scheme 'mqtt://'; use sqlite:///var/lib/ebats/ebats.db, "
+                     "amqp://user@host:5672/vhost or amqps://user@host:5671/vhost",
                      "t.yaml:5:7: error: events.e[0]: missing 'topic'; e.g. {task: closeOrder, topic: demo}",
                      "t.yaml:5:24: error: events.e[0].delay: invalid duration '5x': unknown unit 'x' (use ms, s, m, h "
                      "or d)",
@@ -485,4 +489,75 @@ TEST_CASE("a topic without a workers entry is a warning, not an error", "[config
         "t.yaml:5:7: warning: topic 'mail' (task 'a', event 'e') has no workers entry, so its tasks run only if a "
         "worker for it is started; add workers: {mail: {processes: 1}}");
   CHECK(l.config->registrations("e")->size() == 2);
+}
+
+TEST_CASE("an AMQP broker and its settings", "[config][amqp]") {
+  const ConfigLoad l = load(
+      "broker:\n"
+      "  url: \"amqps://ebats@mq1.example:5671/shop\"\n"
+      "  password_file: amqp.password\n"
+      "  amqp:\n"
+      "    prefix: shop-ebats\n"
+      "    heartbeat: 10s\n"
+      "    connect_timeout: 3s\n"
+      "    confirm_timeout: 20s\n"
+      "    consumer_timeout: 1h\n"
+      "    delay_levels: 20\n"
+      "    delay_unit: 100ms\n"
+      "    delivery_limit: 0\n"
+      "    reconnect: {min: 100ms, max: 5s}\n"
+      "    tls: {ca_file: ca.pem, cert_file: client.pem, key_file: client.key, verify_hostname: false}\n"
+      "plugins: {dir: /p}\n"
+      "events: {e: [{task: a, topic: demo, timeout: 50m}]}\n"
+      "workers: {demo: {timeout: 10m, kill_after: 5s}}\n");
+  INFO(all_errors(l));
+  REQUIRE(l.config);
+  const ebats::Config& c = *l.config;
+  CHECK(c.is_amqp());
+  CHECK(c.broker_url == "amqps://ebats@mq1.example:5671/shop");
+  CHECK(c.broker_password_file == "/etc/ebats/amqp.password");
+  CHECK(c.amqp.prefix == "shop-ebats");
+  CHECK(c.amqp.heartbeat_ms == 10'000);
+  CHECK(c.amqp.connect_timeout_ms == 3'000);
+  CHECK(c.amqp.confirm_timeout_ms == 20'000);
+  CHECK(c.amqp.consumer_timeout_ms == 3'600'000);
+  CHECK(c.amqp.delay_levels == 20);
+  CHECK(c.amqp.delay_unit_ms == 100);
+  CHECK(c.amqp.delivery_limit == 0);
+  CHECK(c.amqp.reconnect_min_ms == 100);
+  CHECK(c.amqp.reconnect_max_ms == 5'000);
+  CHECK(c.amqp.tls.ca_file == "/etc/ebats/ca.pem");
+  CHECK(c.amqp.tls.cert_file == "/etc/ebats/client.pem");
+  CHECK(c.amqp.tls.key_file == "/etc/ebats/client.key");
+  CHECK(c.amqp.tls.verify_peer);
+  CHECK_FALSE(c.amqp.tls.verify_hostname);
+  CHECK(c.topics() == std::vector<std::string>{"demo"});
+}
+
+TEST_CASE("AMQP settings that cannot work are errors", "[config][amqp]") {
+  const std::string amqp = "broker:\n  url: \"amqp://ebats@mq1/ebats\"\n";
+  CHECK(only_error(amqp + "  amqp: {heartbeat: 500ms}\nplugins: {dir: /p}\n") ==
+        "t.yaml:3:21: error: broker.amqp.heartbeat: AMQP counts heartbeats in whole seconds; give at least 1s, or 0s "
+        "to turn them off");
+  CHECK(only_error(amqp + "  amqp: {tls: {cert_file: c.pem}}\nplugins: {dir: /p}\n") ==
+        "t.yaml:3:15: error: broker.amqp.tls: cert_file and key_file go together; give both or neither");
+  CHECK(only_error(amqp + "  amqp: {prefix: a.b}\nplugins: {dir: /p}\n") ==
+        "t.yaml:3:18: error: broker.amqp.prefix 'a.b' is not a valid name prefix; use 1 to 64 characters from A-Z "
+        "a-z 0-9 _ -");
+  // A task must be killed before RabbitMQ's consumer_timeout closes its channel.
+  CHECK(only_error(amqp + "plugins: {dir: /p}\nworkers:\n  demo: {timeout: 30m}\n") ==
+        "t.yaml:5:9: error: workers.demo: timeout + kill_after (30m5s) must stay below broker.amqp.consumer_timeout "
+        "(30m), RabbitMQ's consumer_timeout, or RabbitMQ closes the channel of a long task and every task it holds "
+        "runs again; shorten the timeout or raise consumer_timeout in rabbitmq.conf and here");
+  CHECK(only_error(amqp + "  amqp: {consumer_timeout: 1m}\nplugins: {dir: /p}\n"
+                          "events: {e: [{task: a, topic: t, timeout: 1m}]}\nworkers: {t: {timeout: 10s}}\n") ==
+        "t.yaml:5:43: error: events.e[0]: timeout + kill_after (1m5s) must stay below broker.amqp.consumer_timeout "
+        "(1m), RabbitMQ's consumer_timeout, or RabbitMQ closes the channel of a long task and every task it holds "
+        "runs again; shorten the timeout or raise consumer_timeout in rabbitmq.conf and here");
+  // The same timeouts are fine on SQLite, and AMQP keys there only draw a warning.
+  const ConfigLoad l = load("broker: {url: \"sqlite:///x.db\", amqp: {heartbeat: 5s}}\nplugins: {dir: /p}\n"
+                            "workers:\n  demo: {timeout: 30m}\n");
+  REQUIRE(l.config);
+  REQUIRE(l.warnings.size() == 1);
+  CHECK_THAT(l.warnings[0].message, Catch::Contains("broker.amqp is ignored"));
 }

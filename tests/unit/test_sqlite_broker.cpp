@@ -98,7 +98,7 @@ std::vector<std::string> ids_of(const std::vector<Delivery>& deliveries) {
 }
 
 QueueDepth depth_of(Broker& broker, const std::string& topic) {
-  auto depths = broker.depths();
+  auto depths = broker.depths({});
   REQUIRE(depths.ok());
   for (const QueueDepth& d : *depths) {
     if (d.topic == topic) return d;
@@ -625,7 +625,7 @@ TEST_CASE("sqlite broker: depths per topic", "[sqlite][broker]") {
   batch.dead = {dead, raw_dead_letter("r")};
   commit_ok(*broker, batch);
 
-  auto depths = broker->depths();
+  auto depths = broker->depths({});
   REQUIRE(depths.ok());
   std::vector<std::string> topics;
   for (const QueueDepth& d : *depths) topics.push_back(d.topic);
@@ -762,11 +762,20 @@ TEST_CASE("sqlite broker: open errors say what to fix", "[sqlite][broker]") {
   }
   SECTION("unknown scheme, credentials not echoed") {
     BrokerOptions options;
-    options.url = "amqp://ebats:secret@mq1:5672/ebats";
+    options.url = "mqtt://ebats:secret@mq1:1883/ebats";
     auto broker = open_broker(options, clock);
     REQUIRE_FALSE(broker.ok());
     CHECK(broker.status().code() == StatusCode::unsupported);
-    CHECK_THAT(broker.status().message(), Catch::Contains("'amqp://'") && Catch::Contains("sqlite:///"));
+    CHECK_THAT(broker.status().message(), Catch::Contains("'mqtt://'") && Catch::Contains("sqlite:///"));
+    CHECK_THAT(broker.status().message(), !Catch::Contains("secret"));
+  }
+  SECTION("a password in an AMQP URL is refused, and not echoed") {
+    BrokerOptions options;
+    options.url = "amqp://ebats:secret@mq1:5672/ebats";
+    auto broker = open_broker(options, clock);
+    REQUIRE_FALSE(broker.ok());
+    CHECK(broker.status().code() == StatusCode::invalid_argument);
+    CHECK_THAT(broker.status().message(), Catch::Contains("password_file") && Catch::Contains("EBATS_BROKER_PASSWORD"));
     CHECK_THAT(broker.status().message(), !Catch::Contains("secret"));
   }
   SECTION("no scheme or no path") {

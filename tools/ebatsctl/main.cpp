@@ -10,6 +10,7 @@
 #include <iomanip>
 #include <iostream>
 #include <optional>
+#include <tuple>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -37,6 +38,7 @@ const char* kUsageText =
     "  publish EVENT --jsonl                          publish one EVENT per line of stdin, in batches\n"
     "  enqueue TOPIC TASK [JSON] [--delay D]          create one task directly (Task::create)\n"
     "  stats [--json]                                 pending, delayed, leased, done, dead per topic\n"
+    "  setup                                          create the broker's queues for every topic of the config\n"
     "  dead list [--limit N] [--json]                 list dead letters, newest first\n"
     "  dead show ID                                   one dead letter with its body and history\n"
     "  dead replay ID | dead replay --all             put dead letters back on their queues\n"
@@ -85,11 +87,7 @@ struct Context {
 };
 
 ebats::Result<std::unique_ptr<ebats::Broker>> open_broker(const Context& ctx) {
-  ebats::BrokerOptions bo;
-  bo.url = ctx.config->broker_url;
-  bo.sqlite = ctx.config->sqlite;
-  bo.owner = "ebatsctl";
-  return ebats::open_broker(bo, ctx.clock);
+  return ebats::open_broker(ebats::broker_options(*ctx.config, "ebatsctl"), ctx.clock);
 }
 
 // Parses a subcommand's own arguments: options in `opts`, the rest as
@@ -199,6 +197,16 @@ int cmd_enqueue(const Context& ctx, const std::vector<std::string>& argv) {
 
 // -------------------------------------------------------------------- stats
 
+// The row's name in the table: the topic, "(events)" or "(delay levels)".
+std::string row_name(const ebats::QueueDepth& d) {
+  switch (d.row) {
+    case ebats::QueueDepth::Row::events: return "(events)";
+    case ebats::QueueDepth::Row::delay_levels: return "(delay levels)";
+    case ebats::QueueDepth::Row::topic: break;
+  }
+  return d.topic;
+}
+
 int cmd_stats(const Context& ctx, const std::vector<std::string>& argv) {
   bool json = false;
   for (const auto& a : argv) {
@@ -210,7 +218,7 @@ int cmd_stats(const Context& ctx, const std::vector<std::string>& argv) {
   }
   auto broker = open_broker(ctx);
   if (!broker.ok()) return report(broker.status());
-  auto depths = (*broker)->depths();
+  auto depths = (*broker)->depths(ctx.config->topics());
   if (!depths.ok()) return report(depths.status());
   if (json) {
     std::string out;
@@ -220,12 +228,24 @@ int cmd_stats(const Context& ctx, const std::vector<std::string>& argv) {
     for (const auto& d : *depths) {
       w.StartObject();
       w.Key("topic");
-      ebats::json::write_string(w, d.topic);
-      const std::pair<const char*, uint64_t> counts[] = {
-          {"pending", d.ready}, {"delayed", d.delayed}, {"leased", d.leased}, {"done", d.done}, {"dead", d.dead}};
-      for (const auto& [key, count] : counts) {
+      ebats::json::write_string(w, d.row == ebats::QueueDepth::Row::topic ? d.topic : std::string());
+      if (d.row != ebats::QueueDepth::Row::topic) {
+        w.Key("row");
+        w.String(d.row == ebats::QueueDepth::Row::events ? "events" : "delay_levels");
+      }
+      // Counts the backend cannot know (RabbitMQ: leased, done) are null.
+      const std::tuple<const char*, uint64_t, bool> counts[] = {{"pending", d.ready, true},
+                                                                {"delayed", d.delayed, true},
+                                                                {"leased", d.leased, d.leased_known},
+                                                                {"done", d.done, d.done_known},
+                                                                {"dead", d.dead, true}};
+      for (const auto& [key, count, known] : counts) {
         w.Key(key);
-        w.Uint64(count);
+        if (known) {
+          w.Uint64(count);
+        } else {
+          w.Null();
+        }
       }
       w.EndObject();
     }
@@ -233,13 +253,35 @@ int cmd_stats(const Context& ctx, const std::vector<std::string>& argv) {
     std::cout << out << "\n";
     return kOk;
   }
+  auto cell = [](uint64_t n, bool known) { return known ? std::to_string(n) : std::string("-"); };
   std::cout << std::left << std::setw(24) << "TOPIC" << std::right << std::setw(10) << "PENDING" << std::setw(10)
             << "DELAYED" << std::setw(10) << "LEASED" << std::setw(10) << "DONE" << std::setw(10) << "DEAD" << "\n";
+  bool unknown = false;
   for (const auto& d : *depths) {
-    std::cout << std::left << std::setw(24) << (d.topic.empty() ? "(events)" : d.topic) << std::right
-              << std::setw(10) << d.ready << std::setw(10) << d.delayed << std::setw(10) << d.leased
-              << std::setw(10) << d.done << std::setw(10) << d.dead << "\n";
+    unknown = unknown || !d.leased_known || !d.done_known;
+    std::cout << std::left << std::setw(24) << row_name(d) << std::right << std::setw(10) << d.ready
+              << std::setw(10) << d.delayed << std::setw(10) << cell(d.leased, d.leased_known) << std::setw(10)
+              << cell(d.done, d.done_known) << std::setw(10) << d.dead << "\n";
   }
+  if (unknown) {
+    std::cout << "(RabbitMQ counts neither the tasks workers hold (LEASED) nor the finished ones (DONE): see the "
+                 "results files or the results stream; DELAYED of a topic counts its retries and delayed tasks that "
+                 "are due, the delay levels hold the rest)\n";
+  }
+  return kOk;
+}
+
+// -------------------------------------------------------------------- setup
+
+int cmd_setup(const Context& ctx, const std::vector<std::string>& argv) {
+  if (!argv.empty()) return usage_error("setup takes no arguments");
+  auto broker = open_broker(ctx);
+  if (!broker.ok()) return report(broker.status());
+  const std::vector<std::string> topics = ctx.config->topics();
+  ebats::Status s = (*broker)->setup(topics);
+  if (!s.ok()) return report(s);
+  std::cout << "ready: " << (ctx.config->is_amqp() ? "the exchanges and queues of " : "the database of ")
+            << topics.size() << " topic(s) exist\n";
   return kOk;
 }
 
@@ -441,6 +483,7 @@ int run(int argc, char** argv) {
   if (command == "publish") return cmd_publish(ctx, sub);
   if (command == "enqueue") return cmd_enqueue(ctx, sub);
   if (command == "stats") return cmd_stats(ctx, sub);
+  if (command == "setup") return cmd_setup(ctx, sub);
   if (command == "dead") return cmd_dead(ctx, sub);
   return usage_error("unknown command '" + command + "'");
 }

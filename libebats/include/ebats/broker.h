@@ -1,12 +1,15 @@
-// Broker: the interface every queue backend implements (SQLite now, RabbitMQ later).
+// Broker: the interface every queue backend implements: SQLite (sqlite://, one
+// host) and RabbitMQ (amqp:// and amqps://, many hosts).
 //
-// One Broker object belongs to one thread and is not thread-safe; open one per
-// thread or process. All retry / dead-letter / result decisions are taken above
-// this interface (retry.h), so backends behave alike.
+// One Broker object belongs to one thread and is not thread-safe (only
+// alive() and wake_fd() may be used from another); open one per thread or
+// process. All retry / dead-letter / result decisions are taken above this
+// interface (retry.h), so backends behave alike.
 //
 // Rule: a delivery is only ever removed together with what replaces it (a retry,
 // a dead letter, fanned-out tasks), in one commit(). Nothing is acked before its
-// replacement is durable.
+// replacement is durable (SQLite: the same transaction; RabbitMQ: the
+// replacement's publisher confirm arrives before the ack is sent).
 #pragma once
 
 #include <cstdint>
@@ -53,6 +56,11 @@ struct Delivery {
   uint32_t max_attempts = 1;
   WallMs due_at = 0;
   WallMs created_at = 0;
+  // Deliveries of this message that ended without a settle because the worker
+  // holding it died or lost its connection (RabbitMQ's x-delivery-count),
+  // already counted in `attempt`. When they exhaust it (attempt >=
+  // max_attempts) the caller dead-letters the message as "worker lost".
+  uint32_t redeliveries = 0;
 };
 
 struct DeadLetter {
@@ -95,12 +103,15 @@ struct CommitReport {
 };
 
 struct QueueDepth {
-  std::string topic;
-  uint64_t ready = 0;          // ntask lane, due now
+  enum class Row : uint8_t { topic, events, delay_levels } row = Row::topic;
+  std::string topic;           // Row::topic only
+  uint64_t ready = 0;          // ntask lane, due now (events: not yet routed)
   uint64_t delayed = 0;        // not yet due (any lane) or waiting in the dtask lane
   uint64_t leased = 0;         // claimed by a worker
   uint64_t done = 0;           // results with status ok
   uint64_t dead = 0;           // dead letters
+  bool leased_known = true;    // RabbitMQ cannot count unacknowledged messages
+  bool done_known = true;      // RabbitMQ keeps no count of finished tasks
 };
 
 struct DeadLetterEntry {
@@ -127,6 +138,28 @@ class EBATS_EXPORT DeadLetterStore {
 class EBATS_EXPORT Broker {
  public:
   virtual ~Broker() = default;
+
+  // Declares everything ebats publishes to or consumes from for `topics`
+  // (RabbitMQ: the exchanges, the queues of each topic, the delay levels, the
+  // dead-letter and results streams; SQLite: the schema exists once the
+  // broker is open). A queue that exists with other arguments is an
+  // invalid_argument error naming the queue and the argument.
+  virtual Status setup(const std::vector<std::string>& topics) = 0;
+  // Starts the deliveries that claim() and claim_and_commit() return for
+  // (lane, topic), holding at most `prefetch` unsettled ones (RabbitMQ:
+  // declares the queue, basic.qos and basic.consume; SQLite: nothing, claims
+  // query the table). Calling it again with another prefetch changes it.
+  virtual Status subscribe(Lane lane, const std::string& topic, uint32_t prefetch) = 0;
+  // A file descriptor that is readable while claim() has deliveries to hand
+  // out (level-triggered), or -1 when the caller has to poll. Thread-safe.
+  virtual int wake_fd() const { return -1; }
+  // False once a claimed delivery can no longer be settled (RabbitMQ: its
+  // channel closed, so the broker gives the message to another consumer):
+  // the caller should not start it. Thread-safe.
+  virtual bool alive(uint64_t token) const {
+    (void)token;
+    return true;
+  }
 
   // Claims up to `max` deliveries of (lane, topic) that are due now. Events
   // ignore `topic`. Returns an empty vector when nothing is due.
@@ -170,13 +203,28 @@ class EBATS_EXPORT Broker {
   // Releases every lease held by an earlier incarnation of this worker (same
   // lease owner prefix), as recover_expired() does, at startup.
   virtual Result<uint32_t> recover_previous_incarnation(Lane lane, const std::string& topic) = 0;
-  virtual Result<std::vector<QueueDepth>> depths() = 0;
+  // Queue depths per topic: every topic the backend has messages for
+  // (SQLite), or those of `topics` (RabbitMQ cannot list its queues), plus
+  // an events row and, on RabbitMQ, a row for the delay levels.
+  virtual Result<std::vector<QueueDepth>> depths(const std::vector<std::string>& topics) = 0;
   virtual DeadLetterStore& dead_letters() = 0;
 };
 
+// Something the backend reports on its own, outside any call: a lost
+// connection, a reconnect, a broker that blocks publishers. Delivered on the
+// backend's own thread (RabbitMQ's I/O thread).
+struct BrokerEvent {
+  enum class Level : uint8_t { info, warn, error } level = Level::info;
+  std::string message;
+};
+
 struct BrokerOptions {
-  std::string url;             // "sqlite:///path"
+  std::string url;             // "sqlite:///path", "amqp://user@host:5672/vhost", "amqps://..."
   SqliteConfig sqlite;
+  AmqpConfig amqp;
+  std::string password_file;   // AMQP: file holding the password; else $EBATS_BROKER_PASSWORD
+  uint64_t max_message_bytes = uint64_t{1} << 20;  // AMQP decodes deliveries with this limit
+  std::function<void(const BrokerEvent&)> on_event;  // may be empty
   // Stable prefix identifying this worker across restarts, e.g.
   // "host/ntask/demo"; a per-incarnation suffix is added by the backend.
   std::string owner = "ebatsctl";
@@ -187,8 +235,14 @@ struct BrokerOptions {
   uint64_t read_budget_bytes = uint64_t{64} << 20;
 };
 
+// The options of the broker `config` names, for a process known as `owner`
+// (e.g. "host/ntask/demo": lease owner on SQLite, connection name on AMQP).
+EBATS_EXPORT BrokerOptions broker_options(const Config& config, std::string owner);
+
 // Opens the backend named by options.url. Errors name the URL / path and say
-// what to do (unwritable folder, database locked, unknown scheme).
+// what to do (unwritable folder, database locked, unknown scheme, broker
+// unreachable, wrong password). REQUIRES: `clock` is thread-safe for AMQP
+// (SystemClock), whose I/O thread reads it.
 EBATS_EXPORT Result<std::unique_ptr<Broker>> open_broker(const BrokerOptions& options, const Clock& clock);
 
 }  // namespace ebats

@@ -62,10 +62,37 @@ struct SqliteConfig {
   uint32_t claim_batch = 1024;
 };
 
+// TLS for amqps:// URLs. CA verification is on by default; with no ca_file
+// the system's trust store is used.
+struct AmqpTlsConfig {
+  std::string ca_file;         // absolute; empty = the system's CA certificates
+  std::string cert_file;       // client certificate (PEM), optional
+  std::string key_file;        // its private key (PEM), required with cert_file
+  bool verify_peer = true;
+  bool verify_hostname = true;
+};
+
+// broker.amqp: the RabbitMQ backend (docs/RABBITMQ.md).
+struct AmqpConfig {
+  std::string prefix = "ebats";          // names: <prefix>.events, <prefix>.ntask.<topic>, ...
+  int64_t heartbeat_ms = 30'000;
+  int64_t connect_timeout_ms = 10'000;   // TCP connect, TLS and AMQP handshake, each RPC
+  int64_t confirm_timeout_ms = 30'000;   // a publish not confirmed by then fails its commit
+  int64_t consumer_timeout_ms = 1'800'000;  // mirrors RabbitMQ's consumer_timeout
+  uint32_t delay_levels = 24;            // delay queues: one per power of two of delay_unit
+  int64_t delay_unit_ms = 1'000;
+  uint32_t delivery_limit = 20;          // quorum x-delivery-limit backstop; 0 = none
+  int64_t reconnect_min_ms = 500;
+  int64_t reconnect_max_ms = 30'000;
+  AmqpTlsConfig tls;
+};
+
 struct EBATS_EXPORT Config {
   std::string path;            // absolute path of the file loaded
-  std::string broker_url;      // "sqlite:///abs/path.db" after resolution
+  std::string broker_url;      // "sqlite:///abs/path.db" after resolution, or the amqp[s]:// URL as given
   SqliteConfig sqlite;
+  AmqpConfig amqp;
+  std::string broker_password_file;  // broker.password_file, absolute; AMQP only
   std::string plugins_dir;     // absolute
   PluginSettings plugin_settings;  // plugins.settings (docs/CONFIG.md)
   std::string results_file;    // absolute; empty = no file sink
@@ -80,6 +107,10 @@ struct EBATS_EXPORT Config {
   WorkerConfig worker(const std::string& topic) const;
   // For a sqlite:// URL, the database path; empty otherwise.
   std::string sqlite_path() const;
+  // True for an amqp:// or amqps:// broker URL.
+  bool is_amqp() const;
+  // Every topic the config names: registrations' and workers' topics, sorted.
+  std::vector<std::string> topics() const;
   // Registrations of an event, or nullptr when the event is not registered.
   const std::vector<Registration>* registrations(const std::string& event) const;
 };

@@ -1,17 +1,30 @@
 // open_broker(): picks the backend from the URL scheme.
 #include <string>
 
+#include "broker/amqp/amqp_broker.h"
 #include "broker/sqlite/sqlite_broker.h"
 #include "ebats/broker.h"
 
 namespace ebats {
+
+BrokerOptions broker_options(const Config& config, std::string owner) {
+  BrokerOptions bo;
+  bo.url = config.broker_url;
+  bo.sqlite = config.sqlite;
+  bo.amqp = config.amqp;
+  bo.password_file = config.broker_password_file;
+  bo.max_message_bytes = config.max_message_bytes;
+  bo.owner = std::move(owner);
+  return bo;
+}
 
 Result<std::unique_ptr<Broker>> open_broker(const BrokerOptions& options, const Clock& clock) {
   const std::string& url = options.url;
   const size_t separator = url.find("://");
   if (separator == std::string::npos || separator == 0) {
     return Status::invalid("broker URL '" + url +
-                           "' has no scheme; expected sqlite:///path/to/ebats.db (set broker.url in the config)");
+                           "' has no scheme; expected sqlite:///path/to/ebats.db or amqp://user@host:5672/vhost (set "
+                           "broker.url in the config)");
   }
   // Only the scheme is echoed back: the rest of a URL may hold credentials.
   const std::string scheme = url.substr(0, separator);
@@ -20,10 +33,15 @@ Result<std::unique_ptr<Broker>> open_broker(const BrokerOptions& options, const 
     if (!broker.ok()) return broker.status();
     return std::unique_ptr<Broker>(std::move(*broker));
   }
+  if (scheme == "amqp" || scheme == "amqps") {
+    auto broker = amqp::AmqpBroker::open(options, clock);
+    if (!broker.ok()) return broker.status();
+    return std::unique_ptr<Broker>(std::move(*broker));
+  }
   return Status::error(StatusCode::unsupported,
                        "broker URL scheme '" + scheme +
-                           "://' is not supported by this build; use sqlite:///path/to/ebats.db (set broker.url in the "
-                           "config)");
+                           "://' is not supported; use sqlite:///path/to/ebats.db or amqp://user@host:5672/vhost (set "
+                           "broker.url in the config)");
 }
 
 }  // namespace ebats

@@ -1,6 +1,8 @@
 // The plain methods of Config, Diagnostic and ConfigLoad (loading is in config_loader.cpp).
 #include "ebats/config.h"
 
+#include <set>
+
 namespace ebats {
 namespace {
 constexpr std::string_view kSqliteScheme = "sqlite://";
@@ -28,6 +30,19 @@ WorkerConfig Config::worker(const std::string& topic) const {
 std::string Config::sqlite_path() const {
   if (broker_url.compare(0, kSqliteScheme.size(), kSqliteScheme) != 0) return {};
   return broker_url.substr(kSqliteScheme.size());
+}
+
+bool Config::is_amqp() const {
+  return broker_url.rfind("amqp://", 0) == 0 || broker_url.rfind("amqps://", 0) == 0;
+}
+
+std::vector<std::string> Config::topics() const {
+  std::set<std::string> names;
+  for (const auto& [topic, settings] : workers) names.insert(topic);
+  for (const auto& [event, registrations] : events) {
+    for (const Registration& r : registrations) names.insert(r.topic);
+  }
+  return {names.begin(), names.end()};
 }
 
 const std::vector<Registration>* Config::registrations(const std::string& event) const {

@@ -7,6 +7,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -15,8 +16,10 @@
 #include <memory>
 #include <tuple>
 
+#include "broker/amqp/amqp_url.h"
 #include "config/yaml_fields.h"
 #include "config/yaml_json.h"
+#include "ebats/duration.h"
 #include "ebats/config.h"
 #include "ebats/envelope.h"
 
@@ -30,6 +33,8 @@ constexpr int64_t kMaxProcesses = 256;
 constexpr int64_t kMaxPrefetch = 100'000;
 constexpr int64_t kMaxClaimBatch = 10'000;
 constexpr uint64_t kMinMessageBytes = 1024;
+constexpr int64_t kMaxDelayLevels = 32;
+constexpr int64_t kMaxDeliveryLimit = 1000;
 constexpr std::string_view kSqliteScheme = "sqlite://";
 
 // The name rules are the wire format's (ebats/envelope.h, docs/WIRE.md); the
@@ -85,32 +90,58 @@ class ConfigParser {
 
   void parse_broker(const Field& f, Config& config) {
     if (!check_map(f, false, "broker: {url: \"sqlite:///var/lib/ebats/ebats.db\"}", d_)) return;
-    const MapFields fields(f.value, f.path, {"url", "sqlite"}, d_,
-                           {"amqp", "password_file", "password_env", "password_credential"});
+    const MapFields fields(f.value, f.path, {"url", "sqlite", "amqp", "password_file"}, d_, {"password_credential"});
     if (const Field* url = fields.find("url")) {
       if (std::optional<std::string> text = read_string(*url, d_)) parse_broker_url(*url, *text, config);
     } else {
       d_.error(f.mark(), "missing broker.url; add url: \"sqlite:///var/lib/ebats/ebats.db\"");
     }
-    if (const Field* sqlite = fields.find("sqlite")) parse_sqlite(*sqlite, config.sqlite);
+    const bool amqp = config.is_amqp();
+    if (const Field* sqlite = fields.find("sqlite")) {
+      parse_sqlite(*sqlite, config.sqlite);
+      if (amqp) d_.warning(sqlite->key_mark(), "broker.sqlite is ignored: broker.url is an AMQP URL");
+    }
+    if (const Field* section = fields.find("amqp")) {
+      parse_amqp(*section, config.amqp);
+      if (!amqp && !config.broker_url.empty()) {
+        d_.warning(section->key_mark(), "broker.amqp is ignored: broker.url is not an amqp:// or amqps:// URL");
+      }
+    }
+    if (const Field* file = fields.find("password_file")) {
+      if (std::optional<std::string> text = read_string(*file, d_)) {
+        if (text->empty()) {
+          d_.error(file->mark(), "broker.password_file is empty; give the path of a file holding the password");
+        } else {
+          config.broker_password_file = resolve(*text);
+        }
+      }
+      if (!amqp && !config.broker_url.empty()) {
+        d_.warning(file->key_mark(), "broker.password_file is ignored: only AMQP brokers take a password");
+      }
+    }
   }
 
   void parse_broker_url(const Field& f, const std::string& url, Config& config) {
     const size_t scheme_end = url.find("://");
     if (scheme_end == std::string::npos) {
-      d_.error(f.mark(), "broker.url '" + url + "' has no scheme; expected sqlite:///absolute/path.db or "
-                         "sqlite://path/relative/to/config.db");
+      d_.error(f.mark(), "broker.url '" + url + "' has no scheme; expected sqlite:///absolute/path.db, "
+                         "sqlite://path/relative/to/config.db or amqp://user@host:5672/vhost");
       return;
     }
     const std::string scheme = url.substr(0, scheme_end);
     if (scheme == "amqp" || scheme == "amqps") {
-      d_.error(f.mark(), "broker URL scheme '" + scheme + "://' is not supported in this build yet; use "
-                         "sqlite:///var/lib/ebats/ebats.db");
+      // Only the scheme is echoed: the rest may hold a password.
+      auto endpoint = amqp::parse_amqp_url(url);
+      if (!endpoint.ok()) {
+        d_.error(f.mark(), "broker.url: " + endpoint.status().message());
+        return;
+      }
+      config.broker_url = url;
       return;
     }
     if (scheme != "sqlite") {
-      d_.error(f.mark(), "unsupported broker URL scheme '" + scheme + "://'; only sqlite:// is supported, e.g. "
-                         "sqlite:///var/lib/ebats/ebats.db");
+      d_.error(f.mark(), "unsupported broker URL scheme '" + scheme + "://'; use sqlite:///var/lib/ebats/ebats.db, "
+                         "amqp://user@host:5672/vhost or amqps://user@host:5671/vhost");
       return;
     }
     const std::string path = url.substr(kSqliteScheme.size());
@@ -119,6 +150,77 @@ class ConfigParser {
       return;
     }
     config.broker_url = std::string(kSqliteScheme) + resolve(path);
+  }
+
+  void parse_amqp(const Field& f, AmqpConfig& amqp) {
+    if (!check_map(f, true, "amqp: {heartbeat: 30s, delay_unit: 1s}", d_)) return;
+    const MapFields fields(f.value, f.path,
+                           {"prefix", "heartbeat", "connect_timeout", "confirm_timeout", "consumer_timeout",
+                            "delay_levels", "delay_unit", "delivery_limit", "reconnect", "tls"},
+                           d_);
+    if (const Field* prefix = fields.find("prefix")) {
+      if (std::optional<std::string> text = read_string(*prefix, d_)) {
+        if (is_valid_topic(*text)) {
+          amqp.prefix = *text;
+        } else {
+          d_.error(prefix->mark(), "broker.amqp.prefix '" + *text + "' is not a valid name prefix; " + kTopicNameRule);
+        }
+      }
+    }
+    read_duration_into(fields, "heartbeat", 0, amqp.heartbeat_ms);
+    if (amqp.heartbeat_ms > 0 && amqp.heartbeat_ms < 1000) {
+      d_.error(fields.find("heartbeat")->mark(), "broker.amqp.heartbeat: AMQP counts heartbeats in whole seconds; "
+                                                 "give at least 1s, or 0s to turn them off");
+    }
+    read_duration_into(fields, "connect_timeout", 1, amqp.connect_timeout_ms);
+    read_duration_into(fields, "confirm_timeout", 1, amqp.confirm_timeout_ms);
+    read_duration_into(fields, "consumer_timeout", 1, amqp.consumer_timeout_ms);
+    if (const Field* levels = fields.find("delay_levels")) {
+      if (auto v = read_integer(*levels, 1, kMaxDelayLevels, d_)) amqp.delay_levels = static_cast<uint32_t>(*v);
+    }
+    read_duration_into(fields, "delay_unit", 1, amqp.delay_unit_ms);
+    if (const Field* limit = fields.find("delivery_limit")) {
+      if (auto v = read_integer(*limit, 0, kMaxDeliveryLimit, d_)) amqp.delivery_limit = static_cast<uint32_t>(*v);
+    }
+    if (const Field* reconnect = fields.find("reconnect")) {
+      if (check_map(*reconnect, true, "reconnect: {min: 500ms, max: 30s}", d_)) {
+        const MapFields r(reconnect->value, reconnect->path, {"min", "max"}, d_);
+        read_duration_into(r, "min", 1, amqp.reconnect_min_ms);
+        read_duration_into(r, "max", 1, amqp.reconnect_max_ms);
+        if (amqp.reconnect_max_ms < amqp.reconnect_min_ms) {
+          d_.error(reconnect->mark(), "broker.amqp.reconnect: max is below min");
+        }
+      }
+    }
+    if (const Field* tls = fields.find("tls")) parse_tls(*tls, amqp.tls);
+  }
+
+  void parse_tls(const Field& f, AmqpTlsConfig& tls) {
+    if (!check_map(f, true, "tls: {ca_file: /etc/ebats/ca.pem}", d_)) return;
+    const MapFields fields(f.value, f.path, {"ca_file", "cert_file", "key_file", "verify_peer", "verify_hostname"},
+                           d_);
+    const std::pair<const char*, std::string*> files[] = {
+        {"ca_file", &tls.ca_file}, {"cert_file", &tls.cert_file}, {"key_file", &tls.key_file}};
+    for (const auto& [key, out] : files) {
+      if (const Field* file = fields.find(key)) {
+        if (std::optional<std::string> text = read_string(*file, d_)) {
+          if (text->empty()) {
+            d_.error(file->mark(), file->path + " is empty; give a path or remove the key");
+          } else {
+            *out = resolve(*text);
+          }
+        }
+      }
+    }
+    if (tls.cert_file.empty() != tls.key_file.empty()) {
+      d_.error(f.mark(), "broker.amqp.tls: cert_file and key_file go together; give both or neither");
+    }
+    if (const Field* v = fields.find("verify_peer")) {
+      if (std::optional<bool> b = read_bool(*v, d_)) tls.verify_peer = *b;
+    }
+    if (const Field* v = fields.find("verify_hostname")) {
+      if (std::optional<bool> b = read_bool(*v, d_)) tls.verify_hostname = *b;
+    }
   }
 
   void parse_sqlite(const Field& f, SqliteConfig& sqlite) {
@@ -283,6 +385,7 @@ class ConfigParser {
       read_duration_into(fields, "timeout", 1, worker.timeout_ms);
       read_duration_into(fields, "kill_after", 0, worker.kill_after_ms);
       read_duration_into(fields, "drain_timeout", 0, worker.drain_timeout_ms);
+      check_consumer_timeout(topic.mark(), topic.path, worker.timeout_ms, worker.kill_after_ms, config);
       config.workers[name] = worker;
     }
   }
@@ -352,7 +455,26 @@ class ConfigParser {
       }
     }
     if (!ok) return std::nullopt;
+    if (r.timeout_ms > 0) {
+      check_consumer_timeout(fields.find("timeout")->mark(), item.path, r.timeout_ms,
+                             config.worker(r.topic).kill_after_ms, config);
+    }
     return r;
+  }
+
+  // On RabbitMQ a delivery unacknowledged for longer than the broker's
+  // consumer_timeout closes the worker's channel, and every task it holds
+  // runs again: a task must be killed before that.
+  void check_consumer_timeout(const YAML::Mark& at, const std::string& path, int64_t timeout_ms,
+                              int64_t kill_after_ms, const Config& config) {
+    if (!config.is_amqp()) return;
+    const int64_t longest = timeout_ms + kill_after_ms;
+    if (longest < config.amqp.consumer_timeout_ms) return;
+    d_.error(at, path + ": timeout + kill_after (" + format_duration(std::chrono::milliseconds(longest)) +
+                     ") must stay below broker.amqp.consumer_timeout (" +
+                     format_duration(std::chrono::milliseconds(config.amqp.consumer_timeout_ms)) +
+                     "), RabbitMQ's consumer_timeout, or RabbitMQ closes the channel of a long task and every task "
+                     "it holds runs again; shorten the timeout or raise consumer_timeout in rabbitmq.conf and here");
   }
 
   // Stores the required name `key` ("task" or "topic") of the registration

@@ -27,11 +27,7 @@ Result<std::unique_ptr<Publisher>> Publisher::open(std::shared_ptr<const Config>
   std::unique_ptr<Publisher> p(new Publisher());
   p->config_ = std::move(config);
   p->clock_ = std::make_unique<SystemClock>();
-  BrokerOptions bo;
-  bo.url = p->config_->broker_url;
-  bo.sqlite = p->config_->sqlite;
-  bo.owner = "publisher";
-  auto broker = open_broker(bo, *p->clock_);
+  auto broker = open_broker(broker_options(*p->config_, "publisher"), *p->clock_);
   if (!broker.ok()) return broker.status();
   p->broker_ = std::move(broker).value();
   return p;

@@ -47,6 +47,13 @@ Status Scheduler::run(SignalFd& signals) {
   const auto poll_interval = std::chrono::milliseconds(config_->sqlite.poll_interval_ms);
   const auto lease = std::chrono::milliseconds(config_->sqlite.lease_ms);
   auto next_recover = clock_.steady_now();
+  // Everything the registered tasks go to exists before the first is routed
+  // (RabbitMQ: the topics' queues, the delay levels; a queue declared with
+  // other arguments is a config error), then events flow in.
+  Status setup = broker_.setup(config_->topics());
+  if (!setup.ok()) return setup.with_context("declaring the broker's queues");
+  Status subscribed = broker_.subscribe(Lane::events, "", 2 * kEventBatch);
+  if (!subscribed.ok()) return subscribed.with_context("subscribing to the events queue");
   notifier_.ready("routing events");
   log_.info("ready", {{"config", config_->path}, {"events", std::to_string(config_->events.size())}});
   std::chrono::milliseconds error_backoff(0);
@@ -69,9 +76,13 @@ Status Scheduler::run(SignalFd& signals) {
       if (n.ok() && *n > 0) log_.warn("recovered events with expired leases", {{"count", std::to_string(*n)}});
       next_recover = clock_.steady_now() + lease / 2;
     }
+    // A broker that signals new events (RabbitMQ) wakes the loop at once;
+    // SQLite is polled, every poll_interval at most.
+    const bool signalled = broker_.wake_fd() >= 0;
+    if (signalled && error_backoff.count() == 0) wait = std::chrono::milliseconds(1000);
     int timeout = more ? 0 : static_cast<int>(std::max(error_backoff, wait).count());
-    pollfd pfd{signals.fd(), POLLIN, 0};
-    if (::poll(&pfd, 1, timeout) > 0) {
+    pollfd pfd[2] = {{signals.fd(), POLLIN, 0}, {signalled && error_backoff.count() == 0 ? broker_.wake_fd() : -1, POLLIN, 0}};
+    if (::poll(pfd, 2, timeout) > 0 && (pfd[0].revents & POLLIN)) {
       for (int sig : signals.drain()) {
         if (sig == SIGHUP) continue;
         log_.info("signal received; stopping", {{"signal", signal_name(sig)}});

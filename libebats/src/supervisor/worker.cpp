@@ -131,6 +131,9 @@ class Worker::Impl {
   void complete(const Job& job, const AttemptFacts& facts, WallMs started, WallMs finished, int64_t time_ms, int64_t pid);
   void release(const Job& job, const std::string& why, int64_t pid);
   void dead_letter_undecodable(const Delivery& d, const DecodeResult& r);
+  void dead_letter_delivery(const Delivery& d, const std::string& reason, const std::string& error);
+  // RabbitMQ consumes with a prefetch: follow the automatic one when it moves.
+  void follow_prefetch();
   // --- broker ---
   SteadyTime flush_due_at() const;
   void flush(SteadyTime now, bool force);
@@ -187,6 +190,9 @@ class Worker::Impl {
   SteadyTime drain_deadline_{};
   SteadyTime kill_deadline_{};
   uint64_t executed_ = 0;
+  uint32_t subscribed_prefetch_ = 0;  // the prefetch the broker consumes with (RabbitMQ's basic.qos)
+  bool subscribe_in_flight_ = false;
+  uint64_t dropped_stale_ = 0;        // deliveries dropped unstarted: their channel closed
 };
 
 // ----------------------------------------------------------------- children
@@ -434,7 +440,27 @@ bool Worker::Impl::may_claim() const {
          held() < capacity();
 }
 
+void Worker::Impl::follow_prefetch() {
+  const uint32_t want = static_cast<uint32_t>(capacity());
+  if (subscribe_in_flight_ || want == subscribed_prefetch_) return;
+  // Consuming again costs a round trip: only for a real change.
+  if (subscribed_prefetch_ != 0 && want < 2 * subscribed_prefetch_ && 2 * want > subscribed_prefetch_) return;
+  subscribe_in_flight_ = true;
+  broker_thread_->post([this, want, lane = setup_.lane, topic = setup_.topic](Broker& broker) -> BrokerThread::Completion {
+    Status s = broker.subscribe(lane, topic, want);
+    return [this, s, want] {
+      subscribe_in_flight_ = false;
+      if (s.ok()) {
+        subscribed_prefetch_ = want;
+      } else {
+        log_.error("changing the prefetch failed", {{"prefetch", std::to_string(want)}, {"error", s.message()}});
+      }
+    };
+  });
+}
+
 void Worker::Impl::claim(SteadyTime now) {
+  if (!draining_) follow_prefetch();
   if (claim_in_flight_ || now < next_claim_at_ || !may_claim()) return;
   const uint32_t want = static_cast<uint32_t>(std::min<size_t>(capacity() - held(), config_.sqlite.claim_batch));
   claim_in_flight_ = true;
@@ -468,6 +494,26 @@ void Worker::Impl::on_claimed(Claimed& claimed) {
       dead_letter_undecodable(d, r);
       continue;
     }
+    if (r.envelope.topic != setup_.topic) {
+      dead_letter_delivery(d, "invalid", "the task's topic '" + r.envelope.topic + "' is not this queue's '" +
+                                             setup_.topic + "' (published straight to the wrong queue?)");
+      continue;
+    }
+    if (r.envelope.attempt >= r.envelope.max_attempts) {
+      dead_letter_delivery(d, "invalid", "attempt " + std::to_string(r.envelope.attempt) +
+                                             " is not below max_attempts " + std::to_string(r.envelope.max_attempts) +
+                                             ": a task has no attempt left before it runs (a forged attempt count?)");
+      continue;
+    }
+    if (d.attempt >= d.max_attempts) {
+      // Its deliveries ended without a result as often as it may run: the
+      // task kills (or outlives) every worker that takes it.
+      dead_letter_delivery(d, "worker lost",
+                           "delivered " + std::to_string(d.redeliveries) +
+                               " times more without a result (the worker holding it died or lost its connection); "
+                               "no attempt left of " + std::to_string(d.max_attempts));
+      continue;
+    }
     r.envelope.attempt = d.attempt;  // the row is authoritative (lease recovery, replay)
     r.envelope.max_attempts = d.max_attempts;
     Job job{std::move(d), std::move(r.envelope)};
@@ -482,8 +528,11 @@ void Worker::Impl::on_claimed(Claimed& claimed) {
     next_claim_at_ = now;  // a full batch: there is probably more
     return;
   }
-  // A partial batch: the producer may be committing more right now.
-  next_claim_at_ = now + claim_backoff_.after_look(!got.empty());
+  // A partial batch: the producer may be committing more right now. A broker
+  // that signals deliveries (wake_fd) needs no polling; a slow look now and
+  // then only guards against a missed signal.
+  next_claim_at_ = now + (broker_.wake_fd() >= 0 ? std::chrono::milliseconds(1000)
+                                                 : claim_backoff_.after_look(!got.empty()));
   if (claimed.next_due.ok() && claimed.next_due->has_value()) {
     // Sleep exactly until the next delayed task comes due, if that is sooner.
     const int64_t wait = **claimed.next_due - clock_.wall_now() - lookahead_.count();
@@ -517,6 +566,11 @@ void Worker::Impl::dispatch(SteadyTime now) {
     if (!best) break;
     Job job = std::move(queue_.front());
     queue_.pop_front();
+    if (!broker_.alive(job.delivery.token)) {
+      // Its channel closed: RabbitMQ has handed it to another consumer.
+      if (dropped_stale_++ == 0) log_.warn("dropping deliveries of a lost connection unrun; RabbitMQ hands them out again");
+      continue;
+    }
     const int64_t timeout = job.env.timeout_ms > 0 ? job.env.timeout_ms : settings_.timeout_ms;
     Running r{std::move(job), next_seq_++};
     FieldWriter w(best->out, FrameType::run);
@@ -636,18 +690,23 @@ void Worker::Impl::release(const Job& job, const std::string& why, int64_t pid) 
 }
 
 void Worker::Impl::dead_letter_undecodable(const Delivery& d, const DecodeResult& r) {
+  dead_letter_delivery(d, r.ok() ? "invalid" : decode_error_reason(r.error),
+                       r.ok() ? "the message is an event, not a task" : r.detail);
+}
+
+void Worker::Impl::dead_letter_delivery(const Delivery& d, const std::string& reason, const std::string& error) {
   DeadLetter dl;
   dl.id = d.id;
   dl.kind = "task";
   dl.topic = d.topic;
   dl.name = d.name;
-  dl.reason = r.ok() ? "invalid" : decode_error_reason(r.error);
-  dl.error = r.ok() ? "the message is an event, not a task" : r.detail;
+  dl.reason = reason;
+  dl.error = error;
   dl.attempts = d.attempt;
   dl.body = d.body;
   dl.first_seen = d.created_at;
   dl.dead_at = clock_.wall_now();
-  log_.error("undecodable task dead-lettered", {{"id", d.id}, {"reason", dl.reason}, {"error", dl.error}});
+  log_.error("task dead-lettered unrun", {{"id", d.id}, {"reason", dl.reason}, {"error", dl.error}});
   Settle s;
   s.token = d.token;
   s.then_dead = std::move(dl);
@@ -803,6 +862,9 @@ Status Worker::Impl::run(SignalFd& signals) {
   auto recovered = broker_.recover_previous_incarnation(setup_.lane, setup_.topic);
   if (!recovered.ok()) return recovered.status().with_context("recovering leases of a previous run");
   if (*recovered > 0) log_.info("recovered tasks of a previous run", {{"count", std::to_string(*recovered)}});
+  subscribed_prefetch_ = static_cast<uint32_t>(capacity());
+  Status subscribed = broker_.subscribe(setup_.lane, setup_.topic, subscribed_prefetch_);
+  if (!subscribed.ok()) return subscribed.with_context("subscribing to the topic's queue");
   auto thread = BrokerThread::start(broker_);
   if (!thread.ok()) return thread.status();
   broker_thread_ = std::move(thread).value();
@@ -812,7 +874,7 @@ Status Worker::Impl::run(SignalFd& signals) {
   next_recover_ = now + lease_ / 2;
   next_watchdog_ = now;
   std::vector<pollfd> fds;
-  std::vector<Slot*> owners;  // owners[i] for fds[i]; nullptr for the signal fd and the broker thread's
+  std::vector<Slot*> owners;  // owners[i] for fds[i]; nullptr for the signal, broker thread and delivery fds
 
   for (;;) {
     now = clock_.steady_now();
@@ -867,6 +929,11 @@ Status Worker::Impl::run(SignalFd& signals) {
     owners.push_back(nullptr);
     fds.push_back({broker_thread_->wake_fd(), POLLIN, 0});
     owners.push_back(nullptr);
+    // Deliveries waiting in the broker (RabbitMQ): a claim now, rather than
+    // at the next poll; only while a claim could take them.
+    const bool watch_deliveries = broker_.wake_fd() >= 0 && may_claim() && !claim_in_flight_;
+    fds.push_back({watch_deliveries ? broker_.wake_fd() : -1, POLLIN, 0});
+    owners.push_back(nullptr);
     for (auto& s : children_) {
       if (!s.proc) continue;
       short ev = s.socket_closed ? 0 : POLLIN;
@@ -894,7 +961,8 @@ Status Worker::Impl::run(SignalFd& signals) {
       }
     }
     if (fds[1].revents & POLLIN) broker_thread_->run_completions();
-    for (size_t i = 2; i < fds.size(); i += 2) {
+    if (fds[2].revents & POLLIN) next_claim_at_ = now;
+    for (size_t i = 3; i < fds.size(); i += 2) {
       Slot& s = *owners[i];
       if (!s.proc) continue;
       if (fds[i].revents & POLLOUT) write_child(s);

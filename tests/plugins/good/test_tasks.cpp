@@ -66,7 +66,9 @@ EBATS_PLUGIN(
      })},
     {"fail", recorded([](ebats::Task&) { throw ebats::Fail("permanent failure"); })},
     {"throw", recorded([](ebats::Task&) { throw std::runtime_error("boom"); })},
-    {"retry_always", recorded([](ebats::Task&) { throw ebats::Retry(std::chrono::milliseconds(50), "again"); })},
+    {"retry_always", recorded([](ebats::Task& t) {
+       throw ebats::Retry(std::chrono::milliseconds(int_param(t, "retry_after_ms", 50)), "again");
+     })},
     {"segfault", recorded([](ebats::Task&) { std::raise(SIGSEGV); })},
     {"segfault_once", recorded([](ebats::Task& t) {
        if (t.attempt() == 0) std::raise(SIGSEGV);
@@ -103,7 +105,13 @@ EBATS_PLUGIN(
        t.log(ebats::LogLevel::warn, string_param(t, "text"));
        t.message("logged");
      })},
-    {"settings", recorded([](ebats::Task& t) { t.message(g_settings); })});
+    {"settings", recorded([](ebats::Task& t) { t.message(g_settings); })},
+    // Kills the worker parent (and so its own child process, which dies with
+    // the parent): a task that takes down every worker that runs it.
+    {"kill_worker", recorded([](ebats::Task&) {
+       ::kill(::getppid(), SIGKILL);
+       sleep_ms(5000);
+     })});
 
 // Keeps the settings init() got (plugins.settings.test_tasks) for the "settings" task.
 static bool remember_settings(const ebats_host*, std::string_view settings) {

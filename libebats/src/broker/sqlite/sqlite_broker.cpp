@@ -507,12 +507,13 @@ Result<uint32_t> SqliteBroker::recover_events(Recovery kind, WallMs now) {
   return static_cast<uint32_t>(sqlite3_changes(connection_->db()));
 }
 
-Result<std::vector<QueueDepth>> SqliteBroker::depths() {
+Result<std::vector<QueueDepth>> SqliteBroker::depths(const std::vector<std::string>&) {
   const WallMs now = clock_.wall_now();
   std::map<std::string, QueueDepth> by_topic;
   auto depth_of = [&](const std::string& topic) -> QueueDepth& {
     QueueDepth& d = by_topic[topic];
     d.topic = topic;
+    if (topic.empty()) d.row = QueueDepth::Row::events;  // events and their dead letters
     return d;
   };
   // One read transaction: every count comes from the same snapshot.

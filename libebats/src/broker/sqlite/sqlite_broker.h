@@ -52,7 +52,11 @@ class SqliteBroker final : public Broker {
   Status extend(const std::vector<uint64_t>& tokens) override;
   Result<uint32_t> recover_expired(Lane lane, const std::string& topic) override;
   Result<uint32_t> recover_previous_incarnation(Lane lane, const std::string& topic) override;
-  Result<std::vector<QueueDepth>> depths() override;
+  Result<std::vector<QueueDepth>> depths(const std::vector<std::string>& topics) override;
+  // The schema exists once the broker is open: nothing to declare.
+  Status setup(const std::vector<std::string>&) override { return Status(); }
+  // Claims query the table: nothing to subscribe to.
+  Status subscribe(Lane, const std::string&, uint32_t) override { return Status(); }
   DeadLetterStore& dead_letters() override { return dead_letters_; }
 
   // The lease owner of this incarnation: "<options.owner>/<pid>.<random hex>".

@@ -1,0 +1,65 @@
+// AmqpBroker: the RabbitMQ backend of broker.h (amqp:// and amqps:// URLs,
+// docs/RABBITMQ.md). The scheduler, the workers and ebatsctl use it through
+// the Broker interface exactly as they use SQLite.
+//
+// Every call runs on the session's I/O thread (amqp_session.h) while the
+// caller waits, except claim(), which takes deliveries the I/O thread has
+// already received. commit() publishes everything in the batch with
+// publisher confirms and acknowledges a delivery only once everything that
+// replaces it (its retry, its dead letter, its fanned-out tasks) is
+// confirmed. Leases do not exist here: a delivery is held until acknowledged
+// or until its channel closes, when RabbitMQ gives it to another consumer
+// and counts the redelivery (x-delivery-count), which ebats counts as an
+// attempt ("worker lost").
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "broker/amqp/amqp_session.h"
+#include "ebats/broker.h"
+
+namespace ebats {
+namespace amqp {
+
+class AmqpDeadLetters;
+
+class AmqpBroker final : public Broker {
+ public:
+  // Connects to options.url with the password of options.password_file or
+  // $EBATS_BROKER_PASSWORD. Errors name host, port and vhost.
+  static Result<std::unique_ptr<AmqpBroker>> open(const BrokerOptions& options, const Clock& clock);
+  ~AmqpBroker() override;
+
+  Status setup(const std::vector<std::string>& topics) override;
+  Status subscribe(Lane lane, const std::string& topic, uint32_t prefetch) override;
+  int wake_fd() const override { return session_->wake_fd(); }
+  bool alive(uint64_t token) const override { return session_->alive(token); }
+  Result<std::vector<Delivery>> claim_ahead(Lane lane, const std::string& topic, uint32_t max,
+                                            int64_t lookahead_ms) override;
+  Result<size_t> claim_and_commit(Lane lane, const std::string& topic, uint32_t max, const RouteFn& route) override;
+  // RabbitMQ delivers delayed tasks when they come due: nothing to wait for.
+  Result<std::optional<WallMs>> next_due(Lane, const std::string&) override { return std::optional<WallMs>(); }
+  Result<CommitReport> commit(const Batch& batch) override;
+  // No leases: a delivery stays ours while its channel is open.
+  Status extend(const std::vector<uint64_t>&) override { return Status(); }
+  Result<uint32_t> recover_expired(Lane, const std::string&) override { return 0u; }
+  Result<uint32_t> recover_previous_incarnation(Lane, const std::string&) override { return 0u; }
+  Result<std::vector<QueueDepth>> depths(const std::vector<std::string>& topics) override;
+  DeadLetterStore& dead_letters() override;
+
+  AmqpSession& session() { return *session_; }
+
+ private:
+  AmqpBroker(std::unique_ptr<AmqpSession> session, const BrokerOptions& options);
+  // The I/O thread's half of commit().
+  Result<CommitReport> commit_on_io(const Batch& batch);
+
+  std::unique_ptr<AmqpSession> session_;
+  uint64_t read_budget_bytes_;
+  std::unique_ptr<AmqpDeadLetters> dead_letters_;
+};
+
+}  // namespace amqp
+}  // namespace ebats

@@ -1,0 +1,213 @@
+#include "broker/amqp/amqp_dead_letters.h"
+
+#include <algorithm>
+#include <set>
+
+#include "broker/amqp/amqp_messages.h"
+#include "ebats/envelope.h"
+
+namespace ebats {
+namespace amqp {
+namespace {
+
+Status not_found(uint64_t seq) { return Status::not_found("no dead letter with id " + std::to_string(seq)); }
+
+}  // namespace
+
+Result<AmqpDeadLetters::Snapshot> AmqpDeadLetters::read_on_io() {
+  if (!session_.connected_by(session_.deadline())) {
+    return Status::io("RabbitMQ is unavailable: " + session_.last_error());
+  }
+  Status declared = session_.declare("dead", session_.topology().dead_letters());
+  if (!declared.ok()) return declared;
+  auto stream = session_.read_stream(session_.topology().dead_stream());
+  if (!stream.ok()) return stream.status();
+  Snapshot snapshot;
+  std::set<uint64_t> settled;
+  bool has_upto = false;
+  uint64_t upto = 0;
+  std::vector<DeadLetterEntry> all;
+  for (const StreamEntry& e : *stream) {
+    snapshot.empty_stream = false;
+    snapshot.last_offset = std::max(snapshot.last_offset, e.offset);
+    Tombstone t;
+    if (read_tombstone(e.message, &t)) {
+      settled.insert(t.offsets.begin(), t.offsets.end());
+      if (t.has_upto) {
+        upto = has_upto ? std::max(upto, t.upto) : t.upto;
+        has_upto = true;
+      }
+      continue;
+    }
+    DeadLetterEntry entry;
+    entry.seq = e.offset;
+    entry.letter = dead_letter_from_message(e.message, session_.max_message_bytes());
+    all.push_back(std::move(entry));
+  }
+  for (DeadLetterEntry& entry : all) {
+    if (settled.count(entry.seq) || (has_upto && entry.seq <= upto)) continue;
+    snapshot.entries.push_back(std::move(entry));
+  }
+  return snapshot;
+}
+
+Result<std::vector<DeadLetterEntry>> AmqpDeadLetters::list(uint32_t limit) {
+  Result<Snapshot> snapshot = Status::internal("not run");
+  session_.run([&] { snapshot = read_on_io(); });
+  if (!snapshot.ok()) return snapshot.status();
+  std::vector<DeadLetterEntry> out(snapshot->entries.rbegin(), snapshot->entries.rend());  // newest first
+  if (limit > 0 && out.size() > limit) out.resize(limit);
+  return out;
+}
+
+Result<DeadLetterEntry> AmqpDeadLetters::show(uint64_t seq) {
+  Result<Snapshot> snapshot = Status::internal("not run");
+  session_.run([&] { snapshot = read_on_io(); });
+  if (!snapshot.ok()) return snapshot.status();
+  for (DeadLetterEntry& e : snapshot->entries) {
+    if (e.seq == seq) return std::move(e);
+  }
+  return not_found(seq);
+}
+
+Result<OutMsg> AmqpDeadLetters::replacement(const DeadLetterEntry& entry, WallMs now) const {
+  const DeadLetter& d = entry.letter;
+  const std::string number = std::to_string(entry.seq);
+  if (d.kind == "raw") {
+    return Status::invalid("dead letter " + number + " holds raw bytes (reason: " + d.reason +
+                           ") and cannot be replayed; inspect it with `ebatsctl dead show " + number +
+                           "` and purge it");
+  }
+  DecodeResult r = decode_envelope(d.body, session_.max_message_bytes());
+  if (!r.ok()) {
+    return Status::invalid("dead letter " + number + " does not hold a valid envelope (" + r.detail +
+                           ") and cannot be replayed");
+  }
+  OutMsg m;
+  m.id = r.envelope.id;
+  if (r.envelope.kind == EnvelopeKind::task) {
+    // Due now, attempt 0, same id: the attempts start over.
+    Envelope e = std::move(r.envelope);
+    e.attempt = 0;
+    e.due_at = now;
+    m.lane = Lane::ntask;
+    m.topic = e.topic;
+    m.name = e.task;
+    m.due_at = now;
+    m.max_attempts = e.max_attempts;
+    m.body = encode_envelope(e);
+  } else {
+    m.lane = Lane::events;
+    m.name = r.envelope.event;
+    m.body = d.body;
+  }
+  return m;
+}
+
+Status AmqpDeadLetters::replay(uint64_t seq, WallMs now) {
+  Status result;
+  session_.run([&] {
+    auto snapshot = read_on_io();
+    if (!snapshot.ok()) {
+      result = snapshot.status();
+      return;
+    }
+    auto found = std::find_if(snapshot->entries.begin(), snapshot->entries.end(),
+                              [&](const DeadLetterEntry& e) { return e.seq == seq; });
+    if (found == snapshot->entries.end()) {
+      result = not_found(seq);
+      return;
+    }
+    auto m = replacement(*found, now);
+    if (!m.ok()) {
+      result = m.status();
+      return;
+    }
+    std::vector<Publish> replay(1);
+    replay[0].message = out_message(*m, session_.topology(), now);
+    if (!session_.publish_all(replay, session_.deadline())) {
+      result = Status::io("replaying dead letter " + std::to_string(seq) + ": " + replay[0].failure);
+      return;
+    }
+    std::vector<Publish> tombstone(1);
+    tombstone[0].message = tombstone_message({seq}, 0, session_.topology());
+    if (!session_.publish_all(tombstone, session_.deadline())) {
+      result = Status::io("dead letter " + std::to_string(seq) +
+                          " was replayed but could not be marked as replayed (" + tombstone[0].failure +
+                          "); it is still listed: purge it, or a second replay repeats it");
+    }
+  });
+  return result;
+}
+
+Result<uint64_t> AmqpDeadLetters::replay_all(WallMs now) {
+  Result<uint64_t> result = uint64_t{0};
+  session_.run([&] {
+    auto snapshot = read_on_io();
+    if (!snapshot.ok()) {
+      result = snapshot.status();
+      return;
+    }
+    std::vector<Publish> replays;
+    std::vector<uint64_t> offsets;
+    for (const DeadLetterEntry& e : snapshot->entries) {
+      auto m = replacement(e, now);
+      if (!m.ok()) continue;  // not replayable: stays listed
+      Publish p;
+      p.message = out_message(*m, session_.topology(), now);
+      replays.push_back(std::move(p));
+      offsets.push_back(e.seq);
+    }
+    if (replays.empty()) return;
+    session_.publish_all(replays, session_.deadline());
+    std::vector<uint64_t> done;
+    std::string failure;
+    for (size_t i = 0; i < replays.size(); ++i) {
+      if (replays[i].confirmed) {
+        done.push_back(offsets[i]);
+      } else if (failure.empty()) {
+        failure = replays[i].failure;
+      }
+    }
+    if (!done.empty()) {
+      std::vector<Publish> tombstone(1);
+      tombstone[0].message = tombstone_message(done, 0, session_.topology());
+      if (!session_.publish_all(tombstone, session_.deadline())) {
+        result = Status::io(std::to_string(done.size()) +
+                            " dead letters were replayed but could not be marked as replayed (" +
+                            tombstone[0].failure + "); they are still listed and a second replay repeats them");
+        return;
+      }
+    }
+    if (!failure.empty()) {
+      result = Status::io("replayed " + std::to_string(done.size()) + " of " + std::to_string(replays.size()) +
+                          " dead letters; the rest failed: " + failure);
+      return;
+    }
+    result = static_cast<uint64_t>(done.size());
+  });
+  return result;
+}
+
+Result<uint64_t> AmqpDeadLetters::purge() {
+  Result<uint64_t> result = uint64_t{0};
+  session_.run([&] {
+    auto snapshot = read_on_io();
+    if (!snapshot.ok()) {
+      result = snapshot.status();
+      return;
+    }
+    if (snapshot->entries.empty()) return;
+    std::vector<Publish> tombstone(1);
+    tombstone[0].message = tombstone_message({}, snapshot->last_offset, session_.topology());
+    if (!session_.publish_all(tombstone, session_.deadline())) {
+      result = Status::io("purging dead letters: " + tombstone[0].failure);
+      return;
+    }
+    result = static_cast<uint64_t>(snapshot->entries.size());
+  });
+  return result;
+}
+
+}  // namespace amqp
+}  // namespace ebats

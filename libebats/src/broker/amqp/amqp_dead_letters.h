@@ -1,0 +1,50 @@
+// AmqpDeadLetters: the dead-letter store of the RabbitMQ backend, behind
+// `ebatsctl dead`, on the stream <prefix>.dead.
+//
+// A stream keeps its entries in order and reads never consume them, so
+// browsing loses and reorders nothing, and an entry's offset is its id. A
+// stream cannot delete an entry: replay and purge append a tombstone that
+// settles entries (by offset, or every offset up to one), after the
+// replacement is confirmed. Every call reads the stream from its first entry
+// up to what it held when the call began (O(entries), fine for dead letters;
+// set a max-age policy on the stream to bound it).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "broker/amqp/amqp_session.h"
+#include "ebats/broker.h"
+
+namespace ebats {
+namespace amqp {
+
+class AmqpDeadLetters final : public DeadLetterStore {
+ public:
+  // REQUIRES: `session` outlives the store.
+  explicit AmqpDeadLetters(AmqpSession& session) : session_(session) {}
+
+  Result<std::vector<DeadLetterEntry>> list(uint32_t limit) override;
+  Result<DeadLetterEntry> show(uint64_t seq) override;
+  Status replay(uint64_t seq, WallMs now) override;
+  Result<uint64_t> replay_all(WallMs now) override;
+  Result<uint64_t> purge() override;
+
+  // The I/O thread only: the live entries, oldest first, and the last offset read.
+  struct Snapshot {
+    std::vector<DeadLetterEntry> entries;
+    bool empty_stream = true;
+    uint64_t last_offset = 0;
+  };
+  Result<Snapshot> read_on_io();
+
+ private:
+  // The message that puts `entry` back (task: its topic's ntask lane, due
+  // now, attempt 0; event: the events exchange). invalid_argument for raw bytes.
+  Result<OutMsg> replacement(const DeadLetterEntry& entry, WallMs now) const;
+
+  AmqpSession& session_;
+};
+
+}  // namespace amqp
+}  // namespace ebats

@@ -1,0 +1,735 @@
+#include "broker/amqp/amqp_session.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include "broker/amqp/amqp_messages.h"
+
+namespace ebats {
+namespace amqp {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr uint16_t kPublishChannel = 1;
+constexpr uint16_t kConsumeChannel = 2;
+constexpr uint16_t kRpcChannel = 3;
+constexpr uint16_t kStreamChannel = 4;
+constexpr int kMaxNacks = 3;
+constexpr milliseconds kStreamStall{10'000};
+
+void signal_fd(int fd) {
+  const uint64_t one = 1;
+  while (::write(fd, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+
+void clear_fd(int fd) {
+  uint64_t value = 0;
+  while (::read(fd, &value, sizeof value) < 0 && errno == EINTR) {
+  }
+}
+
+int64_t ms_between(SteadyTime from, SteadyTime to) {
+  return std::chrono::duration_cast<milliseconds>(to - from).count();
+}
+
+std::string lane_part(Lane lane, const std::string& topic) {
+  return lane == Lane::events ? "events" : "topic:" + topic;
+}
+
+}  // namespace
+
+AmqpSession::AmqpSession(SessionOptions options)
+    : options_(std::move(options)),
+      topology_(options_.config),
+      calls_ready_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      deliveries_ready_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  try {
+    std::random_device random;
+    jitter_state_ = random();
+  } catch (...) {
+    jitter_state_ = static_cast<uint32_t>(::getpid());
+  }
+}
+
+Result<std::unique_ptr<AmqpSession>> AmqpSession::start(SessionOptions options) {
+  if (options.clock == nullptr) return Status::internal("AmqpSession needs a clock");
+  std::unique_ptr<AmqpSession> session(new AmqpSession(std::move(options)));
+  if (!session->calls_ready_.valid() || !session->deliveries_ready_.valid()) {
+    return Status::io(std::string("eventfd: ") + std::strerror(errno));
+  }
+  // The first connection is made here, on the caller's thread, so that a
+  // wrong URL or password is an error now; from here on only the I/O thread
+  // touches it.
+  auto connection = AmqpConnection::open(session->options_.connect);
+  if (!connection.ok()) return connection.status();
+  session->connection_ = std::move(connection).value();
+  Status channels = session->open_channels();
+  if (!channels.ok()) return channels;
+  session->last_received_ = session->clock().steady_now();
+  try {
+    session->thread_ = std::thread([s = session.get()] { s->loop(); });
+  } catch (const std::system_error& e) {
+    return Status::io(std::string("cannot start the AMQP I/O thread: ") + e.what());
+  }
+  return session;
+}
+
+AmqpSession::~AmqpSession() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  signal_fd(calls_ready_.get());
+  if (thread_.joinable()) thread_.join();
+  connection_.reset();  // when the thread never ran
+}
+
+void AmqpSession::report(BrokerEvent::Level level, const std::string& message) const {
+  if (options_.on_event) options_.on_event(BrokerEvent{level, message});
+}
+
+std::chrono::milliseconds AmqpSession::jittered(milliseconds base) {
+  // +-20 %, from a small LCG: the point is only that hosts do not reconnect in step.
+  jitter_state_ = jitter_state_ * 1664525u + 1013904223u;
+  const double factor = 0.8 + 0.4 * (static_cast<double>(jitter_state_ >> 8) / static_cast<double>(1u << 24));
+  return milliseconds(static_cast<int64_t>(static_cast<double>(base.count()) * factor));
+}
+
+// ------------------------------------------------------------ owner's side
+
+void AmqpSession::run(const std::function<void()>& work) {
+  bool done = false;
+  std::function<void()> wrapped = [&] {
+    work();
+    std::lock_guard<std::mutex> lock(mutex_);
+    done = true;
+  };
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) return;
+    calls_.push_back(&wrapped);
+  }
+  signal_fd(calls_ready_.get());
+  std::unique_lock<std::mutex> lock(mutex_);
+  call_done_.wait(lock, [&] { return done; });
+}
+
+std::vector<Delivery> AmqpSession::take(Lane lane, const std::string& topic, uint32_t max, uint64_t budget_bytes) {
+  std::vector<Delivery> out;
+  std::lock_guard<std::mutex> lock(mutex_);
+  uint64_t bytes = 0;
+  const bool any_topic = lane == Lane::events;
+  for (auto it = deliveries_.begin(); it != deliveries_.end() && out.size() < max && (out.empty() || bytes < budget_bytes);) {
+    if (it->lane != lane || (!any_topic && it->topic != topic)) {
+      ++it;
+      continue;
+    }
+    bytes += it->body.size();
+    out.push_back(std::move(*it));
+    it = deliveries_.erase(it);
+  }
+  if (deliveries_.empty()) clear_fd(deliveries_ready_.get());
+  return out;
+}
+
+void AmqpSession::give_back(std::vector<Delivery> deliveries) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto it = deliveries.rbegin(); it != deliveries.rend(); ++it) {
+    if (!alive(it->token)) continue;  // its channel is gone: RabbitMQ hands it out again
+    deliveries_.push_front(std::move(*it));
+  }
+  if (!deliveries_.empty()) signal_fd(deliveries_ready_.get());
+}
+
+// ---------------------------------------------------------------- I/O loop
+
+void AmqpSession::run_calls() {
+  for (;;) {
+    std::function<void()>* call = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (calls_.empty()) {
+        clear_fd(calls_ready_.get());
+        return;
+      }
+      call = calls_.front();
+      calls_.pop_front();
+    }
+    (*call)();
+    call_done_.notify_all();
+  }
+}
+
+void AmqpSession::loop() {
+  const int64_t heartbeat = options_.config.heartbeat_ms;
+  const int idle_wait = static_cast<int>(heartbeat > 0 ? std::min<int64_t>(heartbeat / 2, 1000) : 1000);
+  for (;;) {
+    run_calls();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_) break;
+    }
+    if (connection_ && !early_.empty()) {
+      std::vector<Delivery> early;
+      early.swap(early_);
+      send_back(std::move(early), "it arrived early");
+      continue;
+    }
+    if (!connection_) {
+      const SteadyTime now = clock().steady_now();
+      if (now >= next_reconnect_ && reconnect()) continue;
+      pollfd wake{calls_ready_.get(), POLLIN, 0};
+      const int64_t wait = std::clamp<int64_t>(ms_between(clock().steady_now(), next_reconnect_), 1, 1000);
+      ::poll(&wake, 1, static_cast<int>(wait));
+      continue;
+    }
+    pump(idle_wait, true);
+  }
+  shut_down();
+}
+
+void AmqpSession::pump(int timeout_ms, bool wake_on_call) {
+  if (!connection_) return;
+  if (!connection_->buffered() && timeout_ms > 0) {
+    pollfd fds[2] = {{connection_->fd(), POLLIN, 0}, {calls_ready_.get(), POLLIN, 0}};
+    const int rc = ::poll(fds, wake_on_call ? 2 : 1, timeout_ms);
+    if (rc > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) last_received_ = clock().steady_now();
+  }
+  // Everything at hand; this also sends a heartbeat when one is due.
+  for (int i = 0; i < 100'000 && connection_; ++i) {
+    auto next = connection_->next(0);
+    if (!next.ok()) {
+      connection_lost(next.status().message());
+      return;
+    }
+    if (!next->has_value()) break;
+    last_received_ = clock().steady_now();
+    dispatch(**next);
+  }
+  const int64_t heartbeat = options_.config.heartbeat_ms;
+  if (connection_ && heartbeat > 0 && ms_between(last_received_, clock().steady_now()) > 2 * heartbeat + 1000) {
+    connection_lost("nothing from the broker for " + std::to_string(2 * heartbeat / 1000) +
+                    " s, two heartbeats: the broker or the network is gone");
+  }
+}
+
+void AmqpSession::dispatch(Incoming& in) {
+  using Kind = Incoming::Kind;
+  switch (in.kind) {
+    case Kind::deliver:
+      if (in.channel == kConsumeChannel) {
+        on_delivery(in);
+      } else if (in.channel == kStreamChannel && stream_sink_ != nullptr) {
+        const HeaderValue* offset = in.properties.header(kStreamOffsetHeader);
+        StreamEntry e;
+        e.offset = offset && !offset->is_text ? static_cast<uint64_t>(offset->number) : 0;
+        e.message = std::move(in);
+        stream_sink_->push_back(std::move(e));
+      }
+      break;
+    case Kind::ack:
+      if (in.channel == kPublishChannel) confirms_.on_ack(in.delivery_tag, in.multiple);
+      break;
+    case Kind::nack:
+      if (in.channel == kPublishChannel) confirms_.on_nack(in.delivery_tag, in.multiple);
+      break;
+    case Kind::returned:
+      if (in.channel == kPublishChannel) {
+        confirms_.on_return(in.properties.message_id, std::to_string(in.reply_code) + " " + in.reply_text +
+                                                          " (exchange '" + in.exchange + "', routing key '" +
+                                                          in.routing_key + "')");
+      }
+      break;
+    case Kind::cancelled:
+      for (Subscription& s : subscriptions_) {
+        if (s.consumer_tag != in.consumer_tag) continue;
+        s.consumer_tag.clear();
+        report(BrokerEvent::Level::warn, "RabbitMQ cancelled the consumer of queue '" +
+                                             topology_.queue_of(s.lane, s.topic) +
+                                             "' (deleted, or its node went down); consuming again");
+        declared_.erase(lane_part(s.lane, s.topic));
+        Status again = consume(s);
+        if (!again.ok()) connection_lost("cannot consume again after a cancel: " + again.message());
+        return;
+      }
+      break;
+    case Kind::channel_closed: {
+      const std::string why = std::to_string(in.reply_code) + " " + in.reply_text;
+      if (in.channel == kConsumeChannel) {
+        std::string hint;
+        if (in.reply_text.find("acknowledgement") != std::string::npos) {
+          hint = "; a task held longer than RabbitMQ's consumer_timeout: raise it (and broker.amqp.consumer_timeout) "
+                 "or shorten the task timeout";
+        }
+        report(BrokerEvent::Level::error, "RabbitMQ closed the consuming channel: " + why + hint +
+                                              "; its deliveries go back to their queues");
+      } else {
+        report(BrokerEvent::Level::warn, "RabbitMQ closed channel " + std::to_string(in.channel) + ": " + why);
+      }
+      // Simplest and safe: start over on a fresh connection.
+      connection_lost("channel " + std::to_string(in.channel) + " closed by the broker: " + why);
+      break;
+    }
+    case Kind::connection_closed:
+      connection_lost("the broker closed the connection: " + std::to_string(in.reply_code) + " " + in.reply_text);
+      break;
+    case Kind::blocked:
+      blocked_ = true;
+      report(BrokerEvent::Level::warn, "RabbitMQ blocks publishing (" + in.reply_text +
+                                           ": a memory or disk alarm); publishes wait until it unblocks");
+      break;
+    case Kind::unblocked:
+      blocked_ = false;
+      report(BrokerEvent::Level::info, "RabbitMQ unblocked publishing");
+      break;
+    case Kind::other:
+      break;
+  }
+}
+
+void AmqpSession::on_delivery(Incoming& in) {
+  auto consumer = consumers_.find(in.consumer_tag);
+  if (consumer == consumers_.end()) return;  // of a consumer before a reconnect: the broker took it back
+  const auto& [lane, topic] = consumer->second;
+  const uint64_t token = token_of(in.delivery_tag);
+  Delivery d = delivery_from_message(lane, topic, in, token, options_.max_message_bytes);
+  OutMsg copy;
+  copy.lane = lane;
+  copy.topic = topic;
+  copy.id = d.id;
+  copy.name = d.name;
+  copy.due_at = d.due_at;
+  copy.attempt = d.attempt;
+  copy.max_attempts = d.max_attempts;
+  copy.body = d.redeliveries > 0 ? with_attempt(in.body, d.attempt, options_.max_message_bytes) : in.body;
+  held_[token] = std::move(copy);
+  // The arrival guard: a task that comes more than one delay unit before its
+  // due time (a delay beyond the levels, clock skew between hosts) goes back
+  // through the delay levels instead of waiting in a worker's memory.
+  if (lane != Lane::events && d.attempt < d.max_attempts &&
+      d.due_at - clock().wall_now() > topology_.unit_ms()) {
+    early_.push_back(std::move(d));
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (deliveries_.empty()) signal_fd(deliveries_ready_.get());
+  deliveries_.push_back(std::move(d));
+}
+
+void AmqpSession::send_back(std::vector<Delivery> deliveries, const char* why) {
+  std::vector<Publish> messages;
+  std::vector<uint64_t> tokens;
+  const WallMs now = clock().wall_now();
+  for (const Delivery& d : deliveries) {
+    const OutMsg* copy = held_copy(d.token);
+    if (copy == nullptr) continue;
+    OutMsg m = *copy;
+    if (m.lane == Lane::dtask || (m.lane == Lane::ntask && m.due_at - now > topology_.unit_ms())) m.lane = Lane::dtask;
+    Publish p;
+    p.message = out_message(m, topology_, now);
+    p.resend_after_reconnect = false;
+    messages.push_back(std::move(p));
+    tokens.push_back(d.token);
+  }
+  if (messages.empty()) return;
+  publish_all(messages, clock().steady_now() + milliseconds(options_.config.confirm_timeout_ms));
+  std::vector<uint64_t> done;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (messages[i].confirmed) done.push_back(tokens[i]);
+  }
+  ack(done);
+  if (done.size() < messages.size()) {
+    report(BrokerEvent::Level::warn, std::to_string(messages.size() - done.size()) +
+                                         " deliveries could not be sent back (" + why +
+                                         "); RabbitMQ hands them out again");
+  }
+}
+
+void AmqpSession::shut_down() {
+  if (connection_) {
+    for (Subscription& s : subscriptions_) {
+      if (!s.consumer_tag.empty()) connection_->cancel(kConsumeChannel, s.consumer_tag);
+      s.consumer_tag.clear();
+    }
+    pump(20, false);  // deliveries already on the way
+    std::vector<Delivery> unclaimed(early_.begin(), early_.end());
+    early_.clear();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (Delivery& d : deliveries_) unclaimed.push_back(std::move(d));
+      deliveries_.clear();
+      clear_fd(deliveries_ready_.get());
+    }
+    // Put them back without the redelivery that closing the channel would
+    // count against each as an attempt.
+    if (connection_) send_back(std::move(unclaimed), "the process stops");
+  }
+  connection_.reset();
+}
+
+// ------------------------------------------------------- connection life
+
+Status AmqpSession::open_channels() {
+  for (uint16_t channel : {kPublishChannel, kConsumeChannel, kRpcChannel}) {
+    Status s = connection_->open_channel(channel);
+    if (!s.ok()) return s;
+  }
+  confirms_.reset();
+  return connection_->confirm_select(kPublishChannel);
+}
+
+void AmqpSession::connection_lost(const std::string& why) {
+  last_error_ = why;
+  connection_.reset();
+  epoch_.fetch_add(1, std::memory_order_acq_rel);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    deliveries_.clear();
+    clear_fd(deliveries_ready_.get());
+  }
+  held_.clear();
+  early_.clear();
+  consumers_.clear();
+  for (Subscription& s : subscriptions_) s.consumer_tag.clear();
+  declared_.clear();
+  confirms_.reset();
+  blocked_ = false;
+  const milliseconds min(options_.config.reconnect_min_ms);
+  const milliseconds max(options_.config.reconnect_max_ms);
+  reconnect_backoff_ = reconnect_backoff_.count() == 0 ? min : std::min(max, reconnect_backoff_ * 2);
+  const milliseconds wait = jittered(reconnect_backoff_);
+  next_reconnect_ = clock().steady_now() + wait;
+  report(BrokerEvent::Level::warn, "connection to " + options_.connect.endpoint.display() + " lost: " + why +
+                                       "; reconnecting in " + std::to_string(wait.count()) + " ms");
+  announced_lost_ = true;
+}
+
+bool AmqpSession::reconnect() {
+  auto connection = AmqpConnection::open(options_.connect);
+  if (!connection.ok()) {
+    last_error_ = connection.status().message();
+    const milliseconds min(options_.config.reconnect_min_ms);
+    const milliseconds max(options_.config.reconnect_max_ms);
+    reconnect_backoff_ = reconnect_backoff_.count() == 0 ? min : std::min(max, reconnect_backoff_ * 2);
+    const milliseconds wait = jittered(reconnect_backoff_);
+    next_reconnect_ = clock().steady_now() + wait;
+    report(BrokerEvent::Level::warn, last_error_ + "; next try in " + std::to_string(wait.count()) + " ms");
+    return false;
+  }
+  connection_ = std::move(connection).value();
+  last_received_ = clock().steady_now();
+  Status s = open_channels();
+  for (Subscription& sub : subscriptions_) {
+    if (!s.ok()) break;
+    s = consume(sub);
+  }
+  if (!s.ok()) {
+    connection_lost("after reconnecting: " + s.message());
+    return false;
+  }
+  reconnect_backoff_ = milliseconds(0);
+  report(BrokerEvent::Level::info, "connected to " + options_.connect.endpoint.display() + " again" +
+                                       (subscriptions_.empty() ? "" : "; consuming again"));
+  return true;
+}
+
+bool AmqpSession::connected_by(SteadyTime deadline) {
+  while (!connection_) {
+    const SteadyTime now = clock().steady_now();
+    if (now >= deadline) return false;
+    if (now >= next_reconnect_) {
+      if (reconnect()) break;
+      continue;
+    }
+    const int64_t wait = std::max<int64_t>(1, ms_between(now, std::min(next_reconnect_, deadline)));
+    ::usleep(static_cast<useconds_t>(std::min<int64_t>(wait, 1000) * 1000));
+  }
+  return true;
+}
+
+// ---------------------------------------------------------- declarations
+
+Status AmqpSession::declare(const std::string& key, const TopologySpec& spec) {
+  if (declared_.count(key)) return Status();
+  if (!connection_) return Status::io("not connected to " + options_.connect.endpoint.display() + ": " + last_error_);
+  Status s = connection_->declare(kRpcChannel, spec);
+  if (!s.ok()) {
+    if (s.code() == StatusCode::io_error) connection_lost(s.message());
+    return s;
+  }
+  declared_.insert(key);
+  return Status();
+}
+
+Status AmqpSession::declare_for(const std::vector<Publish>& messages) {
+  for (const Publish& p : messages) {
+    const OutMessage& m = p.message;
+    Status s;
+    if (m.exchange == topology_.events_exchange()) {
+      s = declare("events", topology_.events());
+    } else if (m.exchange == topology_.dead_exchange() || m.routing_key == topology_.dead_stream()) {
+      s = declare("dead", topology_.dead_letters());
+    } else if (m.exchange == topology_.results_exchange() || m.routing_key == topology_.results_stream()) {
+      s = declare("results", topology_.results());
+    } else if (m.properties.type == "task") {
+      // The topic is the last word of the routing key (ntask: the whole key).
+      const size_t dot = m.routing_key.rfind('.');
+      const std::string topic = dot == std::string::npos ? m.routing_key : m.routing_key.substr(dot + 1);
+      s = declare("topic:" + topic, topology_.topic(topic));
+      if (s.ok() && topology_.is_delay_exchange(m.exchange)) s = declare("delays", topology_.delay_levels());
+    }
+    if (!s.ok()) return s;
+  }
+  return Status();
+}
+
+Status AmqpSession::declare_subscription(const Subscription& s) {
+  if (s.lane == Lane::events) return declare("events", topology_.events());
+  Status status = declare("topic:" + s.topic, topology_.topic(s.topic));
+  // Retries of the dtask lane go through the delay levels.
+  if (status.ok()) status = declare("delays", topology_.delay_levels());
+  return status;
+}
+
+Status AmqpSession::consume(Subscription& s) {
+  Status status = declare_subscription(s);
+  if (!status.ok()) return status;
+  if (!connection_) return Status::io("not connected: " + last_error_);
+  status = connection_->qos(kConsumeChannel, s.prefetch);
+  if (!status.ok()) return status;
+  auto tag = connection_->consume(kConsumeChannel, topology_.queue_of(s.lane, s.topic), {});
+  if (!tag.ok()) return tag.status();
+  consumers_[*tag] = {s.lane, s.topic};
+  const std::string old = s.consumer_tag;
+  s.consumer_tag = *tag;
+  // A new prefetch applies to new consumers: the old one goes once the new
+  // one runs; what it delivered is still ours to settle.
+  if (!old.empty()) return connection_->cancel(kConsumeChannel, old);
+  return Status();
+}
+
+Status AmqpSession::subscribe(Lane lane, const std::string& topic, uint32_t prefetch) {
+  const std::string t = lane == Lane::events ? "" : topic;
+  auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
+                         [&](const Subscription& s) { return s.lane == lane && s.topic == t; });
+  if (it == subscriptions_.end()) {
+    subscriptions_.push_back(Subscription{lane, t, prefetch, ""});
+    it = subscriptions_.end() - 1;
+  } else if (it->prefetch == prefetch && !it->consumer_tag.empty()) {
+    return Status();
+  }
+  it->prefetch = prefetch;
+  if (!connection_) return Status();  // consumed once connected again
+  return consume(*it);
+}
+
+// ------------------------------------------------------------- publishing
+
+bool AmqpSession::publish_all(std::vector<Publish>& messages, SteadyTime deadline) {
+  for (Publish& p : messages) {
+    p.confirmed = false;
+    p.failure.clear();
+  }
+  std::vector<size_t> todo(messages.size());
+  for (size_t i = 0; i < todo.size(); ++i) todo[i] = i;
+  std::vector<int> nacks(messages.size(), 0);
+  std::vector<bool> redeclared(messages.size(), false);
+  auto fail = [&](size_t i, const std::string& why) {
+    if (messages[i].failure.empty()) messages[i].failure = why;
+  };
+
+  while (!todo.empty()) {
+    if (!connected_by(deadline)) {
+      for (size_t i : todo) fail(i, "RabbitMQ is unavailable: " + last_error_);
+      break;
+    }
+    Status declared = declare_for(messages);
+    if (!declared.ok()) {
+      for (size_t i : todo) fail(i, declared.message());
+      break;
+    }
+    while (blocked_ && connection_ && clock().steady_now() < deadline) pump(50, false);
+    const uint32_t epoch = epoch_.load();
+    std::vector<size_t> sent;
+    for (size_t i : todo) {
+      if (!connection_ || epoch_.load() != epoch) break;
+      Status s = connection_->publish(kPublishChannel, messages[i].message);
+      if (!s.ok()) {
+        connection_lost(s.message());
+        break;
+      }
+      confirms_.on_publish(messages[i].message.properties.message_id, i);
+      sent.push_back(i);
+    }
+    std::vector<size_t> again;
+    // Messages not even sent before a loss go again (if they may).
+    for (size_t k = sent.size(); k < todo.size(); ++k) {
+      const size_t i = todo[k];
+      if (messages[i].resend_after_reconnect) {
+        again.push_back(i);
+      } else {
+        fail(i, "the connection was lost before it was sent: " + last_error_);
+      }
+    }
+    size_t unsettled = sent.size();
+    while (unsettled > 0 && connection_ && epoch_.load() == epoch && clock().steady_now() < deadline) {
+      const int64_t left = ms_between(clock().steady_now(), deadline);
+      pump(static_cast<int>(std::clamp<int64_t>(left, 1, 200)), false);
+      for (const ConfirmTracker::Settled& settled : confirms_.take_settled()) {
+        const size_t i = settled.cookie;
+        if (i >= messages.size()) continue;
+        --unsettled;
+        switch (settled.outcome) {
+          case ConfirmTracker::Outcome::confirmed:
+            messages[i].confirmed = true;
+            break;
+          case ConfirmTracker::Outcome::nacked:
+            if (++nacks[i] <= kMaxNacks) {
+              again.push_back(i);
+            } else {
+              fail(i, settled.detail + ", " + std::to_string(kMaxNacks + 1) + " times");
+            }
+            break;
+          case ConfirmTracker::Outcome::returned:
+            // A task whose queue is gone (deleted meanwhile): declare it again, once.
+            if (messages[i].message.properties.type == "task" && !redeclared[i]) {
+              redeclared[i] = true;
+              const std::string& key = messages[i].message.routing_key;
+              const size_t dot = key.rfind('.');
+              declared_.erase("topic:" + (dot == std::string::npos ? key : key.substr(dot + 1)));
+              declared_.erase("delays");
+              again.push_back(i);
+            } else {
+              fail(i, "no queue took it: " + settled.detail);
+            }
+            break;
+        }
+      }
+    }
+    if (unsettled > 0) {
+      if (connection_ && epoch_.load() == epoch) {
+        connection_lost("RabbitMQ did not confirm " + std::to_string(unsettled) + " publishes within " +
+                        std::to_string(options_.config.confirm_timeout_ms) + " ms (broker.amqp.confirm_timeout)");
+      }
+      for (size_t i : sent) {
+        if (messages[i].confirmed || !messages[i].failure.empty()) continue;
+        if (std::find(again.begin(), again.end(), i) != again.end()) continue;
+        if (messages[i].resend_after_reconnect && clock().steady_now() < deadline) {
+          again.push_back(i);
+        } else {
+          fail(i, "the connection was lost before RabbitMQ confirmed it: " + last_error_);
+        }
+      }
+    }
+    todo.swap(again);
+    if (clock().steady_now() >= deadline) {
+      for (size_t i : todo) fail(i, "not confirmed within broker.amqp.confirm_timeout");
+      break;
+    }
+  }
+  return std::all_of(messages.begin(), messages.end(), [](const Publish& p) { return p.confirmed; });
+}
+
+uint32_t AmqpSession::ack(const std::vector<uint64_t>& tokens) {
+  uint32_t acked = 0;
+  for (uint64_t token : tokens) {
+    if (!connection_ || !alive(token)) continue;
+    auto it = held_.find(token);
+    if (it == held_.end()) continue;  // settled already
+    Status s = connection_->ack(kConsumeChannel, token & ((uint64_t{1} << kTagBits) - 1), false);
+    if (!s.ok()) {
+      connection_lost(s.message());
+      break;
+    }
+    held_.erase(it);
+    ++acked;
+  }
+  return acked;
+}
+
+const OutMsg* AmqpSession::held_copy(uint64_t token) const {
+  if (!alive(token)) return nullptr;
+  auto it = held_.find(token);
+  return it == held_.end() ? nullptr : &it->second;
+}
+
+// ----------------------------------------------------------------- lookups
+
+Result<QueueCounts> AmqpSession::inspect(const std::string& queue) {
+  if (!connection_) return Status::io("not connected to " + options_.connect.endpoint.display() + ": " + last_error_);
+  auto counts = connection_->inspect(kRpcChannel, queue);
+  if (!counts.ok() && counts.status().code() == StatusCode::io_error) connection_lost(counts.status().message());
+  return counts;
+}
+
+Result<std::vector<StreamEntry>> AmqpSession::read_stream(const std::string& stream) {
+  // A stream's message count lags by seconds, so the end of what it holds now
+  // is marked: a marker is appended (and confirmed), and the read goes up to it.
+  std::vector<Publish> marker(1);
+  marker[0].message = marker_message(stream);
+  const std::string marker_id = marker[0].message.properties.message_id;
+  if (!publish_all(marker, deadline())) return Status::io("reading stream '" + stream + "': " + marker[0].failure);
+  Status s = connection_->open_channel(kStreamChannel);
+  if (s.ok()) s = connection_->qos(kStreamChannel, 1000);
+  if (!s.ok()) {
+    connection_lost(s.message());
+    return s;
+  }
+  Argument from_first;
+  from_first.key = kStreamOffsetHeader;
+  from_first.text = "first";
+  auto tag = connection_->consume(kStreamChannel, stream, {from_first});
+  if (!tag.ok()) return tag.status();
+  std::vector<StreamEntry> entries;
+  stream_sink_ = &entries;
+  SteadyTime progress_at = clock().steady_now();
+  size_t seen = 0;
+  bool found = false;
+  Status result;
+  while (!found) {
+    pump(50, false);
+    if (!connection_) {
+      result = Status::io("reading stream '" + stream + "': " + last_error_);
+      break;
+    }
+    if (entries.size() > seen) {
+      for (size_t i = seen; i < entries.size(); ++i) {
+        found = found || (entries[i].message.properties.type == kMarkerType &&
+                          entries[i].message.properties.message_id == marker_id);
+      }
+      seen = entries.size();
+      progress_at = clock().steady_now();
+      // A stream consumer gets more only as it acknowledges.
+      connection_->ack(kStreamChannel, entries.back().message.delivery_tag, true);
+    } else if (clock().steady_now() - progress_at > kStreamStall) {
+      result = Status::io("reading stream '" + stream + "' stalled after " + std::to_string(entries.size()) +
+                          " entries");
+      break;
+    }
+  }
+  stream_sink_ = nullptr;
+  if (connection_) {
+    Status closed = connection_->close_channel(kStreamChannel);
+    if (!closed.ok() && closed.code() == StatusCode::io_error) connection_lost(closed.message());
+  }
+  if (!result.ok()) return result;
+  // Up to our marker, without markers (ours and other readers').
+  std::vector<StreamEntry> out;
+  for (StreamEntry& e : entries) {
+    const bool ours = e.message.properties.message_id == marker_id;
+    if (e.message.properties.type != kMarkerType) out.push_back(std::move(e));
+    if (ours) break;
+  }
+  return out;
+}
+
+}  // namespace amqp
+}  // namespace ebats

@@ -1,0 +1,146 @@
+// Topology: the names and arguments of every RabbitMQ object ebats uses, and
+// where each message is published. Pure: no connection, tested with values.
+//
+// Every queue argument is built here and nowhere else (queue_arguments()), so
+// two processes with the same config declare identical queues, and one with
+// another config gets RabbitMQ's PRECONDITION_FAILED instead of a queue that
+// silently behaves differently. With prefix P (broker.amqp.prefix, "ebats"):
+//
+//   exchange P.events   topic    events, routing key = event name
+//   queue    P.events   quorum   bound '#'; consumed by the schedulers
+//   exchange P.ntask    direct   tasks due now, routing key = topic
+//   queue    P.ntask.T  quorum   bound 'T'; consumed by ebats-ntask-worker@T
+//   exchange P.dtask    topic    delayed tasks once due and every retry
+//   queue    P.dtask.T  quorum   bound '#.T'; consumed by ebats-dtask-worker@T
+//   exchange P.delay.LL topic    LL = 00 .. levels-1: the delay levels below
+//   queue    P.delay.LL quorum   x-message-ttl = 2^LL units, dead-letters to
+//                                P.delay.(LL-1), P.dtask below level 00
+//   exchange P.dead     topic    dead letters (ebats' and the broker's)
+//   stream   P.dead              bound '#'; browsed by `ebatsctl dead`
+//   exchange P.results  topic    result records, routing key = topic
+//   stream   P.results           bound '#'; one consumer can read every host's
+//
+// Delays (after NServiceBus' delay infrastructure): a task due in d units
+// (d = floor((due_at - now) / unit)) gets the routing key of d's `levels`
+// binary digits, most significant first, then the topic: "0.….1.0.1.T". It
+// is published to P.delay.h, h = d's highest set bit. Queue LL takes keys
+// whose digit LL is 1; exchange LL passes keys whose digit LL is 0 down to
+// exchange LL-1. A message waits 2^LL units in each queue whose digit is set
+// and reaches P.dtask after d units: never later than its due time by more
+// than the hops take, up to one unit earlier (the worker holds it until
+// due_at). One TTL per queue keeps expiry in queue order. RabbitMQ refuses a
+// TTL above ten years, so there are fewer levels than configured when the top
+// one would wait longer (levels() says how many); a task due later goes round
+// again (the arrival guard).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ebats/broker.h"
+#include "ebats/clock.h"
+#include "ebats/config.h"
+
+namespace ebats {
+namespace amqp {
+
+// The longest x-message-ttl RabbitMQ accepts: ten years
+// (rabbit_misc:check_expiry; a larger one fails the queue declare).
+constexpr int64_t kMaxMessageTtlMs = int64_t{315'360'000'000};
+
+struct Argument {
+  std::string key;
+  bool is_text = true;
+  std::string text;
+  int64_t number = 0;
+};
+
+struct QueueSpec {
+  std::string name;
+  std::vector<Argument> arguments;
+};
+
+struct ExchangeSpec {
+  std::string name;
+  std::string type;  // "topic" | "direct"
+};
+
+struct BindingSpec {
+  bool to_exchange = false;  // exchange-to-exchange binding
+  std::string destination;   // queue or exchange
+  std::string source;        // exchange
+  std::string key;
+};
+
+// Objects to declare, in order: exchanges, then queues, then bindings.
+struct TopologySpec {
+  std::vector<ExchangeSpec> exchanges;
+  std::vector<QueueSpec> queues;
+  std::vector<BindingSpec> bindings;
+  void append(const TopologySpec& other);
+};
+
+struct Route {
+  std::string exchange;
+  std::string routing_key;
+};
+
+class Topology {
+ public:
+  explicit Topology(const AmqpConfig& config);
+
+  const std::string& events_exchange() const { return events_; }
+  const std::string& ntask_exchange() const { return ntask_; }
+  const std::string& dtask_exchange() const { return dtask_; }
+  // True for the exchange of a delay level.
+  bool is_delay_exchange(const std::string& exchange) const;
+  const std::string& events_queue() const { return events_; }
+  std::string ntask_queue(const std::string& topic) const { return ntask_ + "." + topic; }
+  std::string dtask_queue(const std::string& topic) const { return dtask_ + "." + topic; }
+  std::string delay_queue(uint32_t level) const;
+  const std::string& dead_exchange() const { return dead_; }
+  const std::string& dead_stream() const { return dead_; }
+  const std::string& results_exchange() const { return results_; }
+  const std::string& results_stream() const { return results_; }
+  // The queue a subscription to (lane, topic) consumes.
+  std::string queue_of(Lane lane, const std::string& topic) const;
+
+  // What to declare before publishing to or consuming from each part.
+  TopologySpec events() const;
+  TopologySpec topic(const std::string& topic) const;  // its ntask and dtask queues
+  TopologySpec delay_levels() const;                    // and the dtask exchange they end in
+  TopologySpec dead_letters() const;
+  TopologySpec results() const;
+  // Everything for these topics: what `ebatsctl setup` declares.
+  TopologySpec all(const std::vector<std::string>& topics) const;
+
+  // Where a task of `topic` due at `due_at` goes when published at `now`:
+  // the ntask exchange for Lane::ntask, else the delay chain (or the dtask
+  // exchange when it is due within one unit).
+  Route task_route(Lane lane, const std::string& topic, WallMs due_at, WallMs now) const;
+  Route event_route(const std::string& event) const { return {events_, event}; }
+  // Delay routing key of `units` (clamped to the largest the levels hold)
+  // followed by the topic, and the exchange it enters.
+  Route delay_route(uint64_t units, const std::string& topic) const;
+  // The most units one pass through the levels delays: 2^levels - 1.
+  uint64_t max_delay_units() const;
+  int64_t unit_ms() const { return unit_ms_; }
+  // broker.amqp.delay_levels (1 to 63), less those whose TTL would pass
+  // kMaxMessageTtlMs.
+  uint32_t levels() const { return levels_; }
+
+ private:
+  QueueSpec quorum_queue(const std::string& name, const std::string& dead_letter_exchange, int64_t ttl_ms,
+                         uint32_t delivery_limit) const;
+  static QueueSpec stream(const std::string& name);
+  std::string delay_exchange(uint32_t level) const;
+
+  std::string prefix_, events_, ntask_, dtask_, delay_, dead_, results_;
+  uint32_t levels_;
+  int64_t unit_ms_;
+  uint32_t delivery_limit_;
+};
+
+}  // namespace amqp
+}  // namespace ebats

@@ -1,0 +1,300 @@
+// RabbitMQ only: what the SQLite backend has no counterpart for. The queue
+// arguments, logins, TLS, foreign messages in ebats' queues, delays through
+// the delay levels, heartbeats during long tasks, the results stream, and
+// several schedulers. Run in the "amqp" pass against the private node.
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "broker/amqp/amqp_broker.h"
+#include "broker/amqp/amqp_connection.h"
+#include "broker/amqp/amqp_url.h"
+#include "ebats/envelope.h"
+#include "envelope/task_message.h"
+#include "integration/harness.h"
+#include "support/test_backend.h"
+
+using ebats::test::TestSystem;
+using namespace std::chrono_literals;
+namespace amqp = ebats::amqp;
+
+namespace {
+
+std::string bin(const std::string& program) { return std::string(EBATS_BIN_DIR) + "/" + program; }
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::string text;
+  std::getline(in, text);
+  return text;
+}
+
+// A connection of a foreign producer, straight to the private node.
+std::unique_ptr<amqp::AmqpConnection> foreign_connection() {
+  auto endpoint = amqp::parse_amqp_url(ebats::test::amqp_url());
+  REQUIRE(endpoint.ok());
+  amqp::ConnectOptions o;
+  o.endpoint = *endpoint;
+  o.password = "guest";
+  o.connection_name = "ebats test: foreign producer";
+  auto c = amqp::AmqpConnection::open(o);
+  INFO(c.status().to_string());
+  REQUIRE(c.ok());
+  REQUIRE((*c)->open_channel(1).ok());
+  return std::move(c).value();
+}
+
+// Publishes `body` into `queue` through the default exchange, as any AMQP
+// client could.
+void publish_raw(amqp::AmqpConnection& c, const std::string& queue, const std::string& body,
+                 const std::string& message_id = "") {
+  amqp::OutMessage m;
+  m.exchange = "";
+  m.routing_key = queue;
+  m.body = body;
+  m.properties.message_id = message_id;
+  m.properties.content_type = "application/json";
+  m.mandatory = false;
+  REQUIRE(c.publish(1, m).ok());
+}
+
+ebats::Envelope task_envelope(const std::string& task, const std::string& topic) {
+  ebats::Envelope e;
+  e.kind = ebats::EnvelopeKind::task;
+  e.created_at = ebats::SystemClock().wall_now();
+  e.id = ebats::new_uuid_v7(e.created_at);
+  e.task = task;
+  e.topic = topic;
+  e.due_at = e.created_at;
+  e.max_attempts = 3;
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("RabbitMQ: a queue that exists with other arguments stops a daemon with a clear error and exit 2",
+          "[integration][amqp-only]") {
+  TestSystem sys("  e:\n    - {task: noop, topic: t, delay: 1s}\n");
+  std::string out;
+  REQUIRE(sys.ebatsctl({"setup"}, &out) == 0);
+  CHECK(out.find("ready") != std::string::npos);
+  // Another delay unit means other TTLs on the delay-level queues.
+  sys.edit_config("delay_unit: 100ms", "delay_unit: 200ms");
+  CHECK(sys.run({bin("ebats-scheduler"), "--config", sys.config_path()}, &out) == 2);
+  INFO(out);
+  CHECK(out.find("queue '" + sys.prefix() + ".delay.00' exists with other arguments") != std::string::npos);
+  CHECK(out.find("x-message-ttl") != std::string::npos);
+  CHECK(sys.run({bin("ebats-dtask-worker"), "--config", sys.config_path(), "--topic", "t"}, &out) == 2);
+  CHECK(out.find("x-message-ttl") != std::string::npos);
+  CHECK(sys.ebatsctl({"setup"}) == 2);
+}
+
+TEST_CASE("RabbitMQ: a wrong password or an unreachable broker is one clear line and a non-zero exit, not a hang",
+          "[integration][amqp-only]") {
+  TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
+  const std::string where = amqp::parse_amqp_url(ebats::test::amqp_url())->display();
+  const std::map<std::string, std::string> wrong{{"EBATS_BROKER_PASSWORD", "not-the-password"}};
+  std::string out;
+  CHECK(sys.run({bin("ebatsctl"), "--config", sys.config_path(), "stats"}, &out, wrong) == 1);
+  INFO(out);
+  CHECK(out.find("cannot log in to " + where) != std::string::npos);
+  CHECK(out.find("ACCESS_REFUSED") != std::string::npos);
+  CHECK(out.find("not-the-password") == std::string::npos);
+  CHECK(sys.run({bin("ebats-ntask-worker"), "--config", sys.config_path(), "--topic", "t"}, &out, wrong) == 1);
+  CHECK(out.find("cannot log in to " + where) != std::string::npos);
+  CHECK(sys.run({bin("ebats-scheduler"), "--config", sys.config_path(), "--check-config"}, &out, wrong) == 1);
+  CHECK(out.find("cannot log in") != std::string::npos);
+
+  // Nothing listens on port 1.
+  sys.edit_config(ebats::test::amqp_url(), "amqp://guest@127.0.0.1:1/");
+  CHECK(sys.run({bin("ebats-scheduler"), "--config", sys.config_path(), "--check-config"}, &out) == 1);
+  CHECK(out.find("cannot connect to amqp://guest@127.0.0.1:1/") != std::string::npos);
+  CHECK(sys.run({bin("ebatsctl"), "--config", sys.config_path(), "publish", "e", "{}"}, &out) == 1);
+  CHECK(out.find("cannot connect to amqp://guest@127.0.0.1:1/") != std::string::npos);
+
+  // A password written into the URL is refused before anything connects.
+  sys.edit_config("amqp://guest@127.0.0.1:1/", "amqp://guest:guest@127.0.0.1:1/");
+  CHECK(sys.run({bin("ebats-scheduler"), "--config", sys.config_path(), "--check-config"}, &out) == 2);
+  CHECK(out.find("EBATS_BROKER_PASSWORD") != std::string::npos);
+  CHECK(out.find("guest:guest") == std::string::npos);
+}
+
+TEST_CASE("RabbitMQ over TLS: the broker's certificate is verified, a client certificate is offered",
+          "[integration][amqp-only]") {
+  const std::string node = ebats::test::amqp_node_dir();
+  const std::string tls_port = read_text(node + "/tls_port");
+  REQUIRE(!tls_port.empty());
+  TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
+  const std::string url = "amqps://guest@localhost:" + tls_port + "/";
+  sys.edit_config("\"" + ebats::test::amqp_url() + "\"", "\"" + url + "\"");
+  std::string out;
+  // No CA named: the system's trust store does not know the test CA.
+  CHECK(sys.run({bin("ebatsctl"), "--config", sys.config_path(), "stats"}, &out) == 1);
+  INFO(out);
+  CHECK(out.find("cannot connect to " + url) != std::string::npos);
+  CHECK(out.find("not signed by a CA in the system's trust store") != std::string::npos);
+  // With the test CA (and a client certificate) it works end to end.
+  sys.edit_config("  amqp: {", "  amqp: {tls: {ca_file: " + node + "/tls/ca.pem, cert_file: " + node +
+                                   "/tls/client.pem, key_file: " + node + "/tls/client.key}, ");
+  REQUIRE(sys.run({bin("ebatsctl"), "--config", sys.config_path(), "publish", "e", "{}"}, &out) == 0);
+  sys.start_all();
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 1; }));
+  // A certificate for another name fails hostname verification.
+  sys.edit_config(url, "amqps://guest@127.0.0.1:" + tls_port + "/");
+  CHECK(sys.run({bin("ebatsctl"), "--config", sys.config_path(), "stats"}, &out) == 1);
+  CHECK(out.find("not for host '127.0.0.1'") != std::string::npos);
+}
+
+TEST_CASE("RabbitMQ: foreign and broken messages in a task queue are dead-lettered with the reason, valid ones run",
+          "[integration][amqp-only]") {
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n", "  t: {processes: 1}\n",
+                 "limits: {max_message_bytes: 4KiB}\n");
+  sys.start_ntask();
+  REQUIRE(TestSystem::wait_until([&] { return sys.log_of("ntask").find("ready") != std::string::npos; }));
+  auto c = foreign_connection();
+  const std::string queue = sys.prefix() + ".ntask.t";
+  publish_raw(*c, queue, "this is not json");
+  publish_raw(*c, queue, "{\"v\":1,\"pad\":\"" + std::string(5000, 'x') + "\"}");
+  publish_raw(*c, queue, "{\"v\":2,\"id\":\"x\"}");
+  ebats::Envelope other = task_envelope("record", "elsewhere");
+  publish_raw(*c, queue, ebats::encode_envelope(other), other.id);
+  ebats::Envelope forged = task_envelope("record", "t");
+  forged.attempt = 9;
+  publish_raw(*c, queue, ebats::encode_envelope(forged), forged.id);
+  ebats::Envelope unknown = task_envelope("no_such_task", "t");
+  publish_raw(*c, queue, ebats::encode_envelope(unknown), unknown.id);
+  // A producer in another language that follows docs/WIRE.md: it runs.
+  ebats::Envelope good = task_envelope("record", "t");
+  publish_raw(*c, queue, ebats::encode_envelope(good), good.id);
+
+  auto letters = sys.wait_for_dead_letters(6);
+  std::multiset<std::string> reasons;
+  for (const auto& e : letters) reasons.insert(e.letter.reason);
+  INFO(sys.log_of("ntask"));
+  CHECK(reasons.count("malformed") == 1);
+  CHECK(reasons.count("too large") == 1);
+  CHECK(reasons.count("unsupported version") == 1);
+  CHECK(reasons.count("invalid") == 2);  // the wrong topic and the forged attempt count
+  CHECK(reasons.count("no handler for task no_such_task") == 1);
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 1; }));
+  CHECK(sys.executions()[0].id == good.id);
+  CHECK(sys.log_of("ntask").find("stopped with an error") == std::string::npos);
+}
+
+TEST_CASE("RabbitMQ: a task retried through the same delay level again and again is never dropped",
+          "[integration][amqp-only]") {
+  // RabbitMQ drops a message that is dead-lettered in a cycle with its
+  // x-death headers; ebats publishes every retry with fresh properties.
+  // 300 ms is 3 units: each retry passes delay levels 1 and 0.
+  TestSystem sys("  e:\n    - {task: retry_always, topic: t, retry: {max: 4}}\n");
+  REQUIRE(sys.publisher().publish("e", "{\"retry_after_ms\":300}").ok());
+  sys.start_all();
+  auto letters = sys.wait_for_dead_letters(1);
+  CHECK(letters[0].letter.reason == "retries exhausted");
+  const auto ex = sys.executions();
+  REQUIRE(ex.size() == 5);
+  for (uint32_t i = 0; i < 5; ++i) CHECK(ex[i].attempt == i);
+  // Each retry waited its 300 ms, never less.
+  const auto results = sys.results();
+  REQUIRE(results.size() == 5);
+  for (size_t i = 1; i < results.size(); ++i) {
+    CHECK(std::stoll(results[i].at("started_at")) - std::stoll(results[i - 1].at("finished_at")) >= 300);
+  }
+}
+
+TEST_CASE("RabbitMQ: a delay longer than the delay levels hold goes round again and never runs early",
+          "[integration][amqp-only]") {
+  // 3 levels of 100 ms hold 700 ms at most; a 2 s delay takes three passes.
+  TestSystem sys("  e:\n    - {task: record, topic: t, delay: 2s}\n");
+  sys.edit_config("delay_levels: 10", "delay_levels: 3");
+  REQUIRE(sys.publisher().publish("e", "{}").ok());
+  sys.start_all();
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() == 1; }));
+  const auto result = sys.results()[0];
+  CHECK(std::stoll(result.at("started_at")) >= std::stoll(result.at("due_at")));
+  CHECK(sys.executions().size() == 1);
+}
+
+TEST_CASE("RabbitMQ: heartbeats flow while a task runs for three heartbeats, so it runs once",
+          "[integration][amqp-only]") {
+  TestSystem sys("  e:\n    - {task: sleep, topic: t}\n", "  t: {processes: 1}\n");
+  sys.edit_config("heartbeat: 5s", "heartbeat: 1s");
+  REQUIRE(sys.publisher().publish("e", "{\"ms\":3500}").ok());
+  sys.start_all();
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() == 1; }));
+  CHECK(sys.results()[0].at("status") == "ok");
+  CHECK(sys.executions().size() == 1);
+  CHECK(sys.log_of("ntask").find("lost") == std::string::npos);
+}
+
+TEST_CASE("RabbitMQ: every result record is also published to the results stream", "[integration][amqp-only]") {
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n    - {task: fail, topic: t}\n");
+  auto batch = sys.publisher().batch();
+  for (int i = 0; i < 20; ++i) REQUIRE(batch.add_event("e", "{\"n\":" + std::to_string(i) + "}").ok());
+  REQUIRE(batch.commit().ok());
+  sys.start_all();
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() == 40; }));
+  auto* broker = dynamic_cast<amqp::AmqpBroker*>(&sys.broker());
+  REQUIRE(broker != nullptr);
+  std::map<std::string, int> statuses;
+  size_t records = 0;
+  REQUIRE(TestSystem::wait_until([&] {
+    ebats::Result<std::vector<amqp::StreamEntry>> entries = ebats::Status::internal("not read");
+    broker->session().run([&] { entries = broker->session().read_stream(sys.prefix() + ".results"); });
+    REQUIRE(entries.ok());
+    records = 0;
+    statuses.clear();
+    for (const auto& e : *entries) {
+      CHECK(e.message.properties.content_type == "application/x-ndjson");
+      std::istringstream lines(e.message.body);
+      std::string line;
+      while (std::getline(lines, line)) {
+        ++records;
+        statuses[line.find("\"status\":\"ok\"") != std::string::npos ? "ok" : "other"]++;
+      }
+    }
+    return records >= 40;
+  }));
+  CHECK(records == 40);
+  CHECK(statuses["ok"] == 20);
+}
+
+TEST_CASE("RabbitMQ: two schedulers share the events, and every task runs once", "[integration][amqp-only]") {
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n    - {task: noop, topic: t}\n");
+  sys.start_scheduler();
+  sys.start_scheduler();
+  sys.start_ntask();
+  auto batch = sys.publisher().batch();
+  for (int i = 0; i < 500; ++i) REQUIRE(batch.add_event("e", "{}").ok());
+  REQUIRE(batch.commit().ok());
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() == 1000; }));
+  std::set<std::pair<std::string, uint32_t>> runs;
+  for (const auto& e : sys.executions()) CHECK(runs.insert({e.id, e.attempt}).second);
+  CHECK(sys.executions().size() == 1000);
+  // Both took a share (prefetch 1024 each would let one take all; a batch is 512).
+  CHECK(sys.log_of("scheduler").find("stopped with an error") == std::string::npos);
+}
+
+TEST_CASE("RabbitMQ: a worker whose queue is deleted under it declares it again and goes on",
+          "[integration][amqp-only]") {
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n");
+  sys.start_all();
+  REQUIRE(sys.publisher().publish("e", "{}").ok());
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 1; }));
+  std::string out;
+  const std::string script = std::string(EBATS_SOURCE_DIR) + "/tests/amqp/rabbitmq-node.sh";
+  REQUIRE(sys.run({"/bin/bash", script, "ctl", ebats::test::amqp_node_dir(), "delete_queue",
+                   sys.prefix() + ".ntask.t"},
+                  &out) == 0);
+  REQUIRE(TestSystem::wait_until([&] {
+    return sys.log_of("ntask").find("cancelled the consumer") != std::string::npos;
+  }));
+  REQUIRE(sys.publisher().publish("e", "{}").ok());
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 2; }));
+}
