@@ -10,6 +10,7 @@ packages=(
   librabbitmq-dev libssl-dev         # the RabbitMQ backend (rabbitmq-c 0.11, OpenSSL for amqps://)
   catch2                             # Catch2 v2, the test framework
   sqlite3 jq procps                  # the demo: inspect the database, format results
+  rabbitmq-server openssl            # the RabbitMQ tests and demo: private nodes, TLS test certificates
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -31,6 +31,11 @@
 #       Stops the node (or every node of a cluster DIR, in parallel) and its
 #       private epmd: rabbitmqctl stop (15 s), then TERM to the VM, KILL after
 #       10 s. Idempotent: exits 0 when nothing runs. Leaves DIR's files. ~2.5 s.
+#   tests/amqp/rabbitmq-node.sh crash DIR
+#       Kills the node's VM with SIGKILL (DIR/nI: one member of a cluster).
+#   tests/amqp/rabbitmq-node.sh restart DIR
+#       Starts a crashed or stopped node again with its name, ports and data;
+#       a cluster member rejoins its cluster.
 #   tests/amqp/rabbitmq-node.sh ctl DIR ARGS...
 #       Runs `rabbitmqctl -n NODE ARGS...` against the node in DIR (DIR/nI for
 #       a cluster member; a cluster DIR means its n1), e.g.
@@ -315,7 +320,11 @@ prepare_node() {
     (umask 077; printf '%s' "$cookie" >"$dir/home/.erlang.cookie")
     chmod 0400 "$dir/home/.erlang.cookie"
     echo '[].' >"$dir/enabled_plugins"
-    echo '[].' >"$dir/advanced.config"
+    # RabbitMQ re-sends a message its at-least-once dead-lettering could not
+    # hand on (the delay levels, while the node restarts) only after this
+    # timeout, 120 s by default: 5 s keeps fault tests short. docs/RABBITMQ.md
+    # recommends the same for production.
+    echo '[{rabbit, [{dead_letter_worker_publisher_confirm_timeout, 5000}]}].' >"$dir/advanced.config"
     echo '# Empty on purpose: keeps /etc/rabbitmq/rabbitmq-env.conf out of this private node.' >"$dir/rabbitmq-env.conf"
     {
         echo "# Private test node $node, written by tests/amqp/rabbitmq-node.sh."
@@ -679,6 +688,37 @@ cmd_stop() {
     return 0
 }
 
+# crash DIR: kills the node's VM with SIGKILL, as a power cut or the OOM
+# killer would (its private epmd, shared by a cluster, stays).
+cmd_crash() {
+    local dir beam i
+    [ $# -eq 1 ] || usage
+    existing_dir "$1"; dir=$REPLY
+    [ -n "$dir" ] && [ -f "$dir/node" ] || die "no node was started in $1"
+    beam=$(cat "$dir/pid" 2>/dev/null || cat "$dir/beam.pid" 2>/dev/null || true)
+    owned "$beam" "$dir" || die "the node in $dir is not running"
+    kill -KILL "$beam"
+    for ((i = 0; i < 100; i++)); do owned "$beam" "$dir" || break; sleep 0.1; done
+    rm -f "$dir/pid"
+    say "killed $(cat "$dir/node") (VM pid $beam)"
+}
+
+# restart DIR: starts a node again that `crash` or `stop` ended, with its
+# ports, name, cookie and data (a cluster member rejoins its cluster).
+cmd_restart() {
+    local dir t0 beam
+    [ $# -eq 1 ] || usage
+    existing_dir "$1"; dir=$REPLY
+    [ -n "$dir" ] && [ -f "$dir/env" ] || die "no node was started in $1"
+    need_rabbitmq
+    beam=$(cat "$dir/beam.pid" 2>/dev/null || true)
+    owned "$beam" "$dir" && die "the node in $dir still runs"
+    t0=$(now_ms)
+    launch_node "$dir"
+    wait_node "$dir" "$(( $(date +%s) + START_TIMEOUT ))" || { show_logs "$dir"; exit 1; }
+    say "restarted $(cat "$dir/node") in $(secs_since "$t0")s"
+}
+
 cmd_ctl() {
     local dir
     [ $# -ge 1 ] || usage
@@ -708,6 +748,8 @@ case "$cmd" in
     cluster) cmd_cluster "$@" ;;
     stop) cmd_stop "$@" ;;
     ctl) cmd_ctl "$@" ;;
+    crash) cmd_crash "$@" ;;
+    restart) cmd_restart "$@" ;;
     -h|--help|help) usage 0 ;;
     *) say "unknown command '$cmd'"; usage ;;
 esac

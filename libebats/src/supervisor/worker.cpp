@@ -771,7 +771,8 @@ void Worker::Impl::on_committed(Pending& sent, const Result<CommitReport>& repor
     return;
   }
   if (report->stale > 0) {
-    log_.warn("lost leases: another worker took over these tasks", {{"count", std::to_string(report->stale)}});
+    log_.warn("tasks taken back before their commit (a lease expired or the broker connection closed); they run again",
+              {{"count", std::to_string(report->stale)}});
   }
   flush_backoff_ = milliseconds(0);
 }
