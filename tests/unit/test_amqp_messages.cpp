@@ -620,3 +620,28 @@ TEST_CASE("amqp messages: with_attempt() rewrites a task envelope's attempt and 
   CHECK(with_attempt("garbage", 5, kLimit) == "garbage");
   CHECK(with_attempt(body, 5, body.size() - 1) == body);  // over the limit: left alone
 }
+
+TEST_CASE("amqp messages: result lines already encoded are cut between lines, each line exactly once",
+          "[amqp][messages]") {
+  const Topology t = topology();
+  std::string jsonl;
+  for (int i = 0; i < 50; ++i) jsonl += "{\"n\":" + std::to_string(i) + ",\"pad\":\"" + std::string(30, 'x') + "\"}\n";
+  const std::vector<OutMessage> out = result_messages(jsonl, "demo", t, 200, 1'700'000'000'000);
+  REQUIRE(out.size() > 1);
+  std::string joined;
+  for (const OutMessage& m : out) {
+    CHECK(m.routing_key == "demo");
+    CHECK(m.exchange == t.results_exchange());
+    CHECK(m.properties.content_type == "application/x-ndjson");
+    CHECK(m.body.size() <= 200);
+    CHECK(m.body.back() == '\n');  // whole lines only
+    joined += m.body;
+  }
+  CHECK(joined == jsonl);
+  // A line longer than the limit goes alone, whole.
+  const std::string long_line = std::string(500, 'y') + "\n";
+  const auto alone = result_messages("{}\n" + long_line + "{}\n", "demo", t, 200, 1'700'000'000'000);
+  REQUIRE(alone.size() == 3);
+  CHECK(alone[1].body == long_line);
+  CHECK(result_messages(std::string(), "demo", t, 200, 0).empty());
+}

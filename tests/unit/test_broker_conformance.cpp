@@ -4,6 +4,7 @@
 // says so; where it leaves room (how early a delayed task may be handed out,
 // what is counted in flight), the tests check the bound the contract gives.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -334,6 +335,42 @@ TEST_CASE("conformance: replay --all replays events and tasks, and leaves raw by
   REQUIRE(left->size() == 1);
   CHECK(left->at(0).letter.kind == "raw");
   CHECK(left->at(0).letter.body == raw.body);  // bytes unchanged
+}
+
+TEST_CASE("conformance: acknowledging some deliveries never settles others still held", "[conformance]") {
+  // RabbitMQ acknowledges runs of the oldest deliveries with one `multiple`
+  // ack: it must never reach a delivery that is still held.
+  Fixture f;
+  std::vector<std::string> expect_back;
+  {
+    auto worker = f.open();
+    REQUIRE(worker->subscribe(Lane::ntask, "demo", 10).ok());
+    std::vector<OutMsg> tasks;
+    for (int i = 0; i < 6; ++i) tasks.push_back(f.task("demo", Lane::ntask, f.clock.wall_now()));
+    publish(*worker, tasks);
+    auto got = claim_until(*worker, Lane::ntask, "demo", 6);
+    REQUIRE(got.size() == 6);
+    // Settle 1, 2 and 4, 5 (in two commits); 0 and 3 stay held.
+    Batch first;
+    first.settle.push_back(ack(got[1].token));
+    first.settle.push_back(ack(got[2].token));
+    CHECK(commit_ok(*worker, first).settled == 2);
+    Batch second;
+    second.settle.push_back(ack(got[5].token));
+    second.settle.push_back(ack(got[4].token));
+    CHECK(commit_ok(*worker, second).settled == 2);
+    expect_back = {got[0].id, got[3].id};
+  }  // the worker goes away holding 0 and 3
+  auto next = f.open();
+  REQUIRE(next->recover_previous_incarnation(Lane::ntask, "demo").ok());
+  REQUIRE(next->subscribe(Lane::ntask, "demo", 10).ok());
+  auto back = claim_until(*next, Lane::ntask, "demo", 2);
+  std::vector<std::string> ids;
+  for (const Delivery& d : back) ids.push_back(d.id);
+  std::sort(ids.begin(), ids.end());
+  std::sort(expect_back.begin(), expect_back.end());
+  CHECK(ids == expect_back);
+  expect_nothing(*next, Lane::ntask, "demo");
 }
 
 TEST_CASE("conformance: settling a delivery twice changes nothing the second time", "[conformance]") {

@@ -275,7 +275,7 @@ TEST_CASE("sqlite broker: a failing batch changes nothing", "[sqlite][broker]") 
   const QueueDepth depth = depth_of(*broker, "demo");
   CHECK(depth.leased == 1);
   CHECK(depth.ready == 0);
-  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {ack(claimed[0].token)}}).settled == 1);
+  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {ack(claimed[0].token)}, {}}).settled == 1);
 }
 
 TEST_CASE("sqlite broker: retry = ack plus the same id on the dtask lane", "[sqlite][broker]") {
@@ -313,13 +313,13 @@ TEST_CASE("sqlite broker: release puts a task back with its attempt unchanged", 
   Settle release;
   release.kind = Settle::Kind::release;
   release.token = claimed[0].token;
-  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {release}}).settled == 1);
+  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {release}, {}}).settled == 1);
   auto again = claim_ok(*broker, Lane::ntask, 1);
   REQUIRE(again.size() == 1);
   CHECK(again[0].attempt == 1);
   // Releasing a delivery that is not leased any more is stale.
-  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {release, release}}).settled == 1);
-  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {release}}).stale == 1);
+  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {release, release}, {}}).settled == 1);
+  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {release}, {}}).stale == 1);
 }
 
 TEST_CASE("sqlite broker: an expired lease is recovered with attempt + 1", "[sqlite][broker]") {
@@ -426,7 +426,7 @@ TEST_CASE("sqlite broker: a stale ack after recovery does not duplicate the retr
   never.reason = "failed";
   Settle dead = ack(held[0].token);
   dead.then_dead = never;
-  const CommitReport report = commit_ok(*slow, Batch{{}, {}, {}, {retry, dead}});
+  const CommitReport report = commit_ok(*slow, Batch{{}, {}, {}, {retry, dead}, {}});
   CHECK(report.stale == 2);
   CHECK(report.settled == 0);
   CHECK(report.published == 0);
@@ -435,7 +435,7 @@ TEST_CASE("sqlite broker: a stale ack after recovery does not duplicate the retr
   REQUIRE(listed.ok());
   CHECK(listed->empty());
   // The current holder's ack still counts.
-  CHECK(commit_ok(*other, Batch{{}, {}, {}, {ack(reclaimed[0].token)}}).settled == 1);
+  CHECK(commit_ok(*other, Batch{{}, {}, {}, {ack(reclaimed[0].token)}, {}}).settled == 1);
 }
 
 TEST_CASE("sqlite broker: a restarted worker recovers its previous incarnation's leases", "[sqlite][broker]") {
@@ -594,7 +594,7 @@ TEST_CASE("sqlite broker: settle then_dead writes the dead letter with the ack",
   letter.reason = "failed";
   letter.body = claimed[0].body;
   dead.then_dead = letter;
-  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {dead}}).settled == 1);
+  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {dead}, {}}).settled == 1);
   const QueueDepth depth = depth_of(*broker, "demo");
   CHECK(depth.dead == 1);
   CHECK(depth.leased == 0);

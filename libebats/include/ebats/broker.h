@@ -21,6 +21,7 @@
 
 #include "ebats/clock.h"
 #include "ebats/config.h"
+#include "ebats/envelope.h"
 #include "ebats/export.h"
 #include "ebats/result.h"
 #include "ebats/status.h"
@@ -61,6 +62,11 @@ struct Delivery {
   // already counted in `attempt`. When they exhaust it (attempt >=
   // max_attempts) the caller dead-letters the message as "worker lost".
   uint32_t redeliveries = 0;
+  // The body decoded, when the backend had to decode it (RabbitMQ reads a
+  // task's due time and attempts from its envelope), so the caller need not
+  // decode it again; its attempt is the envelope's own. Null otherwise. The
+  // caller may move from it.
+  std::shared_ptr<Envelope> decoded;
 };
 
 struct DeadLetter {
@@ -93,6 +99,10 @@ struct Batch {
   std::vector<DeadLetter> dead;
   std::vector<ResultRecord> results;
   std::vector<Settle> settle;
+  // `results` as JSON lines (result_to_json, one per line), when the caller
+  // made them anyway (the worker's results file): RabbitMQ publishes these
+  // bytes instead of encoding the records again. Empty, or exactly `results`.
+  std::string results_jsonl;
   bool empty() const { return publish.empty() && dead.empty() && results.empty() && settle.empty(); }
 };
 

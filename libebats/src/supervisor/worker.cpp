@@ -489,7 +489,13 @@ void Worker::Impl::on_claimed(Claimed& claimed) {
   if (!got.empty()) claimed_body_bytes_ = 0;
   for (auto& d : got) {
     claimed_body_bytes_ = std::max<uint64_t>(claimed_body_bytes_, d.body.size());
-    DecodeResult r = decode_envelope(d.body, config_.max_message_bytes);
+    DecodeResult r;
+    if (d.decoded) {
+      r.envelope = std::move(*d.decoded);  // decoded by the broker already
+      d.decoded.reset();
+    } else {
+      r = decode_envelope(d.body, config_.max_message_bytes);
+    }
     if (!r.ok() || r.envelope.kind != EnvelopeKind::task) {
       dead_letter_undecodable(d, r);
       continue;
@@ -736,6 +742,7 @@ void Worker::Impl::flush(SteadyTime now, bool force) {
     Status s = results_->append(pending_.lines);
     if (!s.ok()) log_.error("results file write failed", {{"error", s.message()}});
   }
+  pending_.batch.results_jsonl += pending_.lines;  // the same lines, for a broker that publishes them
   pending_.lines.clear();
   auto sent = std::make_shared<Pending>(std::move(pending_));
   pending_ = Pending{};
@@ -765,6 +772,7 @@ void Worker::Impl::on_committed(Pending& sent, const Result<CommitReport>& repor
     append(older.publish, newer.publish);
     append(older.dead, newer.dead);
     append(older.results, newer.results);
+    older.results_jsonl += newer.results_jsonl;
     sent.completions += pending_.completions;
     sent.lines = std::move(pending_.lines);
     pending_ = std::move(sent);

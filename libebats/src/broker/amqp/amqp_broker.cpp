@@ -126,7 +126,15 @@ Result<CommitReport> AmqpBroker::commit_on_io(const Batch& batch) {
   for (const OutMsg& m : batch.publish) add(out_message(m, topology, now), true, -1);
   const size_t own_publishes = messages.size();
   for (const DeadLetter& d : batch.dead) add(dead_letter_message(d, topology), true, -1);
-  for (OutMessage& m : result_messages(batch.results, topology, kResultMessageBytes, now)) add(std::move(m), true, -1);
+  const bool one_topic = std::all_of(batch.results.begin(), batch.results.end(), [&](const ResultRecord& r) {
+    return r.topic == batch.results.front().topic;
+  });
+  std::vector<OutMessage> results =
+      !batch.results_jsonl.empty() && one_topic
+          ? result_messages(batch.results_jsonl, batch.results.empty() ? "" : batch.results.front().topic, topology,
+                            kResultMessageBytes, now)
+          : result_messages(batch.results, topology, kResultMessageBytes, now);
+  for (OutMessage& m : results) add(std::move(m), true, -1);
   std::vector<bool> live(batch.settle.size(), false);
   for (size_t k = 0; k < batch.settle.size(); ++k) {
     const Settle& st = batch.settle[k];

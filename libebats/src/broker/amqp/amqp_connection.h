@@ -135,6 +135,7 @@ class AmqpConnection {
   Status read_content(Incoming* in);
 
   amqp_connection_state_t state_;
+  int reads_since_release_ = 0;
   std::string where_;
   int64_t timeout_ms_;
 };

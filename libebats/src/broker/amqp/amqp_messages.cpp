@@ -124,6 +124,33 @@ std::vector<OutMessage> result_messages(const std::vector<ResultRecord>& results
   return out;
 }
 
+std::vector<OutMessage> result_messages(const std::string& jsonl, const std::string& topic, const Topology& topology,
+                                        size_t max_body, WallMs now) {
+  std::vector<OutMessage> out;
+  size_t start = 0;
+  while (start < jsonl.size()) {
+    // Up to max_body bytes, ending after a line; a longer line goes alone.
+    size_t end = start;
+    while (end < jsonl.size()) {
+      size_t line_end = jsonl.find('\n', end);
+      line_end = line_end == std::string::npos ? jsonl.size() : line_end + 1;
+      if (end > start && line_end - start > max_body) break;
+      end = line_end;
+    }
+    OutMessage m;
+    m.exchange = topology.results_exchange();
+    m.routing_key = topic.empty() ? "_" : topic;
+    m.body = jsonl.substr(start, end - start);
+    m.properties.message_id = new_uuid_v7(now);
+    m.properties.content_type = "application/x-ndjson";
+    m.properties.type = "results";
+    m.properties.timestamp = now / 1000;
+    out.push_back(std::move(m));
+    start = end;
+  }
+  return out;
+}
+
 OutMessage tombstone_message(const std::vector<uint64_t>& offsets, uint64_t upto, const Topology& topology) {
   std::string body;
   json::StringSink sink(&body);
@@ -203,7 +230,8 @@ Delivery delivery_from_message(Lane lane, const std::string& topic, const Incomi
     if (d.id.empty() || !is_valid_uuid(d.id)) d.id = new_uuid_v4();
     return d;
   }
-  const Envelope& e = r.envelope;
+  d.decoded = std::make_shared<Envelope>(std::move(r.envelope));
+  const Envelope& e = *d.decoded;
   d.id = e.id;
   d.name = e.task;
   d.due_at = e.due_at;

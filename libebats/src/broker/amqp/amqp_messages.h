@@ -55,6 +55,10 @@ OutMessage dead_letter_message(const DeadLetter& d, const Topology& topology);
 // (one record longer than that gets a message of its own).
 std::vector<OutMessage> result_messages(const std::vector<ResultRecord>& results, const Topology& topology,
                                         size_t max_body, WallMs now);
+// The same from the records already encoded as JSON lines (Batch::results_jsonl):
+// cut between lines, routed by the topic of `results` (all of one topic).
+std::vector<OutMessage> result_messages(const std::string& jsonl, const std::string& topic, const Topology& topology,
+                                        size_t max_body, WallMs now);
 // A tombstone settling `offsets` of the dead-letter stream, or every offset
 // up to `upto` when `offsets` is empty.
 OutMessage tombstone_message(const std::vector<uint64_t>& offsets, uint64_t upto, const Topology& topology);

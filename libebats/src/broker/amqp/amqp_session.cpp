@@ -309,8 +309,9 @@ void AmqpSession::on_delivery(Incoming& in) {
   copy.due_at = d.due_at;
   copy.attempt = d.attempt;
   copy.max_attempts = d.max_attempts;
-  copy.body = d.redeliveries > 0 ? with_attempt(in.body, d.attempt, options_.max_message_bytes) : in.body;
+  copy.body = d.redeliveries > 0 ? with_attempt(in.body, d.attempt, options_.max_message_bytes) : std::move(in.body);
   held_[token] = std::move(copy);
+  unacked_tags_.insert(in.delivery_tag);
   // The arrival guard: a task that comes more than one delay unit before its
   // due time (a delay beyond the levels, clock skew between hosts) goes back
   // through the delay levels instead of waiting in a worker's memory.
@@ -396,6 +397,7 @@ void AmqpSession::connection_lost(const std::string& why) {
     clear_fd(deliveries_ready_.get());
   }
   held_.clear();
+  unacked_tags_.clear();
   early_.clear();
   consumers_.clear();
   for (Subscription& s : subscriptions_) s.consumer_tag.clear();
@@ -639,20 +641,37 @@ bool AmqpSession::publish_all(std::vector<Publish>& messages, SteadyTime deadlin
 }
 
 uint32_t AmqpSession::ack(const std::vector<uint64_t>& tokens) {
-  uint32_t acked = 0;
+  constexpr uint64_t kTagMask = (uint64_t{1} << kTagBits) - 1;
+  std::vector<uint64_t> tags;
   for (uint64_t token : tokens) {
-    if (!connection_ || !alive(token)) continue;
-    auto it = held_.find(token);
-    if (it == held_.end()) continue;  // settled already
-    Status s = connection_->ack(kConsumeChannel, token & ((uint64_t{1} << kTagBits) - 1), false);
-    if (!s.ok()) {
-      connection_lost(s.message());
-      break;
-    }
-    held_.erase(it);
-    ++acked;
+    if (connection_ && alive(token) && held_.count(token)) tags.push_back(token & kTagMask);
   }
-  return acked;
+  if (tags.empty()) return 0;
+  std::sort(tags.begin(), tags.end());
+  tags.erase(std::unique(tags.begin(), tags.end()), tags.end());
+  // The oldest deliveries still held, when all of them go now, take one
+  // basic.ack with `multiple` (tasks mostly finish in the order they came);
+  // the rest one ack each.
+  size_t prefix = 0;
+  for (auto it = unacked_tags_.begin(); prefix < tags.size() && it != unacked_tags_.end() && *it == tags[prefix];
+       ++it) {
+    ++prefix;
+  }
+  auto send = [&](uint64_t tag, bool multiple) {
+    Status s = connection_->ack(kConsumeChannel, tag, multiple);
+    if (!s.ok()) connection_lost(s.message());
+    return s.ok();
+  };
+  bool ok = true;
+  if (prefix > 0) ok = send(tags[prefix - 1], prefix > 1);
+  for (size_t i = prefix; ok && i < tags.size(); ++i) ok = send(tags[i], false);
+  if (!ok) return 0;  // the connection closed: RabbitMQ hands them all out again
+  const uint64_t epoch_bits = uint64_t{epoch_.load()} << kTagBits;
+  for (uint64_t tag : tags) {
+    held_.erase(epoch_bits | tag);
+    unacked_tags_.erase(tag);
+  }
+  return static_cast<uint32_t>(tags.size());
 }
 
 const OutMsg* AmqpSession::held_copy(uint64_t token) const {

@@ -166,6 +166,7 @@ class AmqpSession {
   std::vector<Subscription> subscriptions_;
   std::set<std::string> declared_;
   std::unordered_map<uint64_t, OutMsg> held_;   // unacknowledged deliveries: how to publish them again
+  std::set<uint64_t> unacked_tags_;              // their delivery tags on the consuming channel, in order
   std::map<std::string, std::pair<Lane, std::string>> consumers_;  // consumer tag -> (lane, topic)
   uint64_t next_stream_ack_ = 0;
   std::vector<Delivery> early_;                 // arrived too early: back into the delay levels
