@@ -4,9 +4,19 @@
 # example plugin, publishes the original article's events and prints every
 # result record as it arrives (fan-out, a retry, the delayed task when it comes
 # due), then stops the daemons cleanly.
+#
+#   scripts/demo.sh               # on SQLite
+#   scripts/demo.sh --rabbitmq    # the same on RabbitMQ: a private node it starts and stops
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
+broker=sqlite
+case "${1:-}" in
+  "") ;;
+  --rabbitmq) broker=rabbitmq ;;
+  -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "demo: unknown option '$1' (try --rabbitmq)" >&2; exit 2 ;;
+esac
 
 scripts/install-deps.sh
 echo "== building (build-demo/)"
@@ -15,9 +25,26 @@ bin=$repo/build-demo/bin
 
 state=$(mktemp -d /tmp/ebats-demo.XXXXXX)
 config=$state/ebats.yaml
+pids=()
+stop_all() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+  [ -n "${tail_pid:-}" ] && kill "$tail_pid" 2>/dev/null || true
+  if [ "$broker" = rabbitmq ]; then tests/amqp/rabbitmq-node.sh stop "$state/rabbitmq" >/dev/null 2>&1 || true; fi
+}
+trap stop_all EXIT
+
+broker_yaml='broker:  { url: "sqlite://ebats.db" }'
+if [ "$broker" = rabbitmq ]; then
+  echo "== starting a private RabbitMQ node (data and logs in $state/rabbitmq)"
+  url=$(tests/amqp/rabbitmq-node.sh start "$state/rabbitmq")
+  export EBATS_BROKER_PASSWORD=guest   # the private node's guest user, on loopback only
+  broker_yaml="broker:  { url: \"$url\" }"
+fi
 cat > "$config" <<YAML
 # The demo's config: config/ebats.yaml with paths inside $state.
-broker:  { url: "sqlite://ebats.db" }
+$broker_yaml
 plugins: { dir: $repo/build-demo/plugins }
 results: { file: results.jsonl }
 events:
@@ -30,13 +57,6 @@ workers:
   demo: { processes: 2 }
 YAML
 
-pids=()
-stop_all() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  [ -n "${tail_pid:-}" ] && kill "$tail_pid" 2>/dev/null || true
-}
-trap stop_all EXIT
 
 echo "== state dir $state"
 echo "== checking the config and the plugins"
@@ -83,4 +103,8 @@ ctl dead list
 echo "== stopping the daemons (SIGTERM: they finish what runs and exit)"
 stop_all
 trap - EXIT
-echo "== done; results file: $state/results.jsonl, database: $state/ebats.db"
+if [ "$broker" = rabbitmq ]; then
+  echo "== done; results file: $state/results.jsonl (the RabbitMQ node is stopped)"
+else
+  echo "== done; results file: $state/results.jsonl, database: $state/ebats.db"
+fi

@@ -246,7 +246,8 @@ TEST_CASE("RabbitMQ: every result record is also published to the results stream
   size_t records = 0;
   REQUIRE(TestSystem::wait_until([&] {
     ebats::Result<std::vector<amqp::StreamEntry>> entries = ebats::Status::internal("not read");
-    broker->session().run([&] { entries = broker->session().read_stream(sys.prefix() + ".results"); });
+    broker->session().run(
+        [&] { entries = broker->session().read_stream(sys.prefix() + ".results", sys.prefix() + ".results"); });
     REQUIRE(entries.ok());
     records = 0;
     statuses.clear();
@@ -297,4 +298,46 @@ TEST_CASE("RabbitMQ: a worker whose queue is deleted under it declares it again 
   }));
   REQUIRE(sys.publisher().publish("e", "{}").ok());
   REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 2; }));
+}
+
+TEST_CASE("RabbitMQ: a user whose permissions cover only the prefix's objects can do everything ebats does",
+          "[integration][amqp-only]") {
+  // docs/RABBITMQ.md: set_permissions -p VHOST USER '^P\.' '^P\.' '^P\.'.
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n    - {task: fail, topic: t}\n");
+  const std::string vhost = "v" + sys.prefix();
+  const std::string user = "u" + sys.prefix();
+  const std::string script = std::string(EBATS_SOURCE_DIR) + "/tests/amqp/rabbitmq-node.sh";
+  auto ctl = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{"/bin/bash", script, "ctl", ebats::test::amqp_node_dir()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string out;
+    const int code = sys.run(argv, &out);
+    INFO(out);
+    return code;
+  };
+  REQUIRE(ctl({"add_vhost", vhost}) == 0);
+  REQUIRE(ctl({"add_user", user, "guest"}) == 0);  // the password the test processes have
+  const std::string only_prefix = "^" + sys.prefix() + "\\.";
+  REQUIRE(ctl({"set_permissions", "-p", vhost, user, only_prefix, only_prefix, only_prefix}) == 0);
+  const std::string port = read_text(ebats::test::amqp_node_dir() + "/port");
+  sys.edit_config(ebats::test::amqp_url(), "amqp://" + user + "@127.0.0.1:" + port + "/" + vhost);
+  std::string out;
+  REQUIRE(sys.ebatsctl({"setup"}, &out) == 0);
+  REQUIRE(sys.ebatsctl({"publish", "e", "{\"n\":1}"}, &out) == 0);
+  sys.start_all();
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() == 2; }));
+  std::string listed;
+  REQUIRE(TestSystem::wait_until([&] {
+    return sys.ebatsctl({"dead", "list"}, &listed) == 0 && listed.find("failed") != std::string::npos;
+  }));
+  REQUIRE(sys.ebatsctl({"dead", "replay", "--all"}, &out) == 0);
+  CHECK(out.find("replayed 1") != std::string::npos);
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() == 3; }));
+  CHECK(sys.ebatsctl({"stats"}, &out) == 0);
+  CHECK(sys.ebatsctl({"dead", "purge"}, &out) == 0);
+  for (const auto& d : {"scheduler", "ntask", "dtask"}) {
+    CHECK(sys.log_of(d).find("ACCESS_REFUSED") == std::string::npos);
+  }
+  ctl({"delete_vhost", vhost});
+  ctl({"delete_user", user});
 }

@@ -395,8 +395,10 @@ TEST_CASE("amqp messages: a tombstone read back settles what it was written with
   SECTION("a list of offsets") {
     const std::vector<uint64_t> offsets = {3, 17, 42, std::numeric_limits<uint64_t>::max()};
     const OutMessage out = tombstone_message(offsets, 999, t);
-    CHECK(out.exchange == "");  // the default exchange: straight into the stream
-    CHECK(out.routing_key == "p.dead");
+    // Through the dead-letter exchange, into the stream bound to it with '#':
+    // a user allowed only the prefix's objects may write it.
+    CHECK(out.exchange == "p.dead");
+    CHECK(out.routing_key == "_tombstone");
     CHECK(out.properties.type == kTombstoneType);
     CHECK(out.properties.persistent);
     CHECK(is_valid_uuid(out.properties.message_id));

@@ -505,6 +505,7 @@ TEST_CASE("an AMQP broker and its settings", "[config][amqp]") {
       "    delay_levels: 20\n"
       "    delay_unit: 100ms\n"
       "    delivery_limit: 0\n"
+      "    results_max_age: 30d\n"
       "    reconnect: {min: 100ms, max: 5s}\n"
       "    tls: {ca_file: ca.pem, cert_file: client.pem, key_file: client.key, verify_hostname: false}\n"
       "plugins: {dir: /p}\n"
@@ -524,6 +525,7 @@ TEST_CASE("an AMQP broker and its settings", "[config][amqp]") {
   CHECK(c.amqp.delay_levels == 20);
   CHECK(c.amqp.delay_unit_ms == 100);
   CHECK(c.amqp.delivery_limit == 0);
+  CHECK(c.amqp.results_max_age_ms == 30 * 86'400'000LL);
   CHECK(c.amqp.reconnect_min_ms == 100);
   CHECK(c.amqp.reconnect_max_ms == 5'000);
   CHECK(c.amqp.tls.ca_file == "/etc/ebats/ca.pem");

@@ -156,7 +156,7 @@ class ConfigParser {
     if (!check_map(f, true, "amqp: {heartbeat: 30s, delay_unit: 1s}", d_)) return;
     const MapFields fields(f.value, f.path,
                            {"prefix", "heartbeat", "connect_timeout", "confirm_timeout", "consumer_timeout",
-                            "delay_levels", "delay_unit", "delivery_limit", "reconnect", "tls"},
+                            "delay_levels", "delay_unit", "delivery_limit", "results_max_age", "reconnect", "tls"},
                            d_);
     if (const Field* prefix = fields.find("prefix")) {
       if (std::optional<std::string> text = read_string(*prefix, d_)) {
@@ -182,6 +182,7 @@ class ConfigParser {
     if (const Field* limit = fields.find("delivery_limit")) {
       if (auto v = read_integer(*limit, 0, kMaxDeliveryLimit, d_)) amqp.delivery_limit = static_cast<uint32_t>(*v);
     }
+    read_duration_into(fields, "results_max_age", 0, amqp.results_max_age_ms);
     if (const Field* reconnect = fields.find("reconnect")) {
       if (check_map(*reconnect, true, "reconnect: {min: 500ms, max: 30s}", d_)) {
         const MapFields r(reconnect->value, reconnect->path, {"min", "max"}, d_);

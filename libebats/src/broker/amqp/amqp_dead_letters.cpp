@@ -20,7 +20,7 @@ Result<AmqpDeadLetters::Snapshot> AmqpDeadLetters::read_on_io() {
   }
   Status declared = session_.declare("dead", session_.topology().dead_letters());
   if (!declared.ok()) return declared;
-  auto stream = session_.read_stream(session_.topology().dead_stream());
+  auto stream = session_.read_stream(session_.topology().dead_stream(), session_.topology().dead_exchange());
   if (!stream.ok()) return stream.status();
   Snapshot snapshot;
   std::set<uint64_t> settled;

@@ -167,8 +167,8 @@ OutMessage tombstone_message(const std::vector<uint64_t>& offsets, uint64_t upto
   }
   w.EndObject();
   OutMessage out;
-  out.exchange = "";  // the default exchange: straight into the stream, past the dead-letter exchange
-  out.routing_key = topology.dead_stream();
+  out.exchange = topology.dead_exchange();
+  out.routing_key = "_tombstone";
   out.body = std::move(body);
   out.properties.message_id = new_uuid_v4();
   out.properties.content_type = kJson;
@@ -176,10 +176,10 @@ OutMessage tombstone_message(const std::vector<uint64_t>& offsets, uint64_t upto
   return out;
 }
 
-OutMessage marker_message(const std::string& stream) {
+OutMessage marker_message(const std::string& exchange) {
   OutMessage out;
-  out.exchange = "";
-  out.routing_key = stream;
+  out.exchange = exchange;
+  out.routing_key = "_marker";
   out.properties.message_id = new_uuid_v4();
   out.properties.content_type = kJson;
   out.properties.type = kMarkerType;

@@ -60,7 +60,9 @@ std::vector<OutMessage> result_messages(const std::vector<ResultRecord>& results
 std::vector<OutMessage> result_messages(const std::string& jsonl, const std::string& topic, const Topology& topology,
                                         size_t max_body, WallMs now);
 // A tombstone settling `offsets` of the dead-letter stream, or every offset
-// up to `upto` when `offsets` is empty.
+// up to `upto` when `offsets` is empty. Like markers, it goes through the
+// dead-letter exchange (not the default exchange), so a user whose
+// permissions cover only the prefix may write it.
 OutMessage tombstone_message(const std::vector<uint64_t>& offsets, uint64_t upto, const Topology& topology);
 
 // A delivery from a task or events queue, as claim() hands it out. Tasks are
@@ -75,8 +77,8 @@ Delivery delivery_from_message(Lane lane, const std::string& topic, const Incomi
 // one RabbitMQ dead-lettered (x-first-death-reason, e.g. the delivery limit).
 DeadLetter dead_letter_from_message(const Incoming& in, uint64_t max_message_bytes);
 
-// A marker for the stream `stream` (published through the default exchange).
-OutMessage marker_message(const std::string& stream);
+// A marker for the stream behind `exchange` (the stream is bound to it with '#').
+OutMessage marker_message(const std::string& exchange);
 
 // What a tombstone settles.
 struct Tombstone {

@@ -477,9 +477,9 @@ Status AmqpSession::declare_for(const std::vector<Publish>& messages) {
     Status s;
     if (m.exchange == topology_.events_exchange()) {
       s = declare("events", topology_.events());
-    } else if (m.exchange == topology_.dead_exchange() || m.routing_key == topology_.dead_stream()) {
+    } else if (m.exchange == topology_.dead_exchange()) {
       s = declare("dead", topology_.dead_letters());
-    } else if (m.exchange == topology_.results_exchange() || m.routing_key == topology_.results_stream()) {
+    } else if (m.exchange == topology_.results_exchange()) {
       s = declare("results", topology_.results());
     } else if (m.properties.type == "task") {
       // The topic is the last word of the routing key (ntask: the whole key).
@@ -689,11 +689,11 @@ Result<QueueCounts> AmqpSession::inspect(const std::string& queue) {
   return counts;
 }
 
-Result<std::vector<StreamEntry>> AmqpSession::read_stream(const std::string& stream) {
+Result<std::vector<StreamEntry>> AmqpSession::read_stream(const std::string& stream, const std::string& exchange) {
   // A stream's message count lags by seconds, so the end of what it holds now
   // is marked: a marker is appended (and confirmed), and the read goes up to it.
   std::vector<Publish> marker(1);
-  marker[0].message = marker_message(stream);
+  marker[0].message = marker_message(exchange);
   const std::string marker_id = marker[0].message.properties.message_id;
   if (!publish_all(marker, deadline())) return Status::io("reading stream '" + stream + "': " + marker[0].failure);
   Status s = connection_->open_channel(kStreamChannel);

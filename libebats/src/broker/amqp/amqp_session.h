@@ -122,8 +122,9 @@ class AmqpSession {
   Status subscribe(Lane lane, const std::string& topic, uint32_t prefetch);
   Result<QueueCounts> inspect(const std::string& queue);
   // Every entry of a stream from its first offset up to what it held when the
-  // read began (markers left out).
-  Result<std::vector<StreamEntry>> read_stream(const std::string& stream);
+  // read began (markers left out). `exchange` is the one the stream is bound
+  // to ('#'): the read's marker goes through it.
+  Result<std::vector<StreamEntry>> read_stream(const std::string& stream, const std::string& exchange);
 
   static constexpr int kTagBits = 40;
 

@@ -39,7 +39,8 @@ Topology::Topology(const AmqpConfig& config)
       results_(prefix_ + ".results"),
       levels_(usable_levels(config.delay_levels, config.delay_unit_ms)),
       unit_ms_(usable_unit(config.delay_unit_ms)),
-      delivery_limit_(config.delivery_limit) {}
+      delivery_limit_(config.delivery_limit),
+      results_max_age_ms_(config.results_max_age_ms) {}
 
 std::string Topology::delay_exchange(uint32_t level) const {
   char digits[8];
@@ -84,10 +85,16 @@ QueueSpec Topology::quorum_queue(const std::string& name, const std::string& dea
   return q;
 }
 
-QueueSpec Topology::stream(const std::string& name) {
+QueueSpec Topology::stream(const std::string& name, int64_t max_age_ms) {
   QueueSpec q;
   q.name = name;
   q.arguments.push_back(text("x-queue-type", "stream"));
+  if (max_age_ms > 0) {
+    // RabbitMQ drops whole segments older than the age: segments of 64 MiB
+    // (not the default 500 MB) let it drop them at a modest volume too.
+    q.arguments.push_back(text("x-max-age", std::to_string((max_age_ms + 999) / 1000) + "s"));
+    q.arguments.push_back(number("x-stream-max-segment-size-bytes", int64_t{64} << 20));
+  }
   return q;
 }
 
@@ -132,7 +139,7 @@ TopologySpec Topology::delay_levels() const {
 TopologySpec Topology::dead_letters() const {
   TopologySpec t;
   t.exchanges.push_back({dead_, "topic"});
-  t.queues.push_back(stream(dead_));
+  t.queues.push_back(stream(dead_, 0));  // dead letters wait for an operator, however long
   t.bindings.push_back({false, dead_, dead_, "#"});
   return t;
 }
@@ -140,7 +147,7 @@ TopologySpec Topology::dead_letters() const {
 TopologySpec Topology::results() const {
   TopologySpec t;
   t.exchanges.push_back({results_, "topic"});
-  t.queues.push_back(stream(results_));
+  t.queues.push_back(stream(results_, results_max_age_ms_));
   t.bindings.push_back({false, results_, results_, "#"});
   return t;
 }

@@ -18,7 +18,8 @@
 //   exchange P.dead     topic    dead letters (ebats' and the broker's)
 //   stream   P.dead              bound '#'; browsed by `ebatsctl dead`
 //   exchange P.results  topic    result records, routing key = topic
-//   stream   P.results           bound '#'; one consumer can read every host's
+//   stream   P.results           bound '#', kept broker.amqp.results_max_age
+//                                (7 days); one consumer can read every host's
 //
 // Delays (after NServiceBus' delay infrastructure): a task due in d units
 // (d = floor((due_at - now) / unit)) gets the routing key of d's `levels`
@@ -133,13 +134,15 @@ class Topology {
  private:
   QueueSpec quorum_queue(const std::string& name, const std::string& dead_letter_exchange, int64_t ttl_ms,
                          uint32_t delivery_limit) const;
-  static QueueSpec stream(const std::string& name);
+  // A stream keeping what it holds for `max_age_ms` (0: for ever).
+  static QueueSpec stream(const std::string& name, int64_t max_age_ms);
   std::string delay_exchange(uint32_t level) const;
 
   std::string prefix_, events_, ntask_, dtask_, delay_, dead_, results_;
   uint32_t levels_;
   int64_t unit_ms_;
   uint32_t delivery_limit_;
+  int64_t results_max_age_ms_;
 };
 
 }  // namespace amqp
