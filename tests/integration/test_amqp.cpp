@@ -341,3 +341,22 @@ TEST_CASE("RabbitMQ: a user whose permissions cover only the prefix's objects ca
   ctl({"delete_vhost", vhost});
   ctl({"delete_user", user});
 }
+
+TEST_CASE("RabbitMQ: an event published after its queue was deleted is kept: the queue is declared again",
+          "[integration][amqp-only]") {
+  // mandatory + basic.return: a publish no queue takes is no success. ebats
+  // declares its queues again and sends it once more.
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n");
+  REQUIRE(sys.publisher().publish("e", "{\"n\":1}").ok());  // declares the events queue (once per connection)
+  std::string out;
+  const std::string script = std::string(EBATS_SOURCE_DIR) + "/tests/amqp/rabbitmq-node.sh";
+  REQUIRE(sys.run({"/bin/bash", script, "ctl", ebats::test::amqp_node_dir(), "delete_queue", sys.prefix() + ".events"},
+                  &out) == 0);
+  // The same publisher, its declarations cached: the exchange routes to no queue now.
+  auto id = sys.publisher().publish("e", "{\"n\":2}");
+  INFO(id.status().to_string());
+  REQUIRE(id.ok());
+  sys.start_all();
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 1; }));
+  CHECK(sys.results().size() == 1);  // the first event went with the deleted queue; the second was kept
+}

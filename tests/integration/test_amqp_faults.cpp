@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
@@ -170,6 +171,35 @@ TEST_CASE("RabbitMQ faults: a memory alarm blocks publishing for a while and los
   node_ctl(sys, {"set_vm_memory_high_watermark", "0.8"});
   settle(sys, load, "memory alarm");
   CHECK(sys.log_of("").find("blocks publishing") != std::string::npos);
+}
+
+TEST_CASE("RabbitMQ faults: a broker that stops answering (SIGSTOP) is found by heartbeats, and nothing is lost",
+          "[integration][amqp-only][faults]") {
+  // A frozen broker sends no RST and no FIN: only missing heartbeats (and
+  // TCP_USER_TIMEOUT for unanswered writes) tell the daemons it is gone.
+  TestSystem sys(kEvents, kWorkers);
+  sys.edit_config("heartbeat: 5s", "heartbeat: 1s");
+  const Load load = publish_events(sys, 1500);
+  sys.start_all();
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() >= 300; }));
+  std::ifstream pid_file(ebats::test::amqp_node_dir() + "/beam.pid");
+  pid_t beam = 0;
+  pid_file >> beam;
+  REQUIRE(beam > 0);
+  REQUIRE(::kill(beam, SIGSTOP) == 0);
+  check_mid_run(sys, load);
+  // rabbitmq-c notices inside a call ("heartbeat timeout"), ebats' I/O loop
+  // between calls ("nothing from the broker for 2 s").
+  const bool noticed = TestSystem::wait_until(
+      [&] {
+        const std::string log = sys.log_of("ntask");
+        return log.find("heartbeat timeout") != std::string::npos ||
+               log.find("nothing from the broker") != std::string::npos;
+      },
+      30s);
+  REQUIRE(::kill(beam, SIGCONT) == 0);
+  CHECK(noticed);
+  settle(sys, load, "broker frozen with SIGSTOP");
 }
 
 TEST_CASE("RabbitMQ faults: the scheduler and a worker killed with SIGKILL mid-run lose no task",

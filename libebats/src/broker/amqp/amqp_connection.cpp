@@ -483,7 +483,7 @@ Result<std::optional<Incoming>> AmqpConnection::next(int timeout_ms) {
   timeval tv = to_timeval(std::max(timeout_ms, 0));
   const int rc = amqp_simple_wait_frame_noblock(state_, &frame, &tv);
   if (rc == AMQP_STATUS_TIMEOUT) return std::optional<Incoming>();
-  if (rc != AMQP_STATUS_OK) return Status::io("connection to " + where_ + " lost: " + status_text(rc));
+  if (rc != AMQP_STATUS_OK) return Status::io(status_text(rc));  // the caller says whose connection
   Incoming in;
   in.channel = frame.channel;
   if (frame.frame_type != AMQP_FRAME_METHOD) return std::optional<Incoming>(std::move(in));  // stray content: ignored

@@ -601,13 +601,12 @@ bool AmqpSession::publish_all(std::vector<Publish>& messages, SteadyTime deadlin
             }
             break;
           case ConfirmTracker::Outcome::returned:
-            // A task whose queue is gone (deleted meanwhile): declare it again, once.
-            if (messages[i].message.properties.type == "task" && !redeclared[i]) {
+            // No queue took it: one was deleted meanwhile. Declare everything
+            // again (once per message) and send it once more; a second return
+            // is a failure the caller sees, never a silent drop.
+            if (!redeclared[i]) {
               redeclared[i] = true;
-              const std::string& key = messages[i].message.routing_key;
-              const size_t dot = key.rfind('.');
-              declared_.erase("topic:" + (dot == std::string::npos ? key : key.substr(dot + 1)));
-              declared_.erase("delays");
+              declared_.clear();
               again.push_back(i);
             } else {
               fail(i, "no queue took it: " + settled.detail);
