@@ -39,6 +39,7 @@ constexpr int64_t kTargetPipelineUs = 5000;     // work queued inside one child,
 constexpr uint32_t kMaxAutoHeldPerChild = 512;  // automatic prefetch: at most this many per child
 constexpr size_t kMaxPipeline = 32;
 constexpr size_t kMaxResultParams = 4096;
+constexpr std::chrono::seconds kFinishCommitsFor{20};  // stopping: the last commits get this long
 
 int poll_timeout_ms(SteadyTime now, SteadyTime until) {
   if (until <= now) return 0;
@@ -787,8 +788,11 @@ void Worker::Impl::on_committed(Pending& sent, const Result<CommitReport>& repor
 
 void Worker::Impl::finish_commits() {
   // Commit what is left (a claim still in flight releases its tasks into
-  // pending_ first); keep trying for a while rather than lose results.
-  for (int failures = 0; failures < 50;) {
+  // pending_ first); keep trying for a while rather than lose results, but
+  // not past kFinishCommitsFor in all: with the broker unreachable, each try
+  // can take RabbitMQ's confirm_timeout, and the tasks come back anyway.
+  const SteadyTime give_up = clock_.steady_now() + kFinishCommitsFor;
+  for (int failures = 0; failures < 50 && clock_.steady_now() < give_up;) {
     while (broker_thread_->in_flight() > 0) {
       broker_thread_->wait(milliseconds(1000));
       broker_thread_->run_completions();
@@ -1006,7 +1010,9 @@ Status Worker::Impl::run(SignalFd& signals) {
   broker_thread_.reset();
   log_.info("stopped", {{"executed", std::to_string(executed_)}});
   if (pending_.completions > 0) {
-    return Status::io("could not commit the last results; their tasks stay leased and come back after the lease");
+    return Status::io(
+        "could not commit the last results; their tasks come back to the queue (SQLite: when the lease expires; "
+        "RabbitMQ: now that the connection closes) and run again");
   }
   return Status();
 }
