@@ -436,6 +436,10 @@ TEST_CASE("broker URL schemes and required keys", "[config]") {
         "t.yaml:1:15: error: unsupported broker URL scheme 'redis://'; use sqlite:///var/lib/ebats/ebats.db, "
         "amqp://user@host:5672/vhost or amqps://user@host:5671/vhost");
   CHECK(only_error("broker: {url: /var/x.db}\nplugins: {dir: /p}\n").find("has no scheme") != std::string::npos);
+  // A URL with its scheme mistyped may hold a password: it is never echoed.
+  const std::string mistyped = only_error("broker: {url: \"ebats:secret@mq1:5672/ebats\"}\nplugins: {dir: /p}\n");
+  CHECK(mistyped.find("has no scheme") != std::string::npos);
+  CHECK(mistyped.find("secret") == std::string::npos);
   CHECK(only_error("broker: {url: \"sqlite://\"}\nplugins: {dir: /p}\n").find("names no database file") !=
         std::string::npos);
   CHECK(only_error("broker: {}\nplugins: {dir: /p}\n") ==

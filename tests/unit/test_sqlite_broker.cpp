@@ -782,6 +782,8 @@ TEST_CASE("sqlite broker: open errors say what to fix", "[sqlite][broker]") {
     BrokerOptions options;
     options.url = "/var/lib/ebats/ebats.db";
     CHECK(open_broker(options, clock).status().code() == StatusCode::invalid_argument);
+    options.url = "ebats:secret@mq1:5672/ebats";  // a scheme mistyped away: the password is not echoed
+    CHECK_THAT(open_broker(options, clock).status().message(), !Catch::Contains("secret"));
     options.url = "sqlite://";
     auto broker = open_broker(options, clock);
     CHECK(broker.status().code() == StatusCode::invalid_argument);

@@ -222,7 +222,8 @@ class EBATS_EXPORT Broker {
 
 // Something the backend reports on its own, outside any call: a lost
 // connection, a reconnect, a broker that blocks publishers. Delivered on the
-// backend's own thread (RabbitMQ's I/O thread).
+// backend's own thread (RabbitMQ's I/O thread): the handler must not call the
+// broker (that would wait for the thread it runs on) and should not block.
 struct BrokerEvent {
   enum class Level : uint8_t { info, warn, error } level = Level::info;
   std::string message;

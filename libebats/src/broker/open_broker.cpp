@@ -22,9 +22,9 @@ Result<std::unique_ptr<Broker>> open_broker(const BrokerOptions& options, const 
   const std::string& url = options.url;
   const size_t separator = url.find("://");
   if (separator == std::string::npos || separator == 0) {
-    return Status::invalid("broker URL '" + url +
-                           "' has no scheme; expected sqlite:///path/to/ebats.db or amqp://user@host:5672/vhost (set "
-                           "broker.url in the config)");
+    // Not echoed: a mistyped AMQP URL may hold a password.
+    return Status::invalid("the broker URL has no scheme; expected sqlite:///path/to/ebats.db or "
+                           "amqp://user@host:5672/vhost (set broker.url in the config)");
   }
   // Only the scheme is echoed back: the rest of a URL may hold credentials.
   const std::string scheme = url.substr(0, separator);

@@ -124,7 +124,8 @@ class ConfigParser {
   void parse_broker_url(const Field& f, const std::string& url, Config& config) {
     const size_t scheme_end = url.find("://");
     if (scheme_end == std::string::npos) {
-      d_.error(f.mark(), "broker.url '" + url + "' has no scheme; expected sqlite:///absolute/path.db, "
+      // Not echoed: a mistyped AMQP URL may hold a password.
+      d_.error(f.mark(), "broker.url has no scheme; expected sqlite:///absolute/path.db, "
                          "sqlite://path/relative/to/config.db or amqp://user@host:5672/vhost");
       return;
     }

@@ -780,7 +780,8 @@ void Worker::Impl::on_committed(Pending& sent, const Result<CommitReport>& repor
     return;
   }
   if (report->stale > 0) {
-    log_.warn("tasks taken back before their commit (a lease expired or the broker connection closed); they run again",
+    log_.warn("tasks no longer held at their commit (a lease expired, the broker connection closed, or an earlier try "
+              "settled them); what rode on them was not published again",
               {{"count", std::to_string(report->stale)}});
   }
   flush_backoff_ = milliseconds(0);

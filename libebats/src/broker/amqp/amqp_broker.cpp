@@ -123,6 +123,13 @@ Result<CommitReport> AmqpBroker::commit_on_io(const Batch& batch) {
     messages.push_back(std::move(p));
     owner.push_back(settle);
   };
+  // A replacement, by kind and id: what an earlier try of this commit had
+  // confirmed already is not published again.
+  auto replacement_key = [](const OutMessage& m) { return m.properties.type + "|" + m.properties.message_id; };
+  auto add_replacement = [&](OutMessage m, uint64_t token, int settle) {
+    if (s.replacement_confirmed(token, replacement_key(m))) return;
+    add(std::move(m), false, settle);
+  };
   for (const OutMsg& m : batch.publish) add(out_message(m, topology, now), true, -1);
   const size_t own_publishes = messages.size();
   for (const DeadLetter& d : batch.dead) add(dead_letter_message(d, topology), true, -1);
@@ -150,8 +157,8 @@ Result<CommitReport> AmqpBroker::commit_on_io(const Batch& batch) {
       add(out_message(*held, topology, now), false, settle);
       continue;
     }
-    for (const OutMsg& m : st.then_publish) add(out_message(m, topology, now), false, settle);
-    if (st.then_dead) add(dead_letter_message(*st.then_dead, topology), false, settle);
+    for (const OutMsg& m : st.then_publish) add_replacement(out_message(m, topology, now), st.token, settle);
+    if (st.then_dead) add_replacement(dead_letter_message(*st.then_dead, topology), st.token, settle);
   }
 
   s.publish_all(messages, deadline);
@@ -162,6 +169,10 @@ Result<CommitReport> AmqpBroker::commit_on_io(const Batch& batch) {
   for (size_t i = 0; i < messages.size(); ++i) {
     if (messages[i].confirmed) {
       if (i < own_publishes) ++report.published;
+      if (owner[i] >= 0) {
+        s.note_replacement_confirmed(batch.settle[static_cast<size_t>(owner[i])].token,
+                                     replacement_key(messages[i].message));
+      }
       continue;
     }
     ++failed;

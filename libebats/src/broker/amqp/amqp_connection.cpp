@@ -342,7 +342,8 @@ Status AmqpConnection::confirm_select(uint16_t channel) {
 }
 
 Status AmqpConnection::declare(uint16_t channel, const TopologySpec& spec) {
-  // A refusal closes the channel; reopen it so the caller can go on.
+  // A refusal closes the channel; reopen it so the caller can go on (the
+  // declare channel holds no deliveries).
   auto refused = [&](Status s) {
     if (s.code() == StatusCode::invalid_argument || s.code() == StatusCode::not_found) {
       Status reopened = open_channel(channel);
@@ -414,14 +415,11 @@ Result<std::string> AmqpConnection::consume(uint16_t channel, const std::string&
                                             const std::vector<Argument>& arguments) {
   Table args(arguments);
   amqp_basic_consume_ok_t* ok = amqp_basic_consume(state_, channel, bytes(queue), amqp_empty_bytes, 0, 0, 0, args.get());
+  // A refusal closes the channel, and with it every delivery it held goes
+  // back to its queue: the caller decides what that means (it does not get
+  // the channel back quietly reopened).
   Status s = check_reply("consuming from queue '" + queue + "'", channel);
-  if (!s.ok()) {
-    if (s.code() == StatusCode::not_found || s.code() == StatusCode::invalid_argument) {
-      Status reopened = open_channel(channel);
-      if (!reopened.ok()) return reopened;
-    }
-    return s;
-  }
+  if (!s.ok()) return s;
   return text(ok->consumer_tag);
 }
 
@@ -463,6 +461,11 @@ Status AmqpConnection::ack(uint16_t channel, uint64_t delivery_tag, bool multipl
 }
 
 Status AmqpConnection::read_content(Incoming* in) {
+  // amqp_read_message() waits for the header and body frames on this channel;
+  // in rabbitmq-c 0.11 the frames of other channels queued ahead of them are
+  // dropped on the way (amqp_simple_wait_frame_on_channel). That is safe only
+  // because RabbitMQ writes a message's method, header and body frames
+  // back to back, with nothing in between.
   amqp_message_t message;
   amqp_rpc_reply_t r = amqp_read_message(state_, in->channel, &message, 0);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) return rpc_error(r, "reading a message's content", in->channel);

@@ -114,7 +114,8 @@ class AmqpConnection {
   // Passive queue.declare. not_found when the queue does not exist.
   Result<QueueCounts> inspect(uint16_t channel, const std::string& queue);
   Status qos(uint16_t channel, uint32_t prefetch);
-  // basic.consume without auto-ack; returns the consumer tag.
+  // basic.consume without auto-ack; returns the consumer tag. A refusal
+  // leaves the channel closed (RabbitMQ closes it).
   Result<std::string> consume(uint16_t channel, const std::string& queue, const std::vector<Argument>& arguments);
   Status cancel(uint16_t channel, const std::string& consumer_tag);
 

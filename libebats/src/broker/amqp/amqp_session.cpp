@@ -93,7 +93,11 @@ AmqpSession::~AmqpSession() {
 }
 
 void AmqpSession::report(BrokerEvent::Level level, const std::string& message) const {
-  if (options_.on_event) options_.on_event(BrokerEvent{level, message});
+  if (!options_.on_event) return;
+  try {
+    options_.on_event(BrokerEvent{level, message});
+  } catch (...) {  // a report must not end the I/O thread
+  }
 }
 
 std::chrono::milliseconds AmqpSession::jittered(milliseconds base) {
@@ -108,7 +112,13 @@ std::chrono::milliseconds AmqpSession::jittered(milliseconds base) {
 void AmqpSession::run(const std::function<void()>& work) {
   bool done = false;
   std::function<void()> wrapped = [&] {
-    work();
+    // No exception leaves the I/O thread: a call that throws (out of memory)
+    // returns with its result unset, which every caller initialises to an
+    // error.
+    try {
+      work();
+    } catch (...) {
+    }
     std::lock_guard<std::mutex> lock(mutex_);
     done = true;
   };
@@ -177,10 +187,13 @@ void AmqpSession::loop() {
       std::lock_guard<std::mutex> lock(mutex_);
       if (stopping_) break;
     }
-    if (connection_ && !early_.empty()) {
+    if (connection_ && !early_.empty() && clock().steady_now() >= early_retry_at_) {
       std::vector<Delivery> early;
       early.swap(early_);
-      send_back(std::move(early), "it arrived early");
+      // What could not be sent back is tried again a second later; it stays
+      // held (and counted against the prefetch) meanwhile, never stranded.
+      early_ = send_back(std::move(early), "early arrivals going round the delay levels again");
+      if (!early_.empty()) early_retry_at_ = clock().steady_now() + std::chrono::seconds(1);
       continue;
     }
     if (!connection_) {
@@ -191,7 +204,9 @@ void AmqpSession::loop() {
       ::poll(&wake, 1, static_cast<int>(wait));
       continue;
     }
-    pump(idle_wait, true);
+    int wait = idle_wait;
+    if (!early_.empty()) wait = static_cast<int>(std::clamp<int64_t>(ms_between(clock().steady_now(), early_retry_at_), 1, idle_wait));
+    pump(wait, true);
   }
   shut_down();
 }
@@ -258,7 +273,7 @@ void AmqpSession::dispatch(Incoming& in) {
         declared_.erase(lane_part(s.lane, s.topic));
         Status again = consume(s);
         if (!again.ok()) connection_lost("cannot consume again after a cancel: " + again.message());
-        return;
+        return;  // (consume() has handled a refusal on the consuming channel)
       }
       break;
     case Kind::channel_closed: {
@@ -325,33 +340,40 @@ void AmqpSession::on_delivery(Incoming& in) {
   deliveries_.push_back(std::move(d));
 }
 
-void AmqpSession::send_back(std::vector<Delivery> deliveries, const char* why) {
+std::vector<Delivery> AmqpSession::send_back(std::vector<Delivery> deliveries, const char* why) {
   std::vector<Publish> messages;
-  std::vector<uint64_t> tokens;
+  std::vector<Delivery> sent;
   const WallMs now = clock().wall_now();
-  for (const Delivery& d : deliveries) {
+  for (Delivery& d : deliveries) {
     const OutMsg* copy = held_copy(d.token);
-    if (copy == nullptr) continue;
+    if (copy == nullptr) continue;  // its channel closed: RabbitMQ has it back
     OutMsg m = *copy;
     if (m.lane == Lane::dtask || (m.lane == Lane::ntask && m.due_at - now > topology_.unit_ms())) m.lane = Lane::dtask;
     Publish p;
     p.message = out_message(m, topology_, now);
     p.resend_after_reconnect = false;
     messages.push_back(std::move(p));
-    tokens.push_back(d.token);
+    sent.push_back(std::move(d));
   }
-  if (messages.empty()) return;
-  publish_all(messages, clock().steady_now() + milliseconds(options_.config.confirm_timeout_ms));
+  std::vector<Delivery> kept;
+  if (messages.empty()) return kept;
+  publish_all(messages, deadline());
   std::vector<uint64_t> done;
+  std::string failure;
   for (size_t i = 0; i < messages.size(); ++i) {
-    if (messages[i].confirmed) done.push_back(tokens[i]);
+    if (messages[i].confirmed) {
+      done.push_back(sent[i].token);
+    } else if (held_copy(sent[i].token) != nullptr) {
+      kept.push_back(std::move(sent[i]));  // still ours: the caller decides
+      if (failure.empty()) failure = messages[i].failure;
+    }
   }
   ack(done);
-  if (done.size() < messages.size()) {
-    report(BrokerEvent::Level::warn, std::to_string(messages.size() - done.size()) +
-                                         " deliveries could not be sent back (" + why +
-                                         "); RabbitMQ hands them out again");
+  if (!kept.empty()) {
+    report(BrokerEvent::Level::warn, std::to_string(kept.size()) + " deliveries could not be sent back (" + why +
+                                         "): " + failure);
   }
+  return kept;
 }
 
 void AmqpSession::shut_down() {
@@ -370,8 +392,9 @@ void AmqpSession::shut_down() {
       clear_fd(deliveries_ready_.get());
     }
     // Put them back without the redelivery that closing the channel would
-    // count against each as an attempt.
-    if (connection_) send_back(std::move(unclaimed), "the process stops");
+    // count against each as an attempt. What fails goes back when the
+    // connection closes, one attempt more.
+    if (connection_) send_back(std::move(unclaimed), "the process stops; RabbitMQ takes them back as it closes");
   }
   connection_.reset();
 }
@@ -388,6 +411,10 @@ Status AmqpSession::open_channels() {
 }
 
 void AmqpSession::connection_lost(const std::string& why) {
+  if (!connection_) {  // lost already (a caller reporting what a callee handled)
+    if (last_error_.empty()) last_error_ = why;
+    return;
+  }
   last_error_ = why;
   connection_.reset();
   epoch_.fetch_add(1, std::memory_order_acq_rel);
@@ -398,6 +425,7 @@ void AmqpSession::connection_lost(const std::string& why) {
   }
   held_.clear();
   unacked_tags_.clear();
+  confirmed_replacements_.clear();
   early_.clear();
   consumers_.clear();
   for (Subscription& s : subscriptions_) s.consumer_tag.clear();
@@ -505,16 +533,27 @@ Status AmqpSession::consume(Subscription& s) {
   Status status = declare_subscription(s);
   if (!status.ok()) return status;
   if (!connection_) return Status::io("not connected: " + last_error_);
+  // Any refusal on the consuming channel closes it, and RabbitMQ takes back
+  // every delivery it held: the same as a lost connection (a new epoch makes
+  // every token of the old channel stale), never a quietly reopened channel
+  // whose delivery tags start over.
+  auto consuming_failed = [&](const Status& failure) {
+    connection_lost("consuming from queue '" + topology_.queue_of(s.lane, s.topic) + "': " + failure.message());
+    return failure;
+  };
   status = connection_->qos(kConsumeChannel, s.prefetch);
-  if (!status.ok()) return status;
+  if (!status.ok()) return consuming_failed(status);
   auto tag = connection_->consume(kConsumeChannel, topology_.queue_of(s.lane, s.topic), {});
-  if (!tag.ok()) return tag.status();
+  if (!tag.ok()) return consuming_failed(tag.status());
   consumers_[*tag] = {s.lane, s.topic};
   const std::string old = s.consumer_tag;
   s.consumer_tag = *tag;
   // A new prefetch applies to new consumers: the old one goes once the new
   // one runs; what it delivered is still ours to settle.
-  if (!old.empty()) return connection_->cancel(kConsumeChannel, old);
+  if (!old.empty()) {
+    status = connection_->cancel(kConsumeChannel, old);
+    if (!status.ok()) return consuming_failed(status);
+  }
   return Status();
 }
 
@@ -540,12 +579,21 @@ bool AmqpSession::publish_all(std::vector<Publish>& messages, SteadyTime deadlin
     p.confirmed = false;
     p.failure.clear();
   }
+  // Cookies name this call and the message: confirms of an earlier call that
+  // gave up on them (a memory alarm) are told apart and ignored.
+  const uint64_t call = ++publish_calls_;
+  auto cookie_of = [&](size_t i) { return (call << 32) | i; };
   std::vector<size_t> todo(messages.size());
   for (size_t i = 0; i < todo.size(); ++i) todo[i] = i;
   std::vector<int> nacks(messages.size(), 0);
   std::vector<bool> redeclared(messages.size(), false);
+  const uint32_t start_epoch = epoch_.load();
   auto fail = [&](size_t i, const std::string& why) {
     if (messages[i].failure.empty()) messages[i].failure = why;
+  };
+  auto blocked_failure = [&] {
+    return "RabbitMQ blocks publishing (a memory or disk alarm) and did not unblock within " +
+           std::to_string(options_.config.confirm_timeout_ms) + " ms (broker.amqp.confirm_timeout)";
   };
 
   while (!todo.empty()) {
@@ -553,41 +601,54 @@ bool AmqpSession::publish_all(std::vector<Publish>& messages, SteadyTime deadlin
       for (size_t i : todo) fail(i, "RabbitMQ is unavailable: " + last_error_);
       break;
     }
+    // A message riding on a settle of a delivery of the connection this call
+    // began on is not sent on another: that delivery comes back and is
+    // handled again, replacement and all.
+    std::vector<size_t> round;
+    for (size_t i : todo) {
+      if (!messages[i].resend_after_reconnect && epoch_.load() != start_epoch) {
+        fail(i, "the connection was lost before RabbitMQ confirmed it: " + last_error_);
+      } else {
+        round.push_back(i);
+      }
+    }
+    if (round.empty()) break;
     Status declared = declare_for(messages);
     if (!declared.ok()) {
-      for (size_t i : todo) fail(i, declared.message());
+      for (size_t i : round) fail(i, declared.message());
       break;
     }
+    // While RabbitMQ blocks publishers, nothing is sent: a publish would only
+    // sit in the socket. The connection stays; the caller tries again later.
     while (blocked_ && connection_ && clock().steady_now() < deadline) pump(50, false);
+    if (blocked_ && connection_) {
+      for (size_t i : round) fail(i, blocked_failure());
+      break;
+    }
     const uint32_t epoch = epoch_.load();
     std::vector<size_t> sent;
-    for (size_t i : todo) {
+    for (size_t i : round) {
       if (!connection_ || epoch_.load() != epoch) break;
       Status s = connection_->publish(kPublishChannel, messages[i].message);
       if (!s.ok()) {
         connection_lost(s.message());
         break;
       }
-      confirms_.on_publish(messages[i].message.properties.message_id, i);
+      confirms_.on_publish(messages[i].message.properties.message_id, cookie_of(i));
       sent.push_back(i);
     }
-    std::vector<size_t> again;
-    // Messages not even sent before a loss go again (if they may).
-    for (size_t k = sent.size(); k < todo.size(); ++k) {
-      const size_t i = todo[k];
-      if (messages[i].resend_after_reconnect) {
-        again.push_back(i);
-      } else {
-        fail(i, "the connection was lost before it was sent: " + last_error_);
-      }
-    }
+    std::vector<size_t> again(round.begin() + static_cast<std::ptrdiff_t>(sent.size()), round.end());
+    std::vector<bool> waiting(messages.size(), false);
     size_t unsettled = sent.size();
+    for (size_t i : sent) waiting[i] = true;
     while (unsettled > 0 && connection_ && epoch_.load() == epoch && clock().steady_now() < deadline) {
       const int64_t left = ms_between(clock().steady_now(), deadline);
       pump(static_cast<int>(std::clamp<int64_t>(left, 1, 200)), false);
       for (const ConfirmTracker::Settled& settled : confirms_.take_settled()) {
-        const size_t i = settled.cookie;
-        if (i >= messages.size()) continue;
+        if ((settled.cookie >> 32) != call) continue;  // an earlier call's
+        const size_t i = settled.cookie & 0xffffffffu;
+        if (i >= messages.size() || !waiting[i]) continue;
+        waiting[i] = false;
         --unsettled;
         switch (settled.outcome) {
           case ConfirmTracker::Outcome::confirmed:
@@ -616,18 +677,22 @@ bool AmqpSession::publish_all(std::vector<Publish>& messages, SteadyTime deadlin
       }
     }
     if (unsettled > 0) {
-      if (connection_ && epoch_.load() == epoch) {
+      const bool same_connection = connection_ && epoch_.load() == epoch;
+      if (same_connection && blocked_) {
+        // Sent before the alarm began: RabbitMQ confirms them once it
+        // unblocks. Give up on them for now, keep the connection (dropping it
+        // would cost every held delivery an attempt).
+        for (size_t i : sent) {
+          if (waiting[i]) fail(i, blocked_failure());
+        }
+        break;
+      }
+      if (same_connection) {
         connection_lost("RabbitMQ did not confirm " + std::to_string(unsettled) + " publishes within " +
                         std::to_string(options_.config.confirm_timeout_ms) + " ms (broker.amqp.confirm_timeout)");
       }
       for (size_t i : sent) {
-        if (messages[i].confirmed || !messages[i].failure.empty()) continue;
-        if (std::find(again.begin(), again.end(), i) != again.end()) continue;
-        if (messages[i].resend_after_reconnect && clock().steady_now() < deadline) {
-          again.push_back(i);
-        } else {
-          fail(i, "the connection was lost before RabbitMQ confirmed it: " + last_error_);
-        }
+        if (waiting[i]) again.push_back(i);  // resent next round, if it may be
       }
     }
     todo.swap(again);
@@ -668,9 +733,19 @@ uint32_t AmqpSession::ack(const std::vector<uint64_t>& tokens) {
   const uint64_t epoch_bits = uint64_t{epoch_.load()} << kTagBits;
   for (uint64_t tag : tags) {
     held_.erase(epoch_bits | tag);
+    confirmed_replacements_.erase(epoch_bits | tag);
     unacked_tags_.erase(tag);
   }
   return static_cast<uint32_t>(tags.size());
+}
+
+bool AmqpSession::replacement_confirmed(uint64_t token, const std::string& key) const {
+  auto it = confirmed_replacements_.find(token);
+  return it != confirmed_replacements_.end() && it->second.count(key) > 0;
+}
+
+void AmqpSession::note_replacement_confirmed(uint64_t token, const std::string& key) {
+  if (held_.count(token)) confirmed_replacements_[token].insert(key);
 }
 
 const OutMsg* AmqpSession::held_copy(uint64_t token) const {

@@ -115,6 +115,12 @@ class AmqpSession {
   // Acknowledges deliveries of the live channel; stale tokens are skipped.
   // Returns how many were acknowledged.
   uint32_t ack(const std::vector<uint64_t>& tokens);
+  // Replacements already confirmed for a held delivery whose settle did not
+  // complete (another of its replacements failed): a retry of the commit
+  // must not publish them again. `key` names one replacement (its kind and
+  // message id). Forgotten when the delivery is acknowledged or its channel closes.
+  bool replacement_confirmed(uint64_t token, const std::string& key) const;
+  void note_replacement_confirmed(uint64_t token, const std::string& key);
   // A delivery not yet acknowledged, as a message to publish it again
   // (release), due at its due time, with the attempts its redeliveries cost;
   // nullptr when the token is stale or unknown.
@@ -152,8 +158,9 @@ class AmqpSession {
   Status declare_subscription(const Subscription& s);
   std::chrono::milliseconds jittered(std::chrono::milliseconds base);
   // Sends tasks that arrived far before their due time back through the
-  // delay levels, and on shutdown puts unclaimed deliveries back.
-  void send_back(std::vector<Delivery> deliveries, const char* why);
+  // delay levels, and on shutdown puts unclaimed deliveries back: published
+  // again, then acknowledged. Returns those still held that could not be.
+  std::vector<Delivery> send_back(std::vector<Delivery> deliveries, const char* why);
   void shut_down();
   void report(BrokerEvent::Level level, const std::string& message) const;
   uint64_t token_of(uint64_t delivery_tag) const { return (uint64_t{epoch_.load()} << kTagBits) | delivery_tag; }
@@ -164,13 +171,16 @@ class AmqpSession {
   // I/O thread only.
   std::unique_ptr<AmqpConnection> connection_;
   ConfirmTracker confirms_;
+  uint64_t publish_calls_ = 0;  // publish_all() calls so far: the high half of every confirm cookie
   std::vector<Subscription> subscriptions_;
   std::set<std::string> declared_;
   std::unordered_map<uint64_t, OutMsg> held_;   // unacknowledged deliveries: how to publish them again
   std::set<uint64_t> unacked_tags_;              // their delivery tags on the consuming channel, in order
+  std::unordered_map<uint64_t, std::set<std::string>> confirmed_replacements_;  // see replacement_confirmed()
   std::map<std::string, std::pair<Lane, std::string>> consumers_;  // consumer tag -> (lane, topic)
   uint64_t next_stream_ack_ = 0;
   std::vector<Delivery> early_;                 // arrived too early: back into the delay levels
+  SteadyTime early_retry_at_{};                 // when to try early_ again after a failed send-back
   std::vector<StreamEntry>* stream_sink_ = nullptr;
   bool blocked_ = false;
   std::string last_error_;
