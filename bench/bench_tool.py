@@ -13,13 +13,26 @@ prints a table and writes docs/benchmarks.md); run.sh collects them per run.
                                            With --start-fifo it creates P.ready once Python is
                                            up, then reads "T NAME=PID ..." from the FIFO P: its
                                            own start-up stays out of the timed window
-  verify    --file F --db DB --task T --expect N
+  verify    --file F (--db DB | --stats S) --task T --expect N
                                            exactly N ok results of task T, distinct ids, queue
-                                           empty, no dead letters (file and database)
+                                           empty, no dead letters (file and database or stats)
   lateness  --file F --task T --expect N [--record R]
                                            started_at - due_at of task T: min/p50/p99/max ms
+  retry-gap --file F --task T --expect N --delay-ms D [--record R]
+                                           tasks run twice (attempt 0 asks for a retry after D
+                                           ms): attempt 1's start - attempt 0's end - D
   summarize --runs-dir D --machine M --doc PATH --command CMD
-                                           medians and ranges over runs, marks, the document
+                                           medians and ranges over runs, marks: the SQLite
+                                           section of the document
+  summarize-rabbitmq --runs-dir D --machine M --envelope E --idle I --doc PATH --command CMD
+                                           the same for bench/run_rabbitmq.sh: the RabbitMQ
+                                           section
+
+`wait` also takes --delta-pid NAME=PID (CPU of a process that ran before the window,
+counted from the start line: the RabbitMQ VM) and --allow-short (report instead of failing
+on timeout); it notes when the first line appears. `verify` takes --db (SQLite) or --stats
+(the output of `ebatsctl stats --json`, for RabbitMQ). docs/benchmarks.md has one section per
+command between BEGIN/END comments; each summarize rewrites only its own (write_section).
 """
 import argparse
 import collections
@@ -28,6 +41,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import sqlite3
 import statistics
@@ -179,9 +193,18 @@ def cmd_wait(args):
         args.t0_ns, args.pid = read_start_line(args.start_fifo)
     elif args.t0_ns is None:
         fail("wait needs --t0-ns or --start-fifo")
+    # --delta-pid: processes that ran before the window (the RabbitMQ VM); their
+    # CPU is counted from now (the start line, or the start of this command).
+    deltas = []
+    for spec in args.delta_pid or []:
+        name, pid = spec.split("=", 1)
+        deltas.append((name, int(pid), cpu_seconds(int(pid))))
     deadline = time.time() + args.timeout
     lines = 0
     offset = 0
+    first_ns = None
+    first_cpu = {}
+    complete = True
     while True:
         try:
             with open(args.file, "rb") as f:
@@ -191,13 +214,28 @@ def cmd_wait(args):
             lines += chunk.count(b"\n")
         except FileNotFoundError:
             pass
+        if lines > 0 and first_ns is None:
+            first_ns = time.time_ns()
+            for name, pid, base in deltas:
+                now = cpu_seconds(pid)
+                first_cpu[name] = None if now is None or base is None else round(now - base, 6)
+            for spec in args.pid or []:
+                name, pid = spec.split("=", 1)
+                first_cpu[name] = cpu_seconds(int(pid))
+                kids = children_of(int(pid))
+                if kids:
+                    first_cpu[name + "_children"] = sum(c for c in (cpu_seconds(k) for k in kids) if c is not None)
         if lines >= args.count:
             break
         if time.time() > deadline:
-            fail("timed out after %.0fs: %s has %d lines, waiting for %d; see the daemon logs next to it" %
-                 (args.timeout, args.file, lines, args.count))
+            if not args.allow_short:
+                fail("timed out after %.0fs: %s has %d lines, waiting for %d; see the daemon logs next to it" %
+                     (args.timeout, args.file, lines, args.count))
+            complete = False
+            break
         time.sleep(0.005)
-    seconds = (time.time_ns() - args.t0_ns) / 1e9
+    end_ns = time.time_ns()
+    seconds = (end_ns - args.t0_ns) / 1e9
     cpu = {}
     for spec in args.pid or []:
         name, pid = spec.split("=", 1)
@@ -207,10 +245,37 @@ def cmd_wait(args):
         if kids:
             cpu[name + "_children"] = sum(c for c in (cpu_seconds(k) for k in kids) if c is not None)
             cpu[name + "_children_n"] = len(kids)
-    print(json.dumps({"lines": lines, "seconds": seconds, "cpu_s": cpu}))
+    for name, pid, base in deltas:
+        now = cpu_seconds(pid)
+        cpu[name] = None if now is None or base is None else round(now - base, 6)
+    out = {"lines": lines, "seconds": seconds, "cpu_s": cpu}
+    if first_ns is not None:
+        # Both ends are seen by the same 5 ms poll, so their errors are alike.
+        out["first_seconds"] = (first_ns - args.t0_ns) / 1e9
+        out["from_first_seconds"] = (end_ns - first_ns) / 1e9
+        if first_cpu:
+            out["cpu_at_first_s"] = first_cpu
+    if args.allow_short:
+        out["complete"] = complete
+    print(json.dumps(out))
 
 
 # ------------------------------------------------------------------ verify
+
+def stats_problems(path):
+    """Problems in the output of `ebatsctl stats --json` taken after a run: anything left
+    pending, delayed or dead (the RabbitMQ broker has no database to look into)."""
+    with open(path) as f:
+        rows = json.load(f)
+    left = {}
+    for r in rows:
+        name = r.get("topic") or r.get("row") or "?"
+        for key in ("pending", "delayed", "leased", "dead"):
+            if r.get(key):
+                left["%s.%s" % (name, key)] = r[key]
+    return left, (["not empty afterwards (ebatsctl stats): %s" % ", ".join("%s %d" % kv for kv in sorted(left.items()))]
+                  if left else [])
+
 
 def cmd_verify(args):
     records = [r for r in read_records(args.file) if r.get("task") == args.task]
@@ -224,26 +289,33 @@ def cmd_verify(args):
         "not_ok": len(records) - statuses.get("ok", 0),
         "lost": max(0, args.expect - len(ids)),
         "duplicates": duplicates,
+        # A task whose only result has attempt > 0 ran once but was charged for an
+        # earlier delivery (RabbitMQ: x-delivery-count).
+        "attempt_above_0": sum(1 for r in records if r.get("attempt", 0) > 0),
     }
-    db = sqlite3.connect("file:%s?mode=ro" % args.db, uri=True, timeout=10)
-    try:
-        out["db_results"] = db.execute("SELECT count(*), count(DISTINCT task_id) FROM results WHERE task = ?",
-                                       (args.task,)).fetchone()
-        out["db_tasks_left"] = db.execute("SELECT count(*) FROM tasks").fetchone()[0]
-        out["db_events_left"] = db.execute("SELECT count(*) FROM events").fetchone()[0]
-        out["db_dead_letters"] = db.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
-    finally:
-        db.close()
     problems = []
+    if args.db:
+        db = sqlite3.connect("file:%s?mode=ro" % args.db, uri=True, timeout=10)
+        try:
+            out["db_results"] = db.execute("SELECT count(*), count(DISTINCT task_id) FROM results WHERE task = ?",
+                                           (args.task,)).fetchone()
+            out["db_tasks_left"] = db.execute("SELECT count(*) FROM tasks").fetchone()[0]
+            out["db_events_left"] = db.execute("SELECT count(*) FROM events").fetchone()[0]
+            out["db_dead_letters"] = db.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+        finally:
+            db.close()
+    if args.stats:
+        out["left_afterwards"], more = stats_problems(args.stats)
+        problems += more
     if out["lost"] or out["duplicates"] or out["results"] != args.expect:
         problems.append("%d results for %d distinct tasks (expected %d): %d lost, %d duplicated" %
                         (out["results"], out["distinct_ids"], args.expect, out["lost"], out["duplicates"]))
     if out["not_ok"]:
         problems.append("%d results are not ok: %s" % (out["not_ok"], dict(statuses)))
-    if list(out["db_results"]) != [args.expect, args.expect]:
+    if args.db and list(out["db_results"]) != [args.expect, args.expect]:
         problems.append("the database's results table has %d rows for %d distinct tasks, expected %d" %
                         (out["db_results"][0], out["db_results"][1], args.expect))
-    if out["db_tasks_left"] or out["db_events_left"] or out["db_dead_letters"]:
+    if args.db and (out["db_tasks_left"] or out["db_events_left"] or out["db_dead_letters"]):
         problems.append("queue not empty afterwards: %d tasks, %d events, %d dead letters left in %s" %
                         (out["db_tasks_left"], out["db_events_left"], out["db_dead_letters"], args.db))
     out["exact"] = not problems
@@ -252,6 +324,16 @@ def cmd_verify(args):
 
 
 # ------------------------------------------------------------------ lateness
+
+def read_executions(path, task):
+    """Lines "<id> <attempt> <task>" of the bench plugin's record file for `task`."""
+    try:
+        with open(path) as f:
+            lines = [l.split() for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
+    return [l for l in lines if len(l) < 3 or l[2] == task]
+
 
 def cmd_lateness(args):
     records = [r for r in read_records(args.file) if r.get("task") == args.task]
@@ -274,9 +356,10 @@ def cmd_lateness(args):
         "max": late[-1],
         "mean": statistics.fmean(late),
     }
+    out["attempt_above_0"] = sum(1 for r in records if r.get("attempt", 0) > 0)
     if args.record:
-        with open(args.record) as f:
-            lines = [l.split() for l in f if l.strip()]
+        # "<id> <attempt> <task>"; lines of other tasks (W3 of the RabbitMQ run) are not counted.
+        lines = read_executions(args.record, args.task)
         rec_ids = collections.Counter(l[0] for l in lines)
         out["executions_recorded"] = len(lines)
         out["executions_distinct"] = len(rec_ids)
@@ -287,7 +370,117 @@ def cmd_lateness(args):
     print(json.dumps(out))
 
 
+# ------------------------------------------------------------------ retry gap
+
+def stats_of(values):
+    values = sorted(values)
+    if not values:
+        return {"min": None, "p50": None, "p99": None, "max": None}
+    return {"min": values[0], "p50": percentile(values, 50), "p99": percentile(values, 99), "max": values[-1]}
+
+
+def cmd_retry_gap(args):
+    """Tasks that fail attempt 0 asking for a retry after --delay-ms and succeed on attempt 1:
+    gap = attempt 1's started_at - attempt 0's finished_at - delay (ms)."""
+    records = [r for r in read_records(args.file) if r.get("task") == args.task]
+    by_id = collections.defaultdict(list)
+    for r in records:
+        by_id[r["task_id"]].append(r)
+    gaps, due_late, wrong = [], [], []
+    for tid, rs in by_id.items():
+        shape = sorted((r.get("attempt"), r.get("status")) for r in rs)
+        if shape != [(0, "retry"), (1, "ok")]:
+            wrong.append({"task_id": tid, "results": shape})
+            continue
+        a = {r["attempt"]: r for r in rs}
+        gaps.append(a[1]["started_at"] - a[0]["finished_at"] - args.delay_ms)
+        due_late.append(a[1]["started_at"] - a[1]["due_at"])
+    out = {
+        "results": len(records),
+        "tasks": len(by_id),
+        "pairs": len(gaps),
+        "missing_tasks": max(0, args.expect - len(by_id)),
+        "wrong_shape": len(wrong),
+        "wrong_examples": wrong[:3],
+        "early": sum(1 for g in gaps if g < 0),
+        "abs_max": max((abs(g) for g in gaps), default=None),
+        "mean": statistics.fmean(gaps) if gaps else None,
+        "attempt1_lateness": stats_of(due_late),  # started_at - due_at of attempt 1
+    }
+    out.update(stats_of(gaps))
+    exact = len(records) == 2 * args.expect and len(gaps) == args.expect
+    if args.record:
+        lines = read_executions(args.record, args.task)
+        per_id = collections.defaultdict(list)
+        for l in lines:
+            per_id[l[0]].append(l[1])
+        out["executions_recorded"] = len(lines)
+        out["tasks_executed"] = len(per_id)
+        out["tasks_run_exactly_twice"] = sum(1 for v in per_id.values() if sorted(v) == ["0", "1"])
+        exact = exact and out["tasks_run_exactly_twice"] == args.expect and len(lines) == 2 * args.expect
+    out["exact"] = exact
+    print(json.dumps(out))
+
+
 # ------------------------------------------------------------------ summarize
+
+# ------------------------------------------------------------------ the document
+
+# docs/benchmarks.md holds one section per benchmark command, each between a
+# BEGIN and an END comment; a command rewrites its own section only, keeping
+# the others as they are, in this order.
+DOC_SECTIONS = [("sqlite", "bench/run.sh"), ("rabbitmq", "bench/run.sh --broker rabbitmq")]
+DOC_HEADER = """# Benchmarks
+
+ebats has two broker backends, and a benchmark command for each: `bench/run.sh` (SQLite, the default
+broker) and `bench/run.sh --broker rabbitmq`. Each command rewrites only its own section below (between
+its `BEGIN` and `END` comments) and leaves the other alone, so the two sections may come from different
+days: compare each with the physical-limit program measured in its own runs, not with the other section.
+"""
+
+
+def doc_sections(text):
+    """{name: body} of the marked sections in a document's text."""
+    found = {}
+    for name, _ in DOC_SECTIONS:
+        begin = re.search(r"^<!-- BEGIN %s\b.*-->\n" % name, text, re.M)
+        end = re.search(r"^<!-- END %s -->$" % name, text, re.M)
+        if begin and end and end.start() >= begin.end():
+            found[name] = text[begin.end():end.start()].rstrip() + "\n"
+    return found
+
+
+def write_section(path, name, body):
+    old = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+    sections = doc_sections(old)
+    if old.strip() and not sections and name != "sqlite":
+        sections["sqlite"] = old  # a file from before the sections: the SQLite benchmark's
+    sections[name] = body.rstrip() + "\n"
+    parts = [DOC_HEADER]
+    for section, command in DOC_SECTIONS:
+        if section in sections:
+            parts.append("<!-- BEGIN %s: written by `%s`; edits inside are overwritten -->\n%s<!-- END %s -->\n" %
+                         (section, command, sections[section], section))
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(parts))
+    os.replace(tmp, path)
+
+
+def read_notes(path, part):
+    """The part of bench/notes.md for one section ("sqlite": before the line that
+    starts with `<!-- notes: rabbitmq`, "rabbitmq": after it), headings one level down."""
+    if not path or not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        text = f.read()
+    pieces = re.split(r"^<!-- notes: rabbitmq\b[^\n]*\n", text, maxsplit=1, flags=re.M)
+    chosen = pieces[0] if part == "sqlite" else (pieces[1] if len(pieces) > 1 else "")
+    return re.sub(r"^(#+) ", r"#\1 ", chosen.strip(), flags=re.M)
+
 
 def fmt_int(x):
     return "{:,.0f}".format(x)
@@ -376,10 +569,10 @@ def cmd_summarize(args):
     # The document.
     m = machine
     out = []
-    out.append("# Benchmarks\n")
-    out.append("Measured by `%s` on %s. The file is rewritten by every run of the command;"
+    out.append("## SQLite (the default broker)\n")
+    out.append("Measured by `%s` on %s. This section is rewritten by every run of the command;"
                " the numbers below are real, from that run.\n" % (args.command, m["date"]))
-    out.append("## Machine\n")
+    out.append("### Machine\n")
     out.append("| | |\n|---|---|")
     out.append("| CPU | %s, %d logical CPUs (`nproc`) |" % (m["cpu"], m["nproc"]))
     out.append("| memory | %.1f GiB |" % m["mem_gib"])
@@ -394,19 +587,19 @@ def cmd_summarize(args):
     out.append("| load average (1 min) at the start / after each run | %.2f / %s |" % (
         m["loadavg_at_start"], ", ".join("%.2f" % r.get("loadavg", float("nan")) for r in runs)))
     out.append("")
-    out.append("## Results (%d runs: median, range, every run)\n" % len(runs))
+    out.append("### Results (%d runs: median, range, every run)\n" % len(runs))
     out.append("| metric | unit | median | range (min – max) | runs |")
     out.append("|---|---|---:|---|---|")
     for label, unit, med, rng, each in rows:
         out.append("| %s | %s | %s | %s | %s |" % (label, unit, med, rng, each))
     out.append("")
-    out.append("## Marks\n")
+    out.append("### Marks\n")
     out.append("| mark | met? | measured |")
     out.append("|---|---|---|")
     for label, met, value in marks:
         out.append("| %s | %s | %s |" % (label, "**yes**" if met else "**no**", value))
     out.append("")
-    out.append("## Where the CPU goes in W1 (median CPU seconds per run)\n")
+    out.append("### Where the CPU goes in W1 (median CPU seconds per run)\n")
     out.append("| process | CPU s |")
     out.append("|---|---:|")
     for label, v in cpu_rows:
@@ -415,13 +608,13 @@ def cmd_summarize(args):
     out.append("W1's wall time (median %.2f s) against these CPU seconds: a process whose CPU seconds approach the"
                " wall time is the bottleneck; if none does, the time goes to waiting (fsync of each commit, polling,"
                " handing tasks between processes).\n" % statistics.median(col(lambda r: r["w1"]["drain"]["seconds"])))
-    if args.notes and os.path.exists(args.notes):
-        out.append(open(args.notes).read().rstrip() + "\n")
-    out.append("## How it is measured\n")
+    notes = read_notes(args.notes, "sqlite")
+    if notes:
+        out.append(notes + "\n")
+    out.append("### How it is measured\n")
     out.append(HOW_MEASURED)
-    with open(args.doc, "w") as f:
-        f.write("\n".join(out))
-    print("wrote " + args.doc)
+    write_section(args.doc, "sqlite", "\n".join(out))
+    print("wrote the SQLite section of " + args.doc)
 
 
 HOW_MEASURED = """\
@@ -440,7 +633,7 @@ One run of `bench/run.sh` does, in a fresh state dir (a new SQLite database and 
    `events` and `dead_letters` tables must be empty (0 lost, 0 duplicated).
 2. **W2, delayed-task lateness.** With the scheduler and ntask worker still running, `ebats-dtask-worker`
    is started and 1,000 events `bench_delayed` are published in one `--jsonl` call; each becomes one
-   task `bench_record` registered with `delay: 3s` (it appends `<task id> <attempt>` to a file with one
+   task `bench_record` registered with `delay: 3s` (it appends `<task id> <attempt> <task>` to a file with one
    O_APPEND write, so executions are counted exactly). When its 1,000 results exist, lateness =
    `started_at − due_at` of each result record (wall ms); min, p50, p99 (nearest rank) and max are
    reported. A negative value would be a task run before it was due.
@@ -462,6 +655,308 @@ tmpfs, to take the disk's fsync out), `--synchronous normal` runs ebats and the 
 """
 
 
+# ------------------------------------------------------------------ summarize-rabbitmq
+
+MARK_AMQP_RATE_RATIO = 0.80   # drain rate ≥ 80 % of the limit program's, same run
+MARK_AMQP_CPU_RATIO = 1.5     # CPU per task ≤ 1.5 × the limit program's, same run
+MARK_AMQP_P99_MS = 30         # delayed-task lateness p99
+MARK_AMQP_RETRY_MS = 20       # retry gap within 20 ms of the asked delay
+
+
+def amqp_derived(r, n):
+    """Per-run figures of the RabbitMQ benchmark, from the raw JSON of one run."""
+    lims = [r["limit_before"], r["limit_after"]]
+    d = r["w1"]["drain"]
+    cpu = d["cpu_s"]
+    x = {}
+    x["limit_drain_s"] = statistics.fmean(l["drain"]["seconds"] for l in lims)
+    x["limit_rate"] = n / x["limit_drain_s"]
+    x["limit_rate_before"] = lims[0]["drain"]["per_s"]
+    x["limit_rate_after"] = lims[1]["drain"]["per_s"]
+    x["limit_first_rate"] = (n - 1) / statistics.fmean(l["drain_from_first_s"] for l in lims)
+    x["limit_publish_rate"] = n / statistics.fmean(l["publish"]["seconds"] for l in lims)
+    x["limit_client_us"] = statistics.fmean(l["drain"]["client_cpu_s"] for l in lims) / n * 1e6
+    x["limit_beam_us"] = statistics.fmean(l["drain"]["beam_cpu_s"] for l in lims) / n * 1e6
+    x["limit_cpu_us"] = x["limit_client_us"] + x["limit_beam_us"]
+    x["rate"] = n / d["seconds"]
+    x["first_rate"] = (n - 1) / d["from_first_seconds"]
+    x["first_ms"] = d["first_seconds"] * 1000
+    x["ratio"] = x["rate"] / x["limit_rate"]
+    x["first_ratio"] = x["first_rate"] / x["limit_first_rate"]
+    x["worker_us"] = cpu["ntask"] / n * 1e6
+    x["children_us"] = cpu.get("ntask_children", 0.0) / n * 1e6
+    x["client_us"] = x["worker_us"] + x["children_us"]
+    x["beam_us"] = cpu["beam"] / n * 1e6
+    x["cpu_us"] = x["client_us"] + x["beam_us"]
+    x["cpu_ratio"] = x["cpu_us"] / x["limit_cpu_us"]
+    # The same from the first result on: the worker's start-up (plugin load in the
+    # children, connection, declares) left out.
+    cf = d.get("cpu_at_first_s") or {}
+    startup = cf.get("ntask", 0.0) + cf.get("ntask_children", 0.0) + (cf.get("beam") or 0.0)
+    x["startup_cpu_ms"] = startup * 1000
+    x["first_cpu_us"] = ((cpu["ntask"] + cpu.get("ntask_children", 0.0) + cpu["beam"]) - startup) / (n - 1) * 1e6
+    x["first_cpu_ratio"] = x["first_cpu_us"] / x["limit_cpu_us"]
+    x["client_cpu_ratio"] = x["client_us"] / x["limit_client_us"]
+    x["beam_cpu_ratio"] = x["beam_us"] / x["limit_beam_us"]
+    x["publish_rate"] = r["w1"]["publish"]["events_per_s"]
+    x["route_ms"] = r["w1"]["route_ms"]
+    return x
+
+
+def cmd_summarize_rabbitmq(args):
+    machine = json.load(open(args.machine))
+    envelope = json.load(open(args.envelope))
+    idle = json.load(open(args.idle))
+    runs = []
+    for name in sorted(os.listdir(args.runs_dir)):
+        if name.startswith("run-") and name.endswith(".json"):
+            runs.append(json.load(open(os.path.join(args.runs_dir, name))))
+    if not runs:
+        fail("no run-*.json in " + args.runs_dir)
+    n = runs[0]["limit_before"]["tasks"]
+    der = [amqp_derived(r, n) for r in runs]
+
+    def col(get):
+        return [get(r, x) for r, x in zip(runs, der)]
+
+    f2 = lambda v: "%.2f" % v
+    f1 = lambda v: "%.1f" % v
+    metrics = [
+        ("**W1 drain rate**, ntask worker start → 20,000th result", "tasks/s", lambda r, x: x["rate"], fmt_int),
+        ("W1 drain rate, first result → 20,000th result", "tasks/s", lambda r, x: x["first_rate"], fmt_int),
+        ("W1 time from the worker's start to its first result", "ms", lambda r, x: x["first_ms"], fmt_int),
+        ("**physical limit** (amqp_limit) drain rate: consume + one ack each, mean of the runs before and after W1",
+         "tasks/s", lambda r, x: x["limit_rate"], fmt_int),
+        ("physical limit drain rate, run before W1", "tasks/s", lambda r, x: x["limit_rate_before"], fmt_int),
+        ("physical limit drain rate, run after W1", "tasks/s", lambda r, x: x["limit_rate_after"], fmt_int),
+        ("**ratio W1 / limit** (both from their start)", "", lambda r, x: x["ratio"], f2),
+        ("ratio W1 / limit (both from their first delivery or result)", "", lambda r, x: x["first_ratio"], f2),
+        ("**CPU per task, ebats** (worker parent + 2 children + RabbitMQ's VM)", "µs", lambda r, x: x["cpu_us"], f1),
+        ("… of which ebats' processes (worker parent + children)", "µs", lambda r, x: x["client_us"], f1),
+        ("… of which RabbitMQ's VM", "µs", lambda r, x: x["beam_us"], f1),
+        ("**CPU per task, limit** (amqp_limit + RabbitMQ's VM)", "µs", lambda r, x: x["limit_cpu_us"], f1),
+        ("… of which amqp_limit", "µs", lambda r, x: x["limit_client_us"], f1),
+        ("… of which RabbitMQ's VM", "µs", lambda r, x: x["limit_beam_us"], f1),
+        ("**ratio CPU per task ebats / limit**", "", lambda r, x: x["cpu_ratio"], f2),
+        ("CPU of the worker's start-up (parent + children + VM, until its first result)", "ms",
+         lambda r, x: x["startup_cpu_ms"], fmt_int),
+        ("CPU per task, ebats, from its first result on (start-up left out)", "µs", lambda r, x: x["first_cpu_us"], f1),
+        ("ratio of that / limit", "", lambda r, x: x["first_cpu_ratio"], f2),
+        ("ratio of the client side alone (ebats' processes / amqp_limit)", "", lambda r, x: x["client_cpu_ratio"], f2),
+        ("ratio of RabbitMQ's VM alone (serving ebats / serving amqp_limit)", "", lambda r, x: x["beam_cpu_ratio"], f2),
+        ("publish rate, `ebatsctl publish --jsonl` (20,000 events, confirmed)", "events/s",
+         lambda r, x: x["publish_rate"], fmt_int),
+        ("publish rate, amqp_limit (20,000 messages, confirmed batches of 1,000)", "msgs/s",
+         lambda r, x: x["limit_publish_rate"], fmt_int),
+        ("scheduler routing 20,000 events into tasks (polled with `ebatsctl stats`, ≈)", "ms",
+         lambda r, x: x["route_ms"], fmt_int),
+        ("delayed-task lateness p50 (W2)", "ms", lambda r, x: r["w2"]["lateness"]["p50"], fmt_ms),
+        ("delayed-task lateness p99 (W2)", "ms", lambda r, x: r["w2"]["lateness"]["p99"], fmt_ms),
+        ("delayed-task lateness min (W2)", "ms", lambda r, x: r["w2"]["lateness"]["min"], fmt_ms),
+        ("delayed-task lateness max (W2)", "ms", lambda r, x: r["w2"]["lateness"]["max"], fmt_ms),
+        ("retry gap − 1,000 ms, p50 (W3)", "ms", lambda r, x: r["w3"]["retry"]["p50"], fmt_ms),
+        ("retry gap − 1,000 ms, p99 (W3)", "ms", lambda r, x: r["w3"]["retry"]["p99"], fmt_ms),
+        ("retry gap − 1,000 ms, min (W3)", "ms", lambda r, x: r["w3"]["retry"]["min"], fmt_ms),
+        ("retry gap − 1,000 ms, max (W3)", "ms", lambda r, x: r["w3"]["retry"]["max"], fmt_ms),
+        ("tasks whose only result has attempt > 0 (W1 of 20,000 / W2 of 1,000)", "",
+         lambda r, x: "%d / %d" % (r["w1"]["verify"]["attempt_above_0"], r["w2"]["lateness"]["attempt_above_0"]),
+         None),
+    ]
+    rows = []
+    for label, unit, get, f in metrics:
+        values = col(get)
+        if f is None:
+            rows.append((label, unit, "", "", ", ".join(values)))
+            continue
+        if any(v is None for v in values):
+            rows.append((label, unit, "–", "", ", ".join("–" if v is None else f(v) for v in values)))
+            continue
+        rows.append((label, unit, f(statistics.median(values)), "%s – %s" % (f(min(values)), f(max(values))),
+                     ", ".join(f(v) for v in values)))
+
+    med = lambda get: statistics.median(col(get))
+    ratio = med(lambda r, x: x["ratio"])
+    first_ratio = med(lambda r, x: x["first_ratio"])
+    cpu_ratio = med(lambda r, x: x["cpu_ratio"])
+    p99 = med(lambda r, x: r["w2"]["lateness"]["p99"])
+    early = sum(col(lambda r, x: r["w2"]["lateness"]["early"]))
+    min_late = min(col(lambda r, x: r["w2"]["lateness"]["min"]))
+    gaps_ok = all(r["w3"]["retry"]["p99"] is not None for r in runs)
+    gap_p99 = med(lambda r, x: r["w3"]["retry"]["p99"]) if gaps_ok else None
+    gap_min = min(col(lambda r, x: r["w3"]["retry"]["min"])) if gaps_ok else None
+    gap_max = max(col(lambda r, x: r["w3"]["retry"]["max"])) if gaps_ok else None
+    lost = sum(col(lambda r, x: r["w1"]["verify"]["lost"]))
+    dups = sum(col(lambda r, x: r["w1"]["verify"]["duplicates"]))
+    w1_exact = all(col(lambda r, x: r["w1"]["verify"]["exact"]))
+    w2_exact = all(col(lambda r, x: r["w2"]["lateness"]["exact"]))
+    w3_exact = all(col(lambda r, x: r["w3"]["retry"]["exact"]))
+    twice = col(lambda r, x: r["w3"]["retry"].get("tasks_run_exactly_twice", 0))
+    marks = [
+        ("drain rate ≥ %d %% of the limit's (median of the per-run ratios, from each one's start)" %
+         round(MARK_AMQP_RATE_RATIO * 100), ratio >= MARK_AMQP_RATE_RATIO,
+         "%.0f %% (range %.0f – %.0f %%); from the first result: %.0f %%" % (
+             ratio * 100, min(col(lambda r, x: x["ratio"])) * 100, max(col(lambda r, x: x["ratio"])) * 100,
+             first_ratio * 100)),
+        ("CPU per task ≤ %.1f × the limit's (median of the per-run ratios, whole drain window)" % MARK_AMQP_CPU_RATIO,
+         cpu_ratio <= MARK_AMQP_CPU_RATIO, "%.2f × (range %.2f – %.2f); from the first result: %.2f ×" % (
+             cpu_ratio, min(col(lambda r, x: x["cpu_ratio"])), max(col(lambda r, x: x["cpu_ratio"])),
+             med(lambda r, x: x["first_cpu_ratio"]))),
+        ("delayed-task lateness p99 ≤ %d ms (median over runs)" % MARK_AMQP_P99_MS, p99 <= MARK_AMQP_P99_MS,
+         "%s ms" % fmt_ms(p99)),
+        ("never early (every delayed task in every run)", early == 0,
+         "%d early; smallest lateness %s ms" % (early, fmt_ms(min_late))),
+        ("retry gap within %d ms of the asked delay (median over runs of the p99; no gap below −%d ms in any run)" %
+         (MARK_AMQP_RETRY_MS, MARK_AMQP_RETRY_MS),
+         gaps_ok and gap_p99 <= MARK_AMQP_RETRY_MS and gap_min >= -MARK_AMQP_RETRY_MS,
+         ("p99 %s ms; min %s ms, max %s ms over all runs" % (fmt_ms(gap_p99), fmt_ms(gap_min), fmt_ms(gap_max)))
+         if gaps_ok else "no complete retry pair in some run"),
+        ("0 lost, 0 duplicated (W1 every run, and W2: every delayed task run once)",
+         w1_exact and w2_exact and lost == 0 and dups == 0,
+         "; ".join(["%d lost, %d duplicated" % (lost, dups)] +
+                   [p for r in runs for p in r["w1"]["verify"]["problems"]] +
+                   ["W2 run %d: %d results, %d executions recorded" % (
+                       i + 1, r["w2"]["lateness"]["results"], r["w2"]["lateness"].get("executions_recorded", -1))
+                    for i, r in enumerate(runs) if not r["w2"]["lateness"]["exact"]])),
+        ("W3: each of the %s tasks ran exactly twice (attempt 0, then 1), every run" % fmt_int(
+            runs[0]["w3"]["retry"]["tasks"] or 1000), w3_exact,
+         "%s of %s" % (", ".join(str(t) for t in twice), fmt_int(runs[0]["w3"]["retry"]["tasks"]))),
+    ]
+
+    # Console summary.
+    print()
+    print("%-62s %-9s %12s  %s" % ("metric (%d runs)" % len(runs), "unit", "median", "range"))
+    for label, unit, m_, rng, each in rows:
+        print("%-62s %-9s %12s  %s" % (label.replace("**", "")[:62], unit, m_, rng or each))
+    for label, met, value in marks:
+        print("%-4s %s: %s" % ("MET" if met else "MISS", label, value))
+
+    # CPU seconds of the drain window, medians.
+    cpu_rows = [
+        ("amqp_limit (consume, ack)", med(lambda r, x: x["limit_client_us"]) * n / 1e6),
+        ("RabbitMQ's VM, serving amqp_limit", med(lambda r, x: x["limit_beam_us"]) * n / 1e6),
+        ("ebats-ntask-worker (parent)", med(lambda r, x: r["w1"]["drain"]["cpu_s"]["ntask"])),
+        ("ntask worker children (2)", med(lambda r, x: r["w1"]["drain"]["cpu_s"].get("ntask_children", 0.0))),
+        ("RabbitMQ's VM, serving ebats", med(lambda r, x: r["w1"]["drain"]["cpu_s"]["beam"])),
+    ]
+
+    m = machine
+    first = runs[0]["limit_before"]
+    out = []
+    out.append("## RabbitMQ\n")
+    out.append("Measured by `%s` on %s. This section is rewritten by every run of the command; the numbers below"
+               " are real, from that run.\n" % (args.command, m["date"]))
+    out.append("### Machine and broker\n")
+    out.append("| | |\n|---|---|")
+    out.append("| CPU | %s, %d logical CPUs (`nproc`) |" % (m["cpu"], m["nproc"]))
+    out.append("| memory | %.1f GiB |" % m["mem_gib"])
+    out.append("| kernel / OS | Linux %s / %s |" % (m["kernel"], m["os"] or "?"))
+    out.append("| RabbitMQ | %s (Debian package rabbitmq-server %s): one private node (`tests/amqp/rabbitmq-node.sh`),"
+               " listener on 127.0.0.1, its data in a temporary folder, `%s`, on %s (fsync of 4 KiB there: p50 %.2f ms, p90 %.2f ms) |" % (
+                   first["rabbitmq"], args.package, m["state_dir"], m["filesystem"], m["fsync_4k_ms"]["p50"],
+                   m["fsync_4k_ms"]["p90"]))
+    out.append("| Erlang | %s (erlang-base %s) |" % (first["platform"], args.erlang_package))
+    out.append("| client library | rabbitmq-c (librabbitmq) %s, for ebats and amqp_limit alike |" % args.librabbitmq)
+    out.append("| ebats | `broker.amqp` defaults (quorum queues, `delay_unit: 1s`, 24 delay levels) except `prefix`,"
+               " a fresh one per run; `workers: {bench: {processes: 2}}`; results file on |")
+    out.append("| task message | body %d bytes (one `noop` task's envelope, params `{\"n\":10000}`), persistent,"
+               " content type %s, type %s, a timestamp, a %d-byte message id; headers seen by `basic.get`: %s."
+               " amqp_limit sends the same properties and a body of that size |" % (
+                   envelope["body_bytes"], envelope["content_type"], envelope.get("type"),
+                   envelope["message_id_bytes"],
+                   ", ".join("`%s`" % k for k in envelope.get("header_keys", [])) or "none"))
+    out.append("| RabbitMQ's VM idle | %.1f ms of CPU per second (2 s with no client, before the runs) |" %
+               (idle["beam_idle_cpu_s_per_s"] * 1000))
+    out.append("| load average (1 min) at the start / after each run | %.2f / %s |" % (
+        m["loadavg_at_start"], ", ".join("%.2f" % r.get("loadavg", float("nan")) for r in runs)))
+    out.append("")
+    out.append("### Results (%d runs: median, range, every run)\n" % len(runs))
+    out.append("| metric | unit | median | range (min – max) | runs |")
+    out.append("|---|---|---:|---|---|")
+    for label, unit, m_, rng, each in rows:
+        out.append("| %s | %s | %s | %s | %s |" % (label, unit, m_, rng, each))
+    out.append("")
+    out.append("### Marks\n")
+    out.append("| mark | met? | measured |")
+    out.append("|---|---|---|")
+    for label, met, value in marks:
+        out.append("| %s | %s | %s |" % (label, "**yes**" if met else "**no**", value))
+    out.append("")
+    out.append("### Where the CPU goes in the drain (median CPU seconds per run, 20,000 tasks)\n")
+    out.append("| process | CPU s |")
+    out.append("|---|---:|")
+    for label, v in cpu_rows:
+        out.append("| %s | %.2f |" % (label, v))
+    out.append("")
+    out.append("Wall time of the drain: W1 median %.2f s, the limit program's %.2f s. With 2 CPUs, the CPU seconds of"
+               " a window can reach twice its wall time.\n" % (
+                   med(lambda r, x: r["w1"]["drain"]["seconds"]), med(lambda r, x: x["limit_drain_s"])))
+    notes = read_notes(args.notes, "rabbitmq")
+    if notes:
+        out.append(notes + "\n")
+    out.append("### How it is measured\n")
+    out.append(HOW_MEASURED_AMQP)
+    write_section(args.doc, "rabbitmq", "\n".join(out))
+    print("wrote the RabbitMQ section of " + args.doc)
+
+
+HOW_MEASURED_AMQP = """\
+`bench/run.sh --broker rabbitmq` builds ebats (Release) into `build-bench/`, starts one private RabbitMQ node
+with `tests/amqp/rabbitmq-node.sh start DIR` (stopped at the end, also on failure), and connects as its
+`guest` user over loopback (`EBATS_BROKER_PASSWORD=guest`). Before the runs it measures one task envelope:
+one `bench_noop` event is published in a throwaway prefix, the scheduler routes it, and
+`amqp_limit --peek` takes the task message off `PREFIX.ntask.bench` and reports its size. Each run then
+uses a name prefix of its own (`broker.amqp.prefix: bench-PID-rRUN`), and deletes its queues and exchanges
+at its end, so no run sees another's queues. In each run, in this order:
+
+1. **Physical limit, before.** `amqp_limit` (bench/amqp_limit.c: plain rabbitmq-c, no framework) declares
+   one durable quorum queue, publishes 20,000 persistent messages with the envelope's body size, content
+   type and a message id, in batches of 1,000 with publisher confirms (every confirm of a batch awaited,
+   `multiple` acks handled), then sets `basic.qos(1024)` (the ntask worker's prefetch with 2 children
+   once it has measured its tasks: min(`claim_batch` 1,024, 512 per child); it starts at 2 per child),
+   consumes, does nothing with each message and sends one `basic.ack` per message, then makes one
+   synchronous round trip on the channel so the broker has read every ack, and deletes the queue. Its
+   **drain** time runs from `basic.qos` to that round trip's reply; it also reports the time from its
+   first delivery.
+2. **W1, drain.** 20,000 `{"n":…}` lines are published with `ebatsctl publish bench_noop --jsonl`
+   (publish rate = 20,000 / that command's wall time), `ebats-scheduler` is started alone and stopped
+   once `ebatsctl stats --json` shows 20,000 tasks pending on topic `bench` (polled every ≈ 0.1 s; the
+   routing time is approximate). Then `ebats-ntask-worker --topic bench` (2 children) is started; the
+   clock runs from just before its start until the results file holds 20,000 lines (watched by a Python
+   process started, and past its own start-up, before the clock starts; it polls every 5 ms, and
+   notes when the first line appears too). **Drain rate** = 20,000 / that time; from the first result =
+   19,999 / (time of the 20,000th − time of the first). The worker's time includes its start-up (plugin
+   load in the children, connection, declaring its queues) and its prefetch growing from 4.
+3. **Physical limit, after.** The same program again (with the worker of W1 still running, idle). The
+   run's limit = 20,000 / the mean of the two drain times; **ratio** = W1's rate / that, per run, so the
+   machine's drift between runs cancels out.
+4. **W2, delayed-task lateness.** The scheduler and `ebats-dtask-worker` are started (the ntask worker
+   still runs) and 1,000 events `bench_delayed` are published in one `--jsonl` call; each becomes one
+   task `bench_record` registered with `delay: 3s`, which travels through the delay levels. Lateness =
+   `started_at − due_at` of each result (wall ms); a negative one would be a task run early.
+5. **W3, retry gap.** 1,000 events `bench_retry`, each one task `bench_retry_once`
+   (`retry: {max: 1, backoff: [1s]}`): attempt 0 calls `retry_after(1000)` and returns `EBATS_RETRY`,
+   attempt 1 returns OK; both append `<id> <attempt> <task>` to a record file. Gap = attempt 1's
+   `started_at` − attempt 0's `finished_at` − 1,000 ms, from the results file; each task must have
+   exactly these two results and two recorded executions.
+6. **Checks.** The results file must hold exactly 20,000 `ok` results of `noop` for 20,000 distinct task
+   ids, and `ebatsctl stats --json` afterwards must show nothing pending, delayed or dead.
+
+**CPU per task** = CPU seconds (utime + stime from `/proc/PID/stat`) of every process that handles the
+tasks during the drain window, divided by 20,000. For the limit: `amqp_limit` itself (`getrusage`) plus
+RabbitMQ's VM (`beam.smp`, pid from `DIR/beam.pid`), read at both ends of its drain. For ebats: the
+ntask worker parent and its 2 children (their whole lives: they start with the window) plus the VM's
+CPU between the start line and the 20,000th result. The kernel counts CPU time in ticks of 10 ms, so
+these figures move in steps of 0.5 µs per task. The VM's share is the broker's work for the tasks:
+delivering, taking the acks and, for ebats, storing the result records ebats publishes to its
+`PREFIX.results` stream; its idle CPU (measured before the runs, above) is in both. The scheduler and
+`ebatsctl publish` are not in it: both programs' messages are in the queue before the window opens.
+Medians and ranges are over the runs (`--runs N`, default 3). Other options: `--dir DIR` (where the
+node, state dirs and results live), `--no-build`, `--keep` (keeps the state dirs, per-run JSON and
+the node's logs), `--no-doc` (leaves docs/benchmarks.md alone). No step asserts a time: the marks are
+read off the figures.
+"""
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -478,10 +973,13 @@ def main():
     s.add_argument("--t0-ns", type=int)
     s.add_argument("--timeout", type=float, required=True)
     s.add_argument("--pid", action="append")
+    s.add_argument("--delta-pid", action="append")
+    s.add_argument("--allow-short", action="store_true")
     s.add_argument("--start-fifo")
     s = sub.add_parser("verify")
     s.add_argument("--file", required=True)
-    s.add_argument("--db", required=True)
+    s.add_argument("--db")
+    s.add_argument("--stats")
     s.add_argument("--task", required=True)
     s.add_argument("--expect", type=int, required=True)
     s = sub.add_parser("lateness")
@@ -489,6 +987,23 @@ def main():
     s.add_argument("--task", required=True)
     s.add_argument("--expect", type=int, required=True)
     s.add_argument("--record")
+    s = sub.add_parser("retry-gap")
+    s.add_argument("--file", required=True)
+    s.add_argument("--task", required=True)
+    s.add_argument("--expect", type=int, required=True)
+    s.add_argument("--delay-ms", type=int, required=True)
+    s.add_argument("--record")
+    s = sub.add_parser("summarize-rabbitmq")
+    s.add_argument("--runs-dir", required=True)
+    s.add_argument("--machine", required=True)
+    s.add_argument("--envelope", required=True)
+    s.add_argument("--idle", required=True)
+    s.add_argument("--package", default="?")
+    s.add_argument("--erlang-package", default="?")
+    s.add_argument("--librabbitmq", default="?")
+    s.add_argument("--doc", required=True)
+    s.add_argument("--command", required=True)
+    s.add_argument("--notes")
     s = sub.add_parser("summarize")
     s.add_argument("--runs-dir", required=True)
     s.add_argument("--machine", required=True)
@@ -497,7 +1012,8 @@ def main():
     s.add_argument("--notes")
     args = p.parse_args()
     {"machine": cmd_machine, "publish": cmd_publish, "wait": cmd_wait, "verify": cmd_verify,
-     "lateness": cmd_lateness, "summarize": cmd_summarize}[args.cmd](args)
+     "lateness": cmd_lateness, "retry-gap": cmd_retry_gap, "summarize": cmd_summarize,
+     "summarize-rabbitmq": cmd_summarize_rabbitmq}[args.cmd](args)
 
 
 if __name__ == "__main__":

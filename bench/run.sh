@@ -2,6 +2,11 @@
 # The ebats benchmark: the one documented command (see docs/benchmarks.md).
 #
 #   bench/run.sh [--runs N] [--dir DIR] [--synchronous full|normal] [--no-build] [--keep] [--no-doc]
+#   bench/run.sh --broker rabbitmq [--runs N] [--dir DIR] [--no-build] [--keep] [--no-doc]
+#
+# --broker sqlite (the default) is described here; --broker rabbitmq runs
+# bench/run_rabbitmq.sh instead (see its --help). Each rewrites only its own
+# section of docs/benchmarks.md.
 #
 # Builds ebats (Release, tests off) into build-bench/, then N times (default 3),
 # each in a fresh state dir under DIR (default ${TMPDIR:-/tmp}):
@@ -29,6 +34,22 @@ build=1
 keep=0
 write_doc=1
 synchronous=full
+# --broker picks the benchmark; everything else is the chosen one's.
+args=()
+broker=sqlite
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --broker) broker=${2:?--broker needs sqlite or rabbitmq}; shift 2 ;;
+    --broker=*) broker=${1#--broker=}; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+set -- ${args[@]+"${args[@]}"}
+case "$broker" in
+  sqlite) ;;
+  rabbitmq) exec "$repo/bench/run_rabbitmq.sh" "$@" ;;
+  *) echo "bench/run.sh: --broker takes sqlite or rabbitmq, got '$broker'" >&2; exit 2 ;;
+esac
 command_line="bench/run.sh${*:+ $*}"
 while [ $# -gt 0 ]; do
   case "$1" in

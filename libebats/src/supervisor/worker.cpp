@@ -133,8 +133,6 @@ class Worker::Impl {
   void release(const Job& job, const std::string& why, int64_t pid);
   void dead_letter_undecodable(const Delivery& d, const DecodeResult& r);
   void dead_letter_delivery(const Delivery& d, const std::string& reason, const std::string& error);
-  // RabbitMQ consumes with a prefetch: follow the automatic one when it moves.
-  void follow_prefetch();
   // --- broker ---
   SteadyTime flush_due_at() const;
   void flush(SteadyTime now, bool force);
@@ -191,8 +189,6 @@ class Worker::Impl {
   SteadyTime drain_deadline_{};
   SteadyTime kill_deadline_{};
   uint64_t executed_ = 0;
-  uint32_t subscribed_prefetch_ = 0;  // the prefetch the broker consumes with (RabbitMQ's basic.qos)
-  bool subscribe_in_flight_ = false;
   uint64_t dropped_stale_ = 0;        // deliveries dropped unstarted: their channel closed
 };
 
@@ -441,27 +437,7 @@ bool Worker::Impl::may_claim() const {
          held() < capacity();
 }
 
-void Worker::Impl::follow_prefetch() {
-  const uint32_t want = static_cast<uint32_t>(capacity());
-  if (subscribe_in_flight_ || want == subscribed_prefetch_) return;
-  // Consuming again costs a round trip: only for a real change.
-  if (subscribed_prefetch_ != 0 && want < 2 * subscribed_prefetch_ && 2 * want > subscribed_prefetch_) return;
-  subscribe_in_flight_ = true;
-  broker_thread_->post([this, want, lane = setup_.lane, topic = setup_.topic](Broker& broker) -> BrokerThread::Completion {
-    Status s = broker.subscribe(lane, topic, want);
-    return [this, s, want] {
-      subscribe_in_flight_ = false;
-      if (s.ok()) {
-        subscribed_prefetch_ = want;
-      } else {
-        log_.error("changing the prefetch failed", {{"prefetch", std::to_string(want)}, {"error", s.message()}});
-      }
-    };
-  });
-}
-
 void Worker::Impl::claim(SteadyTime now) {
-  if (!draining_) follow_prefetch();
   if (claim_in_flight_ || now < next_claim_at_ || !may_claim()) return;
   const uint32_t want = static_cast<uint32_t>(std::min<size_t>(capacity() - held(), config_.sqlite.claim_batch));
   claim_in_flight_ = true;
@@ -876,8 +852,13 @@ Status Worker::Impl::run(SignalFd& signals) {
   auto recovered = broker_.recover_previous_incarnation(setup_.lane, setup_.topic);
   if (!recovered.ok()) return recovered.status().with_context("recovering leases of a previous run");
   if (*recovered > 0) log_.info("recovered tasks of a previous run", {{"count", std::to_string(*recovered)}});
-  subscribed_prefetch_ = static_cast<uint32_t>(capacity());
-  Status subscribed = broker_.subscribe(setup_.lane, setup_.topic, subscribed_prefetch_);
+  // RabbitMQ consumes with a fixed prefetch (basic.qos): the one set, or the
+  // automatic one's upper bound. Changing it means a new consumer, and a
+  // quorum queue hands what was on its way to the old one back with a
+  // delivery counted, which ebats counts as an attempt: so it never changes.
+  // The automatic prefetch still decides how much the worker takes in.
+  const uint32_t consumer_prefetch = settings_.prefetch > 0 ? settings_.prefetch : max_capacity_;
+  Status subscribed = broker_.subscribe(setup_.lane, setup_.topic, consumer_prefetch);
   if (!subscribed.ok()) return subscribed.with_context("subscribing to the topic's queue");
   auto thread = BrokerThread::start(broker_);
   if (!thread.ok()) return thread.status();

@@ -327,11 +327,11 @@ void AmqpSession::on_delivery(Incoming& in) {
   copy.body = d.redeliveries > 0 ? with_attempt(in.body, d.attempt, options_.max_message_bytes) : std::move(in.body);
   held_[token] = std::move(copy);
   unacked_tags_.insert(in.delivery_tag);
-  // The arrival guard: a task that comes more than one delay unit before its
-  // due time (a delay beyond the levels, clock skew between hosts) goes back
-  // through the delay levels instead of waiting in a worker's memory.
+  // The arrival guard: a task that comes earlier than the levels let it (a
+  // delay beyond the levels, clock skew between hosts) goes back through the
+  // delay levels instead of waiting in a worker's memory.
   if (lane != Lane::events && d.attempt < d.max_attempts &&
-      d.due_at - clock().wall_now() > topology_.unit_ms()) {
+      d.due_at - clock().wall_now() > topology_.hold_ms()) {
     early_.push_back(std::move(d));
     return;
   }
@@ -348,7 +348,7 @@ std::vector<Delivery> AmqpSession::send_back(std::vector<Delivery> deliveries, c
     const OutMsg* copy = held_copy(d.token);
     if (copy == nullptr) continue;  // its channel closed: RabbitMQ has it back
     OutMsg m = *copy;
-    if (m.lane == Lane::dtask || (m.lane == Lane::ntask && m.due_at - now > topology_.unit_ms())) m.lane = Lane::dtask;
+    if (m.lane == Lane::dtask || (m.lane == Lane::ntask && m.due_at - now > topology_.hold_ms())) m.lane = Lane::dtask;
     Publish p;
     p.message = out_message(m, topology_, now);
     p.resend_after_reconnect = false;

@@ -177,8 +177,8 @@ Route Topology::delay_route(uint64_t units, const std::string& topic) const {
 Route Topology::task_route(Lane lane, const std::string& topic, WallMs due_at, WallMs now) const {
   if (lane == Lane::ntask) return {ntask_, topic};
   const int64_t ahead = due_at - now;
-  if (ahead < unit_ms_) return {dtask_, topic};
-  return delay_route(static_cast<uint64_t>(ahead / unit_ms_), topic);
+  if (ahead < hold_ms()) return {dtask_, topic};
+  return delay_route(static_cast<uint64_t>((ahead - unit_ms_ / 2) / unit_ms_), topic);
 }
 
 }  // namespace amqp

@@ -22,14 +22,18 @@
 //                                (7 days); one consumer can read every host's
 //
 // Delays (after NServiceBus' delay infrastructure): a task due in d units
-// (d = floor((due_at - now) / unit)) gets the routing key of d's `levels`
-// binary digits, most significant first, then the topic: "0.….1.0.1.T". It
-// is published to P.delay.h, h = d's highest set bit. Queue LL takes keys
-// whose digit LL is 1; exchange LL passes keys whose digit LL is 0 down to
-// exchange LL-1. A message waits 2^LL units in each queue whose digit is set
-// and reaches P.dtask after d units: never later than its due time by more
-// than the hops take, up to one unit earlier (the worker holds it until
-// due_at). One TTL per queue keeps expiry in queue order. RabbitMQ refuses a
+// gets the routing key of d's `levels` binary digits, most significant first,
+// then the topic: "0.….1.0.1.T". It is published to P.delay.h, h = d's
+// highest set bit. Queue LL takes keys whose digit LL is 1; exchange LL
+// passes keys whose digit LL is 0 down to exchange LL-1. A message waits 2^LL
+// units in each queue whose digit is set and reaches P.dtask after d units.
+// One TTL per queue keeps expiry in queue order.
+//
+// d = floor((due_at - now - slack) / unit), slack = half a unit: a task comes
+// out of the levels between half a unit and a unit and a half before its due
+// time, so hops that run late (a few ms each, up to ~100 ms under load) never
+// make it late; the dtask worker holds it until due_at. A task due within
+// hold_ms() (unit + slack) skips the levels. RabbitMQ refuses a
 // TTL above ten years, so there are fewer levels than configured when the top
 // one would wait longer (levels() says how many); a task due later goes round
 // again (the arrival guard).
@@ -127,6 +131,10 @@ class Topology {
   // The most units one pass through the levels delays: 2^levels - 1.
   uint64_t max_delay_units() const;
   int64_t unit_ms() const { return unit_ms_; }
+  // The earliest before its due time a task leaves the levels (unit + slack):
+  // one that arrives earlier than that (a delay beyond the levels, clock skew)
+  // goes round again; up to that, the worker holds it.
+  int64_t hold_ms() const { return unit_ms_ + unit_ms_ / 2; }
   // broker.amqp.delay_levels (1 to 63), less those whose TTL would pass
   // kMaxMessageTtlMs.
   uint32_t levels() const { return levels_; }
