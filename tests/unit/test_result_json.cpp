@@ -116,3 +116,19 @@ TEST_CASE("invalid UTF-8 in a result becomes U+FFFD, never invalid JSON", "[resu
   CHECK(std::string(doc["host"].GetString()) == "h\xEF\xBF\xBD");
   CHECK(std::string(doc["params"].GetString()) == "{\"a\":\"\xEF\xBF\xBD\"}");
 }
+
+TEST_CASE("result json: params marked compact are written as they are, not parsed again", "[result]") {
+  ebats::ResultRecord r;
+  r.topic = "demo";
+  r.task_id = "0b7f4c7e-9a51-4d8e-8a6f-2f1f2d1f9c11";
+  r.task = "closeOrder";
+  r.params = "{\"order_id\":42,\"note\":\"x\"}";
+  r.params_compact = true;
+  r.status = "ok";
+  const std::string line = ebats::result_to_json(r);
+  CHECK(line.find(",\"params\":{\"order_id\":42,\"note\":\"x\"},") != std::string::npos);
+  rapidjson::Document d;
+  d.Parse(line.c_str());
+  REQUIRE_FALSE(d.HasParseError());
+  CHECK(d["params"]["order_id"].GetInt() == 42);
+}

@@ -16,6 +16,10 @@ struct ResultRecord {
   std::string task_id;
   std::string task;
   std::string params;     // JSON object text, possibly cut to the limit
+  // params is one compact JSON object already (a decoded envelope's params,
+  // or the worker's cut-down stand-in), written as it is; else it is parsed
+  // and compacted, or written as a string when it is no object.
+  bool params_compact = false;
   int64_t time_ms = 0;    // steady-clock duration of the execution
   std::string message;
   std::string status;     // ok | retry | failed | dead

@@ -13,7 +13,8 @@ std::string result_to_json(const ResultRecord& r) {
   std::string params_object;
   std::string params_detail;
   const bool params_is_object =
-      json::compact_object(r.params, &params_object, &params_detail) == json::ObjectParse::ok;
+      r.params_compact || json::compact_object(r.params, &params_object, &params_detail) == json::ObjectParse::ok;
+  const std::string& params_text = r.params_compact ? r.params : params_object;
 
   std::string out;
   out.reserve(256 + r.params.size() + r.message.size());
@@ -28,7 +29,7 @@ std::string result_to_json(const ResultRecord& r) {
   json::write_string(w, r.task);
   w.Key("params");
   if (params_is_object) {
-    w.RawValue(params_object.data(), params_object.size(), rapidjson::kObjectType);
+    w.RawValue(params_text.data(), params_text.size(), rapidjson::kObjectType);
   } else {
     json::write_string(w, r.params);
   }

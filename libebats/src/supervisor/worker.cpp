@@ -589,6 +589,7 @@ void Worker::Impl::complete(const Job& job, const AttemptFacts& in, WallMs start
   rec.task_id = env.id;
   rec.task = env.task;
   rec.params = cut_params(env.params);
+  rec.params_compact = true;  // a decoded envelope's params, or the compact stand-in
   rec.time_ms = time_ms;
   rec.message = facts.message;
   rec.status = result_status_name(step.status);
@@ -651,6 +652,7 @@ void Worker::Impl::release(const Job& job, const std::string& why, int64_t pid) 
   rec.task_id = job.env.id;
   rec.task = job.env.task;
   rec.params = cut_params(job.env.params);
+  rec.params_compact = true;
   rec.message = why;
   rec.status = "retry";
   rec.attempt = job.env.attempt;
