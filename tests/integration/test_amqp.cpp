@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -233,8 +234,10 @@ TEST_CASE("RabbitMQ: heartbeats flow while a task runs for three heartbeats, so 
   CHECK(sys.log_of("ntask").find("lost") == std::string::npos);
 }
 
-TEST_CASE("RabbitMQ: every result record is also published to the results stream", "[integration][amqp-only]") {
+TEST_CASE("RabbitMQ: every result record is also published, and kept in the results stream when asked",
+          "[integration][amqp-only]") {
   TestSystem sys("  e:\n    - {task: record, topic: t}\n    - {task: fail, topic: t}\n");
+  sys.edit_config("  amqp: {", "  amqp: {results_stream: true, ");
   auto batch = sys.publisher().batch();
   for (int i = 0; i < 20; ++i) REQUIRE(batch.add_event("e", "{\"n\":" + std::to_string(i) + "}").ok());
   REQUIRE(batch.commit().ok());
@@ -359,4 +362,40 @@ TEST_CASE("RabbitMQ: an event published after its queue was deleted is kept: the
   sys.start_all();
   REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 1; }));
   CHECK(sys.results().size() == 1);  // the first event went with the deleted queue; the second was kept
+}
+
+TEST_CASE("RabbitMQ: result records go to the results exchange for whoever binds a queue, and nowhere else",
+          "[integration][amqp-only]") {
+  // The original's result callback: a consumer anywhere binds a queue of its
+  // own to <prefix>.results (here: topic t only) and gets every host's records.
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n");
+  REQUIRE(sys.ebatsctl({"setup"}) == 0);
+  auto c = foreign_connection();
+  amqp::TopologySpec mine;
+  mine.queues.push_back(amqp::QueueSpec{sys.prefix() + "-my-results", {amqp::Argument{"x-queue-type", true, "quorum", 0}}});
+  mine.bindings.push_back(amqp::BindingSpec{false, sys.prefix() + "-my-results", sys.prefix() + ".results", "t"});
+  REQUIRE(c->declare(1, mine).ok());
+  auto batch = sys.publisher().batch();
+  for (int i = 0; i < 30; ++i) REQUIRE(batch.add_event("e", "{\"n\":" + std::to_string(i) + "}").ok());
+  REQUIRE(batch.commit().ok());
+  sys.start_all();
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() == 30; }));
+  REQUIRE(c->qos(1, 100).ok());
+  REQUIRE(c->consume(1, sys.prefix() + "-my-results", {}).ok());
+  size_t records = 0;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (records < 30 && std::chrono::steady_clock::now() < until) {
+    auto in = c->next(200);
+    REQUIRE(in.ok());
+    if (!in->has_value() || (*in)->kind != amqp::Incoming::Kind::deliver) continue;
+    CHECK((*in)->routing_key == "t");
+    records += static_cast<size_t>(std::count((*in)->body.begin(), (*in)->body.end(), '\n'));
+    REQUIRE(c->ack(1, (*in)->delivery_tag, false).ok());
+  }
+  CHECK(records == 30);
+  // No stream is made for them unless results_stream asks for it.
+  std::string out;
+  const std::string script = std::string(EBATS_SOURCE_DIR) + "/tests/amqp/rabbitmq-node.sh";
+  REQUIRE(sys.run({"/bin/bash", script, "ctl", ebats::test::amqp_node_dir(), "-q", "list_queues", "name"}, &out) == 0);
+  CHECK(out.find(sys.prefix() + ".results\n") == std::string::npos);
 }

@@ -284,13 +284,8 @@ TEST_CASE("amqp topology: every queue is quorum, and dead-letters at least once 
     INFO("queue " << q.name);
     if (streams.count(q.name)) {
       CHECK(text_argument(q, "x-queue-type") == std::optional<std::string>("stream"));
-      if (q.name == t.dead_stream()) {
-        CHECK(q.arguments.size() == 1);  // dead letters are kept however long they wait
-      } else {
-        // Results are kept broker.amqp.results_max_age (7 days), in segments small enough to drop.
-        CHECK(text_argument(q, "x-max-age") == std::optional<std::string>("604800s"));
-        CHECK(argument(q, "x-stream-max-segment-size-bytes"));
-      }
+      CHECK(q.name == t.dead_stream());  // the results stream only with results_stream
+      CHECK(q.arguments.size() == 1);    // dead letters are kept however long they wait
       continue;
     }
     ++quorum;
@@ -406,11 +401,20 @@ TEST_CASE("amqp topology: a topic's queues, the events queue and the streams, wi
   CHECK(text_argument(dead.queues[0], "x-queue-type") == std::optional<std::string>("stream"));
   CHECK(has_binding(dead, false, "p.dead", "p.dead", "#"));
 
+  // Results go to an exchange for whoever binds a queue to it; the stream
+  // that keeps them all comes only with results_stream.
   const TopologySpec results = t.results();
-  REQUIRE(results.queues.size() == 1);
-  CHECK(results.queues[0].name == "p.results");
-  CHECK(text_argument(results.queues[0], "x-queue-type") == std::optional<std::string>("stream"));
-  CHECK(has_binding(results, false, "p.results", "p.results", "#"));
+  CHECK(results.queues.empty());
+  REQUIRE(results.exchanges.size() == 1);
+  CHECK(results.exchanges[0].name == "p.results");
+  AmqpConfig with_stream = config_of("p", 24, 1000);
+  with_stream.results_stream = true;
+  const TopologySpec kept = Topology(with_stream).results();
+  REQUIRE(kept.queues.size() == 1);
+  CHECK(kept.queues[0].name == "p.results");
+  CHECK(text_argument(kept.queues[0], "x-queue-type") == std::optional<std::string>("stream"));
+  CHECK(text_argument(kept.queues[0], "x-max-age") == std::optional<std::string>("604800s"));
+  CHECK(has_binding(kept, false, "p.results", "p.results", "#"));
 }
 
 TEST_CASE("amqp topology: every binding of all() names an exchange and a queue the spec declares",

@@ -82,6 +82,7 @@ struct AmqpConfig {
   uint32_t delay_levels = 24;            // delay queues: one per power of two of delay_unit
   int64_t delay_unit_ms = 1'000;
   uint32_t delivery_limit = 20;          // quorum x-delivery-limit backstop; 0 = none
+  bool results_stream = false;           // keep every result in the stream <prefix>.results
   int64_t results_max_age_ms = 7 * 86'400'000;  // the results stream keeps records this long; 0 = for ever
   int64_t reconnect_min_ms = 500;
   int64_t reconnect_max_ms = 30'000;

@@ -157,7 +157,8 @@ class ConfigParser {
     if (!check_map(f, true, "amqp: {heartbeat: 30s, delay_unit: 1s}", d_)) return;
     const MapFields fields(f.value, f.path,
                            {"prefix", "heartbeat", "connect_timeout", "confirm_timeout", "consumer_timeout",
-                            "delay_levels", "delay_unit", "delivery_limit", "results_max_age", "reconnect", "tls"},
+                            "delay_levels", "delay_unit", "delivery_limit", "results_stream", "results_max_age", "reconnect",
+                            "tls"},
                            d_);
     if (const Field* prefix = fields.find("prefix")) {
       if (std::optional<std::string> text = read_string(*prefix, d_)) {
@@ -182,6 +183,9 @@ class ConfigParser {
     read_duration_into(fields, "delay_unit", 1, amqp.delay_unit_ms);
     if (const Field* limit = fields.find("delivery_limit")) {
       if (auto v = read_integer(*limit, 0, kMaxDeliveryLimit, d_)) amqp.delivery_limit = static_cast<uint32_t>(*v);
+    }
+    if (const Field* stream = fields.find("results_stream")) {
+      if (std::optional<bool> b = read_bool(*stream, d_)) amqp.results_stream = *b;
     }
     read_duration_into(fields, "results_max_age", 0, amqp.results_max_age_ms);
     if (const Field* reconnect = fields.find("reconnect")) {

@@ -106,6 +106,7 @@ std::vector<OutMessage> result_messages(const std::vector<ResultRecord>& results
     OutMessage m;
     m.exchange = topology.results_exchange();
     m.routing_key = topic.empty() ? "_" : topic;
+    m.mandatory = false;  // published for whoever listens; the results file is the record
     m.properties.message_id = new_uuid_v7(now);
     m.properties.content_type = "application/x-ndjson";
     m.properties.type = "results";
@@ -140,6 +141,7 @@ std::vector<OutMessage> result_messages(const std::string& jsonl, const std::str
     OutMessage m;
     m.exchange = topology.results_exchange();
     m.routing_key = topic.empty() ? "_" : topic;
+    m.mandatory = false;  // published for whoever listens; the results file is the record
     m.body = jsonl.substr(start, end - start);
     m.properties.message_id = new_uuid_v7(now);
     m.properties.content_type = "application/x-ndjson";

@@ -52,7 +52,8 @@ OutMessage out_message(const OutMsg& m, const Topology& topology, WallMs now);
 // A dead letter for the dead-letter exchange.
 OutMessage dead_letter_message(const DeadLetter& d, const Topology& topology);
 // Result records as JSON lines, in messages of at most `max_body` bytes each
-// (one record longer than that gets a message of its own).
+// (one record longer than that gets a message of its own), not mandatory:
+// they go to whoever bound a queue to the results exchange, or nowhere.
 std::vector<OutMessage> result_messages(const std::vector<ResultRecord>& results, const Topology& topology,
                                         size_t max_body, WallMs now);
 // The same from the records already encoded as JSON lines (Batch::results_jsonl):

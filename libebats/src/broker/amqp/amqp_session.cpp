@@ -639,8 +639,15 @@ bool AmqpSession::publish_all(std::vector<Publish>& messages, SteadyTime deadlin
     }
     std::vector<size_t> again(round.begin() + static_cast<std::ptrdiff_t>(sent.size()), round.end());
     std::vector<bool> waiting(messages.size(), false);
-    size_t unsettled = sent.size();
-    for (size_t i : sent) waiting[i] = true;
+    size_t unsettled = 0;
+    for (size_t i : sent) {
+      if (!messages[i].message.mandatory && !messages[i].await_confirm) {
+        messages[i].confirmed = true;  // handed to the broker; not waited for
+        continue;
+      }
+      waiting[i] = true;
+      ++unsettled;
+    }
     while (unsettled > 0 && connection_ && epoch_.load() == epoch && clock().steady_now() < deadline) {
       const int64_t left = ms_between(clock().steady_now(), deadline);
       pump(static_cast<int>(std::clamp<int64_t>(left, 1, 200)), false);

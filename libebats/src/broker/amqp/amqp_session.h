@@ -59,6 +59,10 @@ struct SessionOptions {
 struct Publish {
   OutMessage message;
   bool resend_after_reconnect = true;
+  // false: sent and counted as done without waiting for its confirm (a
+  // notice for whoever listens, like a result record; its confirm, when it
+  // comes, is ignored).
+  bool await_confirm = true;
   // Set by publish_all():
   bool confirmed = false;
   std::string failure;  // why not, when not confirmed

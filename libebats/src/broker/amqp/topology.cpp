@@ -40,7 +40,8 @@ Topology::Topology(const AmqpConfig& config)
       levels_(usable_levels(config.delay_levels, config.delay_unit_ms)),
       unit_ms_(usable_unit(config.delay_unit_ms)),
       delivery_limit_(config.delivery_limit),
-      results_max_age_ms_(config.results_max_age_ms) {}
+      results_max_age_ms_(config.results_max_age_ms),
+      results_stream_(config.results_stream) {}
 
 std::string Topology::delay_exchange(uint32_t level) const {
   char digits[8];
@@ -147,8 +148,10 @@ TopologySpec Topology::dead_letters() const {
 TopologySpec Topology::results() const {
   TopologySpec t;
   t.exchanges.push_back({results_, "topic"});
-  t.queues.push_back(stream(results_, results_max_age_ms_));
-  t.bindings.push_back({false, results_, results_, "#"});
+  if (results_stream_) {
+    t.queues.push_back(stream(results_, results_max_age_ms_));
+    t.bindings.push_back({false, results_, results_, "#"});
+  }
   return t;
 }
 

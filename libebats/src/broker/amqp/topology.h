@@ -17,9 +17,10 @@
 //                                P.delay.(LL-1), P.dtask below level 00
 //   exchange P.dead     topic    dead letters (ebats' and the broker's)
 //   stream   P.dead              bound '#'; browsed by `ebatsctl dead`
-//   exchange P.results  topic    result records, routing key = topic
-//   stream   P.results           bound '#', kept broker.amqp.results_max_age
-//                                (7 days); one consumer can read every host's
+//   exchange P.results  topic    result records, routing key = topic; a
+//                                consumer anywhere binds a queue of its own
+//   stream   P.results           only with broker.amqp.results_stream: bound
+//                                '#', kept broker.amqp.results_max_age (7 days)
 //
 // Delays (after NServiceBus' delay infrastructure): a task due in d units
 // gets the routing key of d's `levels` binary digits, most significant first,
@@ -151,6 +152,7 @@ class Topology {
   int64_t unit_ms_;
   uint32_t delivery_limit_;
   int64_t results_max_age_ms_;
+  bool results_stream_;
 };
 
 }  // namespace amqp
