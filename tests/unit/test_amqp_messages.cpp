@@ -74,6 +74,7 @@ std::string encoded(const Envelope& e) {
 HeaderValue number_header(const std::string& key, int64_t value) {
   HeaderValue h;
   h.key = key;
+  h.is_text = false;
   h.number = value;
   return h;
 }

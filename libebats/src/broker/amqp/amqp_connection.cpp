@@ -28,8 +28,8 @@ timeval to_timeval(int64_t ms) {
 // An amqp_table_t over entries that borrow their strings from the caller.
 class Table {
  public:
-  explicit Table(const std::vector<Argument>& arguments) {
-    for (const Argument& a : arguments) {
+  explicit Table(const std::vector<Argument>& entries) {
+    for (const Argument& a : entries) {
       amqp_table_entry_t e{};
       e.key = bytes(a.key);
       if (a.is_text) {
@@ -38,20 +38,6 @@ class Table {
       } else {
         e.value.kind = AMQP_FIELD_KIND_I64;
         e.value.value.i64 = a.number;
-      }
-      entries_.push_back(e);
-    }
-  }
-  explicit Table(const std::vector<HeaderValue>& headers) {
-    for (const HeaderValue& h : headers) {
-      amqp_table_entry_t e{};
-      e.key = bytes(h.key);
-      if (h.is_text) {
-        e.value.kind = AMQP_FIELD_KIND_UTF8;
-        e.value.value.bytes = bytes(h.text);
-      } else {
-        e.value.kind = AMQP_FIELD_KIND_I64;
-        e.value.value.i64 = h.number;
       }
       entries_.push_back(e);
     }
@@ -96,6 +82,7 @@ void read_headers(const amqp_table_t& table, std::vector<HeaderValue>* out) {
     const amqp_table_entry_t& e = table.entries[i];
     HeaderValue h;
     h.key = text(e.key);
+    h.is_text = false;  // unless it is text
     const amqp_field_value_t& v = e.value;
     switch (v.kind) {
       case AMQP_FIELD_KIND_UTF8:

@@ -35,13 +35,9 @@ struct ConnectOptions {
   std::string connection_name;  // shown by `rabbitmqctl list_connections client_properties`
 };
 
-// A header value we read: text or integer (other kinds are skipped).
-struct HeaderValue {
-  std::string key;
-  bool is_text = false;
-  std::string text;
-  int64_t number = 0;
-};
+// A message header: text or integer (headers of other kinds are not read),
+// the same shape as a queue argument.
+using HeaderValue = Argument;
 
 struct MessageProperties {
   std::string message_id;

@@ -104,6 +104,51 @@ Result<OutMsg> AmqpDeadLetters::replacement(const DeadLetterEntry& entry, WallMs
   return m;
 }
 
+Status AmqpDeadLetters::tombstone_on_io(const std::vector<uint64_t>& offsets, uint64_t upto) {
+  std::vector<Publish> tombstone(1);
+  tombstone[0].message = tombstone_message(offsets, upto, session_.topology());
+  if (!session_.publish_all(tombstone, session_.deadline())) return Status::io(tombstone[0].failure);
+  return Status();
+}
+
+Result<uint64_t> AmqpDeadLetters::replay_on_io(const std::vector<DeadLetterEntry>& entries, WallMs now) {
+  std::vector<Publish> replays;
+  std::vector<uint64_t> offsets;
+  for (const DeadLetterEntry& e : entries) {
+    auto m = replacement(e, now);
+    if (!m.ok()) continue;  // not replayable: stays listed
+    Publish p;
+    p.message = out_message(*m, session_.topology(), now);
+    replays.push_back(std::move(p));
+    offsets.push_back(e.seq);
+  }
+  if (replays.empty()) return uint64_t{0};
+  // The replacements first, then one tombstone for those RabbitMQ confirmed.
+  session_.publish_all(replays, session_.deadline());
+  std::vector<uint64_t> done;
+  std::string failure;
+  for (size_t i = 0; i < replays.size(); ++i) {
+    if (replays[i].confirmed) {
+      done.push_back(offsets[i]);
+    } else if (failure.empty()) {
+      failure = replays[i].failure;
+    }
+  }
+  if (!done.empty()) {
+    Status marked = tombstone_on_io(done, 0);
+    if (!marked.ok()) {
+      return Status::io(std::to_string(done.size()) + " dead letter(s) were replayed but could not be marked as "
+                        "replayed (" + marked.message() + "); they are still listed: purge them, or a second replay "
+                        "repeats them");
+    }
+  }
+  if (!failure.empty()) {
+    return Status::io("replayed " + std::to_string(done.size()) + " of " + std::to_string(replays.size()) +
+                      " dead letter(s); the rest failed: " + failure);
+  }
+  return static_cast<uint64_t>(done.size());
+}
+
 Status AmqpDeadLetters::replay(uint64_t seq, WallMs now) {
   Status result;
   session_.run([&] {
@@ -118,24 +163,13 @@ Status AmqpDeadLetters::replay(uint64_t seq, WallMs now) {
       result = not_found(seq);
       return;
     }
-    auto m = replacement(*found, now);
+    auto m = replacement(*found, now);  // says why one cannot be replayed
     if (!m.ok()) {
       result = m.status();
       return;
     }
-    std::vector<Publish> replay(1);
-    replay[0].message = out_message(*m, session_.topology(), now);
-    if (!session_.publish_all(replay, session_.deadline())) {
-      result = Status::io("replaying dead letter " + std::to_string(seq) + ": " + replay[0].failure);
-      return;
-    }
-    std::vector<Publish> tombstone(1);
-    tombstone[0].message = tombstone_message({seq}, 0, session_.topology());
-    if (!session_.publish_all(tombstone, session_.deadline())) {
-      result = Status::io("dead letter " + std::to_string(seq) +
-                          " was replayed but could not be marked as replayed (" + tombstone[0].failure +
-                          "); it is still listed: purge it, or a second replay repeats it");
-    }
+    auto replayed = replay_on_io({*found}, now);
+    if (!replayed.ok()) result = replayed.status();
   });
   return result;
 }
@@ -144,47 +178,7 @@ Result<uint64_t> AmqpDeadLetters::replay_all(WallMs now) {
   Result<uint64_t> result = uint64_t{0};
   session_.run([&] {
     auto snapshot = read_on_io();
-    if (!snapshot.ok()) {
-      result = snapshot.status();
-      return;
-    }
-    std::vector<Publish> replays;
-    std::vector<uint64_t> offsets;
-    for (const DeadLetterEntry& e : snapshot->entries) {
-      auto m = replacement(e, now);
-      if (!m.ok()) continue;  // not replayable: stays listed
-      Publish p;
-      p.message = out_message(*m, session_.topology(), now);
-      replays.push_back(std::move(p));
-      offsets.push_back(e.seq);
-    }
-    if (replays.empty()) return;
-    session_.publish_all(replays, session_.deadline());
-    std::vector<uint64_t> done;
-    std::string failure;
-    for (size_t i = 0; i < replays.size(); ++i) {
-      if (replays[i].confirmed) {
-        done.push_back(offsets[i]);
-      } else if (failure.empty()) {
-        failure = replays[i].failure;
-      }
-    }
-    if (!done.empty()) {
-      std::vector<Publish> tombstone(1);
-      tombstone[0].message = tombstone_message(done, 0, session_.topology());
-      if (!session_.publish_all(tombstone, session_.deadline())) {
-        result = Status::io(std::to_string(done.size()) +
-                            " dead letters were replayed but could not be marked as replayed (" +
-                            tombstone[0].failure + "); they are still listed and a second replay repeats them");
-        return;
-      }
-    }
-    if (!failure.empty()) {
-      result = Status::io("replayed " + std::to_string(done.size()) + " of " + std::to_string(replays.size()) +
-                          " dead letters; the rest failed: " + failure);
-      return;
-    }
-    result = static_cast<uint64_t>(done.size());
+    result = snapshot.ok() ? replay_on_io(snapshot->entries, now) : Result<uint64_t>(snapshot.status());
   });
   return result;
 }
@@ -198,10 +192,9 @@ Result<uint64_t> AmqpDeadLetters::purge() {
       return;
     }
     if (snapshot->entries.empty()) return;
-    std::vector<Publish> tombstone(1);
-    tombstone[0].message = tombstone_message({}, snapshot->last_offset, session_.topology());
-    if (!session_.publish_all(tombstone, session_.deadline())) {
-      result = Status::io("purging dead letters: " + tombstone[0].failure);
+    Status marked = tombstone_on_io({}, snapshot->last_offset);
+    if (!marked.ok()) {
+      result = marked.with_context("purging dead letters");
       return;
     }
     result = static_cast<uint64_t>(snapshot->entries.size());

@@ -42,6 +42,11 @@ class AmqpDeadLetters final : public DeadLetterStore {
   // The message that puts `entry` back (task: its topic's ntask lane, due
   // now, attempt 0; event: the events exchange). invalid_argument for raw bytes.
   Result<OutMsg> replacement(const DeadLetterEntry& entry, WallMs now) const;
+  // The I/O thread only: replays the replayable ones of `entries` (their
+  // replacements confirmed, then one tombstone for them); returns how many.
+  Result<uint64_t> replay_on_io(const std::vector<DeadLetterEntry>& entries, WallMs now);
+  // The I/O thread only: a tombstone settling `offsets`, or all up to `upto`.
+  Status tombstone_on_io(const std::vector<uint64_t>& offsets, uint64_t upto);
 
   AmqpSession& session_;
 };

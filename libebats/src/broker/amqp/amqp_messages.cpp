@@ -26,6 +26,7 @@ HeaderValue text_header(const char* key, std::string value) {
 HeaderValue number_header(const char* key, int64_t value) {
   HeaderValue h;
   h.key = key;
+  h.is_text = false;
   h.number = value;
   return h;
 }

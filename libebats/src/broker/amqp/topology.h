@@ -55,6 +55,8 @@ namespace amqp {
 // (rabbit_misc:check_expiry; a larger one fails the queue declare).
 constexpr int64_t kMaxMessageTtlMs = int64_t{315'360'000'000};
 
+// One entry of an AMQP table (a queue argument, a message header): text or
+// a 64-bit integer.
 struct Argument {
   std::string key;
   bool is_text = true;
