@@ -490,6 +490,41 @@ def fmt_ms(x):
     return "{:,.0f}".format(x) if float(x).is_integer() else "{:,.1f}".format(x)
 
 
+def results_and_marks_tables(runs, rows, marks):
+    """The Results table (median, range, every run) and the Marks table of a section, as markdown lines."""
+    out = ["### Results (%d runs: median, range, every run)\n" % len(runs),
+           "| metric | unit | median | range (min – max) | runs |",
+           "|---|---|---:|---|---|"]
+    for label, unit, median, rng, each in rows:
+        out.append("| %s | %s | %s | %s | %s |" % (label, unit, median, rng, each))
+    out += ["", "### Marks\n", "| mark | met? | measured |", "|---|---|---|"]
+    for label, met, value in marks:
+        out.append("| %s | %s | %s |" % (label, "**yes**" if met else "**no**", value))
+    out.append("")
+    return out
+
+
+def cpu_table(heading, cpu_rows, value_format):
+    """A "where the CPU goes" table: one row a process, its CPU seconds written with value_format."""
+    out = [heading + "\n", "| process | CPU s |", "|---|---:|"]
+    for label, v in cpu_rows:
+        out.append(("| %s | " + value_format + " |") % (label, v))
+    out.append("")
+    return out
+
+
+def finish_section(args, out, part, how_measured, title):
+    """Appends the notes for `part` (bench/notes.md) and the how-it-is-measured text to the section's lines
+    `out`, writes the section into args.doc and says so."""
+    notes = read_notes(args.notes, part)
+    if notes:
+        out.append(notes + "\n")
+    out.append("### How it is measured\n")
+    out.append(how_measured)
+    write_section(args.doc, part, "\n".join(out))
+    print("wrote the %s section of %s" % (title, args.doc))
+
+
 def cmd_summarize(args):
     machine = json.load(open(args.machine))
     runs = []
@@ -587,34 +622,12 @@ def cmd_summarize(args):
     out.append("| load average (1 min) at the start / after each run | %.2f / %s |" % (
         m["loadavg_at_start"], ", ".join("%.2f" % r.get("loadavg", float("nan")) for r in runs)))
     out.append("")
-    out.append("### Results (%d runs: median, range, every run)\n" % len(runs))
-    out.append("| metric | unit | median | range (min – max) | runs |")
-    out.append("|---|---|---:|---|---|")
-    for label, unit, med, rng, each in rows:
-        out.append("| %s | %s | %s | %s | %s |" % (label, unit, med, rng, each))
-    out.append("")
-    out.append("### Marks\n")
-    out.append("| mark | met? | measured |")
-    out.append("|---|---|---|")
-    for label, met, value in marks:
-        out.append("| %s | %s | %s |" % (label, "**yes**" if met else "**no**", value))
-    out.append("")
-    out.append("### Where the CPU goes in W1 (median CPU seconds per run)\n")
-    out.append("| process | CPU s |")
-    out.append("|---|---:|")
-    for label, v in cpu_rows:
-        out.append("| %s | %s |" % (label, v))
-    out.append("")
+    out.extend(results_and_marks_tables(runs, rows, marks))
+    out.extend(cpu_table("### Where the CPU goes in W1 (median CPU seconds per run)", cpu_rows, "%s"))
     out.append("W1's wall time (median %.2f s) against these CPU seconds: a process whose CPU seconds approach the"
                " wall time is the bottleneck; if none does, the time goes to waiting (fsync of each commit, polling,"
                " handing tasks between processes).\n" % statistics.median(col(lambda r: r["w1"]["drain"]["seconds"])))
-    notes = read_notes(args.notes, "sqlite")
-    if notes:
-        out.append(notes + "\n")
-    out.append("### How it is measured\n")
-    out.append(HOW_MEASURED)
-    write_section(args.doc, "sqlite", "\n".join(out))
-    print("wrote the SQLite section of " + args.doc)
+    finish_section(args, out, "sqlite", HOW_MEASURED, "SQLite")
 
 
 HOW_MEASURED = """\
@@ -869,34 +882,13 @@ def cmd_summarize_rabbitmq(args):
     out.append("| load average (1 min) at the start / after each run | %.2f / %s |" % (
         m["loadavg_at_start"], ", ".join("%.2f" % r.get("loadavg", float("nan")) for r in runs)))
     out.append("")
-    out.append("### Results (%d runs: median, range, every run)\n" % len(runs))
-    out.append("| metric | unit | median | range (min – max) | runs |")
-    out.append("|---|---|---:|---|---|")
-    for label, unit, m_, rng, each in rows:
-        out.append("| %s | %s | %s | %s | %s |" % (label, unit, m_, rng, each))
-    out.append("")
-    out.append("### Marks\n")
-    out.append("| mark | met? | measured |")
-    out.append("|---|---|---|")
-    for label, met, value in marks:
-        out.append("| %s | %s | %s |" % (label, "**yes**" if met else "**no**", value))
-    out.append("")
-    out.append("### Where the CPU goes in the drain (median CPU seconds per run, 20,000 tasks)\n")
-    out.append("| process | CPU s |")
-    out.append("|---|---:|")
-    for label, v in cpu_rows:
-        out.append("| %s | %.2f |" % (label, v))
-    out.append("")
+    out.extend(results_and_marks_tables(runs, rows, marks))
+    out.extend(cpu_table("### Where the CPU goes in the drain (median CPU seconds per run, 20,000 tasks)",
+                         cpu_rows, "%.2f"))
     out.append("Wall time of the drain: W1 median %.2f s, the limit program's %.2f s. With 2 CPUs, the CPU seconds of"
                " a window can reach twice its wall time.\n" % (
                    med(lambda r, x: r["w1"]["drain"]["seconds"]), med(lambda r, x: x["limit_drain_s"])))
-    notes = read_notes(args.notes, "rabbitmq")
-    if notes:
-        out.append(notes + "\n")
-    out.append("### How it is measured\n")
-    out.append(HOW_MEASURED_AMQP)
-    write_section(args.doc, "rabbitmq", "\n".join(out))
-    print("wrote the RabbitMQ section of " + args.doc)
+    finish_section(args, out, "rabbitmq", HOW_MEASURED_AMQP, "RabbitMQ")
 
 
 HOW_MEASURED_AMQP = """\

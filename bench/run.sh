@@ -77,16 +77,8 @@ build_dir=${EBATS_BENCH_BUILD_DIR:-$repo/build-bench}
 bin=$build_dir/bin
 tool="python3 $repo/bench/bench_tool.py"
 
-if [ "$build" = 1 ]; then
-  echo "== building (Release, tests off) into build-bench/"
-  cmake -S "$repo" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DEBATS_BUILD_TESTS=OFF >/dev/null
-  cmake --build "$build_dir" -j"${EBATS_JOBS:-$(nproc)}" --target ebats_bench >/dev/null
-fi
-for exe in ebats-scheduler ebats-ntask-worker ebats-dtask-worker ebatsctl sqlite_limit; do
-  [ -x "$bin/$exe" ] || { echo "bench/run.sh: $bin/$exe missing; run without --no-build" >&2; exit 1; }
-done
-plugins=$build_dir/bench/plugins
-[ -f "$plugins/bench_noop.so" ] || { echo "bench/run.sh: $plugins/bench_noop.so missing; run without --no-build" >&2; exit 1; }
+. "$repo/bench/lib.sh"
+bench_build_and_check "$build" sqlite_limit
 
 out=$(mktemp -d "$base/ebats-bench-results.XXXXXX")
 echo "== machine"

@@ -71,16 +71,8 @@ node_script=$repo/tests/amqp/rabbitmq-node.sh
 export EBATS_BROKER_PASSWORD=${EBATS_BROKER_PASSWORD:-guest}   # the private node's guest user (loopback)
 export EBATS_BENCH_RETRY_MS=$RETRY_MS
 
-if [ "$build" = 1 ]; then
-  echo "== building (Release, tests off) into build-bench/"
-  cmake -S "$repo" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DEBATS_BUILD_TESTS=OFF >/dev/null
-  cmake --build "$build_dir" -j"${EBATS_JOBS:-$(nproc)}" --target ebats_bench >/dev/null
-fi
-for exe in ebats-scheduler ebats-ntask-worker ebats-dtask-worker ebatsctl amqp_limit; do
-  [ -x "$bin/$exe" ] || { echo "bench/run.sh: $bin/$exe missing; run without --no-build" >&2; exit 1; }
-done
-plugins=$build_dir/bench/plugins
-[ -f "$plugins/bench_noop.so" ] || { echo "bench/run.sh: $plugins/bench_noop.so missing; run without --no-build" >&2; exit 1; }
+. "$repo/bench/lib.sh"
+bench_build_and_check "$build" amqp_limit
 
 out=$(mktemp -d "$base/ebats-bench-rabbitmq-results.XXXXXX")
 node_dir=$out/node

@@ -505,6 +505,13 @@ cleanup_on_failure() {
     exit "$rc"
 }
 
+# check_name_and_timeout NAME CONSUMER_TIMEOUT: dies unless NAME is a usable
+# node name and CONSUMER_TIMEOUT is empty or a number of milliseconds.
+check_name_and_timeout() {
+    [[ $1 =~ ^[A-Za-z0-9_-]+$ ]] || die "--name '$1': use letters, digits, _ and -"
+    [ -z "$2" ] || [[ $2 =~ ^[0-9]+$ ]] || die "--consumer-timeout '$2' is not a number of milliseconds"
+}
+
 cmd_start() {
     local dir='' port='' tls=0 name="ebats-test-$$" ctimeout='' attempt cookie epmd_port dist_port tls_port t0
     [ $# -ge 1 ] || usage
@@ -523,11 +530,10 @@ cmd_start() {
             *) die "start: unknown option '$1'" ;;
         esac
     done
-    [[ $name =~ ^[A-Za-z0-9_-]+$ ]] || die "--name '$name': use letters, digits, _ and -"
+    check_name_and_timeout "$name" "$ctimeout"
     if [ -n "$port" ] && ! { [[ $port =~ ^[0-9]{1,5}$ ]] && [ "$port" -ge 1 ] && [ "$port" -le 65535 ]; }; then
         die "--port '$port' is not a port number"
     fi
-    [ -z "$ctimeout" ] || [[ $ctimeout =~ ^[0-9]+$ ]] || die "--consumer-timeout '$ctimeout' is not a number of milliseconds"
     need_rabbitmq
     abs_dir "$dir"; dir=$REPLY
     [ -d "$dir/n1" ] && die "$dir holds a cluster (n1/); use another DIR"
@@ -595,8 +601,7 @@ cmd_cluster() {
         esac
     done
     [[ $k =~ ^[1-9]$ ]] || die "--nodes '$k': 1 to 9 nodes"
-    [[ $name =~ ^[A-Za-z0-9_-]+$ ]] || die "--name '$name': use letters, digits, _ and -"
-    [ -z "$ctimeout" ] || [[ $ctimeout =~ ^[0-9]+$ ]] || die "--consumer-timeout '$ctimeout' is not a number of milliseconds"
+    check_name_and_timeout "$name" "$ctimeout"
     need_rabbitmq
     abs_dir "$dir"; dir=$REPLY
     [ -f "$dir/node" ] && die "$dir holds a single node; use another DIR"

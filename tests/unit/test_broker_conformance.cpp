@@ -14,6 +14,7 @@
 #include "ebats/clock.h"
 #include "ebats/envelope.h"
 #include "envelope/task_message.h"
+#include "support/broker_calls.h"
 #include "support/temp_dir.h"
 #include "support/test_backend.h"
 
@@ -67,18 +68,8 @@ struct Fixture {
   }
 };
 
-CommitReport commit_ok(Broker& broker, const Batch& batch) {
-  auto report = broker.commit(batch);
-  INFO(report.status().to_string());
-  REQUIRE(report.ok());
-  return *report;
-}
-
-void publish(Broker& broker, std::vector<OutMsg> msgs) {
-  Batch batch;
-  batch.publish = std::move(msgs);
-  commit_ok(broker, batch);
-}
+using ebats::test::commit_ok;
+using ebats::test::publish;
 
 // Claims until `want` deliveries came or `timeout` passed (RabbitMQ delivers
 // asynchronously); returns what came.

@@ -15,6 +15,7 @@
 
 #include "ebats/broker.h"
 #include "ebats/clock.h"
+#include "support/broker_calls.h"
 #include "support/temp_dir.h"
 
 using namespace ebats;
@@ -64,18 +65,8 @@ OutMsg event(const std::string& id, const std::string& name = "order_create") {
   return m;
 }
 
-CommitReport commit_ok(Broker& broker, const Batch& batch) {
-  auto report = broker.commit(batch);
-  INFO(report.status().to_string());
-  REQUIRE(report.ok());
-  return *report;
-}
-
-void publish(Broker& broker, std::vector<OutMsg> msgs) {
-  Batch batch;
-  batch.publish = std::move(msgs);
-  commit_ok(broker, batch);
-}
+using ebats::test::commit_ok;
+using ebats::test::publish;
 
 std::vector<Delivery> claim_ok(Broker& broker, Lane lane, uint32_t max, const std::string& topic = "demo") {
   auto claimed = broker.claim(lane, topic, max);

@@ -4,15 +4,11 @@
 #include <set>
 
 #include "broker/amqp/amqp_messages.h"
+#include "broker/dead_letter_errors.h"
 #include "ebats/envelope.h"
 
 namespace ebats {
 namespace amqp {
-namespace {
-
-Status not_found(uint64_t seq) { return Status::not_found("no dead letter with id " + std::to_string(seq)); }
-
-}  // namespace
 
 Result<AmqpDeadLetters::Snapshot> AmqpDeadLetters::read_on_io() {
   if (!session_.connected_by(session_.deadline())) {
@@ -67,16 +63,14 @@ Result<DeadLetterEntry> AmqpDeadLetters::show(uint64_t seq) {
   for (DeadLetterEntry& e : snapshot->entries) {
     if (e.seq == seq) return std::move(e);
   }
-  return not_found(seq);
+  return no_dead_letter(seq);
 }
 
 Result<OutMsg> AmqpDeadLetters::replacement(const DeadLetterEntry& entry, WallMs now) const {
   const DeadLetter& d = entry.letter;
   const std::string number = std::to_string(entry.seq);
   if (d.kind == "raw") {
-    return Status::invalid("dead letter " + number + " holds raw bytes (reason: " + d.reason +
-                           ") and cannot be replayed; inspect it with `ebatsctl dead show " + number +
-                           "` and purge it");
+    return raw_dead_letter_not_replayable(entry);
   }
   DecodeResult r = decode_envelope(d.body, session_.max_message_bytes());
   if (!r.ok()) {
@@ -160,7 +154,7 @@ Status AmqpDeadLetters::replay(uint64_t seq, WallMs now) {
     auto found = std::find_if(snapshot->entries.begin(), snapshot->entries.end(),
                               [&](const DeadLetterEntry& e) { return e.seq == seq; });
     if (found == snapshot->entries.end()) {
-      result = not_found(seq);
+      result = no_dead_letter(seq);
       return;
     }
     auto m = replacement(*found, now);  // says why one cannot be replayed

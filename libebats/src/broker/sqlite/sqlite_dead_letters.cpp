@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "broker/dead_letter_errors.h"
 #include "broker/sqlite/sqlite_rows.h"
 #include "ebats/retry.h"
 
@@ -67,8 +68,6 @@ uint32_t max_attempts_of(const std::string& body) {
   return RetryPolicy{}.max_attempts();
 }
 
-Status not_found(uint64_t seq) { return Status::not_found("no dead letter with id " + std::to_string(seq)); }
-
 }  // namespace
 
 Result<std::vector<DeadLetterEntry>> DeadLetters::list(uint32_t limit) {
@@ -79,7 +78,7 @@ Result<std::vector<DeadLetterEntry>> DeadLetters::list(uint32_t limit) {
 Result<DeadLetterEntry> DeadLetters::show(uint64_t seq) {
   auto found = select_entries(connection_, kShow, [&](StatementUse& use) { use.bind(1, static_cast<int64_t>(seq)); });
   if (!found.ok()) return found.status();
-  if (found->empty()) return not_found(seq);
+  if (found->empty()) return no_dead_letter(seq);
   return std::move(found->front());
 }
 
@@ -87,9 +86,7 @@ Status DeadLetters::write_replacement(const DeadLetterEntry& entry, WallMs now) 
   const DeadLetter& d = entry.letter;
   const std::string number = std::to_string(entry.seq);
   if (d.kind == "raw") {
-    return Status::invalid("dead letter " + number + " holds raw bytes (reason: " + d.reason +
-                           ") and cannot be replayed; inspect it with `ebatsctl dead show " + number +
-                           "` and purge it");
+    return raw_dead_letter_not_replayable(entry);
   }
   OutMsg msg;
   msg.id = d.id;
