@@ -197,3 +197,52 @@ TEST_CASE("amqp session: an early arrival that cannot go round the delay levels 
   CHECK(due[0].id == early.id);
   CHECK(n.clock.wall_now() >= due[0].due_at - 100);
 }
+
+TEST_CASE("amqp connection: declares go in one round trip, and a refusal names the object refused", "[amqp-broker]") {
+  REQUIRE_AMQP_PASS();
+  // Every declare but the last goes without waiting for its reply; when one
+  // in the middle is refused, the error must still name it (not the last),
+  // and the channel must work again for the next declare.
+  const std::string prefix = test::unique_prefix();
+  auto endpoint = amqp::parse_amqp_url(test::amqp_url());
+  REQUIRE(endpoint.ok());
+  amqp::ConnectOptions options;
+  options.endpoint = *endpoint;
+  options.password = "guest";
+  auto opened = amqp::AmqpConnection::open(options);
+  INFO(opened.status().to_string());
+  REQUIRE(opened.ok());
+  amqp::AmqpConnection& c = **opened;
+  constexpr uint16_t kChannel = 3;
+  REQUIRE(c.open_channel(kChannel).ok());
+
+  auto spec = [&](int64_t middle_ttl) {
+    amqp::TopologySpec t;
+    t.exchanges.push_back({prefix + ".x1", "topic"});
+    t.exchanges.push_back({prefix + ".x2", "direct"});
+    const amqp::Argument quorum{"x-queue-type", true, "quorum", 0};
+    t.queues.push_back({prefix + ".q1", {quorum}});
+    t.queues.push_back({prefix + ".q2", {quorum, {"x-message-ttl", false, "", middle_ttl}}});
+    t.queues.push_back({prefix + ".q3", {quorum}});
+    t.bindings.push_back({false, prefix + ".q3", prefix + ".x1", "#"});
+    return t;
+  };
+  REQUIRE(c.declare(kChannel, spec(1000)).ok());
+  // Declaring the same again is fine; with another TTL for q2 it is refused.
+  REQUIRE(c.declare(kChannel, spec(1000)).ok());
+  Status refused = c.declare(kChannel, spec(2000));
+  CHECK(refused.code() == StatusCode::invalid_argument);
+  CHECK_THAT(refused.message(), Catch::Contains("queue '" + prefix + ".q2' exists with other arguments") &&
+                                    Catch::Contains("x-message-ttl"));
+  // An exchange of another type is named too.
+  amqp::TopologySpec other_type = spec(1000);
+  other_type.exchanges[1].type = "fanout";
+  refused = c.declare(kChannel, other_type);
+  CHECK(refused.code() == StatusCode::invalid_argument);
+  CHECK_THAT(refused.message(), Catch::Contains("exchange '" + prefix + ".x2' exists with another type"));
+  // The channel was reopened: the next declare goes through.
+  CHECK(c.declare(kChannel, spec(1000)).ok());
+
+  Node n;
+  for (const char* q : {".q1", ".q2", ".q3"}) n.ctl("delete_queue " + prefix + q);
+}

@@ -851,6 +851,10 @@ Status Worker::Impl::run(SignalFd& signals) {
   if (!results.ok()) return results.status();
   results_.emplace(std::move(results).value());
 
+  // The children start (exec, plugins) while the broker declares and subscribes.
+  spawn_due_children(clock_.steady_now());
+  for (auto& s : children_) write_child(s);
+
   auto recovered = broker_.recover_previous_incarnation(setup_.lane, setup_.topic);
   if (!recovered.ok()) return recovered.status().with_context("recovering leases of a previous run");
   if (*recovered > 0) log_.info("recovered tasks of a previous run", {{"count", std::to_string(*recovered)}});

@@ -104,8 +104,9 @@ class AmqpConnection {
   Status open_channel(uint16_t channel);
   Status close_channel(uint16_t channel);
   Status confirm_select(uint16_t channel);
-  // Declares exchanges, queues and bindings in order on `channel`, reopening
-  // it after a refusal (which RabbitMQ answers by closing the channel).
+  // Declares exchanges, queues and bindings in order on `channel`, in one
+  // round trip, reopening it after a refusal (which RabbitMQ answers by
+  // closing the channel); the error names the refused object.
   Status declare(uint16_t channel, const TopologySpec& spec);
   // Passive queue.declare. not_found when the queue does not exist.
   Result<QueueCounts> inspect(uint16_t channel, const std::string& queue);
@@ -126,6 +127,10 @@ class AmqpConnection {
  private:
   AmqpConnection(amqp_connection_state_t state, std::string where, int64_t timeout_ms);
   Status check_reply(const std::string& what, uint16_t channel);
+  // Sends one declare or bind method; with `nowait` returns at once (a
+  // normal reply), otherwise waits for `reply` and returns what came.
+  amqp_rpc_reply_t send_declare(uint16_t channel, amqp_method_number_t method, void* decoded, bool nowait,
+                                amqp_method_number_t reply);
   // The Status of an RPC's reply; answers a channel.close (on `channel`) or
   // connection.close the broker sent instead of the reply.
   Status rpc_error(amqp_rpc_reply_t reply, const std::string& what, uint16_t channel);
