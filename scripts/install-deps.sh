@@ -11,6 +11,8 @@ packages=(
   catch2                             # Catch2 v2, the test framework
   sqlite3 jq procps                  # the demo: inspect the database, format results
   rabbitmq-server openssl            # the RabbitMQ tests and demo: private nodes, TLS test certificates
+  php-cli composer                   # the PHP package (clients/php: PHP 8.2 with FFI) and its tests
+  python3 python3-pip python3-setuptools python3-jsonschema   # the Python module (clients/python), the schema test
 )
 
 if [ "$(id -u)" -ne 0 ]; then

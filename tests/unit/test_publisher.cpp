@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 
 #include "ebats/broker.h"
 #include "ebats/envelope.h"
@@ -121,4 +122,137 @@ TEST_CASE("Publisher: a batch commits together and a caller id makes publishing 
   auto events = b->claim(Lane::events, "", 100);
   REQUIRE(events.ok());
   CHECK(events->size() == 11);
+}
+
+namespace {
+
+// The message behind errptr, freed; "" when there was none.
+std::string take_error(char*& err) {
+  std::string text = err ? err : "";
+  ebats_free_error(err);
+  err = nullptr;
+  return text;
+}
+
+}  // namespace
+
+TEST_CASE("C API: version calls", "[publisher]") {
+  REQUIRE(ebats_version() != nullptr);
+  CHECK(std::regex_match(std::string(ebats_version()), std::regex(R"(\d+\.\d+\.\d+)")));
+  CHECK(ebats_c_api_version() == EBATS_C_API_VERSION);
+  CHECK(ebats_c_api_version() >= 1);
+}
+
+TEST_CASE("C API: options give an event id, a trace and a task's delay; misuse is refused by name",
+          "[publisher]") {
+  TempConfig t;
+  ebats_publisher* p = nullptr;
+  char* err = nullptr;
+  REQUIRE(ebats_publisher_open(t.path.c_str(), &p, &err) == 0);
+  ebats_options* o = ebats_options_new();
+  REQUIRE(o != nullptr);
+  const std::string event_id = new_uuid_v4();
+  REQUIRE(ebats_options_set_event_id(o, event_id.c_str(), &err) == 0);
+  REQUIRE(ebats_options_set_trace_id(o, "req-7", &err) == 0);
+  char id[37] = {0};
+  REQUIRE(ebats_publish_event_opts(p, "order_paied", "{}", 2, o, id, &err) == 0);
+  CHECK(std::string(id) == event_id);
+  // The same id again: still one event (idempotent re-publishing).
+  REQUIRE(ebats_publish_event_opts(p, "order_paied", "{}", 2, o, id, &err) == 0);
+
+  // An event id on a task, a delay on an event: refused, saying why and where.
+  CHECK(ebats_enqueue_task_opts(p, "demo", "closeOrder", "{}", 2, o, id, &err) == -1);
+  CHECK_THAT(take_error(err), Catch::StartsWith("ebats_enqueue_task: ") && Catch::Contains("event id"));
+  REQUIRE(ebats_options_set_event_id(o, nullptr, &err) == 0);
+  REQUIRE(ebats_options_set_delay_ms(o, 60'000, &err) == 0);
+  CHECK(ebats_publish_event_opts(p, "order_paied", "{}", 2, o, id, &err) == -1);
+  CHECK_THAT(take_error(err), Catch::StartsWith("ebats_publish_event: ") && Catch::Contains("no delay"));
+  // A malformed event id is refused when used.
+  REQUIRE(ebats_options_set_delay_ms(o, 0, &err) == 0);
+  REQUIRE(ebats_options_set_event_id(o, "not-a-uuid", &err) == 0);
+  CHECK(ebats_publish_event_opts(p, "order_paied", "{}", 2, o, id, &err) == -1);
+  CHECK_THAT(take_error(err), Catch::Contains("invalid event id 'not-a-uuid'"));
+  REQUIRE(ebats_options_set_event_id(o, "", &err) == 0);
+
+  // A delayed task with a trace.
+  REQUIRE(ebats_options_set_delay_ms(o, 60'000, &err) == 0);
+  char tid[37] = {0};
+  REQUIRE(ebats_enqueue_task_opts(p, "demo", "closeOrder", "{}", 2, o, tid, &err) == 0);
+  ebats_options_free(o);
+  ebats_publisher_close(p);
+
+  auto b = t.broker();
+  auto events = b->claim(Lane::events, "", 10);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == 1);
+  DecodeResult e = decode_envelope(events->front().body, 1 << 20);
+  REQUIRE(e.ok());
+  CHECK(e.envelope.id == event_id);
+  CHECK(e.envelope.trace == "req-7");
+  auto due = b->next_due(Lane::dtask, "demo");
+  REQUIRE(due.ok());
+  REQUIRE(due->has_value());
+  CHECK(**due >= t.clock.wall_now() + 50'000);
+}
+
+TEST_CASE("C API: a batch adds checked messages and commits them together", "[publisher]") {
+  TempConfig t;
+  ebats_publisher* p = nullptr;
+  char* err = nullptr;
+  REQUIRE(ebats_publisher_open(t.path.c_str(), &p, &err) == 0);
+  ebats_batch* batch = ebats_batch_new(p);
+  REQUIRE(batch != nullptr);
+  CHECK(ebats_batch_size(batch) == 0);
+  REQUIRE(ebats_batch_commit(batch, &err) == 0);  // empty: nothing to do
+  char ids[3][37] = {};
+  REQUIRE(ebats_batch_add_event(batch, "order_paied", R"({"order_id":1})", 14, nullptr, ids[0], &err) == 0);
+  REQUIRE(ebats_batch_add_event(batch, "order_paied", R"({"order_id":2})", 14, nullptr, ids[1], &err) == 0);
+  REQUIRE(ebats_batch_add_task(batch, "demo", "closeOrder", R"({"order_id":1})", 14, nullptr, ids[2], &err) == 0);
+  for (const auto& id : ids) CHECK(is_valid_uuid(id));
+  // A refused message leaves the batch as it was, and names itself.
+  CHECK(ebats_batch_add_event(batch, "order_paied", "[1]", 3, nullptr, nullptr, &err) == -1);
+  CHECK_THAT(take_error(err), Catch::StartsWith("ebats_batch_add_event: ") && Catch::Contains("order_paied"));
+  CHECK(ebats_batch_add_task(batch, "bad topic!", "closeOrder", "{}", 2, nullptr, nullptr, &err) == -1);
+  CHECK_THAT(take_error(err), Catch::StartsWith("ebats_batch_add_task: ") && Catch::Contains("bad topic!"));
+  CHECK(ebats_batch_size(batch) == 3);
+
+  // Nothing is published before the commit.
+  auto b = t.broker();
+  auto before = b->claim(Lane::events, "", 10);
+  REQUIRE(before.ok());
+  CHECK(before->empty());
+  REQUIRE(ebats_batch_commit(batch, &err) == 0);
+  CHECK(ebats_batch_size(batch) == 0);
+  ebats_batch_free(batch);
+  ebats_publisher_close(p);
+
+  auto events = b->claim(Lane::events, "", 10);
+  REQUIRE(events.ok());
+  CHECK(events->size() == 2);
+  auto tasks = b->claim(Lane::ntask, "demo", 10);
+  REQUIRE(tasks.ok());
+  REQUIRE(tasks->size() == 1);
+  CHECK(tasks->front().id == ids[2]);
+}
+
+TEST_CASE("C API: NULL handles and arguments are errors, not crashes", "[publisher]") {
+  char* err = nullptr;
+  ebats_publisher* p = nullptr;
+  CHECK(ebats_publisher_open(nullptr, &p, &err) == -1);
+  CHECK_THAT(take_error(err), Catch::StartsWith("ebats_publisher_open: "));
+  CHECK(ebats_publish_event(nullptr, "e", "{}", 2, nullptr, &err) == -1);
+  CHECK_THAT(take_error(err), Catch::StartsWith("ebats_publish_event: "));
+  CHECK(ebats_enqueue_task(nullptr, "t", "x", "{}", 2, 0, nullptr, &err) == -1);
+  CHECK(ebats_batch_new(nullptr) == nullptr);
+  CHECK(ebats_batch_add_event(nullptr, "e", "{}", 2, nullptr, nullptr, &err) == -1);
+  CHECK(ebats_batch_commit(nullptr, &err) == -1);
+  CHECK(ebats_batch_size(nullptr) == 0);
+  CHECK(ebats_options_set_trace_id(nullptr, "x", &err) == -1);
+  CHECK_THAT(take_error(err), Catch::StartsWith("ebats_options_set_trace_id: "));
+  // errptr may be NULL; the free and close calls take NULL.
+  CHECK(ebats_publish_event(nullptr, "e", "{}", 2, nullptr, nullptr) == -1);
+  ebats_free_error(nullptr);
+  ebats_publisher_close(nullptr);
+  ebats_batch_free(nullptr);
+  ebats_options_free(nullptr);
 }
