@@ -143,7 +143,7 @@ TEST_CASE("C API: version calls", "[publisher]") {
   CHECK(ebats_c_api_version() >= 1);
 }
 
-TEST_CASE("C API: options give an event id, a trace and a task's delay; misuse is refused by name",
+TEST_CASE("C API: options give an event id, a trace and a task delay, and misuse is refused by name",
           "[publisher]") {
   TempConfig t;
   ebats_publisher* p = nullptr;
