@@ -6,8 +6,9 @@
  * In the original, an Asynclib\Core\Consumer read the RabbitMQ queue
  * `shzf_order_paied` (exchange `order_fanout`, key *.*.WAIT_SELLER_SEND_GOODS)
  * and called Task::create for each message. The list below stands in for that
- * queue; ebats consuming such a queue itself (`sources`) is not built yet, so
- * until then a consumer of your own calls Ebats\Task::create like this.
+ * queue. On RabbitMQ, ebats-scheduler can consume such a queue itself
+ * (`sources` in docs/CONFIG.md); a consumer of your own calls
+ * Ebats\Task::create like this.
  *
  * Run it in a composer project that required ebats/ebats (docs/PHP.md):
  * `php custom_scheduler.php`, with the config from $EBATS_CONFIG

@@ -1,7 +1,7 @@
 """A custom scheduler: create tasks directly, one per message of an upstream queue (Task::create).
 
-The list below stands in for the upstream queue; ebats' own `sources` (consuming such a queue in the
-scheduler) is not built yet. The config comes from $EBATS_CONFIG (default /etc/ebats/ebats.yaml).
+The list below stands in for the upstream queue. On RabbitMQ, ebats-scheduler can consume such a queue
+itself (`sources` in docs/CONFIG.md). The config comes from $EBATS_CONFIG (default /etc/ebats/ebats.yaml).
 """
 import ebats
 

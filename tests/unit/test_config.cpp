@@ -314,8 +314,8 @@ TEST_CASE("unknown keys at any level, with a did-you-mean hint", "[config]") {
         "t.yaml:4:30: error: unknown key 'colour' in events.e[0] (known keys: task, topic, delay, retry, timeout)");
   CHECK(only_error(kRequired + "defaults: {retry: {maks: 3}}\n") ==
         "t.yaml:3:20: error: unknown key 'maks' (did you mean 'max'?)");
-  CHECK(only_error(kRequired + "sources: []\n") ==
-        "t.yaml:3:1: error: key 'sources' is not supported in this build yet; remove it (see docs/CONFIG.md)");
+  CHECK(only_error(kRequired + "metrics: {}\n") ==
+        "t.yaml:3:1: error: key 'metrics' is not supported in this build yet; remove it (see docs/CONFIG.md)");
 }
 
 TEST_CASE("duplicate keys are refused", "[config]") {

@@ -28,8 +28,10 @@
 
 namespace ebats {
 
-enum class Lane : uint8_t { events, ntask, dtask };
-EBATS_EXPORT const char* lane_name(Lane lane);  // "events" | "ntask" | "dtask"
+// source: messages of an upstream exchange that a `sources` entry of the
+// config consumes (RabbitMQ only; the topic is the source's name).
+enum class Lane : uint8_t { events, ntask, dtask, source };
+EBATS_EXPORT const char* lane_name(Lane lane);  // "events" | "ntask" | "dtask" | "source"
 
 // A message to publish. For tasks, `id` must be unique among live tasks:
 // publishing a task whose id is already queued is ignored (idempotent).
@@ -62,6 +64,9 @@ struct Delivery {
   // already counted in `attempt`. When they exhaust it (attempt >=
   // max_attempts) the caller dead-letters the message as "worker lost".
   uint32_t redeliveries = 0;
+  // Lane::source only: the message's text and integer headers, each as a
+  // JSON value (a string or a number), by header name. Its routing key is `name`.
+  std::vector<std::pair<std::string, std::string>> headers_json;
   // The body decoded, when the backend had to decode it (RabbitMQ reads a
   // task's due time and attempts from its envelope), so the caller need not
   // decode it again; its attempt is the envelope's own. Null otherwise. The
@@ -151,8 +156,9 @@ class EBATS_EXPORT Broker {
 
   // Declares everything ebats publishes to or consumes from for `topics`
   // (RabbitMQ: the exchanges, the queues of each topic, the delay levels, the
-  // dead-letter and results streams; SQLite: the schema exists once the
-  // broker is open). A queue that exists with other arguments is an
+  // dead-letter and results streams, and every source's upstream exchange,
+  // queue and bindings; SQLite: the schema exists once the broker is open).
+  // A queue that exists with other arguments is an
   // invalid_argument error naming the queue and the argument.
   virtual Status setup(const std::vector<std::string>& topics) = 0;
   // Starts the deliveries that claim() and claim_and_commit() return for
@@ -233,6 +239,7 @@ struct BrokerOptions {
   std::string url;             // "sqlite:///path", "amqp://user@host:5672/vhost", "amqps://..."
   SqliteConfig sqlite;
   AmqpConfig amqp;
+  std::map<std::string, SourceConfig> sources;  // AMQP: the config's custom schedulers (subscribe(Lane::source, name))
   std::string password_file;   // AMQP: file holding the password; else $EBATS_BROKER_PASSWORD
   uint64_t max_message_bytes = uint64_t{1} << 20;  // AMQP decodes deliveries with this limit
   std::function<void(const BrokerEvent&)> on_event;  // may be empty

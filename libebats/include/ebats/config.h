@@ -89,6 +89,22 @@ struct AmqpConfig {
   AmqpTlsConfig tls;
 };
 
+// A custom scheduler (the original's Consumer), RabbitMQ only: ebats-scheduler
+// consumes the queue `name`, bound to an upstream exchange, and turns each
+// message into a task (or an event) whose params are the message body
+// (docs/CONFIG.md, "sources").
+struct SourceConfig {
+  std::string name;                     // the queue: durable, quorum, not prefixed
+  std::string exchange;                 // the upstream exchange
+  std::string exchange_type = "topic";  // topic | direct | fanout
+  std::vector<std::string> bindings;    // binding keys ([""] for fanout)
+  std::string task;                     // each message becomes this task on `topic`...
+  std::string topic;
+  std::string event;                    // ...or this event, fanned out through `events`
+  std::string routing_key_param;        // params member given the routing key; "" = none
+  std::map<std::string, std::string> header_params;  // message header -> params member
+};
+
 struct EBATS_EXPORT Config {
   std::string path;            // absolute path of the file loaded
   std::string broker_url;      // "sqlite:///abs/path.db" after resolution, or the amqp[s]:// URL as given
@@ -104,6 +120,7 @@ struct EBATS_EXPORT Config {
   RetryPolicy default_retry;
   std::map<std::string, std::vector<Registration>> events;
   std::map<std::string, WorkerConfig> workers;  // key = topic
+  std::map<std::string, SourceConfig> sources;  // key = the source's queue name
 
   // The worker settings of a topic: its workers entry or the defaults.
   WorkerConfig worker(const std::string& topic) const;
@@ -111,7 +128,7 @@ struct EBATS_EXPORT Config {
   std::string sqlite_path() const;
   // True for an amqp:// or amqps:// broker URL.
   bool is_amqp() const;
-  // Every topic the config names: registrations' and workers' topics, sorted.
+  // Every topic the config names: registrations', sources' and workers' topics, sorted.
   std::vector<std::string> topics() const;
   // Registrations of an event, or nullptr when the event is not registered.
   const std::vector<Registration>* registrations(const std::string& event) const;

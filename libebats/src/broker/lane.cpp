@@ -7,6 +7,7 @@ const char* lane_name(Lane lane) {
     case Lane::events: return "events";
     case Lane::ntask: return "ntask";
     case Lane::dtask: return "dtask";
+    case Lane::source: return "source";
   }
   return "unknown";
 }

@@ -13,6 +13,7 @@ BrokerOptions broker_options(const Config& config, std::string owner) {
   bo.sqlite = config.sqlite;
   bo.amqp = config.amqp;
   bo.password_file = config.broker_password_file;
+  bo.sources = config.sources;
   bo.max_message_bytes = config.max_message_bytes;
   bo.owner = std::move(owner);
   return bo;

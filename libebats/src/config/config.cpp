@@ -42,6 +42,9 @@ std::vector<std::string> Config::topics() const {
   for (const auto& [event, registrations] : events) {
     for (const Registration& r : registrations) names.insert(r.topic);
   }
+  for (const auto& [name, source] : sources) {
+    if (!source.topic.empty()) names.insert(source.topic);
+  }
   return {names.begin(), names.end()};
 }
 

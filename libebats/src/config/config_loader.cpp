@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <memory>
 #include <tuple>
 
@@ -60,8 +61,9 @@ class ConfigParser {
       return;
     }
     const MapFields top(root, "",
-                        {"version", "broker", "plugins", "results", "limits", "defaults", "events", "workers"}, d_,
-                        {"sources", "metrics", "logging", "retention"});
+                        {"version", "broker", "plugins", "results", "limits", "defaults", "events", "workers",
+                         "sources"},
+                        d_, {"metrics", "logging", "retention"});
     if (const Field* f = top.find("version")) parse_version(*f);
     if (const Field* f = top.find("broker")) {
       parse_broker(*f, config);
@@ -78,6 +80,7 @@ class ConfigParser {
     if (const Field* f = top.find("defaults")) parse_defaults(*f, config);
     if (const Field* f = top.find("workers")) parse_workers(*f, config);
     if (const Field* f = top.find("events")) parse_events(*f, config);
+    if (const Field* f = top.find("sources")) parse_sources(*f, config);
   }
 
  private:
@@ -438,6 +441,185 @@ class ConfigParser {
       }
       config.events[event_name] = std::move(registrations);
     }
+  }
+
+  void parse_sources(const Field& f, Config& config) {
+    const char* example =
+        "sources: {shzf_order_paied: {exchange: {name: order_fanout, type: topic}, "
+        "bindings: [\"*.*.WAIT_SELLER_SEND_GOODS\"], task: {name: orderAsync, topic: demo}}}";
+    if (!check_map(f, true, example, d_)) return;
+    const MapFields sources(f.value, f.path, {}, d_);
+    if (!sources.all().empty() && !config.is_amqp() && !config.broker_url.empty()) {
+      d_.error(f.key_mark(), "sources need an amqp:// or amqps:// broker (they consume upstream RabbitMQ exchanges); "
+                             "broker.url is " + config.broker_url);
+      return;
+    }
+    for (const Field& source : sources.all()) {
+      if (std::optional<SourceConfig> s = parse_source(source, config)) config.sources[s->name] = std::move(*s);
+    }
+  }
+
+  std::optional<SourceConfig> parse_source(const Field& f, const Config& config) {
+    SourceConfig s;
+    s.name = f.name();
+    bool ok = true;
+    if (!is_valid_event_name(s.name)) {
+      d_.error(f.key_mark(), "invalid source name '" + s.name + "' (it names the queue ebats consumes); " +
+                                 kEventNameRule);
+      ok = false;
+    } else if (s.name.rfind(config.amqp.prefix + ".", 0) == 0 || s.name.rfind("amq.", 0) == 0) {
+      d_.error(f.key_mark(), "source name '" + s.name + "' starts with '" +
+                                 (s.name.rfind("amq.", 0) == 0 ? std::string("amq.") : config.amqp.prefix + ".") +
+                                 "', which names queues of RabbitMQ or of ebats itself; choose another name");
+      ok = false;
+    }
+    if (!check_map(f, false, "{exchange: {name: order_fanout, type: topic}, bindings: [\"#\"], "
+                             "task: {name: orderAsync, topic: demo}}", d_)) {
+      return std::nullopt;
+    }
+    const MapFields fields(f.value, f.path, {"exchange", "bindings", "task", "event", "params"}, d_);
+    if (const Field* x = fields.find("exchange")) {
+      ok &= parse_source_exchange(*x, s);
+    } else {
+      d_.error(f.mark(), f.path + ": missing exchange; add exchange: {name: order_fanout, type: topic}");
+      ok = false;
+    }
+    if (const Field* b = fields.find("bindings")) {
+      ok &= parse_source_bindings(*b, s);
+    } else if (s.exchange_type != "fanout") {
+      d_.error(f.mark(), f.path + ": missing bindings (the keys to bind the queue with); e.g. bindings: [\"#\"]");
+      ok = false;
+    }
+    if (s.exchange_type == "fanout") s.bindings = {""};
+    const Field* task = fields.find("task");
+    const Field* event = fields.find("event");
+    if ((task == nullptr) == (event == nullptr)) {
+      d_.error(task && event ? event->key_mark() : f.mark(),
+               f.path + ": give either task: {name: orderAsync, topic: demo} (each message becomes that task) or "
+                        "event: NAME (each message becomes that event, routed through events:), not " +
+                   (task ? "both" : "neither"));
+      ok = false;
+    } else if (task != nullptr) {
+      ok &= parse_source_task(*task, config, s);
+    } else if (std::optional<std::string> name = read_string(*event, d_)) {
+      s.event = *name;
+      if (config.events.count(s.event) == 0) {
+        d_.error(event->mark(), f.path + ".event: event '" + s.event + "' has no registration under events:, so "
+                                "every message would be dead-lettered; register it or use task:");
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+    if (const Field* p = fields.find("params")) ok &= parse_source_params(*p, s);
+    if (!ok) return std::nullopt;
+    return s;
+  }
+
+  bool parse_source_exchange(const Field& f, SourceConfig& s) {
+    if (!check_map(f, false, "exchange: {name: order_fanout, type: topic}", d_)) return false;
+    const MapFields fields(f.value, f.path, {"name", "type"}, d_);
+    bool ok = true;
+    if (const Field* name = fields.find("name")) {
+      std::optional<std::string> text = read_string(*name, d_);
+      if (text && (!is_valid_event_name(*text) || text->rfind("amq.", 0) == 0)) {
+        d_.error(name->mark(), "invalid exchange name '" + *text + "'; " + kEventNameRule + ", not starting with amq.");
+        ok = false;
+      } else if (text) {
+        s.exchange = *text;
+      } else {
+        ok = false;
+      }
+    } else {
+      d_.error(f.mark(), f.path + ": missing name; e.g. exchange: {name: order_fanout, type: topic}");
+      ok = false;
+    }
+    if (const Field* type = fields.find("type")) {
+      std::optional<std::string> text = read_string(*type, d_);
+      if (text && *text != "topic" && *text != "direct" && *text != "fanout") {
+        d_.error(type->mark(), "unsupported exchange type '" + *text + "'; use topic, direct or fanout");
+        ok = false;
+      } else if (text) {
+        s.exchange_type = *text;
+      } else {
+        ok = false;
+      }
+    }
+    return ok;
+  }
+
+  bool parse_source_bindings(const Field& f, SourceConfig& s) {
+    if (!check_list(f, "bindings: [\"*.*.WAIT_SELLER_SEND_GOODS\"]", d_)) return false;
+    bool ok = true;
+    for (size_t i = 0; i < f.value.size(); ++i) {
+      const Field item{f.path + "[" + std::to_string(i) + "]", YAML::Node(), f.value[i]};
+      std::optional<std::string> key = read_string(item, d_);
+      if (!key || key->size() > 255) {
+        if (key) d_.error(item.mark(), item.path + ": a binding key is at most 255 bytes");
+        ok = false;
+        continue;
+      }
+      s.bindings.push_back(*key);
+    }
+    if (ok && s.bindings.empty() && s.exchange_type != "fanout") {
+      d_.error(f.mark(), f.path + ": no binding key, so the queue would receive nothing; e.g. [\"#\"] for every message");
+      ok = false;
+    }
+    return ok;
+  }
+
+  bool parse_source_task(const Field& f, const Config& config, SourceConfig& s) {
+    if (!check_map(f, false, "task: {name: orderAsync, topic: demo}", d_)) return false;
+    const MapFields fields(f.value, f.path, {"name", "topic"}, d_);
+    const Field item{f.path, f.key, f.value};
+    for (const char* key : {"name", "topic"}) {
+      if (fields.find(key) == nullptr) {
+        d_.error(f.mark(), f.path + ": missing '" + key + "'; e.g. task: {name: orderAsync, topic: demo}");
+        return false;
+      }
+    }
+    bool ok = read_registration_name(item, fields, "name", is_valid_task_name, kEventNameRule, s.task);
+    ok &= read_registration_name(item, fields, "topic", is_valid_topic, kTopicNameRule, s.topic);
+    if (ok && config.workers.count(s.topic) == 0) {
+      d_.warning(f.mark(), "topic '" + s.topic + "' (task '" + s.task + "' of source '" + s.name +
+                               "') has no workers entry, so its tasks run only if a worker for it is started; add "
+                               "workers: {" + s.topic + ": {processes: 1}}");
+    }
+    return ok;
+  }
+
+  bool parse_source_params(const Field& f, SourceConfig& s) {
+    if (!check_map(f, false, "params: {routing_key: _routing_key, headers: {x-shop: _shop}}", d_)) return false;
+    const MapFields fields(f.value, f.path, {"routing_key", "headers"}, d_);
+    bool ok = true;
+    std::set<std::string> members;
+    auto member = [&](const Field& at, std::string* out) {
+      std::optional<std::string> text = read_string(at, d_);
+      if (!text || text->empty() || text->size() > 128) {
+        if (text) d_.error(at.mark(), at.path + ": give the params member (1 to 128 bytes) that receives it");
+        return false;
+      }
+      if (!members.insert(*text).second) {
+        d_.error(at.mark(), at.path + ": params member '" + *text + "' is named twice");
+        return false;
+      }
+      *out = *text;
+      return true;
+    };
+    if (const Field* key = fields.find("routing_key")) ok &= member(*key, &s.routing_key_param);
+    if (const Field* headers = fields.find("headers")) {
+      if (!check_map(*headers, true, "headers: {x-shop: _shop}", d_)) return false;
+      const MapFields named(headers->value, headers->path, {}, d_);
+      for (const Field& h : named.all()) {
+        std::string out;
+        if (member(h, &out)) {
+          s.header_params[h.name()] = out;
+        } else {
+          ok = false;
+        }
+      }
+    }
+    return ok;
   }
 
   std::optional<Registration> parse_registration(const Field& item, const Config& config) {

@@ -18,7 +18,7 @@ Scheduler::Scheduler(std::shared_ptr<const Config> config, Broker& broker, const
                      const ServiceNotifier& notifier)
     : config_(std::move(config)), broker_(broker), clock_(clock), log_(log), notifier_(notifier) {}
 
-Result<size_t> Scheduler::route_once() {
+Result<size_t> Scheduler::route_once(bool* full) {
   // Claim, fan out and ack in one transaction: on SQLite the tasks of an event
   // and its removal are committed together, so fan-out is exactly-once.
   RouteSummary summary;
@@ -27,6 +27,31 @@ Result<size_t> Scheduler::route_once() {
   });
   if (!handled.ok()) return handled.status().with_context("routing events");
   if (*handled > 0) log_summary(summary);
+  if (full) *full = *handled == kEventBatch;
+  size_t total = *handled;
+  for (const auto& [name, source] : config_->sources) {
+    auto routed = route_source(source, full);
+    if (!routed.ok()) return routed.status();
+    total += *routed;
+  }
+  return total;
+}
+
+Result<size_t> Scheduler::route_source(const SourceConfig& source, bool* full) {
+  SourceSummary summary;
+  auto handled =
+      broker_.claim_and_commit(Lane::source, source.name, kEventBatch, [&](const std::vector<Delivery>& messages) {
+        return route_source_messages(source, messages, *config_, clock_.wall_now(), &summary);
+      });
+  if (!handled.ok()) return handled.status().with_context("routing the messages of source '" + source.name + "'");
+  if (full && *handled == kEventBatch) *full = true;
+  for (const auto& d : summary.dead_details) {
+    log_.error("upstream message dead-lettered", {{"source", source.name}, {"detail", d}});
+  }
+  if (*handled > 0) {
+    log_.debug("source routed", {{"source", source.name}, {"messages", std::to_string(summary.messages)},
+                                 {"published", std::to_string(summary.published)}});
+  }
   return *handled;
 }
 
@@ -54,21 +79,30 @@ Status Scheduler::run(SignalFd& signals) {
   if (!setup.ok()) return setup.with_context("declaring the broker's queues");
   Status subscribed = broker_.subscribe(Lane::events, "", 2 * kEventBatch);
   if (!subscribed.ok()) return subscribed.with_context("subscribing to the events queue");
+  for (const auto& [name, source] : config_->sources) {
+    subscribed = broker_.subscribe(Lane::source, name, 2 * kEventBatch);
+    if (!subscribed.ok()) {
+      return subscribed.with_context("consuming source '" + name + "' (queue '" + name + "' bound to exchange '" +
+                                     source.exchange + "')");
+    }
+  }
   notifier_.ready("routing events");
-  log_.info("ready", {{"config", config_->path}, {"events", std::to_string(config_->events.size())}});
+  log_.info("ready", {{"config", config_->path}, {"events", std::to_string(config_->events.size())},
+                      {"sources", std::to_string(config_->sources.size())}});
   std::chrono::milliseconds error_backoff(0);
   PollBackoff idle(poll_interval);
   for (;;) {
     bool more = false;
     std::chrono::milliseconds wait = poll_interval;
-    auto handled = route_once();
+    bool full = false;
+    auto handled = route_once(&full);
     if (!handled.ok()) {
       error_backoff = std::min(std::chrono::milliseconds(5000), std::max(poll_interval, error_backoff * 2));
       log_.error("routing failed; retrying", {{"error", handled.status().message()},
                                               {"retry_in", std::to_string(error_backoff.count()) + "ms"}});
     } else {
       error_backoff = std::chrono::milliseconds(0);
-      more = *handled == kEventBatch;
+      more = full;
       wait = idle.after_look(*handled > 0);
     }
     if (clock_.steady_now() >= next_recover) {

@@ -1,7 +1,9 @@
 // Scheduler: the loop of ebats-scheduler. Claims events in batches, routes
 // them (EventRouter) and commits tasks, dead letters and acks in one commit
 // per batch. Unknown events are dead-lettered and logged (once per name per
-// minute), never dropped. Single-threaded; not thread-safe.
+// minute), never dropped. On RabbitMQ it also consumes the config's
+// `sources` (SourceRouter): each upstream message becomes a task or an event,
+// or a dead letter. Single-threaded; not thread-safe.
 #pragma once
 
 #include <map>
@@ -14,6 +16,7 @@
 #include "ebats/clock.h"
 #include "ebats/config.h"
 #include "scheduler/event_router.h"
+#include "scheduler/source_router.h"
 
 namespace ebats {
 
@@ -21,13 +24,16 @@ class Scheduler {
  public:
   Scheduler(std::shared_ptr<const Config> config, Broker& broker, const Clock& clock, const Logger& log,
             const ServiceNotifier& notifier);
-  // Routes one batch of ready events. Returns how many events were handled.
-  Result<size_t> route_once();
+  // Routes one batch of ready events, then one of each source's messages.
+  // Returns how many were handled; `full` (may be null) is set when a batch
+  // was full, so that more is probably waiting.
+  Result<size_t> route_once(bool* full = nullptr);
   // Runs until SIGTERM/SIGINT on `signals`.
   Status run(SignalFd& signals);
 
  private:
   void log_summary(const RouteSummary& s);
+  Result<size_t> route_source(const SourceConfig& source, bool* full);
   std::shared_ptr<const Config> config_;
   Broker& broker_;
   const Clock& clock_;

@@ -30,6 +30,7 @@ Result<std::unique_ptr<AmqpBroker>> AmqpBroker::open(const BrokerOptions& option
   so.connect.timeout_ms = options.amqp.connect_timeout_ms;
   so.connect.connection_name = options.owner + " pid " + std::to_string(::getpid());
   so.config = options.amqp;
+  so.sources = options.sources;
   so.max_message_bytes = options.max_message_bytes;
   so.clock = &clock;
   so.on_event = options.on_event;
@@ -64,6 +65,11 @@ Status AmqpBroker::setup(const std::vector<std::string>& topics) {
     if (result.ok()) result = s.declare("results", t.results());
     for (const std::string& topic : topics) {
       if (result.ok()) result = s.declare("topic:" + topic, t.topic(topic));
+    }
+    // The sources' queues and bindings too: upstream messages wait in them
+    // from now on, before the scheduler consumes them.
+    for (const auto& [name, source] : t.sources()) {
+      if (result.ok()) result = s.declare("source:" + name, t.source(name));
     }
   });
   return result;

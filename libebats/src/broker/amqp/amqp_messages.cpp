@@ -67,14 +67,17 @@ std::string broker_reason(const std::string& reason) {
 
 OutMessage out_message(const OutMsg& m, const Topology& topology, WallMs now) {
   OutMessage out;
-  const Route route =
-      m.lane == Lane::events ? topology.event_route(m.name) : topology.task_route(m.lane, m.topic, m.due_at, now);
+  const Route route = m.lane == Lane::events   ? topology.event_route(m.name)
+                      : m.lane == Lane::source ? topology.source_route(m.topic)
+                                               : topology.task_route(m.lane, m.topic, m.due_at, now);
   out.exchange = route.exchange;
   out.routing_key = route.routing_key;
   out.body = m.body;
   out.properties.message_id = m.id;
   out.properties.content_type = kJson;
-  out.properties.type = m.lane == Lane::events ? "event" : "task";
+  out.properties.type = m.lane == Lane::events ? "event" : m.lane == Lane::source ? "source" : "task";
+  // A source's message sent back to its queue keeps the routing key it came with.
+  if (m.lane == Lane::source) out.properties.headers.push_back(text_header(kSourceRoutingKeyHeader, m.name));
   out.properties.timestamp = now / 1000;
   return out;
 }
@@ -223,6 +226,24 @@ Delivery delivery_from_message(Lane lane, const std::string& topic, const Incomi
   d.redeliveries = static_cast<uint32_t>(std::clamp<int64_t>(count, 0, std::numeric_limits<uint32_t>::max()));
   if (lane == Lane::events) {
     d.name = in.routing_key;
+    return d;
+  }
+  if (lane == Lane::source) {
+    d.redeliveries = 0;  // an upstream message has no attempts
+    const HeaderValue* kept = in.properties.header(kSourceRoutingKeyHeader);
+    d.name = kept != nullptr && kept->is_text ? kept->text : in.routing_key;
+    for (const HeaderValue& h : in.properties.headers) {
+      if (h.key == kSourceRoutingKeyHeader || h.key == kDeliveryCountHeader) continue;
+      std::string value;
+      if (h.is_text) {
+        json::StringSink sink(&value);
+        json::Writer w(sink);
+        json::write_string(w, h.text);
+      } else {
+        value = std::to_string(h.number);
+      }
+      d.headers_json.emplace_back(h.key, std::move(value));
+    }
     return d;
   }
   DecodeResult r = decode_envelope(in.body, max_message_bytes);

@@ -37,6 +37,9 @@ constexpr const char* kTombstoneType = "ebats-tombstone";
 // of what the stream held when the read began (a stream's message count lags
 // by seconds). Readers skip markers.
 constexpr const char* kMarkerType = "ebats-marker";
+// The routing key a source's message came with, kept when ebats sends it
+// back to the source's queue (which changes the routing key).
+constexpr const char* kSourceRoutingKeyHeader = "x-ebats-routing-key";
 // RabbitMQ's own headers that ebats reads.
 constexpr const char* kDeliveryCountHeader = "x-delivery-count";
 constexpr const char* kStreamOffsetHeader = "x-stream-offset";

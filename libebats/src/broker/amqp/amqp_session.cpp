@@ -41,14 +41,14 @@ int64_t ms_between(SteadyTime from, SteadyTime to) {
 }
 
 std::string lane_part(Lane lane, const std::string& topic) {
-  return lane == Lane::events ? "events" : "topic:" + topic;
+  return lane == Lane::events ? "events" : (lane == Lane::source ? "source:" : "topic:") + topic;
 }
 
 }  // namespace
 
 AmqpSession::AmqpSession(SessionOptions options)
     : options_(std::move(options)),
-      topology_(options_.config),
+      topology_(options_.config, options_.sources),
       calls_ready_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       deliveries_ready_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   try {
@@ -330,7 +330,7 @@ void AmqpSession::on_delivery(Incoming& in) {
   // The arrival guard: a task that comes earlier than the levels let it (a
   // delay beyond the levels, clock skew between hosts) goes back through the
   // delay levels instead of waiting in a worker's memory.
-  if (lane != Lane::events && d.attempt < d.max_attempts &&
+  if ((lane == Lane::ntask || lane == Lane::dtask) && d.attempt < d.max_attempts &&
       d.due_at - clock().wall_now() > topology_.hold_ms()) {
     early_.push_back(std::move(d));
     return;
@@ -347,6 +347,9 @@ std::vector<Delivery> AmqpSession::send_back(std::vector<Delivery> deliveries, c
   for (Delivery& d : deliveries) {
     const OutMsg* copy = held_copy(d.token);
     if (copy == nullptr) continue;  // its channel closed: RabbitMQ has it back
+    // A source's message goes back when the connection closes, with its
+    // routing key and headers (an upstream message counts no attempts).
+    if (copy->lane == Lane::source) continue;
     OutMsg m = *copy;
     if (m.lane == Lane::dtask || (m.lane == Lane::ntask && m.due_at - now > topology_.hold_ms())) m.lane = Lane::dtask;
     Publish p;
@@ -523,6 +526,12 @@ Status AmqpSession::declare_for(const std::vector<Publish>& messages) {
 
 Status AmqpSession::declare_subscription(const Subscription& s) {
   if (s.lane == Lane::events) return declare("events", topology_.events());
+  if (s.lane == Lane::source) {
+    if (topology_.sources().count(s.topic) == 0) {
+      return Status::invalid("no source named '" + s.topic + "' in the config");
+    }
+    return declare("source:" + s.topic, topology_.source(s.topic));
+  }
   Status status = declare("topic:" + s.topic, topology_.topic(s.topic));
   // Retries of the dtask lane go through the delay levels.
   if (status.ok()) status = declare("delays", topology_.delay_levels());

@@ -48,6 +48,7 @@ namespace amqp {
 struct SessionOptions {
   ConnectOptions connect;
   AmqpConfig config;
+  std::map<std::string, SourceConfig> sources;  // the config's custom schedulers
   uint64_t max_message_bytes = uint64_t{1} << 20;
   const Clock* clock = nullptr;  // thread-safe (read on the I/O thread)
   std::function<void(const BrokerEvent&)> on_event;

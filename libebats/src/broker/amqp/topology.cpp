@@ -29,7 +29,7 @@ void TopologySpec::append(const TopologySpec& other) {
   bindings.insert(bindings.end(), other.bindings.begin(), other.bindings.end());
 }
 
-Topology::Topology(const AmqpConfig& config)
+Topology::Topology(const AmqpConfig& config, std::map<std::string, SourceConfig> sources)
     : prefix_(config.prefix),
       events_(prefix_ + ".events"),
       ntask_(prefix_ + ".ntask"),
@@ -41,7 +41,8 @@ Topology::Topology(const AmqpConfig& config)
       unit_ms_(usable_unit(config.delay_unit_ms)),
       delivery_limit_(config.delivery_limit),
       results_max_age_ms_(config.results_max_age_ms),
-      results_stream_(config.results_stream) {}
+      results_stream_(config.results_stream),
+      sources_(std::move(sources)) {}
 
 std::string Topology::delay_exchange(uint32_t level) const {
   char digits[8];
@@ -63,6 +64,8 @@ std::string Topology::queue_of(Lane lane, const std::string& topic) const {
       return ntask_queue(topic);
     case Lane::dtask:
       return dtask_queue(topic);
+    case Lane::source:
+      return topic;  // the source's name
   }
   return events_;
 }
@@ -155,11 +158,26 @@ TopologySpec Topology::results() const {
   return t;
 }
 
+TopologySpec Topology::source(const std::string& name) const {
+  TopologySpec t;
+  const auto it = sources_.find(name);
+  if (it == sources_.end()) return t;
+  const SourceConfig& s = it->second;
+  t.exchanges.push_back({s.exchange, s.exchange_type});
+  // Like the events queue: what RabbitMQ itself gives up on (the delivery
+  // limit) goes to the dead letters, never nowhere.
+  t.queues.push_back(quorum_queue(s.name, dead_, 0, delivery_limit_));
+  for (const std::string& key : s.bindings) t.bindings.push_back({false, s.name, s.exchange, key});
+  t.append(dead_letters());
+  return t;
+}
+
 TopologySpec Topology::all(const std::vector<std::string>& topics) const {
   TopologySpec t = events();
   t.append(delay_levels());
   t.append(results());
   for (const std::string& topic_name : topics) t.append(topic(topic_name));
+  for (const auto& [name, s] : sources_) t.append(source(name));
   return t;
 }
 

@@ -41,6 +41,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -96,7 +97,8 @@ struct Route {
 
 class Topology {
  public:
-  explicit Topology(const AmqpConfig& config);
+  // `sources`: the config's custom schedulers, whose queues source() declares.
+  explicit Topology(const AmqpConfig& config, std::map<std::string, SourceConfig> sources = {});
 
   const std::string& events_exchange() const { return events_; }
   const std::string& ntask_exchange() const { return ntask_; }
@@ -120,7 +122,11 @@ class Topology {
   TopologySpec delay_levels() const;                    // and the dtask exchange they end in
   TopologySpec dead_letters() const;
   TopologySpec results() const;
-  // Everything for these topics: what `ebatsctl setup` declares.
+  // A source's upstream exchange (declared as the config gives it, durable),
+  // its queue and the queue's bindings; empty when there is no such source.
+  TopologySpec source(const std::string& name) const;
+  const std::map<std::string, SourceConfig>& sources() const { return sources_; }
+  // Everything for these topics, and every source: what `ebatsctl setup` declares.
   TopologySpec all(const std::vector<std::string>& topics) const;
 
   // Where a task of `topic` due at `due_at` goes when published at `now`:
@@ -128,6 +134,8 @@ class Topology {
   // exchange when it is due within one unit).
   Route task_route(Lane lane, const std::string& topic, WallMs due_at, WallMs now) const;
   Route event_route(const std::string& event) const { return {events_, event}; }
+  // A source's message published again: straight to its queue (the default exchange).
+  Route source_route(const std::string& name) const { return {"", name}; }
   // Delay routing key of `units` (clamped to the largest the levels hold)
   // followed by the topic, and the exchange it enters.
   Route delay_route(uint64_t units, const std::string& topic) const;
@@ -155,6 +163,7 @@ class Topology {
   uint32_t delivery_limit_;
   int64_t results_max_age_ms_;
   bool results_stream_;
+  std::map<std::string, SourceConfig> sources_;
 };
 
 }  // namespace amqp

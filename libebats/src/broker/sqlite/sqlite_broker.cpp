@@ -199,6 +199,7 @@ Result<std::vector<Delivery>> SqliteBroker::claim_ahead(Lane lane, const std::st
   const WallMs now = clock_.wall_now();
   const WallMs due_by = now + std::max<int64_t>(lookahead_ms, 0);
   std::vector<Delivery> out;
+  if (lane == Lane::source) return Status::invalid(kSourcesNeedAmqp);
   if (max == 0) return out;
   auto any = anything_to_claim(lane, topic, due_by);
   if (!any.ok()) return any.status();
@@ -214,6 +215,7 @@ Result<std::vector<Delivery>> SqliteBroker::claim_ahead(Lane lane, const std::st
 Result<size_t> SqliteBroker::claim_and_commit(Lane lane, const std::string& topic, uint32_t max,
                                               const RouteFn& route) {
   const WallMs now = clock_.wall_now();
+  if (lane == Lane::source) return Status::invalid(kSourcesNeedAmqp);
   if (max == 0) return size_t{0};
   // Read and route without the write lock: the other daemons keep claiming
   // and committing meanwhile, and the lock is held only for the row changes.

@@ -38,6 +38,9 @@ Result<std::string> path_from_url(const std::string& url);
 // publishes or dead-letters anything of its own.
 Transaction::Mode commit_mode(const Batch& batch);
 
+// The refusal of Lane::source (the config loader refuses `sources` first).
+constexpr const char* kSourcesNeedAmqp = "sources need an amqp:// or amqps:// broker";
+
 class SqliteBroker final : public Broker {
  public:
   // Opens options.url (a sqlite:// URL), creating the file and schema when
@@ -55,8 +58,11 @@ class SqliteBroker final : public Broker {
   Result<std::vector<QueueDepth>> depths(const std::vector<std::string>& topics) override;
   // The schema exists once the broker is open: nothing to declare.
   Status setup(const std::vector<std::string>&) override { return Status(); }
-  // Claims query the table: nothing to subscribe to.
-  Status subscribe(Lane, const std::string&, uint32_t) override { return Status(); }
+  // Claims query the table: nothing to subscribe to. Sources (upstream
+  // exchanges) exist only on RabbitMQ.
+  Status subscribe(Lane lane, const std::string&, uint32_t) override {
+    return lane == Lane::source ? Status::invalid(kSourcesNeedAmqp) : Status();
+  }
   DeadLetterStore& dead_letters() override { return dead_letters_; }
 
   // The lease owner of this incarnation: "<options.owner>/<pid>.<random hex>".
