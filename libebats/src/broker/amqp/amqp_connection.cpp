@@ -346,49 +346,51 @@ Status AmqpConnection::declare(uint16_t channel, const TopologySpec& spec) {
   std::vector<Step> steps;
   std::vector<std::unique_ptr<Table>> tables;  // argument tables, alive until every method is sent
   for (const ExchangeSpec& x : spec.exchanges) {
-    steps.push_back({Step::Kind::exchange, "declaring exchange '" + x.name + "'", x.name, [this, channel, &x](bool nowait) {
-                       amqp_exchange_declare_t m{};
-                       m.exchange = bytes(x.name);
-                       m.type = bytes(x.type);
-                       m.durable = 1;
-                       m.nowait = nowait;
-                       m.arguments = amqp_empty_table;
-                       return send_declare(channel, AMQP_EXCHANGE_DECLARE_METHOD, &m, nowait, AMQP_EXCHANGE_DECLARE_OK_METHOD);
-                     }});
+    auto send = [this, channel, &x](bool nowait) {
+      amqp_exchange_declare_t m{};
+      m.exchange = bytes(x.name);
+      m.type = bytes(x.type);
+      m.durable = 1;
+      m.nowait = nowait;
+      m.arguments = amqp_empty_table;
+      return send_declare(channel, AMQP_EXCHANGE_DECLARE_METHOD, &m, nowait, AMQP_EXCHANGE_DECLARE_OK_METHOD);
+    };
+    steps.push_back({Step::Kind::exchange, "declaring exchange '" + x.name + "'", x.name, send});
   }
   for (const QueueSpec& q : spec.queues) {
     tables.push_back(std::make_unique<Table>(q.arguments));
     Table* args = tables.back().get();
-    steps.push_back({Step::Kind::queue, "declaring queue '" + q.name + "'", q.name, [this, channel, &q, args](bool nowait) {
-                       amqp_queue_declare_t m{};
-                       m.queue = bytes(q.name);
-                       m.durable = 1;
-                       m.nowait = nowait;
-                       m.arguments = args->get();
-                       return send_declare(channel, AMQP_QUEUE_DECLARE_METHOD, &m, nowait, AMQP_QUEUE_DECLARE_OK_METHOD);
-                     }});
+    auto send = [this, channel, &q, args](bool nowait) {
+      amqp_queue_declare_t m{};
+      m.queue = bytes(q.name);
+      m.durable = 1;
+      m.nowait = nowait;
+      m.arguments = args->get();
+      return send_declare(channel, AMQP_QUEUE_DECLARE_METHOD, &m, nowait, AMQP_QUEUE_DECLARE_OK_METHOD);
+    };
+    steps.push_back({Step::Kind::queue, "declaring queue '" + q.name + "'", q.name, send});
   }
   for (const BindingSpec& b : spec.bindings) {
+    auto send = [this, channel, &b](bool nowait) {
+      if (b.to_exchange) {
+        amqp_exchange_bind_t m{};
+        m.destination = bytes(b.destination);
+        m.source = bytes(b.source);
+        m.routing_key = bytes(b.key);
+        m.nowait = nowait;
+        m.arguments = amqp_empty_table;
+        return send_declare(channel, AMQP_EXCHANGE_BIND_METHOD, &m, nowait, AMQP_EXCHANGE_BIND_OK_METHOD);
+      }
+      amqp_queue_bind_t m{};
+      m.queue = bytes(b.destination);
+      m.exchange = bytes(b.source);
+      m.routing_key = bytes(b.key);
+      m.nowait = nowait;
+      m.arguments = amqp_empty_table;
+      return send_declare(channel, AMQP_QUEUE_BIND_METHOD, &m, nowait, AMQP_QUEUE_BIND_OK_METHOD);
+    };
     std::string what = "binding '" + b.destination + "' to exchange '" + b.source + "' with key '" + b.key + "'";
-    steps.push_back({Step::Kind::binding, std::move(what), b.destination, [this, channel, &b](bool nowait) {
-                       if (b.to_exchange) {
-                         amqp_exchange_bind_t m{};
-                         m.destination = bytes(b.destination);
-                         m.source = bytes(b.source);
-                         m.routing_key = bytes(b.key);
-                         m.nowait = nowait;
-                         m.arguments = amqp_empty_table;
-                         return send_declare(channel, AMQP_EXCHANGE_BIND_METHOD, &m, nowait, AMQP_EXCHANGE_BIND_OK_METHOD);
-                       } else {
-                         amqp_queue_bind_t m{};
-                         m.queue = bytes(b.destination);
-                         m.exchange = bytes(b.source);
-                         m.routing_key = bytes(b.key);
-                         m.nowait = nowait;
-                         m.arguments = amqp_empty_table;
-                         return send_declare(channel, AMQP_QUEUE_BIND_METHOD, &m, nowait, AMQP_QUEUE_BIND_OK_METHOD);
-                       }
-                     }});
+    steps.push_back({Step::Kind::binding, std::move(what), b.destination, send});
   }
   if (steps.empty()) return Status();
   for (size_t i = 0; i + 1 < steps.size(); ++i) steps[i].send(true);
@@ -408,12 +410,13 @@ Status AmqpConnection::declare(uint16_t channel, const TopologySpec& spec) {
     }
   }
   if (s.code() == StatusCode::invalid_argument && refused->kind == Step::Kind::exchange) {
-    s = Status::invalid("exchange '" + refused->name + "' exists with another type or other flags than ebats declares: " +
-                        detail + "; delete it or change broker.amqp.prefix");
+    s = Status::invalid("exchange '" + refused->name +
+                        "' exists with another type or other flags than ebats declares: " + detail +
+                        "; delete it or change broker.amqp.prefix");
   } else if (s.code() == StatusCode::invalid_argument && refused->kind == Step::Kind::queue) {
-    s = Status::invalid("queue '" + refused->name + "' exists with other arguments than this config gives it: " + detail +
-                        "; a queue's arguments cannot change: drain and delete the queue (rabbitmqctl delete_queue " +
-                        refused->name + ") or restore the broker.amqp settings that created it");
+    s = Status::invalid("queue '" + refused->name + "' exists with other arguments than this config gives it: " +
+                        detail + "; a queue's arguments cannot change: drain and delete the queue (rabbitmqctl " +
+                        "delete_queue " + refused->name + ") or restore the broker.amqp settings that created it");
   } else if (s.code() == StatusCode::invalid_argument || s.code() == StatusCode::not_found) {
     s = Status::error(s.code(), refused->what + ": " + detail);
   }
