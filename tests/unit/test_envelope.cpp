@@ -539,30 +539,44 @@ TEST_CASE("invalid UTF-8 anywhere is malformed", "[envelope]") {
   }
 }
 
-TEST_CASE("deep nesting neither crashes nor recurses", "[envelope]") {
-  constexpr size_t kDepth = 100000;
-  const std::string arrays = std::string(kDepth, '[') + std::string(kDepth, ']');
-  SECTION("inside params it is accepted and kept") {
-    const std::string params = "{\"deep\":" + arrays + "}";
+TEST_CASE("params nest at most 128 levels; deeper input is refused without recursion", "[envelope]") {
+  // A plugin reads params into a recursive DOM: 500,000 nested arrays used to
+  // overflow its stack (three crashes, then a dead letter). Deeper than the
+  // limit is malformed wherever it enters.
+  auto arrays = [](size_t levels) { return std::string(levels, '[') + std::string(levels, ']'); };
+  auto refused = [](const std::string& json) {
+    const DecodeResult r = decode(json);
+    CHECK(r.error == DecodeError::malformed);
+    CHECK_THAT(r.detail, Contains("nested deeper than 128 levels"));
+  };
+  SECTION("128 levels, params counted, are accepted and kept") {
+    const std::string params = "{\"deep\":" + arrays(127) + "}";
     const DecodeResult r = decode(task_members().set("params", params).json());
     REQUIRE(r.ok());
     CHECK(r.envelope.params == params);
     CHECK(decode(encode_envelope(r.envelope)).ok());
+    auto normalized = ebats::normalize_params(params, 1 << 20);
+    REQUIRE(normalized.ok());
+    CHECK(*normalized == params);
   }
-  SECTION("inside an unknown field it is skipped") {
-    const DecodeResult r = decode(task_members().set("x", arrays).json());
-    CHECK(r.ok());
+  SECTION("129 levels are refused, at decode and at publish") {
+    const std::string params = "{\"deep\":" + arrays(128) + "}";
+    refused(task_members().set("params", params).json());
+    auto normalized = ebats::normalize_params(params, 1 << 20);
+    REQUIRE_FALSE(normalized.ok());
+    CHECK_THAT(normalized.status().message(), Contains("nested deeper than 128 levels"));
   }
-  SECTION("inside a known field it is invalid") { check_invalid(task_members().set("history", arrays).json(), "history[0]"); }
-  SECTION("unbalanced it is malformed") { check_malformed(task_members().set("params", "{\"d\":" + std::string(kDepth, '[')).json()); }
-  SECTION("nested objects too") {
+  SECTION("500,000 levels are refused quickly, in params, unknown and known members") {
+    const std::string deep = arrays(500000);
+    refused(task_members().set("params", "{\"d\":" + deep + "}").json());
+    refused(task_members().set("x", deep).json());
+    refused(task_members().set("history", deep).json());
     std::string objects;
-    for (size_t i = 0; i < kDepth; ++i) objects += "{\"a\":";
-    objects += "1" + std::string(kDepth, '}');
-    const DecodeResult r = decode(task_members().set("params", objects).json());
-    REQUIRE(r.ok());
-    CHECK(r.envelope.params == objects);
+    for (size_t i = 0; i < 100000; ++i) objects += "{\"a\":";
+    objects += "1" + std::string(100000, '}');
+    refused(task_members().set("params", objects).json());
   }
+  SECTION("unbalanced it is malformed") { check_malformed(task_members().set("params", "{\"d\":" + std::string(1000, '[')).json()); }
 }
 
 TEST_CASE("encoding keeps the newest 10 history entries with messages cut to 512 bytes", "[envelope]") {
@@ -677,11 +691,13 @@ TEST_CASE("normalize_params compacts one JSON object and refuses everything else
     CHECK(r.status().code() == ebats::StatusCode::too_large);
     CHECK(r.status().message() == "params: 12 bytes, limit 11");
   }
-  SECTION("deep nesting is fine") {
+  SECTION("nesting past 128 levels is refused") {
     const std::string deep = "{\"d\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
     const auto r = ebats::normalize_params(deep, kLimit);
-    REQUIRE(r.ok());
-    CHECK(*r == deep);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == ebats::StatusCode::invalid_argument);
+    CHECK(r.status().message() ==
+          "params: offset 132: objects and arrays nested deeper than 128 levels (the limit for params)");
   }
   SECTION("invalid UTF-8 is refused") {
     CHECK(ebats::normalize_params("{\"a\":\"\xff\"}", kLimit).status().code() == ebats::StatusCode::invalid_argument);

@@ -115,6 +115,11 @@ DecodeResult decode_envelope(std::string_view bytes, uint64_t max_bytes) {
     out.detail = json::describe_parse_error(parsed.Offset(), json::kLoneSurrogateMessage);
     return out;
   }
+  if (splitter.too_deep()) {
+    out.error = DecodeError::malformed;
+    out.detail = json::describe_parse_error(parsed.Offset(), json::kTooDeepMessage);
+    return out;
+  }
   if (parsed.IsError()) {
     out.error = DecodeError::malformed;
     out.detail = json::describe_parse_error(parsed);

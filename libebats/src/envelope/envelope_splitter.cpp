@@ -42,7 +42,12 @@ bool EnvelopeSplitter::open(rapidjson::Type t, ToDom to_dom, ToWriter to_writer)
     return doc_->StartObject();
   }
   if (depth_ == 1 && route_ == Route::params) params_.type = t;
-  ++depth_;
+  // The root object is level 0 of the members' values: params may nest
+  // kMaxParamsNesting levels, and so may any other member.
+  if (++depth_ > json::kMaxParamsNesting + 1) {
+    too_deep_ = true;
+    return false;
+  }
   return dispatch(to_dom, to_writer);
 }
 

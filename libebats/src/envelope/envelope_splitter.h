@@ -36,6 +36,8 @@ class EnvelopeSplitter {
   bool root_not_object() const { return root_not_object_; }
   rapidjson::Type root_type() const { return root_type_; }
   bool bad_string() const { return bad_string_; }
+  // A member's value nested deeper than json::kMaxParamsNesting levels.
+  bool too_deep() const { return too_deep_; }
   const ParamsSeen& params_seen() const { return params_; }
   // The first unknown top-level member that came more than once ("" if none).
   const std::string& repeated_unknown() const { return repeated_unknown_; }
@@ -87,6 +89,7 @@ class EnvelopeSplitter {
   bool root_not_object_ = false;
   rapidjson::Type root_type_ = rapidjson::kObjectType;
   bool bad_string_ = false;
+  bool too_deep_ = false;
 };
 
 }  // namespace ebats

@@ -38,7 +38,7 @@ class CompactObjectHandler {
     return w_->Key(s, n);
   }
   bool StartObject() {
-    ++depth_;
+    if (++depth_ > kMaxParamsNesting) return refuse_depth();
     return w_->StartObject();
   }
   bool EndObject(rapidjson::SizeType n) {
@@ -47,7 +47,7 @@ class CompactObjectHandler {
   }
   bool StartArray() {
     if (depth_ == 0) return refuse_root(rapidjson::kArrayType);
-    ++depth_;
+    if (++depth_ > kMaxParamsNesting) return refuse_depth();
     return w_->StartArray();
   }
   bool EndArray(rapidjson::SizeType n) {
@@ -58,6 +58,7 @@ class CompactObjectHandler {
   bool root_not_object() const { return root_not_object_; }
   rapidjson::Type root_type() const { return root_type_; }
   bool bad_string() const { return bad_string_; }
+  bool too_deep() const { return too_deep_; }
 
  private:
   bool scalar(rapidjson::Type t) { return depth_ > 0 || refuse_root(t); }
@@ -70,11 +71,16 @@ class CompactObjectHandler {
     bad_string_ = true;
     return false;
   }
+  bool refuse_depth() {
+    too_deep_ = true;
+    return false;
+  }
 
   Writer* w_;
   size_t depth_ = 0;
   bool root_not_object_ = false;
   bool bad_string_ = false;
+  bool too_deep_ = false;
   rapidjson::Type root_type_ = rapidjson::kObjectType;
 };
 
@@ -130,6 +136,10 @@ ObjectParse compact_object(std::string_view text, std::string* out, std::string*
   }
   if (handler.bad_string()) {
     *detail = describe_parse_error(r.Offset(), kLoneSurrogateMessage);
+    return ObjectParse::malformed;
+  }
+  if (handler.too_deep()) {
+    *detail = describe_parse_error(r.Offset(), kTooDeepMessage);
     return ObjectParse::malformed;
   }
   if (r.IsError()) {

@@ -54,6 +54,12 @@ constexpr const char* kLoneSurrogateMessage =
     "string holds an escaped UTF-16 surrogate without its pair (\\udc00-\\udfff); escape the pair or send the raw "
     "UTF-8 character";
 
+// The deepest params may nest objects and arrays, counting params itself as
+// level 1 (docs/WIRE.md): deeper input is refused where it enters, so no
+// recursive reader (a plugin's DOM, its destructor) can run out of stack.
+constexpr size_t kMaxParamsNesting = 128;
+constexpr const char* kTooDeepMessage = "objects and arrays nested deeper than 128 levels (the limit for params)";
+
 // "offset 17: Missing a name for object member."
 std::string describe_parse_error(size_t offset, const char* message);
 std::string describe_parse_error(const rapidjson::ParseResult& r);
