@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "ebats/broker.h"
+#include "ebats/duration.h"
 #include "ebats/envelope.h"
 #include "ebats/publisher.h"
 #include "ebats/publisher_c.h"
@@ -255,4 +256,34 @@ TEST_CASE("C API: NULL handles and arguments are errors, not crashes", "[publish
   ebats_publisher_close(nullptr);
   ebats_batch_free(nullptr);
   ebats_options_free(nullptr);
+}
+
+TEST_CASE("C++ and C APIs: a delay longer than 10 years is refused, nothing stored", "[publisher]") {
+  // It used to store a negative due_at (now + delay overflowed), and the task
+  // was dead-lettered "invalid" without running.
+  TempConfig t;
+  auto p = Publisher::open(t.path);
+  REQUIRE(p.ok());
+  TaskOptions o;
+  o.delay = kMaxDuration;
+  CHECK((*p)->enqueue_task("demo", "closeOrder", "{}", o).ok());
+  o.delay = kMaxDuration + std::chrono::milliseconds(1);
+  auto refused = (*p)->enqueue_task("demo", "closeOrder", "{}", o);
+  REQUIRE_FALSE(refused.ok());
+  CHECK_THAT(refused.status().message(), Catch::Contains("longer than the maximum of 3650d (10 years)"));
+
+  ebats_publisher* c = nullptr;
+  char* err = nullptr;
+  REQUIRE(ebats_publisher_open(t.path.c_str(), &c, &err) == 0);
+  CHECK(ebats_enqueue_task(c, "demo", "closeOrder", "{}", 2, UINT64_MAX, nullptr, &err) == -1);
+  CHECK_THAT(take_error(err), Catch::Contains("delay"));
+  CHECK(ebats_enqueue_task(c, "demo", "closeOrder", "{}", 2, uint64_t{9223372036854775807u}, nullptr, &err) == -1);
+  CHECK_THAT(take_error(err), Catch::Contains("longer than the maximum"));
+  ebats_publisher_close(c);
+
+  auto b = t.broker();
+  auto due = b->next_due(Lane::dtask, "demo");
+  REQUIRE(due.ok());
+  REQUIRE(due->has_value());
+  CHECK(**due > t.clock.wall_now());  // only the 10-year task, due in the future
 }

@@ -65,7 +65,7 @@ Result<Millis> parse_duration(std::string_view text) {
     }
     uint64_t number = 0;
     if (!read_number(text, &pos, kMax, &number)) {
-      return duration_error(text, "too large (the maximum is 106751991167d7h12m55s807ms)");
+      return duration_error(text, std::string("too large (the maximum is ") + kMaxDurationText + ")");
     }
     if (pos < text.size() && (text[pos] == '.' || text[pos] == ',')) {
       return duration_error(text, "fractions are not allowed; use a smaller unit, e.g. 1s500ms instead of 1.5s");
@@ -92,9 +92,12 @@ Result<Millis> parse_duration(std::string_view text) {
     previous_unit = unit;
     const uint64_t unit_ms = static_cast<uint64_t>(kDurationUnits[unit].ms);
     if (number > (kMax - total) / unit_ms) {
-      return duration_error(text, "too large (the maximum is 106751991167d7h12m55s807ms)");
+      return duration_error(text, std::string("too large (the maximum is ") + kMaxDurationText + ")");
     }
     total += number * unit_ms;
+  }
+  if (total > static_cast<uint64_t>(kMaxDuration.count())) {
+    return duration_error(text, std::string("too large (the maximum is ") + kMaxDurationText + ")");
   }
   return Millis(static_cast<int64_t>(total));
 }

@@ -1,5 +1,6 @@
 #include "ebats/publisher.h"
 
+#include "ebats/duration.h"
 #include "ebats/envelope.h"
 #include "envelope/task_message.h"
 
@@ -72,6 +73,10 @@ Result<OutMsg> Publisher::make_task(std::string_view topic, std::string_view tas
     return Status::invalid("invalid task name '" + std::string(task) + "': use 1-128 of [A-Za-z0-9_.:-]");
   }
   if (o.delay.count() < 0) return Status::invalid("delay must not be negative");
+  if (o.delay > kMaxDuration) {
+    return Status::invalid("delay " + std::to_string(o.delay.count()) + "ms is longer than the maximum of " +
+                           kMaxDurationText);
+  }
   auto params = normalize_params(params_json, config_->max_message_bytes);
   if (!params.ok()) return params.status().with_context("params of task " + std::string(task));
   Envelope e;
