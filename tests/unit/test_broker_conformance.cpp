@@ -270,6 +270,40 @@ TEST_CASE("conformance: a dead letter rides on its ack, and list, show, replay a
   CHECK(*purged == 0);
 }
 
+TEST_CASE("conformance: dead-letter ids are never handed out again after a replay or a purge", "[conformance]") {
+  // On SQLite the ids used to be max + 1: after the newest letters were
+  // replayed or purged, an id noted earlier named another letter.
+  Fixture f;
+  auto worker = f.open();
+  REQUIRE(worker->subscribe(Lane::ntask, "demo", 10).ok());
+  auto ctl = f.open("ebatsctl");
+  auto dead_letter_one = [&] {
+    publish(*worker, {f.task("demo", Lane::ntask, f.clock.wall_now())});
+    auto got = claim_until(*worker, Lane::ntask, "demo", 1);
+    REQUIRE(got.size() == 1);
+    Batch batch;
+    Settle s = ack(got[0].token);
+    s.then_dead = dead(got[0]);
+    batch.settle.push_back(s);
+    CHECK(commit_ok(*worker, batch).settled == 1);
+    auto letters = ctl->dead_letters().list(1);
+    REQUIRE(letters.ok());
+    REQUIRE(letters->size() == 1);
+    return letters->at(0).seq;
+  };
+  const uint64_t first = dead_letter_one();
+  const uint64_t second = dead_letter_one();
+  CHECK(second > first);
+  REQUIRE(ctl->dead_letters().replay(second, f.clock.wall_now()).ok());
+  REQUIRE(claim_until(*worker, Lane::ntask, "demo", 1).size() == 1);  // (the replayed task, left unsettled)
+  const uint64_t third = dead_letter_one();
+  CHECK(third > second);
+  REQUIRE(ctl->dead_letters().purge().ok());
+  const uint64_t fourth = dead_letter_one();
+  CHECK(fourth > third);
+  CHECK(ctl->dead_letters().show(second).status().code() == StatusCode::not_found);
+}
+
 TEST_CASE("conformance: replay --all replays events and tasks, and leaves raw bytes listed", "[conformance]") {
   Fixture f;
   auto worker = f.open();

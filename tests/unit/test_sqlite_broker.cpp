@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/sqlite/sqlite_schema.h"
 #include "ebats/broker.h"
 #include "ebats/clock.h"
 #include "support/broker_calls.h"
@@ -695,7 +696,7 @@ TEST_CASE("sqlite broker: a version 1 database is migrated on open, done counts 
   sqlite3_stmt* stmt = nullptr;
   REQUIRE(sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &stmt, nullptr) == SQLITE_OK);
   REQUIRE(sqlite3_step(stmt) == SQLITE_ROW);
-  CHECK(sqlite3_column_int(stmt, 0) == 2);
+  CHECK(sqlite3_column_int(stmt, 0) == sqlite::kSchemaVersion);
   sqlite3_finalize(stmt);
   sqlite3_close(raw);
 }

@@ -93,6 +93,32 @@ INSERT INTO topic_totals (topic, done) SELECT topic, count(*) FROM results WHERE
 PRAGMA user_version = 2;
 )sql";
 
+// Version 3: dead-letter ids (seq) are never reused. Without AUTOINCREMENT
+// SQLite hands out max(seq) + 1, so after a purge or a replay of the newest
+// letters an id noted earlier named another letter. The table is rebuilt
+// with AUTOINCREMENT, its rows and ids kept.
+constexpr const char* kMigrateTo3 = R"sql(
+CREATE TABLE dead_letters_v3 (
+  seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+  id         TEXT    NOT NULL,
+  kind       TEXT    NOT NULL CHECK (kind IN ('event', 'task', 'raw')),
+  topic      TEXT    NOT NULL DEFAULT '',
+  name       TEXT    NOT NULL DEFAULT '',
+  reason     TEXT    NOT NULL,
+  error      TEXT    NOT NULL DEFAULT '',
+  attempts   INTEGER NOT NULL DEFAULT 0,
+  body       BLOB    NOT NULL,
+  first_seen INTEGER NOT NULL,
+  dead_at    INTEGER NOT NULL
+) STRICT;
+INSERT INTO dead_letters_v3 SELECT * FROM dead_letters;
+DROP TABLE dead_letters;
+ALTER TABLE dead_letters_v3 RENAME TO dead_letters;
+CREATE INDEX dl_reason ON dead_letters(reason, dead_at);
+CREATE INDEX dl_id     ON dead_letters(id);
+PRAGMA user_version = 3;
+)sql";
+
 Result<int> read_user_version(Connection& connection) {
   auto stmt = connection.statement("PRAGMA user_version");
   if (!stmt.ok()) return stmt.status();
@@ -140,6 +166,10 @@ Status ensure_schema(Connection& connection, bool create) {
   }
   if (*version < 2) {
     Status migrated = connection.exec(kMigrateTo2, "migrating the ebats schema to version 2");
+    if (!migrated.ok()) return migrated;
+  }
+  if (*version < 3) {
+    Status migrated = connection.exec(kMigrateTo3, "migrating the ebats schema to version 3");
     if (!migrated.ok()) return migrated;
   }
   return txn.commit();

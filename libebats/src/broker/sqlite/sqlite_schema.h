@@ -14,7 +14,7 @@ namespace sqlite {
 
 // 1: the first schema. 2: adds topic_totals (ok results per topic, kept by
 // each commit, so `ebatsctl stats` needs no scan of results).
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 // OK when the database holds schema version kSchemaVersion afterwards: a new
 // file gets the whole schema, an older version is migrated step by step.
