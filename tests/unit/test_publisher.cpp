@@ -287,3 +287,25 @@ TEST_CASE("C++ and C APIs: a delay longer than 10 years is refused, nothing stor
   REQUIRE(due->has_value());
   CHECK(**due > t.clock.wall_now());  // only the 10-year task, due in the future
 }
+
+TEST_CASE("Publisher: an event whose task would pass the size limit is refused at publish", "[publisher]") {
+  // The event fitted and was accepted; its task, with ids, names and the
+  // retry policy added, did not, and was dead-lettered "too large" unrun.
+  TempConfig t;  // limit 2 KiB; order_paied -> virtualShipping@demo
+  auto p = Publisher::open(t.path);
+  REQUIRE(p.ok());
+  const std::string fits_event_only = "{\"pad\":\"" + std::string(1800, 'x') + "\"}";
+  auto refused = (*p)->publish("order_paied", fits_event_only);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() == StatusCode::too_large);
+  CHECK_THAT(refused.status().message(),
+             Catch::Contains("its task virtualShipping on topic demo would be") && Catch::Contains("limit 2048"));
+  // An event no registration turns into tasks is only measured itself.
+  CHECK((*p)->publish("not_registered", fits_event_only).ok());
+  const std::string small = "{\"pad\":\"" + std::string(1200, 'x') + "\"}";
+  CHECK((*p)->publish("order_paied", small).ok());
+  auto b = t.broker();
+  auto events = b->claim(Lane::events, "", 10);
+  REQUIRE(events.ok());
+  CHECK(events->size() == 2);
+}

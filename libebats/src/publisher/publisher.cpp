@@ -3,6 +3,7 @@
 #include "ebats/duration.h"
 #include "ebats/envelope.h"
 #include "envelope/task_message.h"
+#include "scheduler/event_router.h"
 
 namespace ebats {
 namespace {
@@ -61,6 +62,19 @@ Result<OutMsg> Publisher::make_event(std::string_view event, std::string_view pa
   m.due_at = e.created_at;
   Status size = check_encoded_size(m, "event", config_->max_message_bytes);
   if (!size.ok()) return size;
+  // Its tasks carry more than the event (ids, names, the retry policy): one
+  // that would pass the limit would be dead-lettered "too large" unrun.
+  if (const std::vector<Registration>* regs = config_->registrations(e.event)) {
+    for (const Registration& reg : *regs) {
+      const size_t task_bytes = encode_envelope(task_for(e, reg, e.created_at)).size();
+      if (task_bytes > config_->max_message_bytes) {
+        return Status::error(StatusCode::too_large,
+                             "event " + m.name + ": its task " + reg.task + " on topic " + reg.topic + " would be " +
+                                 std::to_string(task_bytes) + " bytes encoded, limit " +
+                                 std::to_string(config_->max_message_bytes) + "; send smaller params");
+      }
+    }
+  }
   return m;
 }
 

@@ -4,7 +4,6 @@
 #include "envelope/task_message.h"
 
 namespace ebats {
-namespace {
 
 Envelope task_for(const Envelope& event, const Registration& reg, WallMs now) {
   Envelope t;
@@ -26,6 +25,8 @@ Envelope task_for(const Envelope& event, const Registration& reg, WallMs now) {
   t.timeout_ms = reg.timeout_ms;
   return t;
 }
+
+namespace {
 
 DeadLetter dead_event(const Delivery& d, std::string reason, std::string error, WallMs now) {
   DeadLetter dl;

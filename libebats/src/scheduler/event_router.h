@@ -31,4 +31,8 @@ constexpr int64_t kMaxEventClockSkewMs = 5 * 60 * 1000;
 
 Batch route_events(const std::vector<Delivery>& events, const Config& config, WallMs now, RouteSummary* summary);
 
+// The task `reg` makes of `event` at `now`: what route_events() publishes, and
+// what a producer sizes before it publishes the event.
+Envelope task_for(const Envelope& event, const Registration& reg, WallMs now);
+
 }  // namespace ebats
