@@ -567,3 +567,38 @@ TEST_CASE("AMQP settings that cannot work are errors", "[config][amqp]") {
   REQUIRE(l.warnings.size() == 1);
   CHECK_THAT(l.warnings[0].message, Catch::Contains("broker.amqp is ignored"));
 }
+
+TEST_CASE("config files: a size limit, one document, and 30,000 events in linear time", "[config]") {
+  TempDir dir;
+  SECTION("a file over 4 MiB is refused, and /dev/zero does not grow memory without bound") {
+    const std::string big = dir.path() + "/big.yaml";
+    {
+      std::ofstream out(big);
+      out << kRequired;
+      for (int i = 0; i < 120'000; ++i) out << "# a comment line that pads the file out beyond the size limit\n";
+    }
+    const ConfigLoad l = ebats::load_config(big);
+    CHECK(l.config == nullptr);
+    CHECK_THAT(l.error_text(), Catch::Contains("larger than 4 MiB, the limit for a config file"));
+    const ConfigLoad zero = ebats::load_config("/dev/zero");
+    CHECK(zero.config == nullptr);
+    CHECK_THAT(zero.error_text(), Catch::Contains("larger than 4 MiB"));
+  }
+  SECTION("a second YAML document is an error, not silently ignored") {
+    CHECK_THAT(only_error(kRequired + "---\nevents: {e: [{task: t, topic: demo}]}\n"),
+               Catch::Contains("t.yaml:4:1: error: a second YAML document (after ---) would be ignored"));
+  }
+  SECTION("30,000 events load, each with its registration (the key lookup used to be quadratic)") {
+    std::string yaml = kRequired + "workers: {demo: {}}\nevents:\n";
+    for (int i = 0; i < 30'000; ++i) yaml += "  e" + std::to_string(i) + ": [{task: t, topic: demo}]\n";
+    const ConfigLoad l = load(yaml);
+    INFO(l.error_text());
+    REQUIRE(l.config != nullptr);
+    CHECK(l.config->events.size() == 30'000);
+    CHECK(l.config->registrations("e29999") != nullptr);
+    // A repeated key is still found (the index keeps the first).
+    CHECK_THAT(only_error(kRequired + "workers: {demo: {}}\nevents:\n  a: [{task: t, topic: demo}]\n"
+                                      "  b: []\n  a: [{task: u, topic: demo}]\n"),
+               Catch::Contains("duplicate key 'a' (first given at line 5)"));
+  }
+}

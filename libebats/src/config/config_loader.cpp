@@ -717,6 +717,10 @@ fs::path absolute_path(const std::string& path) {
 }
 
 // Reads a whole file; on failure sets *error to strerror of the failing call.
+// The largest config file read: far above any real one (30,000 events take
+// about 2 MiB), and a bound for a mistaken path such as /dev/zero.
+constexpr size_t kMaxConfigBytes = size_t{4} << 20;
+
 bool read_file(const std::string& path, std::string* text, std::string* error) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
   if (file == nullptr) {
@@ -728,6 +732,11 @@ bool read_file(const std::string& path, std::string* text, std::string* error) {
   for (;;) {
     const size_t n = std::fread(buffer, 1, sizeof buffer, file);
     text->append(buffer, n);
+    if (text->size() > kMaxConfigBytes) {
+      *error = "it is larger than " + std::to_string(kMaxConfigBytes >> 20) + " MiB, the limit for a config file " +
+               "(is it the right file?)";
+      return false;
+    }
     if (n < sizeof buffer) break;
   }
   if (std::ferror(file)) {
@@ -754,7 +763,13 @@ ConfigLoad load_config_from_string(const std::string& yaml, const std::string& d
   config->path = absolute.string();
   YAML::Node root;
   try {
-    root = YAML::Load(yaml);
+    std::vector<YAML::Node> documents = YAML::LoadAll(yaml);
+    if (documents.size() > 1) {
+      diagnostics.error(documents[1].Mark(), "a second YAML document (after ---) would be ignored; keep the whole "
+                                             "config in one document");
+      return finish(diagnostics, nullptr);
+    }
+    if (!documents.empty()) root = documents[0];
   } catch (const YAML::Exception& e) {
     diagnostics.error(e.mark, "invalid YAML: " + e.msg);
     return finish(diagnostics, nullptr);

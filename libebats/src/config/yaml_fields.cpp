@@ -110,15 +110,14 @@ MapFields::MapFields(const YAML::Node& map, const std::string& path, std::vector
       }
       continue;
     }
+    index_.emplace(name, fields_.size());
     fields_.push_back(Field{path.empty() ? name : path + "." + name, key, value});
   }
 }
 
 const Field* MapFields::find(std::string_view key) const {
-  for (const Field& f : fields_) {
-    if (f.name() == key) return &f;
-  }
-  return nullptr;
+  const auto it = index_.find(std::string(key));
+  return it == index_.end() ? nullptr : &fields_[it->second];
 }
 
 bool check_map(const Field& f, bool null_is_empty, std::string_view example, DiagnosticList& d) {

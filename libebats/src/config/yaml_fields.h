@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "ebats/config.h"
@@ -66,6 +67,7 @@ class MapFields {
 
  private:
   std::vector<Field> fields_;
+  std::unordered_map<std::string, size_t> index_;  // key -> position in fields_ (a map of 30,000 events stays linear)
 };
 
 // True when the field holds a map (or, if null_is_empty, nothing); else reports
