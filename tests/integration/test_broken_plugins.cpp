@@ -69,3 +69,31 @@ TEST_CASE("a plugin crashing in init keeps the worker up, the tasks queued, unti
   }
   fs::remove_all(dir);
 }
+
+TEST_CASE("a plugin hanging in init is killed after start_timeout and retried, the tasks queued", "[integration]") {
+  // It used to stall the worker silently: no log line, its topic's tasks
+  // pending for as long as the hang lasted.
+  const std::string dir = plugin_dir_with({EBATS_TEST_CRASH_PLUGIN_DIR "/init_hangs.so"});
+  {
+    TestSystem sys("  e:\n    - {task: record, topic: t}\n", "  t: {processes: 1, start_timeout: 1s}\n", "", dir);
+    sys.start_scheduler();
+    auto& worker = sys.start_ntask();
+    REQUIRE(sys.publisher().publish("e", "{}").ok());
+    REQUIRE(TestSystem::wait_until([&] {
+      const std::string log = sys.log_of("ntask");
+      return log.find("child not ready in time: a plugin's init hangs?") != std::string::npos &&
+             log.find("child died before it was ready") != std::string::npos;
+    }));
+    CHECK(sys.log_of("ntask").find("workers.t.start_timeout") != std::string::npos);
+    CHECK(worker.running());
+    CHECK(sys.executions().empty());
+    CHECK(sys.dead_letters().empty());
+    // The fixed plugin is loaded by the next child start.
+    fs::remove(dir + "/init_hangs.so");
+    fs::copy_file(EBATS_TEST_PLUGIN_DIR "/test_tasks.so", dir + "/test_tasks.so");
+    ::chmod((dir + "/test_tasks.so").c_str(), 0755);
+    REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 1; }, 90s));
+    CHECK(worker.running());
+  }
+  fs::remove_all(dir);
+}

@@ -51,6 +51,7 @@ struct WorkerConfig {
   int64_t timeout_ms = 60'000;      // soft timeout of one task (should_stop() turns 1)
   int64_t kill_after_ms = 5'000;    // SIGKILL this long after the soft timeout
   int64_t drain_timeout_ms = 30'000;
+  int64_t start_timeout_ms = 30'000;  // a child not ready by then (a plugin's init hangs) is killed
 };
 
 struct SqliteConfig {

@@ -381,7 +381,7 @@ class ConfigParser {
       }
       if (!check_map(topic, true, "demo: {processes: 2}", d_)) continue;
       const MapFields fields(topic.value, topic.path,
-                             {"processes", "prefetch", "timeout", "kill_after", "drain_timeout"}, d_,
+                             {"processes", "prefetch", "timeout", "kill_after", "drain_timeout", "start_timeout"}, d_,
                              {"ntask", "dtask", "metrics_port"});
       WorkerConfig worker;
       worker.timeout_ms = config.default_timeout_ms;
@@ -394,6 +394,7 @@ class ConfigParser {
       read_duration_into(fields, "timeout", 1, worker.timeout_ms);
       read_duration_into(fields, "kill_after", 0, worker.kill_after_ms);
       read_duration_into(fields, "drain_timeout", 0, worker.drain_timeout_ms);
+      read_duration_into(fields, "start_timeout", 1, worker.start_timeout_ms);
       check_consumer_timeout(topic.mark(), topic.path, worker.timeout_ms, worker.kill_after_ms, config);
       config.workers[name] = worker;
     }

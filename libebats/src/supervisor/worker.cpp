@@ -15,6 +15,7 @@
 
 #include "core/poll_backoff.h"
 #include "daemon/host_name.h"
+#include "ebats/duration.h"
 #include "ebats/envelope.h"
 #include "ebats/result.h"
 #include "ebats/retry.h"
@@ -97,6 +98,8 @@ class Worker::Impl {
     bool soft_sent = false;
     bool killed_for_timeout = false;
     bool socket_closed = false;  // EOF seen: poll only the pidfd until the exit
+    bool killed_for_start = false;  // not ready within start_timeout: killed
+    SteadyTime started_at{};
     SteadyTime head_since{};
     SteadyTime respawn_at{};
     uint32_t startup_failures = 0;
@@ -215,6 +218,8 @@ void Worker::Impl::spawn_due_children(SteadyTime now) {
     s.soft_sent = false;
     s.killed_for_timeout = false;
     s.socket_closed = false;
+    s.killed_for_start = false;
+    s.started_at = now;
   }
 }
 
@@ -394,6 +399,19 @@ void Worker::Impl::write_child(Slot& s) {
 }
 
 void Worker::Impl::check_timeouts(SteadyTime now) {
+  // A child that does not become ready (a plugin's init that hangs) is killed:
+  // its exit backs off and retries as a crash in init does.
+  for (auto& s : children_) {
+    if (!s.proc || s.ready || s.killed_for_start || now - s.started_at < milliseconds(settings_.start_timeout_ms)) {
+      continue;
+    }
+    s.killed_for_start = true;
+    log_.error("child not ready in time: a plugin's init hangs?; killing it",
+               {{"pid", std::to_string(s.proc->pid())},
+                {"start_timeout", format_duration(milliseconds(settings_.start_timeout_ms))},
+                {"setting", "workers." + setup_.topic + ".start_timeout"}});
+    s.proc->signal(SIGKILL);
+  }
   for (auto& s : children_) {
     if (!s.proc || s.pipeline.empty()) continue;
     const auto& env = s.pipeline.front().job.env;
@@ -908,6 +926,9 @@ Status Worker::Impl::run(SignalFd& signals) {
     wake = std::min({wake, next_extend_, next_recover_});
     for (const auto& s : children_) {
       if (!s.proc && !draining_) wake = std::min(wake, s.respawn_at);
+      if (s.proc && !s.ready && !s.killed_for_start) {
+        wake = std::min(wake, s.started_at + milliseconds(settings_.start_timeout_ms));
+      }
       if (s.proc && !s.pipeline.empty()) {
         const auto& env = s.pipeline.front().job.env;
         const milliseconds t(env.timeout_ms > 0 ? env.timeout_ms : settings_.timeout_ms);
