@@ -25,6 +25,12 @@ namespace {
 // A config the broker refuses (a queue declared with other arguments, a
 // password file others may read) is a config error: exit 2, which the units
 // list in RestartPreventExitStatus= so systemd does not restart into it.
+// SIGUSR1, SIGUSR2 and SIGALRM mean nothing to a daemon; by default they
+// would kill it without draining. (Its children get their defaults back.)
+void ignore_stray_signals() {
+  for (int sig : {SIGUSR1, SIGUSR2, SIGALRM}) std::signal(sig, SIG_IGN);
+}
+
 int exit_code_for(const Status& s) {
   return s.code() == StatusCode::invalid_argument ? kExitUsage : kExitFailure;
 }
@@ -70,6 +76,7 @@ int worker_main_impl(int argc, char** argv, DaemonKind kind) {
   if (!config->workers.count(args.topic)) {
     log.warn("topic has no workers: entry in the config; using defaults", {{"topic", args.topic}});
   }
+  ignore_stray_signals();
   auto signals = SignalFd::open({SIGTERM, SIGINT, SIGHUP});
   if (!signals.ok()) {
     log.error("cannot set up signals", {{"error", signals.status().message()}});
@@ -105,6 +112,7 @@ int scheduler_main_impl(int argc, char** argv) {
   if (args.check_config) return run_config_check(*config, "");
 
   Logger log("scheduler");
+  ignore_stray_signals();
   auto signals = SignalFd::open({SIGTERM, SIGINT, SIGHUP});
   if (!signals.ok()) {
     log.error("cannot set up signals", {{"error", signals.status().message()}});

@@ -257,6 +257,25 @@ TEST_CASE("a hanging handler is killed after timeout + kill_after and dead-lette
   CHECK(letters.front().letter.reason == "timed out");
 }
 
+TEST_CASE("the soft stop cuts no system call short, and stray signals do not kill a worker", "[integration]") {
+  // SIGUSR1, the soft timeout, used to interrupt a handler's sleep: a 1.5 s
+  // nanosleep returned after 0.2 s and the task was recorded ok. A SIGUSR1,
+  // SIGUSR2 or SIGALRM sent to a worker parent killed it without draining.
+  TestSystem sys("  e:\n    - {task: sleep_through, topic: t}\n",
+                 "  t: {processes: 1, timeout: 200ms, kill_after: 20s}\n");
+  auto& ntask = sys.start_ntask();
+  sys.start_scheduler();
+  REQUIRE(TestSystem::wait_until([&] { return sys.log_of("ntask").find(" ready ") != std::string::npos; }));
+  for (int sig : {SIGUSR1, SIGUSR2, SIGALRM}) ntask.signal(sig);
+  REQUIRE(sys.publisher().publish("e", "{\"ms\":1500}").ok());
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() == 1; }));
+  const auto results = sys.results();
+  CHECK(results.front().at("status") == "ok");
+  // The sleep ran its whole length; should_stop() saw the soft timeout.
+  CHECK(results.front().at("message") == "slept stop=1");
+  CHECK(ntask.running());
+}
+
 // Not a timing assertion: a loop that spins uses the whole wall time on the
 // CPU, an idle one next to nothing; the bound sits far from both.
 TEST_CASE("a worker whose children are all busy waits for them instead of spinning", "[integration]") {

@@ -1,6 +1,7 @@
 // TaskRunner and the C++ SDK: return codes and exceptions become outcomes,
 // host functions (message, retry hints, should_stop, log) behave as promised.
 // Crashing and hanging tasks are not run in-process (the worker tests do that).
+#include <atomic>
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
@@ -98,7 +99,7 @@ class StderrCapture {
 
 struct Fixture {
   FakeClock clock;
-  volatile std::sig_atomic_t stop = 0;
+  std::atomic<bool> stop{false};
   TaskRunner runner{kGoodDir, ebats::PluginSettings{}, clock, &stop, 1024};
 };
 
@@ -248,9 +249,9 @@ TEST_CASE("runner: should_stop after the deadline (FakeClock) and when the stop 
     CHECK(f.runner.run(r).message == "stop=1");
   }
   SECTION("stop flag") {
-    f.stop = 1;
+    f.stop = true;
     CHECK(f.runner.run(r).message == "stop=1");
-    f.stop = 0;
+    f.stop = false;
     CHECK(f.runner.run(r).message == "stop=0");
   }
   SECTION("a cooperative task returns early with a retry") {

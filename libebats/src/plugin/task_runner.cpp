@@ -1,6 +1,7 @@
 // TaskRunner: the host function table and one handler call per run().
 #include "plugin/task_runner.h"
 
+#include <atomic>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,7 +22,7 @@ struct CallState {
   const TaskHandler* handler = nullptr;
   const TaskRequest* request = nullptr;
   const Clock* clock = nullptr;
-  const volatile std::sig_atomic_t* stop_flag = nullptr;
+  const std::atomic<bool>* stop_flag = nullptr;
   size_t message_limit_bytes = 0;
   std::optional<std::string> message;
   std::optional<int64_t> retry_after_ms;
@@ -94,7 +95,7 @@ void host_retry_limit(const ebats_task_ctx* ctx, uint32_t max_retries) noexcept 
 int host_should_stop(const ebats_task_ctx* ctx) noexcept {
   const CallState* s = call_state(ctx);
   if (s == nullptr) return 0;
-  if (s->stop_flag != nullptr && *s->stop_flag != 0) return 1;
+  if (s->stop_flag != nullptr && s->stop_flag->load(std::memory_order_relaxed)) return 1;
   if (s->request->deadline_ms > 0 && s->clock->wall_now() >= s->request->deadline_ms) return 1;
   return 0;
 }
@@ -157,7 +158,7 @@ std::string format_plugin_log_line(std::string_view plugin, std::string_view tas
 }
 
 TaskRunner::TaskRunner(const std::string& plugin_dir, const PluginSettings& settings, const Clock& clock,
-                       const volatile std::sig_atomic_t* stop_flag, size_t message_limit_bytes)
+                       const std::atomic<bool>* stop_flag, size_t message_limit_bytes)
     : clock_(&clock),
       stop_flag_(stop_flag),
       message_limit_bytes_(message_limit_bytes),

@@ -7,7 +7,7 @@
 // Not thread-safe (one task at a time on one thread, as the ABI promises).
 #pragma once
 
-#include <csignal>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -38,11 +38,11 @@ struct TaskRunResult {
 class TaskRunner {
  public:
   // Loads the plugins of `plugin_dir`, passing each init() its plugin's settings
-  // (refusals are in registry().errors()). `stop_flag` is the child's flag set
-  // by SIGUSR1/SIGTERM (may be null); `message_limit_bytes` bounds result
+  // (refusals are in registry().errors()). `stop_flag` is the child's flag that
+  // the parent's soft stop sets (may be null); `message_limit_bytes` bounds result
   // messages. REQUIRES: `clock` and `*stop_flag` outlive the runner.
   TaskRunner(const std::string& plugin_dir, const PluginSettings& settings, const Clock& clock,
-             const volatile std::sig_atomic_t* stop_flag, size_t message_limit_bytes);
+             const std::atomic<bool>* stop_flag, size_t message_limit_bytes);
   TaskRunner(const TaskRunner&) = delete;
   TaskRunner& operator=(const TaskRunner&) = delete;
 
@@ -54,7 +54,7 @@ class TaskRunner {
 
  private:
   const Clock* clock_;
-  const volatile std::sig_atomic_t* stop_flag_;
+  const std::atomic<bool>* stop_flag_;
   size_t message_limit_bytes_;
   PluginRegistry registry_;
 };

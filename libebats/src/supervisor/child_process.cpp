@@ -37,6 +37,11 @@ Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv, c
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   const pid_t parent_pid = ::getpid();
+  // The daemons ignore stray SIGUSR1, SIGUSR2 and SIGALRM; a child (and its
+  // plugins) gets them back at their defaults, as an ignored signal would
+  // otherwise stay ignored across exec.
+  struct sigaction default_action {};
+  default_action.sa_handler = SIG_DFL;
 
   pid_t pid = ::fork();
   if (pid < 0) return Status::io(std::string("fork: ") + std::strerror(errno));
@@ -50,6 +55,7 @@ Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv, c
     ::close_range(4, ~0U, 0);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent_pid) ::_exit(0);  // the parent died before prctl
+    for (int sig : {SIGUSR1, SIGUSR2, SIGALRM}) ::sigaction(sig, &default_action, nullptr);
     ::sigprocmask(SIG_SETMASK, &child_mask, nullptr);
     ::execv(args[0], args.data());
     ::_exit(127);

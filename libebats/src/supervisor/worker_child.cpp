@@ -1,10 +1,13 @@
 #include "supervisor/worker_child.h"
 
+#include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "ebats/clock.h"
 #include "plugin/task_runner.h"
@@ -13,20 +16,58 @@
 namespace ebats {
 namespace {
 
-// The one piece of global mutable state ebats allows: the flag a signal
-// handler sets. SIGUSR1 from the parent means "the soft timeout passed or we
-// are shutting down"; handlers see it through should_stop().
-volatile std::sig_atomic_t g_stop_requested = 0;
+// The soft stop: SIGUSR1 from the parent ("the soft timeout passed, or we are
+// shutting down"), which handlers see through should_stop(). It is taken by a
+// thread of its own with sigwait(), never by a signal handler, so it cuts no
+// system call of a running task short (a handler's sleep() used to return
+// early when a handler caught it). REQUIRES: SIGUSR1 blocked in every thread
+// (block_stop_signal(), before any thread exists).
+class StopListener {
+ public:
+  StopListener() : thread_([this] { listen(); }) {}
+  ~StopListener() {
+    quit_.store(true);
+    ::pthread_kill(thread_.native_handle(), SIGUSR1);
+    thread_.join();
+  }
+  StopListener(const StopListener&) = delete;
+  StopListener& operator=(const StopListener&) = delete;
 
-extern "C" void on_stop_signal(int) { g_stop_requested = 1; }
+  const std::atomic<bool>* flag() const { return &stop_; }
+  void clear() { stop_.store(false); }
+
+ private:
+  void listen() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    for (;;) {
+      int sig = 0;
+      if (::sigwait(&set, &sig) != 0) continue;
+      if (quit_.load()) return;
+      stop_.store(true);
+    }
+  }
+
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> quit_{false};
+  std::thread thread_;  // last: started once the flags exist
+};
+
+// Blocks SIGUSR1 for this thread and every thread started after (the plugins'
+// too), so only the StopListener receives it. Its disposition is reset first:
+// a signal ignored by the parent stays ignored across exec, and an ignored
+// signal never reaches sigwait().
+void block_stop_signal() {
+  signal(SIGUSR1, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
 
 void install_child_signals() {
-  struct sigaction sa;
-  std::memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  sigaction(SIGUSR1, &sa, nullptr);
+  block_stop_signal();
   // The parent coordinates shutdown: a Ctrl-C on the terminal or a SIGTERM
   // sent to the whole group must not kill a task mid-run.
   signal(SIGINT, SIG_IGN);
@@ -58,11 +99,12 @@ bool read_settings(int fd, FrameBuffer& in, PluginSettings* settings) {
 
 int run_worker_child(int fd, const WorkerChildOptions& options) {
   install_child_signals();
+  StopListener stop;
   SystemClock clock;
   FrameBuffer in(options.max_frame_bytes);
   PluginSettings settings;
   if (!read_settings(fd, in, &settings)) return 2;
-  TaskRunner runner(options.plugins_dir, settings, clock, &g_stop_requested, options.message_limit_bytes);
+  TaskRunner runner(options.plugins_dir, settings, clock, stop.flag(), options.message_limit_bytes);
   if (!write_all(fd, ready_frame(runner))) return 1;
 
   std::string out;
@@ -87,7 +129,7 @@ int run_worker_child(int fd, const WorkerChildOptions& options) {
       TaskRunResult res = runner.run(req);
       const SteadyTime t1 = clock.steady_now();
       const WallMs finished = clock.wall_now();
-      g_stop_requested = 0;
+      stop.clear();
 
       out.clear();
       FieldWriter w(out, FrameType::result);

@@ -4,6 +4,7 @@
 // $EBATS_TEST_RECORD (one O_APPEND write, so concurrent children never mix
 // lines), which lets tests count executions and duplicates.
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -88,6 +89,15 @@ EBATS_PLUGIN(
          if (t.should_stop()) throw ebats::Retry("stopped");
          sleep_ms(left < 10 ? left : 10);
        }
+     })},
+    // One nanosleep of params.ms: the soft stop must not cut it short.
+    {"sleep_through", recorded([](ebats::Task& t) {
+       const int64_t ms = int_param(t, "ms", 0);
+       struct timespec ts {};
+       ts.tv_sec = static_cast<time_t>(ms / 1000);
+       ts.tv_nsec = static_cast<long>(ms % 1000) * 1'000'000;
+       const bool interrupted = ::nanosleep(&ts, nullptr) != 0;
+       t.message(std::string(interrupted ? "interrupted" : "slept") + " stop=" + (t.should_stop() ? "1" : "0"));
      })},
     {"message", recorded([](ebats::Task& t) { t.message("hello " + string_param(t, "name")); })},
     // Used by the unit tests of the task runner and the SDK.
