@@ -244,9 +244,12 @@ TEST_CASE("C API: NULL handles and arguments are errors, not crashes", "[publish
   CHECK(ebats_publish_event(nullptr, "e", "{}", 2, nullptr, &err) == -1);
   CHECK_THAT(take_error(err), Catch::StartsWith("ebats_publish_event: "));
   CHECK(ebats_enqueue_task(nullptr, "t", "x", "{}", 2, 0, nullptr, &err) == -1);
+  CHECK_THAT(take_error(err), Catch::StartsWith("ebats_enqueue_task: "));
   CHECK(ebats_batch_new(nullptr) == nullptr);
   CHECK(ebats_batch_add_event(nullptr, "e", "{}", 2, nullptr, nullptr, &err) == -1);
+  CHECK_THAT(take_error(err), Catch::StartsWith("ebats_batch_add_event: "));
   CHECK(ebats_batch_commit(nullptr, &err) == -1);
+  CHECK_THAT(take_error(err), Catch::StartsWith("ebats_batch_commit: "));
   CHECK(ebats_batch_size(nullptr) == 0);
   CHECK(ebats_options_set_trace_id(nullptr, "x", &err) == -1);
   CHECK_THAT(take_error(err), Catch::StartsWith("ebats_options_set_trace_id: "));
