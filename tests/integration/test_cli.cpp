@@ -4,6 +4,7 @@
 #include <rapidjson/document.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -196,4 +197,21 @@ TEST_CASE("ebatsctl dead show/list --json and stats --json are valid JSON whatev
     }
   }
   CHECK(counted);
+}
+
+TEST_CASE("a deleted database file stops the daemons with a clear message, exit 1", "[integration][sqlite]") {
+  // They used to go on with the unlinked file while producers wrote to a new
+  // one at the same path, which nobody read, without a log line.
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n");
+  auto& scheduler = sys.start_scheduler();
+  auto& ntask = sys.start_ntask();
+  REQUIRE(sys.publisher().publish("e", "{}").ok());
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 1; }));
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(sys.dir() + "/ebats.db" + suffix);
+  CHECK(scheduler.wait(30s) == 1);
+  CHECK(ntask.wait(30s) == 1);
+  for (const char* name : {"scheduler", "ntask"}) {
+    INFO(sys.log_of(name));
+    CHECK(sys.log_of(name).find("ebats.db was deleted while this daemon had it open") != std::string::npos);
+  }
 }

@@ -3,8 +3,10 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "core/poll_backoff.h"
+#include "daemon/file_identity.h"
 #include "supervisor/child_process.h"
 
 namespace ebats {
@@ -91,6 +93,12 @@ Status Scheduler::run(SignalFd& signals) {
                       {"sources", std::to_string(config_->sources.size())}});
   std::chrono::milliseconds error_backoff(0);
   PollBackoff idle(poll_interval);
+  std::optional<FileIdentity> database;  // SQLite: the file opened, checked now and then
+  if (!config_->sqlite_path().empty()) {
+    auto identity = FileIdentity::of(config_->sqlite_path());
+    if (identity.ok()) database.emplace(std::move(identity).value());
+  }
+  auto next_database_check = clock_.steady_now();
   for (;;) {
     bool more = false;
     std::chrono::milliseconds wait = poll_interval;
@@ -109,6 +117,11 @@ Status Scheduler::run(SignalFd& signals) {
       auto n = broker_.recover_expired(Lane::events, "");
       if (n.ok() && *n > 0) log_.warn("recovered events with expired leases", {{"count", std::to_string(*n)}});
       next_recover = clock_.steady_now() + lease / 2;
+    }
+    if (database && clock_.steady_now() >= next_database_check) {
+      Status still = database->unchanged();
+      if (!still.ok()) return still;
+      next_database_check = clock_.steady_now() + std::chrono::seconds(2);
     }
     // A broker that signals new events (RabbitMQ) wakes the loop at once;
     // SQLite is polled, every poll_interval at most.

@@ -14,6 +14,7 @@
 #include <boost/algorithm/string/join.hpp>
 
 #include "core/poll_backoff.h"
+#include "daemon/file_identity.h"
 #include "daemon/host_name.h"
 #include "ebats/duration.h"
 #include "ebats/envelope.h"
@@ -41,6 +42,7 @@ constexpr uint32_t kMaxAutoHeldPerChild = 512;  // automatic prefetch: at most t
 constexpr size_t kMaxPipeline = 32;
 constexpr size_t kMaxResultParams = 4096;
 constexpr std::chrono::seconds kFinishCommitsFor{20};  // stopping: the last commits get this long
+constexpr std::chrono::seconds kDatabaseCheckEvery{2};  // SQLite: is the file still there?
 
 int poll_timeout_ms(SteadyTime now, SteadyTime until) {
   if (until <= now) return 0;
@@ -185,6 +187,8 @@ class Worker::Impl {
   SteadyTime next_extend_{};
   SteadyTime next_recover_{};
   SteadyTime next_watchdog_{};
+  std::optional<FileIdentity> database_;  // SQLite: the file opened, checked now and then
+  SteadyTime next_database_check_{};
   bool announced_ready_ = false;
   std::vector<std::string> last_load_errors_;
   bool draining_ = false;
@@ -892,6 +896,10 @@ Status Worker::Impl::run(SignalFd& signals) {
   next_extend_ = now + lease_ / 3;
   next_recover_ = now + lease_ / 2;
   next_watchdog_ = now;
+  if (!config_.sqlite_path().empty()) {
+    auto identity = FileIdentity::of(config_.sqlite_path());
+    if (identity.ok()) database_.emplace(std::move(identity).value());
+  }
   std::vector<pollfd> fds;
   std::vector<Slot*> owners;  // owners[i] for fds[i]; nullptr for the signal, broker thread and delivery fds
 
@@ -1003,6 +1011,11 @@ Status Worker::Impl::run(SignalFd& signals) {
     if (notifier_.watchdog_interval().count() > 0 && now >= next_watchdog_) {
       notifier_.watchdog();
       next_watchdog_ = now + notifier_.watchdog_interval();
+    }
+    if (database_ && now >= next_database_check_) {
+      Status still = database_->unchanged();
+      if (!still.ok()) return still;  // the children are killed as the worker is destroyed
+      next_database_check_ = now + kDatabaseCheckEvery;
     }
   }
 
