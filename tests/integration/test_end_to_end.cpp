@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -274,6 +275,33 @@ TEST_CASE("the soft stop cuts no system call short, and stray signals do not kil
   // The sleep ran its whole length; should_stop() saw the soft timeout.
   CHECK(results.front().at("message") == "slept stop=1");
   CHECK(ntask.running());
+}
+
+TEST_CASE("a child shows what it is in ps, and what a handler forks ends with the worker", "[integration]") {
+  // Children showed as "/proc/self/exe --child ...", and a handler's
+  // subprocess outlived the worker's stop.
+  TestSystem sys("  e:\n    - {task: spawn_sleeper, topic: t}\n", "  t: {processes: 1}\n");
+  auto& ntask = sys.start_ntask();
+  sys.start_scheduler();
+  REQUIRE(sys.publisher().publish("e", "{}").ok());
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() == 1; }));
+  const auto result = sys.results().front();
+  const std::string sleeper = "/proc/" + result.at("message");
+  auto read_file = [](const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  CHECK(read_file("/proc/" + result.at("pid") + "/cmdline").rfind("ebats-ntask-worker child, topic t", 0) == 0);
+  REQUIRE(std::filesystem::exists(sleeper));
+  ntask.signal(SIGTERM);
+  CHECK(ntask.wait(30s) == 0);
+  // Gone, or a zombie that only its new parent has not reaped yet.
+  CHECK(TestSystem::wait_until([&] {
+    const std::string stat = read_file(sleeper + "/stat");
+    return stat.empty() || stat.find(") Z ") != std::string::npos;
+  }, 10s));
 }
 
 // Not a timing assertion: a loop that spins uses the whole wall time on the

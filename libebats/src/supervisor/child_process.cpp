@@ -24,7 +24,8 @@ std::string signal_name(int sig) {
   return "signal " + std::to_string(sig);
 }
 
-Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv, const sigset_t& child_mask) {
+Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv, const sigset_t& child_mask,
+                                         const std::string& title) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return Status::io(std::string("socketpair: ") + std::strerror(errno));
@@ -36,6 +37,8 @@ Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv, c
   args.reserve(argv.size() + 1);
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  const char* program = argv.at(0).c_str();
+  if (!title.empty()) args[0] = const_cast<char*>(title.c_str());
   const pid_t parent_pid = ::getpid();
   // The daemons ignore stray SIGUSR1, SIGUSR2 and SIGALRM; a child (and its
   // plugins) gets them back at their defaults, as an ignored signal would
@@ -53,13 +56,15 @@ Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv, c
       ::_exit(126);
     }
     ::close_range(4, ~0U, 0);
+    ::setpgid(0, 0);  // a process group of its own (the parent sets it too: no race)
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent_pid) ::_exit(0);  // the parent died before prctl
     for (int sig : {SIGUSR1, SIGUSR2, SIGALRM}) ::sigaction(sig, &default_action, nullptr);
     ::sigprocmask(SIG_SETMASK, &child_mask, nullptr);
-    ::execv(args[0], args.data());
+    ::execv(program, args.data());
     ::_exit(127);
   }
+  ::setpgid(pid, pid);  // EACCES once it has exec'd: it has done it itself then
   ChildProcess c;
   c.pid_ = pid;
   c.pidfd_.reset(pidfd_open_compat(pid));
@@ -99,12 +104,21 @@ void ChildProcess::kill_and_reap() {
     signal(SIGKILL);
     ::waitpid(pid_, nullptr, 0);
     reaped_ = true;
+    kill_leftovers();
   }
+}
+
+void ChildProcess::kill_leftovers() const {
+  // A process group's id is not reused while the group has members, so this
+  // reaches only what the child left behind (nothing: ESRCH).
+  if (pid_ > 0) ::kill(-pid_, SIGKILL);
 }
 
 bool ChildProcess::signal(int sig) const {
   if (reaped_ || !pidfd_.valid()) return false;
-  return ::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) == 0;
+  const bool sent = ::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) == 0;
+  if (sig == SIGKILL) kill_leftovers();  // still unreaped: the group id is the child's own
+  return sent;
 }
 
 bool ChildProcess::try_reap(std::string* description) {
@@ -113,6 +127,7 @@ bool ChildProcess::try_reap(std::string* description) {
   pid_t r = ::waitpid(pid_, &status, WNOHANG);
   if (r != pid_) return false;
   reaped_ = true;
+  kill_leftovers();
   if (description) {
     if (WIFSIGNALED(status)) {
       *description = "killed by " + signal_name(WTERMSIG(status));

@@ -3,7 +3,9 @@
 //
 // The child gets its socket as fd 3, every other fd above 2 closed, the
 // signal mask given, and PR_SET_PDEATHSIG = SIGKILL, so it never outlives
-// the parent. Only async-signal-safe calls run between fork() and execv().
+// the parent. It leads a process group of its own: whatever it forks (a
+// handler's subprocess) is killed with it, when it is killed and once it is
+// reaped. Only async-signal-safe calls run between fork() and execv().
 // Move-only; the destructor kills (SIGKILL) and reaps a child still running.
 #pragma once
 
@@ -20,8 +22,10 @@ namespace ebats {
 
 class ChildProcess {
  public:
-  // argv[0] is the program to exec (e.g. "/proc/self/exe").
-  static Result<ChildProcess> spawn(const std::vector<std::string>& argv, const sigset_t& child_mask);
+  // argv[0] is the program to exec (e.g. "/proc/self/exe"); `title`, when
+  // not empty, is the argv[0] the child gets instead (what `ps` shows).
+  static Result<ChildProcess> spawn(const std::vector<std::string>& argv, const sigset_t& child_mask,
+                                    const std::string& title = "");
 
   ChildProcess(ChildProcess&& o) noexcept;
   ChildProcess& operator=(ChildProcess&& o) noexcept;
@@ -34,6 +38,7 @@ class ChildProcess {
   int socket() const { return sock_.get(); }
   void close_socket() { sock_.reset(); }
   // Sends a signal through the pidfd; false if the child is already gone.
+  // SIGKILL goes to the child's whole process group.
   bool signal(int sig) const;
   // Reaps the child if it has exited (non-blocking). Returns true once reaped;
   // `description` then says how it ended: "exit status 3", "killed by SIGSEGV".
@@ -43,6 +48,8 @@ class ChildProcess {
  private:
   ChildProcess() = default;
   void kill_and_reap();
+  // SIGKILL to the child's process group: what it forked and left running.
+  void kill_leftovers() const;
   pid_t pid_ = -1;
   UniqueFd pidfd_;
   UniqueFd sock_;

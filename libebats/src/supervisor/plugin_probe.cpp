@@ -16,7 +16,7 @@ namespace ebats {
 Result<PluginProbe> probe_plugins(const std::vector<std::string>& child_argv, const PluginSettings& settings) {
   sigset_t empty;
   sigemptyset(&empty);
-  auto child = ChildProcess::spawn(child_argv, empty);
+  auto child = ChildProcess::spawn(child_argv, empty, "ebats plugin probe");
   if (!child.ok()) return child.status();
   std::string first;
   write_settings_frame(first, settings);

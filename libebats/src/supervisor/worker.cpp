@@ -67,7 +67,8 @@ class Worker::Impl {
         clock_(clock),
         log_(log),
         notifier_(notifier),
-        host_(host_name()) {
+        host_(host_name()),
+        child_title_(std::string("ebats-") + lane_name(setup_.lane) + "-worker child, topic " + setup_.topic) {
     const uint32_t procs = std::max<uint32_t>(1, settings_.processes);
     max_capacity_ = settings_.prefetch > 0 ? settings_.prefetch
                                            : std::max<uint32_t>(2 * procs, std::min<uint32_t>(config_.sqlite.claim_batch,
@@ -161,6 +162,7 @@ class Worker::Impl {
   const Logger& log_;
   const ServiceNotifier& notifier_;
   std::string host_;
+  std::string child_title_;  // what `ps` shows for a child: "ebats-ntask-worker child, topic demo"
   std::optional<ResultsFile> results_;
   // Every broker call after startup runs here; the loop only posts and reaps.
   std::unique_ptr<BrokerThread> broker_thread_;
@@ -207,7 +209,7 @@ void Worker::Impl::spawn_due_children(SteadyTime now) {
   sigemptyset(&empty);
   for (auto& s : children_) {
     if (s.proc || now < s.respawn_at) continue;
-    auto child = ChildProcess::spawn(setup_.child_argv, empty);
+    auto child = ChildProcess::spawn(setup_.child_argv, empty, child_title_);
     if (!child.ok()) {
       log_.error("cannot start child", {{"error", child.status().message()}});
       s.respawn_at = now + std::chrono::seconds(1);

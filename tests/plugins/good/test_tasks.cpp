@@ -90,6 +90,15 @@ EBATS_PLUGIN(
          sleep_ms(left < 10 ? left : 10);
        }
      })},
+    // Starts `sleep 300` and leaves it running; its pid is the message.
+    {"spawn_sleeper", recorded([](ebats::Task& t) {
+       const pid_t pid = ::fork();
+       if (pid == 0) {
+         ::execl("/bin/sleep", "sleep", "300", static_cast<char*>(nullptr));
+         ::_exit(127);
+       }
+       t.message(std::to_string(pid));
+     })},
     // One nanosleep of params.ms: the soft stop must not cut it short.
     {"sleep_through", recorded([](ebats::Task& t) {
        const int64_t ms = int_param(t, "ms", 0);
