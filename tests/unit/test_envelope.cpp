@@ -539,7 +539,7 @@ TEST_CASE("invalid UTF-8 anywhere is malformed", "[envelope]") {
   }
 }
 
-TEST_CASE("params nest at most 128 levels; deeper input is refused without recursion", "[envelope]") {
+TEST_CASE("params nest at most 128 levels, and deeper input is refused without recursion", "[envelope]") {
   // A plugin reads params into a recursive DOM: 500,000 nested arrays used to
   // overflow its stack (three crashes, then a dead letter). Deeper than the
   // limit is malformed wherever it enters.
