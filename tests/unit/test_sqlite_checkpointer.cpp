@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <string>
 #include <thread>
 
@@ -85,4 +86,30 @@ TEST_CASE("checkpointer: stopping it hands checkpoints back to SQLite", "[sqlite
   REQUIRE(sqlite3_wal_checkpoint_v2((*watched)->db(), "main", SQLITE_CHECKPOINT_PASSIVE, &wal_frames, &copied) ==
           SQLITE_OK);
   CHECK(wal_frames >= 0);
+}
+
+TEST_CASE("a WAL that grew is cut back to journal_size_limit when it restarts", "[sqlite]") {
+  // It used to keep its peak size for ever (103 MB after 200,000 tasks).
+  TempDir dir;
+  const std::string path = dir.path() + "/wal.db";
+  auto opened = Connection::open(path, SqliteConfig{}, true);
+  REQUIRE(opened.ok());
+  Connection& c = **opened;
+  REQUIRE(c.exec("CREATE TABLE filler (body TEXT)", "creating filler").ok());
+  // One burst larger than the limit, in a single transaction.
+  {
+    Transaction txn(c, Transaction::Mode::immediate_no_fsync);
+    REQUIRE(txn.begin().ok());
+    REQUIRE(c.exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 80) "
+                   "INSERT INTO filler (body) SELECT randomblob(1048576) FROM n",
+                   "inserting a burst")
+                .ok());
+    REQUIRE(txn.commit().ok());
+  }
+  const auto wal_bytes = [&] { return static_cast<int64_t>(std::filesystem::file_size(path + "-wal")); };
+  REQUIRE(wal_bytes() > Connection::kWalSizeLimitBytes);
+  // Everything checkpointed, no reader: the next write restarts the WAL.
+  REQUIRE(c.exec("PRAGMA wal_checkpoint(PASSIVE)", "checkpointing").ok());
+  commit_row(c, 100);
+  CHECK(wal_bytes() <= Connection::kWalSizeLimitBytes);
 }

@@ -141,6 +141,11 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& path, co
   if (!sync.ok()) return sync;
   Status temp = connection->exec("PRAGMA temp_store=MEMORY", "setting temp_store");
   if (!temp.ok()) return temp;
+  // A WAL that once grew (a burst, a reader holding old frames) is cut back to
+  // this size the next time it restarts, instead of keeping its peak for ever.
+  const std::string wal_limit = "PRAGMA journal_size_limit=" + std::to_string(kWalSizeLimitBytes);
+  Status limit = connection->exec(wal_limit.c_str(), "setting journal_size_limit");
+  if (!limit.ok()) return limit;
   return connection;
 }
 

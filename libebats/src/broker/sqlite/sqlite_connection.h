@@ -26,7 +26,9 @@ class Connection {
   // the settings of `config`. Does not touch the schema (see sqlite_schema.h).
   // Errors: io_error for an unusable folder or file (naming the path, the OS
   // error and a fix), not_found when !create and the file is missing.
+  // It also sets journal_size_limit to kWalSizeLimitBytes.
   static Result<std::unique_ptr<Connection>> open(const std::string& path, const SqliteConfig& config, bool create);
+  static constexpr int64_t kWalSizeLimitBytes = int64_t{64} << 20;
 
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
