@@ -1,9 +1,12 @@
 // The command lines: clear errors and the right exit codes for bad input.
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <rapidjson/document.h>
 
 #include <catch2/catch.hpp>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -214,4 +217,181 @@ TEST_CASE("a deleted database file stops the daemons with a clear message, exit 
     INFO(sys.log_of(name));
     CHECK(sys.log_of(name).find("ebats.db was deleted while this daemon had it open") != std::string::npos);
   }
+}
+
+namespace {
+
+// ebatsctl run with a pipe as its stdin, which the test writes to and closes
+// when it chooses; stdout and stderr go to files.
+class PipedCtl {
+ public:
+  PipedCtl(const TestSystem& sys, std::vector<std::string> args, const std::string& name)
+      : out_(sys.dir() + "/" + name + ".out"), err_(sys.dir() + "/" + name + ".err") {
+    std::vector<std::string> argv{std::string(EBATS_BIN_DIR) + "/ebatsctl", "--config", sys.config_path()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> cargs;
+    for (auto& a : argv) cargs.push_back(a.data());
+    cargs.push_back(nullptr);
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      ::dup2(fds[0], 0);
+      ::close(fds[0]);
+      ::close(fds[1]);
+      int out = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int err = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(out, 1);
+      ::dup2(err, 2);
+      ::execv(cargs[0], cargs.data());
+      ::_exit(127);
+    }
+    ::close(fds[0]);
+    write_fd_ = fds[1];
+  }
+  ~PipedCtl() {
+    close_stdin();
+    if (!reaped_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  void write(const std::string& text) {
+    REQUIRE(::write(write_fd_, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  }
+  void close_stdin() {
+    if (write_fd_ >= 0) ::close(write_fd_);
+    write_fd_ = -1;
+  }
+  void signal(int sig) const { ::kill(pid_, sig); }
+  bool running() {
+    if (reaped_) return false;
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) != pid_) return true;
+    reaped_ = true;
+    code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return false;
+  }
+  // The exit code once it ended (REQUIREs that it does, within a generous minute).
+  int wait() {
+    REQUIRE(TestSystem::wait_until([&] { return !running(); }));
+    return code_;
+  }
+  std::string out() const { return read_file(out_); }
+  std::string err() const { return read_file(err_); }
+
+ private:
+  std::string out_, err_;
+  pid_t pid_ = -1;
+  int write_fd_ = -1;
+  bool reaped_ = false;
+  int code_ = -1;
+};
+
+}  // namespace
+
+TEST_CASE("ebatsctl publish --jsonl stops at a bad line after publishing every line before it and says so exactly",
+          "[integration][sqlite]") {
+  // It used to print "1000 events published before line 1500" while 1499 were stored.
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n");
+  const std::string input = sys.dir() + "/bad.jsonl";
+  {
+    std::ofstream f(input);
+    for (int i = 1; i <= 1499; ++i) f << "{\"n\":" << i << "}\n";
+    f << "{bad\n{\"n\":1501}\n";
+  }
+  const std::string out = sys.dir() + "/bad.out", err = sys.dir() + "/bad.err";
+  const std::string cmd = std::string(EBATS_BIN_DIR) + "/ebatsctl --config " + sys.config_path() +
+                          " publish e --jsonl < " + input + " > " + out + " 2> " + err;
+  const int st = std::system(cmd.c_str());
+  REQUIRE(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 2);  // bad input is a usage error
+  INFO(read_file(err));
+  CHECK(read_file(out) == "1499\n");
+  CHECK(read_file(err).find("1499 events published (lines 1-1499); line 1500 not published: ") != std::string::npos);
+  CHECK(sys.unrouted_events() == 1499);
+}
+
+TEST_CASE("ebatsctl publish --jsonl commits a slow producer's lines while its stdin stays open",
+          "[integration][sqlite]") {
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n");
+  PipedCtl ctl(sys, {"publish", "e", "--jsonl"}, "slow");
+  ctl.write("{\"i\":1}\n{\"i\":2}\n{\"i\":3}\n");
+  // Not a batch of 1000 and no end of input: the time-based flush commits them.
+  CHECK(TestSystem::wait_until([&] { return sys.unrouted_events() == 3; }, 30s));
+  CHECK(ctl.running());
+  ctl.write("{\"i\":4}\n");
+  ctl.close_stdin();
+  CHECK(ctl.wait() == 0);
+  CHECK(ctl.out() == "4\n");
+  CHECK(sys.unrouted_events() == 4);
+}
+
+TEST_CASE("ebatsctl publish --jsonl stopped by SIGTERM commits what it read and reports the count stored",
+          "[integration][sqlite]") {
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n");
+  PipedCtl ctl(sys, {"publish", "e", "--jsonl"}, "term");
+  for (int i = 1; i <= 5; ++i) ctl.write("{\"i\":" + std::to_string(i) + "}\n");
+  REQUIRE(TestSystem::wait_until([&] { return sys.unrouted_events() == 5; }, 30s));
+  ctl.write("{\"i\":6}\n{\"i\":7}\n{\"i\":");  // two more lines and half of one: the signal may come before or after they are read
+  ctl.signal(SIGTERM);
+  CHECK(ctl.wait() == 143);
+  INFO(ctl.err());
+  const std::string out = ctl.out();
+  REQUIRE_FALSE(out.empty());
+  const uint64_t reported = std::stoull(out);
+  CHECK(reported >= 5);
+  CHECK(reported <= 7);
+  CHECK(sys.unrouted_events() == reported);
+  CHECK(ctl.err().find(std::to_string(reported) + " events published (lines 1-" + std::to_string(reported) +
+                       "); stopped by SIGTERM: nothing after line " + std::to_string(reported) + " was published") !=
+        std::string::npos);
+}
+
+TEST_CASE("ebatsctl publish --jsonl --id-from and --id-base make re-publishing the same lines idempotent",
+          "[integration][sqlite]") {
+  // No scheduler runs, so the events stay in the events table, where an id
+  // already there is not stored again.
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n");
+  auto publish = [&](const std::vector<std::string>& args, const std::string& lines, std::string* out) {
+    const std::string input = sys.dir() + "/in.jsonl";
+    std::ofstream(input) << lines;
+    const std::string out_path = sys.dir() + "/id.out", err_path = sys.dir() + "/id.err";
+    std::string cmd = std::string(EBATS_BIN_DIR) + "/ebatsctl --config " + sys.config_path() + " publish e --jsonl";
+    for (const auto& a : args) cmd += " " + a;
+    cmd += " < " + input + " > " + out_path + " 2> " + err_path;
+    const int st = std::system(cmd.c_str());
+    *out = read_file(out_path) + read_file(err_path);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  };
+  auto orders = [](int from, int to) {
+    std::string s;
+    for (int i = from; i <= to; ++i) s += "{\"order_id\":" + std::to_string(i) + ",\"sku\":\"x\"}\n";
+    return s;
+  };
+  std::string out;
+  REQUIRE(publish({"--id-from", "order_id"}, orders(1, 100), &out) == 0);
+  CHECK(sys.unrouted_events() == 100);
+  // The first 100 again (as after a crash) and 50 new ones: 150 events in all.
+  REQUIRE(publish({"--id-from", "order_id"}, orders(1, 150), &out) == 0);
+  CHECK(sys.unrouted_events() == 150);
+  // A string with the same digits is the same key.
+  REQUIRE(publish({"--id-from", "order_id"}, "{\"order_id\":\"150\"}\n", &out) == 0);
+  CHECK(sys.unrouted_events() == 150);
+  // A line without the field stops there, like a bad line.
+  CHECK(publish({"--id-from", "order_id"}, orders(151, 152) + "{\"sku\":\"y\"}\n" + orders(153, 153), &out) == 2);
+  CHECK(out.find("2 events published (lines 1-2); line 3 not published: params have no field 'order_id'") !=
+        std::string::npos);
+  CHECK(sys.unrouted_events() == 152);
+
+  // --id-base: line N's id is UUIDv5(base, N), whatever the line holds.
+  const std::string base = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
+  REQUIRE(publish({"--id-base", base}, orders(1000, 1009), &out) == 0);
+  CHECK(sys.unrouted_events() == 162);
+  REQUIRE(publish({"--id-base", base}, orders(1000, 1014), &out) == 0);
+  CHECK(sys.unrouted_events() == 167);
+  CHECK(publish({"--id-base", "not-a-uuid"}, orders(1, 1), &out) == 2);
+  CHECK(publish({"--id", base}, orders(1, 1), &out) == 2);  // one id for many lines is refused
+  CHECK(sys.unrouted_events() == 167);
 }

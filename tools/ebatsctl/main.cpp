@@ -1,12 +1,21 @@
 // ebatsctl: publish events, enqueue tasks, look at queues and handle dead
 // letters. See docs/CLI.md. Exit codes: 0 ok, 1 operational error,
-// 2 usage or config error, 3 not found.
+// 2 usage or config error, 3 not found, 128+N publish --jsonl stopped by
+// signal N.
+#include <poll.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <rapidjson/document.h>
 
 #include <boost/program_options.hpp>
+#include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iomanip>
 #include <iostream>
 #include <optional>
@@ -17,8 +26,10 @@
 
 #include "ebats/broker.h"
 #include "ebats/duration.h"
+#include "ebats/envelope.h"
 #include "ebats/publisher.h"
 #include "envelope/json_io.h"
+#include "envelope/uuid_v5.h"
 
 namespace po = boost::program_options;
 
@@ -35,7 +46,8 @@ const char* kUsageText =
     "\n"
     "Commands:\n"
     "  publish EVENT [JSON] [--id UUID] [--trace T]   publish one event (JSON from stdin when omitted)\n"
-    "  publish EVENT --jsonl                          publish one EVENT per line of stdin, in batches\n"
+    "  publish EVENT --jsonl [--id-from FIELD | --id-base UUID] [--trace T]\n"
+    "                                                 publish one EVENT per line of stdin, in batches\n"
     "  enqueue TOPIC TASK [JSON] [--delay D]          create one task directly (Task::create)\n"
     "  stats [--json]                                 pending, delayed, leased, done, dead per topic\n"
     "  setup                                          create the broker's queues for every topic of the config\n"
@@ -49,18 +61,23 @@ const char* kUsageText =
     "  -h, --help          show this help\n"
     "  -V, --version       show the version\n"
     "\n"
-    "Exit codes: 0 ok, 1 operational error, 2 usage or config error, 3 not found.\n";
+    "Exit codes: 0 ok, 1 operational error, 2 usage or config error, 3 not found,\n"
+    "  128+N publish --jsonl stopped by signal N (130 SIGINT, 143 SIGTERM) after committing what it read.\n";
 
 int usage_error(const std::string& msg) {
   std::cerr << "ebatsctl: " << msg << "\nTry 'ebatsctl --help'.\n";
   return kUsage;
 }
 
-int report(const ebats::Status& s) {
-  std::cerr << "ebatsctl: " << s.message() << "\n";
+int exit_code_of(const ebats::Status& s) {
   if (s.code() == ebats::StatusCode::not_found) return kNotFound;
   if (s.code() == ebats::StatusCode::invalid_argument || s.code() == ebats::StatusCode::too_large) return kUsage;
   return kFailure;
+}
+
+int report(const ebats::Status& s) {
+  std::cerr << "ebatsctl: " << s.message() << "\n";
+  return exit_code_of(s);
 }
 
 std::string read_stdin() {
@@ -109,15 +126,258 @@ std::optional<int> parse_subcommand(const char* name, const std::vector<std::str
 
 // ------------------------------------------------------------------ publish
 
+// publish --jsonl: a batch is committed when it holds kJsonlBatch events or
+// kJsonlFlushAfter after its first line was read, whichever comes first, so a
+// slow producer's lines are durable within about that long.
+constexpr std::chrono::milliseconds kJsonlFlushAfter{100};
+// --id-from: an event's id is UUIDv5(this namespace, EVENT "\n" VALUE). It is
+// UUIDv5(the ebats namespace, "ebatsctl publish --id-from"); documented in
+// docs/CLI.md, so it never changes.
+constexpr std::string_view kIdFromNamespace = "bb21d0c5-3d04-52b2-be16-0ab5997a6861";
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+const char* signal_name(int sig) {
+  switch (sig) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    default: return "a signal";
+  }
+}
+
+// How --jsonl gives each line's event an id.
+struct JsonlIds {
+  std::string from_field;  // --id-from FIELD
+  std::string base;        // --id-base UUID (lowercase)
+};
+
+// The id of the event of line `line_no`, or the reason there is none. An empty
+// id (no option given) lets the publisher make a new one.
+ebats::Result<std::string> jsonl_event_id(const JsonlIds& ids, const std::string& event, std::string_view line,
+                                          uint64_t line_no, uint64_t max_bytes) {
+  if (!ids.base.empty()) return ebats::uuid_v5(ids.base, std::to_string(line_no));
+  if (ids.from_field.empty()) return std::string();
+  auto params = ebats::normalize_params(line, max_bytes);
+  if (!params.ok()) return params.status().with_context("params of event " + event);
+  rapidjson::Document doc;
+  doc.Parse<ebats::json::kReadFlags>(params->c_str(), params->size());  // valid: normalize_params made it
+  if (doc.HasParseError() || !doc.IsObject()) return ebats::Status::invalid("params of event " + event + ": invalid");
+  const auto member = doc.FindMember(rapidjson::StringRef(ids.from_field.data(), ids.from_field.size()));
+  if (member == doc.MemberEnd()) {
+    return ebats::Status::invalid("params have no field '" + ids.from_field + "' (--id-from)");
+  }
+  // Numbers arrive as their text (kParseNumbersAsStringsFlag): 42 and "42" are one key.
+  if (!member->value.IsString()) {
+    return ebats::Status::invalid("field '" + ids.from_field + "' holds " +
+                                  ebats::json::json_type_name(member->value.GetType()) +
+                                  ", not a string or a number (--id-from)");
+  }
+  if (member->value.GetStringLength() == 0) {
+    return ebats::Status::invalid("field '" + ids.from_field + "' is an empty string (--id-from)");
+  }
+  std::string name = event;
+  name.append(1, '\n').append(member->value.GetString(), member->value.GetStringLength());
+  return ebats::uuid_v5(kIdFromNamespace, name);
+}
+
+// "1499 events published (lines 1-1499)"
+std::string published_text(uint64_t events, uint64_t through_line) {
+  std::string s = std::to_string(events) + (events == 1 ? " event" : " events") + " published";
+  if (through_line > 0) {
+    s += through_line == 1 ? " (line 1)" : " (lines 1-" + std::to_string(through_line) + ")";
+  }
+  return s;
+}
+
+// Reads stdin line by line and publishes one event per line. Every ending
+// says exactly what is stored: the count on stdout, and on stderr which line
+// is the first one not published and why.
+int publish_jsonl(ebats::Publisher& pub, const std::string& event, const JsonlIds& ids, const std::string& trace,
+                  bool on_rabbitmq) {
+  // SIGINT, SIGTERM and SIGHUP are blocked except while waiting for input
+  // (ppoll), so one never interrupts a commit: it ends the wait, and what was
+  // read is committed and reported. A signal ignored on entry stays ignored.
+  sigset_t stop_signals, wait_mask;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction old{};
+    if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    struct sigaction sa{};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(sig, &sa, nullptr);
+    sigaddset(&stop_signals, sig);
+  }
+  ::sigprocmask(SIG_BLOCK, &stop_signals, &wait_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    if (sigismember(&stop_signals, sig)) sigdelset(&wait_mask, sig);
+  }
+
+  const auto t0 = std::chrono::steady_clock::now();
+  const uint64_t max_bytes = pub.config().max_message_bytes;
+  // A longer line cannot be params that fit (whitespace aside); stop before buffering more.
+  const uint64_t max_line = 4 * max_bytes;
+  ebats::EventOptions eo;
+  eo.trace = trace;
+  auto batch = pub.batch();
+  uint64_t published = 0;    // events committed
+  uint64_t line_no = 0;      // lines read whole (blank ones included)
+  uint64_t done_through = 0; // every line up to this one is published (or blank)
+  uint64_t batch_first = 0;  // the line of the batch's first event
+  std::chrono::steady_clock::time_point batch_started{};
+
+  // Commits the batch; on failure reports it and returns the exit code.
+  auto flush = [&]() -> std::optional<int> {
+    const size_t n = batch.size();
+    if (n > 0) {
+      const ebats::Status s = batch.commit();
+      if (!s.ok()) {
+        std::cout << published << "\n";
+        const std::string lines = batch_first == line_no ? "line " + std::to_string(line_no)
+                                                         : "lines " + std::to_string(batch_first) + "-" +
+                                                               std::to_string(line_no);
+        std::cerr << "ebatsctl: " << published_text(published, done_through) << "; " << lines
+                  << " not published: " << s.message()
+                  << (on_rabbitmq ? " (RabbitMQ may have taken some of them before the error)" : "")
+                  << "; stopped there\n";
+        return kFailure;
+      }
+      published += n;
+    }
+    done_through = line_no;
+    return std::nullopt;
+  };
+  // Stops at line `at` (not published, for `why`) after committing the lines before it.
+  auto stop_at_line = [&](uint64_t at, const std::string& why, int code) -> int {
+    if (auto failed = flush()) return *failed;
+    std::cout << published << "\n";
+    std::cerr << "ebatsctl: " << published_text(published, done_through) << "; line " << at
+              << " not published: " << why << "; stopped there\n";
+    return code;
+  };
+  // One whole line (without its newline); nullopt to go on.
+  auto take_line = [&](std::string_view line) -> std::optional<int> {
+    const uint64_t this_line = line_no + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.find_first_not_of(" \t") == std::string_view::npos) {  // blank lines are skipped
+      line_no = this_line;
+      if (batch.size() == 0) done_through = line_no;
+      return std::nullopt;
+    }
+    auto id = jsonl_event_id(ids, event, line, this_line, max_bytes);
+    if (!id.ok()) return stop_at_line(this_line, id.status().message(), exit_code_of(id.status()));
+    eo.id = *id;
+    auto r = batch.add_event(event, line, eo);
+    if (!r.ok()) return stop_at_line(this_line, r.status().message(), exit_code_of(r.status()));
+    line_no = this_line;
+    if (batch.size() == 1) {
+      batch_first = line_no;
+      batch_started = std::chrono::steady_clock::now();
+    }
+    if (batch.size() >= kJsonlBatch) return flush();
+    return std::nullopt;
+  };
+
+  std::string buf;   // bytes read, not yet a whole line
+  size_t scan = 0;   // where the search for '\n' resumes in buf
+  std::vector<char> chunk(64 * 1024);
+  bool eof = false;
+  while (!eof) {
+    int timeout_ms = -1;
+    if (batch.size() > 0) {
+      const auto due = batch_started + kJsonlFlushAfter;
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= due) {
+        if (auto failed = flush()) return *failed;
+        continue;
+      }
+      timeout_ms = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(due - now).count());
+    }
+    struct pollfd pfd{};
+    pfd.fd = STDIN_FILENO;
+    pfd.events = POLLIN;
+    struct timespec ts{};
+    ts.tv_sec = timeout_ms / 1000;
+    ts.tv_nsec = static_cast<long>(timeout_ms % 1000) * 1000000L;
+    const int ready = ::ppoll(&pfd, 1, timeout_ms < 0 ? nullptr : &ts, &wait_mask);
+    if (g_stop_signal != 0) {
+      if (auto failed = flush()) return *failed;
+      const int sig = g_stop_signal;
+      std::cout << published << "\n";
+      std::cerr << "ebatsctl: " << published_text(published, done_through) << "; stopped by " << signal_name(sig)
+                << ": nothing after line " << done_through << " was published\n";
+      return 128 + sig;
+    }
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      const std::string why = std::strerror(errno);
+      return stop_at_line(line_no + 1, "waiting for stdin failed: " + why, kFailure);
+    }
+    if (ready == 0) continue;  // the flush is due: the loop's top commits it
+    const ssize_t got = ::read(STDIN_FILENO, chunk.data(), chunk.size());
+    if (got < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      const std::string why = std::strerror(errno);
+      return stop_at_line(line_no + 1, "reading stdin failed: " + why, kFailure);
+    }
+    if (got == 0) {
+      eof = true;
+    } else {
+      buf.append(chunk.data(), static_cast<size_t>(got));
+    }
+    size_t start = 0;
+    for (size_t nl = buf.find('\n', scan); nl != std::string::npos; nl = buf.find('\n', start)) {
+      if (auto code = take_line(std::string_view(buf).substr(start, nl - start))) return *code;
+      start = nl + 1;
+    }
+    buf.erase(0, start);
+    scan = buf.size();
+    if (eof && !buf.empty()) {  // the last line has no newline
+      if (auto code = take_line(buf)) return *code;
+      buf.clear();
+    }
+    if (buf.size() > max_line) {
+      return stop_at_line(line_no + 1,
+                          "no newline within " + std::to_string(max_line) +
+                              " bytes (4 times limits.max_message_bytes)",
+                          kUsage);
+    }
+  }
+  if (auto failed = flush()) return *failed;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cerr << "published " << published << " events from " << line_no << " lines in " << std::fixed
+            << std::setprecision(3) << secs << "s ("
+            << static_cast<uint64_t>(secs > 0 ? static_cast<double>(published) / secs : 0) << " events/s)\n";
+  std::cout << published << "\n";
+  return kOk;
+}
+
 int cmd_publish(const Context& ctx, const std::vector<std::string>& argv) {
   po::options_description opts("publish options");
   std::string id, trace;
+  JsonlIds ids;
   bool jsonl = false;
   std::vector<std::string> pos;
   opts.add_options()("id", po::value(&id), "event id (UUID): publishing the same id twice is idempotent")(
-      "trace", po::value(&trace), "correlation id")("jsonl", po::bool_switch(&jsonl), "one params object per stdin line");
+      "trace", po::value(&trace), "correlation id")("jsonl", po::bool_switch(&jsonl), "one params object per stdin line")(
+      "id-from", po::value(&ids.from_field), "--jsonl: event id from this params field")(
+      "id-base", po::value(&ids.base), "--jsonl: event id from this UUID and the line number");
   if (auto err = parse_subcommand("publish", argv, opts, &pos)) return *err;
   if (pos.empty() || pos.size() > 2) return usage_error("publish takes EVENT [JSON]");
+  if (!jsonl && (!ids.from_field.empty() || !ids.base.empty())) {
+    return usage_error("--id-from and --id-base go with --jsonl; publish one event with --id UUID");
+  }
+  if (jsonl) {
+    if (pos.size() == 2) return usage_error("publish --jsonl reads params from stdin; do not give JSON");
+    if (!id.empty()) return usage_error("--id names one event; with --jsonl use --id-from FIELD or --id-base UUID");
+    if (!ids.from_field.empty() && !ids.base.empty()) return usage_error("give --id-from or --id-base, not both");
+    for (char& c : ids.base) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!ids.base.empty() && !ebats::is_valid_uuid(ids.base)) {
+      return usage_error("--id-base '" + ids.base + "' is not a UUID (8-4-4-4-12 hex digits)");
+    }
+  }
   const std::string& event = pos[0];
   if (!ctx.config->registrations(event)) {
     std::cerr << "ebatsctl: warning: event '" << event << "' has no registration in " << ctx.config->path
@@ -125,47 +385,14 @@ int cmd_publish(const Context& ctx, const std::vector<std::string>& argv) {
   }
   auto pub = ebats::Publisher::open(ctx.config);
   if (!pub.ok()) return report(pub.status());
+  if (jsonl) return publish_jsonl(**pub, event, ids, trace, ctx.config->broker_url.rfind("amqp", 0) == 0);
   ebats::EventOptions eo;
   eo.id = id;
   eo.trace = trace;
-  if (!jsonl) {
-    const std::string json = pos.size() == 2 ? pos[1] : read_stdin();
-    auto r = (*pub)->publish(event, json, eo);
-    if (!r.ok()) return report(r.status());
-    std::cout << *r << "\n";
-    return kOk;
-  }
-  if (pos.size() == 2) return usage_error("publish --jsonl reads params from stdin; do not give JSON");
-  if (!id.empty()) return usage_error("--id cannot be used with --jsonl");
-  const auto t0 = std::chrono::steady_clock::now();
-  uint64_t total = 0, line_no = 0;
-  auto batch = (*pub)->batch();
-  std::string line;
-  while (std::getline(std::cin, line)) {
-    ++line_no;
-    if (line.empty()) continue;
-    auto r = batch.add_event(event, line, eo);
-    if (!r.ok()) {
-      std::cerr << "ebatsctl: stdin line " << line_no << ": " << r.status().message() << "\n";
-      std::cerr << "ebatsctl: " << total << " events published before line " << line_no << "; stopping\n";
-      ebats::Status s = batch.commit();
-      return s.ok() ? kUsage : report(s);
-    }
-    if (batch.size() >= kJsonlBatch) {
-      const size_t n = batch.size();
-      ebats::Status s = batch.commit();
-      if (!s.ok()) return report(s);
-      total += n;
-    }
-  }
-  const size_t n = batch.size();
-  ebats::Status s = batch.commit();
-  if (!s.ok()) return report(s);
-  total += n;
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cerr << "published " << total << " events in " << std::fixed << std::setprecision(3) << secs << "s ("
-            << static_cast<uint64_t>(secs > 0 ? static_cast<double>(total) / secs : 0) << " events/s)\n";
-  std::cout << total << "\n";
+  const std::string json = pos.size() == 2 ? pos[1] : read_stdin();
+  auto r = (*pub)->publish(event, json, eo);
+  if (!r.ok()) return report(r.status());
+  std::cout << *r << "\n";
   return kOk;
 }
 
