@@ -26,9 +26,11 @@ namespace {
 // password file others may read) is a config error: exit 2, which the units
 // list in RestartPreventExitStatus= so systemd does not restart into it.
 // SIGUSR1, SIGUSR2 and SIGALRM mean nothing to a daemon; by default they
-// would kill it without draining. (Its children get their defaults back.)
+// would kill it without draining. SIGXFSZ (a write past RLIMIT_FSIZE) would
+// kill it too; ignored, the write fails with EFBIG and is handled like a
+// full disk. (Its children get their defaults back.)
 void ignore_stray_signals() {
-  for (int sig : {SIGUSR1, SIGUSR2, SIGALRM}) std::signal(sig, SIG_IGN);
+  for (int sig : {SIGUSR1, SIGUSR2, SIGALRM, SIGXFSZ}) std::signal(sig, SIG_IGN);
 }
 
 int exit_code_for(const Status& s) {

@@ -40,7 +40,7 @@ Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv, c
   const char* program = argv.at(0).c_str();
   if (!title.empty()) args[0] = const_cast<char*>(title.c_str());
   const pid_t parent_pid = ::getpid();
-  // The daemons ignore stray SIGUSR1, SIGUSR2 and SIGALRM; a child (and its
+  // The daemons ignore stray SIGUSR1, SIGUSR2, SIGALRM and SIGXFSZ; a child (and its
   // plugins) gets them back at their defaults, as an ignored signal would
   // otherwise stay ignored across exec.
   struct sigaction default_action {};
@@ -59,7 +59,7 @@ Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv, c
     ::setpgid(0, 0);  // a process group of its own (the parent sets it too: no race)
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent_pid) ::_exit(0);  // the parent died before prctl
-    for (int sig : {SIGUSR1, SIGUSR2, SIGALRM}) ::sigaction(sig, &default_action, nullptr);
+    for (int sig : {SIGUSR1, SIGUSR2, SIGALRM, SIGXFSZ}) ::sigaction(sig, &default_action, nullptr);
     ::sigprocmask(SIG_SETMASK, &child_mask, nullptr);
     ::execv(program, args.data());
     ::_exit(127);

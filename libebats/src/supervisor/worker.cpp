@@ -43,6 +43,8 @@ constexpr size_t kMaxPipeline = 32;
 constexpr size_t kMaxResultParams = 4096;
 constexpr std::chrono::seconds kFinishCommitsFor{20};  // stopping: the last commits get this long
 constexpr std::chrono::seconds kDatabaseCheckEvery{2};  // SQLite: is the file still there?
+constexpr milliseconds kResultsRetryFirst{100};  // a results file that failed: first retry after this...
+constexpr milliseconds kResultsRetryMax{2000};   // ...then doubling up to this
 
 int poll_timeout_ms(SteadyTime now, SteadyTime until) {
   if (until <= now) return 0;
@@ -143,6 +145,9 @@ class Worker::Impl {
   SteadyTime flush_due_at() const;
   void flush(SteadyTime now, bool force);
   void on_committed(Pending& sent, const Result<CommitReport>& report);
+  // Retries the result lines the results file refused, when due (or now, on
+  // the last try before stopping); taking tasks resumes once they are in.
+  void write_results_backlog(SteadyTime now, bool last_try);
   void finish_commits();
   void extend_leases();
   void recover_expired();
@@ -164,6 +169,13 @@ class Worker::Impl {
   std::string host_;
   std::string child_title_;  // what `ps` shows for a child: "ebats-ntask-worker child, topic demo"
   std::optional<ResultsFile> results_;
+  // Result lines committed to the broker but not yet in the results file (it
+  // could not be written: a full disk). While any wait, the worker takes no
+  // new task; write_results_backlog() retries with a growing pause.
+  std::string results_backlog_;
+  size_t results_backlog_records_ = 0;
+  SteadyTime next_results_try_{};
+  milliseconds results_backoff_{0};
   // Every broker call after startup runs here; the loop only posts and reaps.
   std::unique_ptr<BrokerThread> broker_thread_;
   bool claim_in_flight_ = false;
@@ -457,8 +469,8 @@ size_t Worker::Impl::ready_children() const {
 }
 
 bool Worker::Impl::may_claim() const {
-  return !draining_ && ready_children() > 0 && flush_backoff_.count() == 0 && queue_.size() <= capacity() / 2 &&
-         held() < capacity();
+  return !draining_ && ready_children() > 0 && flush_backoff_.count() == 0 && results_backlog_.empty() &&
+         queue_.size() <= capacity() / 2 && held() < capacity();
 }
 
 void Worker::Impl::claim(SteadyTime now) {
@@ -563,8 +575,9 @@ void Worker::Impl::enqueue_by_due(Job job) {
 void Worker::Impl::dispatch(SteadyTime now) {
   const size_t depth = pipeline_depth();
   const WallMs wall = clock_.wall_now();
-  // Never early: a task claimed ahead waits here until its due time.
-  while (!queue_.empty() && queue_.front().delivery.due_at <= wall) {
+  // Never early: a task claimed ahead waits here until its due time; and
+  // none starts while results wait for the results file.
+  while (results_backlog_.empty() && !queue_.empty() && queue_.front().delivery.due_at <= wall) {
     Slot* best = nullptr;
     for (auto& s : children_) {
       if (!s.proc || !s.ready || s.pipeline.size() >= depth) continue;
@@ -740,10 +753,24 @@ void Worker::Impl::flush(SteadyTime now, bool force) {
   if (pending_.completions == 0 || commit_in_flight_) return;
   if (!force && (now < flush_due_at() || now < next_flush_try_)) return;
   // The results file first, then the commit: the record of an execution
-  // exists before the task leaves the queue.
+  // exists before the task leaves the queue. A file that cannot be written
+  // holds up no commit (the results table, or RabbitMQ's results exchange,
+  // gets every record): its lines wait, and the worker takes no new task
+  // until they are written.
   if (!pending_.lines.empty() && results_) {
-    Status s = results_->append(pending_.lines);
-    if (!s.ok()) log_.error("results file write failed", {{"error", s.message()}});
+    const size_t records = static_cast<size_t>(std::count(pending_.lines.begin(), pending_.lines.end(), '\n'));
+    if (!results_backlog_.empty()) {
+      results_backlog_ += pending_.lines;
+      results_backlog_records_ += records;
+    } else if (Status s = results_->append(pending_.lines); !s.ok()) {
+      results_backlog_ = pending_.lines;
+      results_backlog_records_ = records;
+      results_backoff_ = kResultsRetryFirst;
+      next_results_try_ = now + results_backoff_;
+      log_.error("results file cannot be written; taking no new task until it can (every record is still "
+                 "committed to the broker, and written to the file once it can be)",
+                 {{"error", s.message()}});
+    }
   }
   pending_.batch.results_jsonl += pending_.lines;  // the same lines, for a broker that publishes them
   pending_.lines.clear();
@@ -756,6 +783,26 @@ void Worker::Impl::flush(SteadyTime now, bool force) {
     auto report = std::make_shared<Result<CommitReport>>(broker.commit(sent->batch));
     return [this, sent, report] { on_committed(*sent, *report); };
   });
+}
+
+void Worker::Impl::write_results_backlog(SteadyTime now, bool last_try) {
+  if (results_backlog_.empty() || !results_ || (!last_try && now < next_results_try_)) return;
+  Status s = results_->reopen();  // the path may name a new file by now
+  if (s.ok()) s = results_->append(results_backlog_);
+  if (!s.ok()) {
+    results_backoff_ = std::min(kResultsRetryMax, results_backoff_ * 2);
+    next_results_try_ = now + results_backoff_;
+    if (last_try) {
+      log_.error("results file still cannot be written; these records are only in the broker's results (SQLite: "
+                 "the results table)",
+                 {{"records", std::to_string(results_backlog_records_)}, {"error", s.message()}});
+    }
+    return;
+  }
+  log_.info("results file written again; taking tasks again",
+            {{"records_written_late", std::to_string(results_backlog_records_)}});
+  results_backlog_.clear();
+  results_backlog_records_ = 0;
 }
 
 void Worker::Impl::on_committed(Pending& sent, const Result<CommitReport>& report) {
@@ -909,6 +956,7 @@ Status Worker::Impl::run(SignalFd& signals) {
     now = clock_.steady_now();
     spawn_due_children(now);
     claim(now);
+    write_results_backlog(now, false);
     dispatch(now);
     flush(now, false);
     if (draining_ && drained() && !interrupting_) break;
@@ -934,6 +982,7 @@ Status Worker::Impl::run(SignalFd& signals) {
       wake = std::min(wake, std::max(flush_due_at(), next_flush_try_));
     }
     wake = std::min({wake, next_extend_, next_recover_});
+    if (!results_backlog_.empty()) wake = std::min(wake, next_results_try_);
     for (const auto& s : children_) {
       if (!s.proc && !draining_) wake = std::min(wake, s.respawn_at);
       if (s.proc && !s.ready && !s.killed_for_start) {
@@ -1031,6 +1080,7 @@ Status Worker::Impl::run(SignalFd& signals) {
     s.proc.reset();  // kills a child that did not exit in time
   }
   finish_commits();
+  write_results_backlog(clock_.steady_now(), true);
   broker_thread_.reset();
   log_.info("stopped", {{"executed", std::to_string(executed_)}});
   if (pending_.completions > 0) {
