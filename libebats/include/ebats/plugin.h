@@ -7,7 +7,11 @@
  * A plugin exports exactly one symbol, ebats_plugin_entry(), returning a
  * pointer to a static const ebats_plugin that lives as long as the library.
  * The host checks struct_size and abi_major before reading anything else and
- * refuses a mismatch, naming the file, the expected and the found values.
+ * refuses a mismatch, naming the file, the expected and the found values:
+ * abi_major must equal EBATS_ABI_MAJOR, and struct_size must cover the ABI 1.0
+ * fields of ebats_plugin (up to and including shutdown): at least 56 on 64-bit
+ * Linux, which is sizeof(ebats_plugin) of ABI 1.0. Any larger struct_size is
+ * accepted (a newer minor appends fields; the host reads only those it knows).
  *
  * Ownership: no heap memory crosses the boundary. Strings passed to the plugin
  * are borrowed for the duration of the call; strings the plugin passes to the
@@ -77,7 +81,7 @@ typedef struct ebats_task_def {
 
 /* The plugin descriptor: static const inside the plugin, never freed. */
 typedef struct ebats_plugin {
-  uint32_t struct_size;       /* sizeof(ebats_plugin) as the plugin was built */
+  uint32_t struct_size;       /* sizeof(ebats_plugin) as the plugin was built; >= 56 (64-bit) */
   uint16_t abi_major;         /* EBATS_ABI_MAJOR the plugin was built against */
   uint16_t abi_minor;
   const char *name;           /* short plugin name, e.g. "shop" */
