@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/signal_fd.h"
 #include "ebats/broker.h"
 #include "ebats/duration.h"
 #include "ebats/envelope.h"
@@ -135,9 +136,6 @@ constexpr std::chrono::milliseconds kJsonlFlushAfter{100};
 // docs/CLI.md, so it never changes.
 constexpr std::string_view kIdFromNamespace = "bb21d0c5-3d04-52b2-be16-0ab5997a6861";
 
-volatile std::sig_atomic_t g_stop_signal = 0;
-extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
-
 const char* signal_name(int sig) {
   switch (sig) {
     case SIGINT: return "SIGINT";
@@ -194,26 +192,22 @@ std::string published_text(uint64_t events, uint64_t through_line) {
 // Reads stdin line by line and publishes one event per line. Every ending
 // says exactly what is stored: the count on stdout, and on stderr which line
 // is the first one not published and why.
-int publish_jsonl(ebats::Publisher& pub, const std::string& event, const JsonlIds& ids, const std::string& trace,
-                  bool on_rabbitmq) {
-  // SIGINT, SIGTERM and SIGHUP are blocked except while waiting for input
-  // (ppoll), so one never interrupts a commit: it ends the wait, and what was
-  // read is committed and reported. A signal ignored on entry stays ignored.
-  sigset_t stop_signals, wait_mask;
-  sigemptyset(&stop_signals);
+// SIGINT, SIGTERM and SIGHUP for publish --jsonl, on a signalfd polled with
+// stdin, so one never interrupts a commit: it ends the wait, and what was read
+// is committed and reported. A signal ignored on entry (nohup) stays ignored.
+// Opened before the publisher starts a thread, so every thread blocks them.
+ebats::Result<ebats::SignalFd> open_stop_signals() {
+  std::vector<int> stop_signals;
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
-    struct sigaction old{};
+    struct sigaction old {};
     if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
-    struct sigaction sa{};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(sig, &sa, nullptr);
-    sigaddset(&stop_signals, sig);
+    stop_signals.push_back(sig);
   }
-  ::sigprocmask(SIG_BLOCK, &stop_signals, &wait_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
-    if (sigismember(&stop_signals, sig)) sigdelset(&wait_mask, sig);
-  }
+  return ebats::SignalFd::open(stop_signals);
+}
+
+int publish_jsonl(ebats::Publisher& pub, ebats::SignalFd& signals, const std::string& event, const JsonlIds& ids,
+                  const std::string& trace, bool on_rabbitmq) {
 
   const auto t0 = std::chrono::steady_clock::now();
   const uint64_t max_bytes = pub.config().max_message_bytes;
@@ -295,16 +289,12 @@ int publish_jsonl(ebats::Publisher& pub, const std::string& event, const JsonlId
       }
       timeout_ms = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(due - now).count());
     }
-    struct pollfd pfd{};
-    pfd.fd = STDIN_FILENO;
-    pfd.events = POLLIN;
-    struct timespec ts{};
-    ts.tv_sec = timeout_ms / 1000;
-    ts.tv_nsec = static_cast<long>(timeout_ms % 1000) * 1000000L;
-    const int ready = ::ppoll(&pfd, 1, timeout_ms < 0 ? nullptr : &ts, &wait_mask);
-    if (g_stop_signal != 0) {
+    pollfd pfd[2] = {{STDIN_FILENO, POLLIN, 0}, {signals.fd(), POLLIN, 0}};
+    const int ready = ::poll(pfd, 2, timeout_ms);
+    const std::vector<int> caught = ready > 0 && (pfd[1].revents & POLLIN) ? signals.drain() : std::vector<int>{};
+    if (!caught.empty()) {
       if (auto failed = flush()) return *failed;
-      const int sig = g_stop_signal;
+      const int sig = caught.front();
       std::cout << published << "\n";
       std::cerr << "ebatsctl: " << published_text(published, done_through) << "; stopped by " << signal_name(sig)
                 << ": nothing after line " << done_through << " was published\n";
@@ -315,7 +305,7 @@ int publish_jsonl(ebats::Publisher& pub, const std::string& event, const JsonlId
       const std::string why = std::strerror(errno);
       return stop_at_line(line_no + 1, "waiting for stdin failed: " + why, kFailure);
     }
-    if (ready == 0) continue;  // the flush is due: the loop's top commits it
+    if (ready == 0 || !(pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;  // a flush is due, or nothing to read
     const ssize_t got = ::read(STDIN_FILENO, chunk.data(), chunk.size());
     if (got < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
@@ -383,9 +373,15 @@ int cmd_publish(const Context& ctx, const std::vector<std::string>& argv) {
     std::cerr << "ebatsctl: warning: event '" << event << "' has no registration in " << ctx.config->path
               << "; the scheduler will dead-letter it\n";
   }
+  std::optional<ebats::SignalFd> stop_signals;
+  if (jsonl) {
+    auto opened = open_stop_signals();
+    if (!opened.ok()) return report(opened.status());
+    stop_signals.emplace(std::move(opened).value());
+  }
   auto pub = ebats::Publisher::open(ctx.config);
   if (!pub.ok()) return report(pub.status());
-  if (jsonl) return publish_jsonl(**pub, event, ids, trace, ctx.config->broker_url.rfind("amqp", 0) == 0);
+  if (jsonl) return publish_jsonl(**pub, *stop_signals, event, ids, trace, ctx.config->broker_url.rfind("amqp", 0) == 0);
   ebats::EventOptions eo;
   eo.id = id;
   eo.trace = trace;

@@ -7,7 +7,7 @@
 
 namespace ebats {
 
-Result<SignalFd> SignalFd::open(std::initializer_list<int> signals) {
+Result<SignalFd> SignalFd::open(const std::vector<int>& signals) {
   sigset_t set;
   sigemptyset(&set);
   for (int s : signals) sigaddset(&set, s);

@@ -16,7 +16,7 @@ namespace ebats {
 
 class SignalFd {
  public:
-  static Result<SignalFd> open(std::initializer_list<int> signals);
+  static Result<SignalFd> open(const std::vector<int>& signals);
   SignalFd(SignalFd&&) = default;
   SignalFd& operator=(SignalFd&&) = default;
   ~SignalFd();
