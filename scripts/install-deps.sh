@@ -14,7 +14,8 @@ packages=(
   php-cli composer                   # the PHP package (clients/php: PHP 8.2 with FFI) and its tests
   python3 python3-pip python3-setuptools python3-jsonschema   # the Python module (clients/python), the schema test
   amqp-tools python3-pika            # the sources test: foreign producers publishing upstream
-  systemd                            # the units test: systemd-analyze verify and security, sysusers, tmpfiles
+  systemd python3-seccomp            # the units tests: systemd-analyze verify and security, sysusers, tmpfiles,
+                                     # integration tests under the units' seccomp filters
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -24,6 +24,8 @@ while [ $# -gt 0 ]; do
     *) echo "verify-units: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
+source_dir=$(cd "$source_dir" && pwd)
+build_dir=$(cd "$build_dir" && pwd)  # the units need absolute paths
 
 units=(ebats-scheduler.service ebats-ntask-worker@.service ebats-dtask-worker@.service ebats.target)
 failures=0
