@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "ebats/duration.h"
 #include "ebats/envelope.h"
 
 using ebats::decode_envelope;
@@ -462,6 +463,29 @@ TEST_CASE("every field rule is enforced", "[envelope]") {
     const DecodeResult r = decode(task_members().add("attempt", "1").json());
     CHECK(r.error == DecodeError::invalid);
     CHECK(r.detail == "field 'attempt': appears more than once");
+  }
+}
+
+TEST_CASE("durations and times in an envelope are bounded, so no worker arithmetic overflows", "[envelope]") {
+  const std::string longest = std::to_string(ebats::kMaxDuration.count());
+  const std::string too_long = std::to_string(ebats::kMaxDuration.count() + 1);
+  const std::string latest = std::to_string(ebats::kMaxEpochMs);
+  const std::string too_late = std::to_string(ebats::kMaxEpochMs + 1);
+  SECTION("timeout_ms: 3650 days pass, one ms more does not") {
+    CHECK(decode(task_members().set("timeout_ms", longest).json()).ok());
+    check_invalid(task_members().set("timeout_ms", too_long).json(), "timeout_ms");
+    check_invalid(task_members().set("timeout_ms", "9223372036854775807").json(), "timeout_ms");
+  }
+  SECTION("retry.backoff_ms: each delay at most 3650 days") {
+    CHECK(decode(task_members().set("retry", "{\"backoff_ms\":[1," + longest + "]}").json()).ok());
+    const DecodeResult r = decode(task_members().set("retry", "{\"backoff_ms\":[1," + too_long + "]}").json());
+    CHECK(r.error == DecodeError::invalid);
+    CHECK_THAT(r.detail, Catch::StartsWith("field 'retry.backoff_ms[1]': " + too_long + " ms is longer than"));
+  }
+  SECTION("due_at and created_at: at most the year 9999") {
+    CHECK(decode(task_members().set("due_at", latest).json()).ok());
+    check_invalid(task_members().set("due_at", too_late).json(), "due_at");
+    check_invalid(task_members().set("created_at", "9223372036854775807").json(), "created_at");
   }
 }
 

@@ -20,6 +20,10 @@ namespace ebats {
 constexpr int kEnvelopeVersion = 1;
 constexpr size_t kMaxHistory = 10;         // history keeps the last 10 attempts
 constexpr size_t kMaxHistoryMessage = 512; // bytes per history message
+// The latest time an envelope may name (created_at, due_at, history times):
+// 9999-12-31T23:59:59.999Z in ms since the epoch. With durations capped at
+// kMaxDuration (timeout_ms, retry.backoff_ms), sums of the two never overflow.
+constexpr int64_t kMaxEpochMs = 253'402'300'799'999;
 
 enum class EnvelopeKind : uint8_t { event, task };
 

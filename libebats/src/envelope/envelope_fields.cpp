@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 
+#include "ebats/duration.h"
 #include "envelope/json_io.h"
 #include "envelope/utf8.h"
 
@@ -91,6 +92,26 @@ class Checker {
     return true;
   }
 
+  // A time: ms since the epoch, at most kMaxEpochMs (the year 9999).
+  bool epoch_ms(std::string_view field, const Value& v, int64_t* out) {
+    if (!non_negative_int64(field, v, out)) return false;
+    if (*out > kMaxEpochMs) {
+      return fail(field, "a time after the year 9999 (" + std::to_string(*out) + " ms since the epoch; at most " +
+                             std::to_string(kMaxEpochMs) + ")");
+    }
+    return true;
+  }
+
+  // A duration in ms, at most kMaxDuration (as everywhere else in ebats).
+  bool duration_ms(std::string_view field, const Value& v, int64_t* out) {
+    if (!non_negative_int64(field, v, out)) return false;
+    if (*out > kMaxDuration.count()) {
+      return fail(field, std::to_string(*out) + " ms is longer than the longest duration, " + kMaxDurationText + " (" +
+                             std::to_string(kMaxDuration.count()) + " ms)");
+    }
+    return true;
+  }
+
   bool uint32_in(std::string_view field, const Value& v, uint32_t min, uint32_t max, uint32_t* out) {
     if (!v.IsUint64() || v.GetUint64() < min || v.GetUint64() > max) {
       return fail(field, "expected an integer from " + std::to_string(min) + " to " + std::to_string(max) +
@@ -148,7 +169,7 @@ bool read_retry(Checker& c, const Value& v, Envelope* e) {
   e->backoff_ms.reserve(backoff->Size());
   for (rapidjson::SizeType i = 0; i < backoff->Size(); ++i) {
     int64_t ms = 0;
-    if (!c.non_negative_int64("retry.backoff_ms[" + std::to_string(i) + "]", (*backoff)[i], &ms)) return false;
+    if (!c.duration_ms("retry.backoff_ms[" + std::to_string(i) + "]", (*backoff)[i], &ms)) return false;
     e->backoff_ms.push_back(ms);
   }
   return true;
@@ -170,8 +191,8 @@ bool read_history_entry(Checker& c, const std::string& at, const Value& v, Histo
                                       " bytes (ok, retry, failed, dead, replayed), found " + describe(*status));
   }
   h->status.assign(status->GetString(), status->GetStringLength());
-  if (const Value* x = member("started_at"); x && !c.non_negative_int64(at + ".started_at", *x, &h->started_at)) return false;
-  if (const Value* x = member("finished_at"); x && !c.non_negative_int64(at + ".finished_at", *x, &h->finished_at)) return false;
+  if (const Value* x = member("started_at"); x && !c.epoch_ms(at + ".started_at", *x, &h->started_at)) return false;
+  if (const Value* x = member("finished_at"); x && !c.epoch_ms(at + ".finished_at", *x, &h->finished_at)) return false;
   if (const Value* x = member("message"); x && !c.string(at + ".message", *x, &h->message)) return false;
   if (const Value* x = member("host"); x && !c.string(at + ".host", *x, &h->host)) return false;
   if (const Value* x = member("pid"); x && !c.non_negative_int64(at + ".pid", *x, &h->pid)) return false;
@@ -238,11 +259,11 @@ bool read_v1_fields(Checker& c, const std::array<const Value*, kEnvelopeFieldCou
   }
 
   if (at(F::created_at) == nullptr) return c.fail("created_at", "required (ms since the Unix epoch)");
-  if (!c.non_negative_int64("created_at", *at(F::created_at), &e->created_at)) return false;
+  if (!c.epoch_ms("created_at", *at(F::created_at), &e->created_at)) return false;
 
   if (is_task) {
     if (at(F::due_at) == nullptr) return c.fail("due_at", "required in a task (ms since the Unix epoch)");
-    if (!c.non_negative_int64("due_at", *at(F::due_at), &e->due_at)) return false;
+    if (!c.epoch_ms("due_at", *at(F::due_at), &e->due_at)) return false;
     if (at(F::attempt) == nullptr) return c.fail("attempt", "required in a task (0 on the first run)");
     if (!c.uint32_in("attempt", *at(F::attempt), 0, kMaxAttemptValue, &e->attempt)) return false;
     if (at(F::max_attempts) == nullptr) return c.fail("max_attempts", "required in a task (1 + retries allowed)");
@@ -261,7 +282,7 @@ bool read_v1_fields(Checker& c, const std::array<const Value*, kEnvelopeFieldCou
 
   if (is_task) {
     if (const Value* v = at(F::parent); v && !c.uuid("parent", *v, &e->parent)) return false;
-    if (const Value* v = at(F::timeout_ms); v && !c.non_negative_int64("timeout_ms", *v, &e->timeout_ms)) return false;
+    if (const Value* v = at(F::timeout_ms); v && !c.duration_ms("timeout_ms", *v, &e->timeout_ms)) return false;
     if (const Value* v = at(F::retry); v && !read_retry(c, *v, e)) return false;
     if (const Value* v = at(F::history); v && !read_history(c, *v, e)) return false;
   }
