@@ -106,6 +106,11 @@ TEST_CASE("ebatsctl: bad JSON and unknown commands are usage errors, missing dea
   CHECK(sys.ebatsctl({"frobnicate"}) == 2);
   CHECK(sys.ebatsctl({"enqueue", "t", "noop", "{}", "--delay", "10"}) == 2);  // a bare number is ambiguous
   CHECK(sys.ebatsctl({"dead", "show", "12345"}) == 3);
+  // Numbers are digits only and fit: "-1" used to wrap to 2^64-1, 2^32 to 0 (all).
+  CHECK(sys.ebatsctl({"dead", "show", "-1"}) == 2);
+  CHECK(sys.ebatsctl({"dead", "list", "--limit", "-1"}) == 2);
+  CHECK(sys.ebatsctl({"dead", "list", "--limit", "4294967296"}) == 2);
+  CHECK(sys.ebatsctl({"dead", "list", "--limit", "4294967295"}) == 0);
   std::string out;
   REQUIRE(sys.ebatsctl({"publish", "e", "{\"a\":1}"}, &out) == 0);
   CHECK(out.size() == 37);  // a UUID and a newline

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <optional>
 #include <tuple>
 #include <sstream>
@@ -514,7 +515,8 @@ ebats::Result<uint64_t> parse_id(const std::string& s) {
   char* end = nullptr;
   errno = 0;
   unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-  if (s.empty() || *end != '\0' || errno != 0) {
+  // Digits only: strtoull would take " 7", "+7" and "-1" (as 2^64-1).
+  if (s.empty() || !std::isdigit(static_cast<unsigned char>(s[0])) || *end != '\0' || errno != 0) {
     return ebats::Status::invalid("'" + s + "' is not a dead-letter ID (the number in the first column of 'dead list')");
   }
   return static_cast<uint64_t>(v);
@@ -566,7 +568,9 @@ int cmd_dead(const Context& ctx, const std::vector<std::string>& argv) {
       all = true;
     } else if (rest[i] == "--limit" && i + 1 < rest.size()) {
       auto n = parse_id(rest[++i]);
-      if (!n.ok()) return usage_error("--limit takes a number");
+      if (!n.ok() || *n > std::numeric_limits<uint32_t>::max()) {
+        return usage_error("--limit takes a number from 0 (all) to 4294967295, not '" + rest[i] + "'");
+      }
       limit = static_cast<uint32_t>(*n);
     } else if (!rest[i].empty() && rest[i][0] == '-') {
       return usage_error("dead " + sub + ": unknown option '" + rest[i] + "'");
