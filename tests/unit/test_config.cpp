@@ -365,6 +365,10 @@ TEST_CASE("wrong types name the path, what was expected and what was found", "[c
   CHECK(only_error(kRequired + "limits: {max_message_bytes: 1MB}\n") ==
         "t.yaml:3:29: error: limits.max_message_bytes: invalid size '1MB': unknown unit 'MB' (use B, KiB, MiB "
         "or GiB; 1KiB = 1024B)");
+  // A handler's message travels in one frame of max_message_bytes + 64 KiB.
+  CHECK(only_error(kRequired + "limits: {max_message_bytes: 64KiB, result_message_bytes: 65537B}\n") ==
+        "t.yaml:3:58: error: limits.result_message_bytes: 65537 bytes is more than limits.max_message_bytes (65536 "
+        "bytes): a handler's message must fit in one message");
   CHECK(only_error(kRequired + "version: 2\n") ==
         "t.yaml:3:10: error: unsupported config version 2; this build reads version 1");
 }

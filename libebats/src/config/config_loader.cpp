@@ -4,6 +4,7 @@
 // Diagnostic (see yaml_fields.h) and a Config is returned only when there is
 // none. Sections are read in dependency order (defaults before workers and
 // events), whatever their order in the file.
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -15,6 +16,8 @@
 #include <map>
 #include <set>
 #include <memory>
+#include <optional>
+#include <sstream>
 #include <tuple>
 
 #include "broker/amqp/amqp_url.h"
@@ -320,6 +323,14 @@ class ConfigParser {
     }
     if (const Field* result = fields.find("result_message_bytes")) {
       if (auto v = read_size(*result, 0, d_)) config.result_message_bytes = *v;
+      // A handler's message reaches the worker in one frame of at most
+      // max_message_bytes + 64 KiB: a longer one would get its child killed.
+      if (config.result_message_bytes > config.max_message_bytes) {
+        d_.error(result->mark(), result->path + ": " + std::to_string(config.result_message_bytes) +
+                                     " bytes is more than limits.max_message_bytes (" +
+                                     std::to_string(config.max_message_bytes) +
+                                     " bytes): a handler's message must fit in one message");
+      }
     }
   }
 
@@ -747,6 +758,57 @@ bool read_file(const std::string& path, std::string* text, std::string* error) {
   return true;
 }
 
+// Notes where a document and its first node start; ignores everything else.
+class DocumentStart : public YAML::EventHandler {
+ public:
+  std::optional<YAML::Mark> start;
+  std::optional<YAML::Mark> node;
+  void OnDocumentStart(const YAML::Mark& m) override { start = m; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { at(m); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { at(m); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t, const std::string&) override { at(m); }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    at(m);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    at(m);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void at(const YAML::Mark& m) {
+    if (!node) node = m;
+  }
+};
+
+struct SecondDocument {
+  bool found = false;  // a second document starts at `mark`
+  bool stuck = false;  // the parser cannot get past `mark` (not a document at all)
+  YAML::Mark mark;
+};
+
+// Whether `yaml` holds a second document. Not YAML::LoadAll(): yaml-cpp 0.7
+// (Debian 12) never gets past some malformed input, a leading ',' for one,
+// and yields another empty document at the same place on every call, so
+// LoadAll() grows without bound until memory runs out (jbeder/yaml-cpp#1319,
+// fixed after 0.8.0). Reading two documents at most, a second one that starts
+// where the first did is that loop. Throws what YAML::Load() would.
+SecondDocument find_second_document(const std::string& yaml) {
+  std::istringstream in(yaml);
+  YAML::Parser parser(in);
+  DocumentStart first;
+  DocumentStart second;
+  SecondDocument out;
+  if (!parser.HandleNextDocument(first) || !parser.HandleNextDocument(second) || !second.start) return out;
+  out.stuck = first.start && first.start->pos == second.start->pos && second.start->pos >= 0 &&
+              static_cast<size_t>(second.start->pos) < yaml.size();
+  out.found = !out.stuck;
+  out.mark = out.stuck || !second.node ? *second.start : *second.node;
+  return out;
+}
+
 ConfigLoad finish(const DiagnosticList& diagnostics, std::shared_ptr<Config> config) {
   ConfigLoad load;
   load.errors = diagnostics.sorted_errors();
@@ -764,13 +826,17 @@ ConfigLoad load_config_from_string(const std::string& yaml, const std::string& d
   config->path = absolute.string();
   YAML::Node root;
   try {
-    std::vector<YAML::Node> documents = YAML::LoadAll(yaml);
-    if (documents.size() > 1) {
-      diagnostics.error(documents[1].Mark(), "a second YAML document (after ---) would be ignored; keep the whole "
-                                             "config in one document");
+    root = YAML::Load(yaml);
+    const SecondDocument second = find_second_document(yaml);
+    if (second.stuck) {
+      diagnostics.error(second.mark, "invalid YAML: unexpected '" + std::string(1, yaml[second.mark.pos]) + "'");
       return finish(diagnostics, nullptr);
     }
-    if (!documents.empty()) root = documents[0];
+    if (second.found) {
+      diagnostics.error(second.mark, "a second YAML document (after ---) would be ignored; keep the whole "
+                                     "config in one document");
+      return finish(diagnostics, nullptr);
+    }
   } catch (const YAML::Exception& e) {
     diagnostics.error(e.mark, "invalid YAML: " + e.msg);
     return finish(diagnostics, nullptr);
