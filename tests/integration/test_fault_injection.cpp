@@ -5,7 +5,8 @@
 // below the size of the database and its WAL, so every write that grows a
 // file fails with EFBIG, as on a full disk; the daemons ignore SIGXFSZ); the
 // database's write lock held by another connection for longer than the busy
-// timeout; and, all along, a producer (ebatsctl publish --id) killed with
+// timeout; the results file on a full disk (its path renamed to a symlink to
+// /dev/full and the workers sent SIGHUP, then the file renamed back); and, all along, a producer (ebatsctl publish --id) killed with
 // SIGKILL at random moments and publishing the same id again, as a producer
 // that does not know whether its event was stored would.
 //
@@ -71,7 +72,16 @@ constexpr int kLibraryEvents = 4500;  // published by the test through libebats,
 constexpr int kCtlEvents = 500;       // published one by one with ebatsctl publish --id, killed at random
 constexpr int kRepeatsPerFault = 5;   // rounds per fault kind
 
-enum class Fault { kill_scheduler, kill_ntask, kill_dtask, kill_child, stop_past_lease, full_disk, held_lock };
+enum class Fault {
+  kill_scheduler,
+  kill_ntask,
+  kill_dtask,
+  kill_child,
+  stop_past_lease,
+  full_disk,
+  held_lock,
+  results_file_full
+};
 const std::map<Fault, const char*> kFaultNames{
     {Fault::kill_scheduler, "SIGKILL scheduler"},
     {Fault::kill_ntask, "SIGKILL ntask worker"},
@@ -80,6 +90,7 @@ const std::map<Fault, const char*> kFaultNames{
     {Fault::stop_past_lease, "SIGSTOP past the lease"},
     {Fault::full_disk, "full disk (database)"},
     {Fault::held_lock, "write lock held"},
+    {Fault::results_file_full, "results file on a full disk"},
 };
 
 uint64_t seed_from_env() {
@@ -245,17 +256,26 @@ TEST_CASE("fault injection: 10,000 tasks through random SIGKILL, SIGSTOP, full d
                                    std::to_string(kBusyTimeout.count()) + "ms");
   const std::string db_path = sys.dir() + "/ebats.db";
 
+  // The log file of each daemon (the harness names them <name>.<n>.log, n
+  // counting the daemons started), to tell whether a worker was killed while
+  // it held result lines it could not write yet.
+  std::map<Daemon*, std::string> log_path;
+  int next_log = 0;
+  auto started = [&](Daemon& d, const char* name) {
+    log_path[&d] = sys.dir() + "/" + name + "." + std::to_string(next_log++) + ".log";
+    return &d;
+  };
   // The daemons, by role; a killed one is replaced, as systemd would.
-  Daemon* scheduler = &sys.start_scheduler();
-  Daemon* ntask[2] = {&sys.start_ntask(), &sys.start_ntask()};
-  Daemon* dtask = &sys.start_dtask();
+  Daemon* scheduler = started(sys.start_scheduler(), "scheduler");
+  Daemon* ntask[2] = {started(sys.start_ntask(), "ntask"), started(sys.start_ntask(), "ntask")};
+  Daemon* dtask = started(sys.start_dtask(), "dtask");
   auto restart = [&](Daemon*& d) {
     if (d == scheduler) {
-      d = &sys.start_scheduler();
+      d = started(sys.start_scheduler(), "scheduler");
     } else if (d == dtask) {
-      d = &sys.start_dtask();
+      d = started(sys.start_dtask(), "dtask");
     } else {
-      d = &sys.start_ntask();
+      d = started(sys.start_ntask(), "ntask");
     }
   };
   // Role names and slots, for messages and for picking a target.
@@ -270,11 +290,11 @@ TEST_CASE("fault injection: 10,000 tasks through random SIGKILL, SIGSTOP, full d
       if (!d->running()) {
         unexpected_exits.push_back(name + " exited with " + std::to_string(d->wait(0ms)) + " after " + after);
         if (d == scheduler) {
-          scheduler = &sys.start_scheduler();
+          scheduler = started(sys.start_scheduler(), "scheduler");
         } else if (d == dtask) {
-          dtask = &sys.start_dtask();
+          dtask = started(sys.start_dtask(), "dtask");
         } else {
-          d = &sys.start_ntask();
+          d = started(sys.start_ntask(), "ntask");
         }
       }
     }
@@ -310,6 +330,7 @@ TEST_CASE("fault injection: 10,000 tasks through random SIGKILL, SIGSTOP, full d
     task_ids.insert(ebats::task_uuid(event_id, "e", "record", "t"));
   };
   std::map<Fault, int> injected;
+  int killed_holding_lines = 0;  // workers SIGKILLed while they held result lines
   // Targets of the faults that have several, in turn from a random start,
   // so that each daemon gets its share.
   std::map<Fault, size_t> turn;
@@ -347,6 +368,13 @@ TEST_CASE("fault injection: 10,000 tasks through random SIGKILL, SIGSTOP, full d
                                                     : ntask[next_target(fault, 2)];
         d->signal(SIGKILL);
         CHECK(d->wait(20s) == 128 + SIGKILL);
+        if (fault != Fault::kill_scheduler) {
+          // Lines held for a results file that could not be written die with it.
+          std::ifstream in(log_path[d]);
+          const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+          const size_t cannot = log.rfind("results file cannot be written"), again = log.rfind("results file written again");
+          if (cannot != std::string::npos && (again == std::string::npos || again < cannot)) ++killed_holding_lines;
+        }
         std::this_thread::sleep_for(std::chrono::milliseconds(uniform(0, 300)));
         restart(d);
         break;
@@ -392,6 +420,21 @@ TEST_CASE("fault injection: 10,000 tasks through random SIGKILL, SIGSTOP, full d
         std::this_thread::sleep_for(std::chrono::milliseconds(uniform(500, 1500)));
         INFO("raising RLIMIT_FSIZE of " << name << " back");
         REQUIRE(::prlimit(d->pid(), RLIMIT_FSIZE, &before, nullptr) == 0);
+        break;
+      }
+      case Fault::results_file_full: {
+        // The path becomes /dev/full (ENOSPC); SIGHUP makes every worker
+        // reopen it. They must commit on, take no new task, and write the
+        // held lines, whole, once the path is the file again (they reopen it
+        // on each retry).
+        const std::string path = sys.dir() + "/results.jsonl", kept = sys.dir() + "/results.kept",
+                          full = sys.dir() + "/results.full";
+        REQUIRE(::link(path.c_str(), kept.c_str()) == 0);
+        REQUIRE(::symlink("/dev/full", full.c_str()) == 0);
+        REQUIRE(::rename(full.c_str(), path.c_str()) == 0);
+        for (Daemon* w : {ntask[0], ntask[1], dtask}) w->signal(SIGHUP);
+        std::this_thread::sleep_for(std::chrono::milliseconds(uniform(1000, 2000)));
+        REQUIRE(::rename(kept.c_str(), path.c_str()) == 0);
         break;
       }
       case Fault::held_lock: {
@@ -470,7 +513,8 @@ TEST_CASE("fault injection: 10,000 tasks through random SIGKILL, SIGSTOP, full d
   // - a killed scheduler: nothing (an event's tasks and its removal are one
   //   transaction), a stopped or full one likewise;
   // - a killed ebatsctl whose event was stored, routed and run before it was
-  //   published again: that event's tasks.
+  //   published again: that event's tasks;
+  // - the results file on a full disk: nothing (the commits go on).
   const int worker_stops = stops_by_role["ntask worker 1"] + stops_by_role["ntask worker 2"] +
                            stops_by_role["dtask worker"];
   const size_t in_flight_bound =
@@ -540,6 +584,25 @@ TEST_CASE("fault injection: 10,000 tasks through random SIGKILL, SIGSTOP, full d
   // Nothing left behind: no task or event still queued or leased.
   CHECK(db.count("SELECT count(*) FROM tasks") == 0);
   CHECK(db.count("SELECT count(*) FROM events") == 0);
-  // The results file holds whole lines only (results() FAILs on a broken one).
-  CHECK(sys.results().size() > 0);
+  // The results file: whole lines only (results() FAILs on a broken one), no
+  // record twice, and every record of the results table in it (a worker that
+  // could not write it for a while wrote the held lines later). The file may
+  // hold more: a worker killed between its write and its commit.
+  std::map<std::string, int> in_file;
+  for (const auto& r : sys.results()) {
+    ++in_file[r.at("task_id") + " " + r.at("attempt") + " " + r.at("pid") + " " + r.at("started_at")];
+  }
+  size_t lines_twice = 0, rows_not_in_file = 0;
+  for (const auto& [key, n] : in_file) lines_twice += static_cast<size_t>(n - 1);
+  const auto table_rows = db.rows("SELECT task_id || ' ' || attempt || ' ' || pid || ' ' || started_at FROM results");
+  for (const auto& r : table_rows) rows_not_in_file += in_file.count(r[0]) == 0;
+  std::cout << "results file: " << in_file.size() << " records, " << lines_twice << " written twice; results table: "
+            << table_rows.size() << " rows, " << rows_not_in_file << " of them not in the file; "
+            << killed_holding_lines << " workers SIGKILLed while they held lines" << std::endl;
+  CHECK(lines_twice == 0);
+  // Except what a worker held when it was SIGKILLed (at most its prefetch).
+  INFO("workers killed while they held result lines: " << killed_holding_lines);
+  if (occurrences("only in the broker's results") == 0) {
+    CHECK(rows_not_in_file <= static_cast<size_t>(kPrefetch * killed_holding_lines));
+  }
 }
