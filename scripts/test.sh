@@ -4,7 +4,8 @@
 # then builds again with AddressSanitizer + UndefinedBehaviorSanitizer and
 # runs the whole suite once more, and once more with ThreadSanitizer (the
 # worker parent and the SQLite broker have threads); skip both sanitizer
-# passes with EBATS_SKIP_SANITIZERS=1.
+# passes with EBATS_SKIP_SANITIZERS=1. Between the first pass and those, the
+# fuzz targets run for $EBATS_FUZZ_SECONDS (30) each (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -19,6 +20,8 @@ run_suite() {  # build dir, extra cmake args...
 
 echo "== tests (RelWithDebInfo, -Werror)"
 run_suite build-test
+echo "== fuzzing: each libFuzzer target for ${EBATS_FUZZ_SECONDS:-30}s (clang, ASan+UBSan; docs/FUZZING.md)"
+scripts/fuzz.sh --seconds "${EBATS_FUZZ_SECONDS:-30}"
 if [ "${EBATS_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== tests under AddressSanitizer + UndefinedBehaviorSanitizer"
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
