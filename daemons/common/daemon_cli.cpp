@@ -132,15 +132,9 @@ int run_config_check(const Config& config, const std::string& topic) {
     std::cerr << "error: plugin refused: " << e << "\n";
     ++errors;
   }
-  const std::set<std::string> have(probe->tasks.begin(), probe->tasks.end());
-  for (const auto& [event, regs] : config.events) {
-    for (const auto& reg : regs) {
-      if (!topic.empty() && reg.topic != topic) continue;
-      if (have.count(reg.task)) continue;
-      std::cerr << config.path << ": error: event '" << event << "' registers task '" << reg.task << "' (topic "
-                << reg.topic << "), but no plugin in " << config.plugins_dir << " handles it\n";
-      ++errors;
-    }
+  for (const auto& what : unhandled_registrations(config, topic, probe->tasks)) {
+    std::cerr << config.path << ": error: " << what << ", but no plugin in " << config.plugins_dir << " handles it\n";
+    ++errors;
   }
   for (const auto& name : unused_plugin_settings(config.plugin_settings, probe->plugins)) {
     std::cerr << config.path << ": warning: plugins.settings." << name << ": no plugin named '" << name

@@ -214,14 +214,33 @@ TEST_CASE("an event with no registration is dead-lettered, never dropped", "[int
 }
 
 TEST_CASE("a task without a handler is dead-lettered, not acknowledged as success", "[integration]") {
-  TestSystem sys("  e:\n    - {task: nobodyHandlesThis, topic: t}\n");
+  // Enqueued directly: no registration names it, so the worker has no reason to refuse its topic.
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n");
   sys.start_all();
-  REQUIRE(sys.publisher().publish("e", "{}").ok());
+  REQUIRE(sys.publisher().enqueue_task("t", "nobodyHandlesThis", "{}").ok());
   const auto letters = sys.wait_for_dead_letters(1);
   CHECK(letters.front().letter.reason == "no handler for task nobodyHandlesThis");
   const auto rows = sys.results();
   REQUIRE(rows.size() == 1);
   CHECK(rows[0].at("status") == "failed");
+}
+
+TEST_CASE("a worker whose plugins cannot run a task registered for its topic exits at start and takes no task",
+          "[integration]") {
+  // It used to log tasks=(none), report ready and dead-letter every task of
+  // its topic as "no handler for task X".
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n  other:\n    - {task: nobodyHandlesThis, topic: t}\n");
+  sys.start_scheduler();
+  for (int i = 0; i < 5; ++i) REQUIRE(sys.publisher().publish("e", "{}").ok());
+  auto& worker = sys.start_ntask();
+  const int code = worker.wait(60s);
+  const std::string log = sys.log_of("ntask");
+  INFO(log);
+  CHECK(code == 1);
+  CHECK(log.find("event 'other' registers task 'nobodyHandlesThis' (topic t), but no plugin in") != std::string::npos);
+  CHECK(sys.executions().empty());
+  CHECK(sys.dead_letters().empty());
+  CHECK(sys.ready_tasks() == 5);  // queued, untouched, for a worker that can run them
 }
 
 TEST_CASE("a segfaulting handler costs one attempt and the worker survives and goes on", "[integration]") {

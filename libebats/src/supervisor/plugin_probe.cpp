@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <set>
 #include <string_view>
 
 #include "supervisor/child_process.h"
@@ -61,6 +62,24 @@ std::vector<std::string> unused_plugin_settings(const PluginSettings& settings,
     if (std::find(loaded.begin(), loaded.end(), entry.first) == loaded.end()) unused.push_back(entry.first);
   }
   return unused;
+}
+
+std::vector<std::string> unhandled_registrations(const Config& config, const std::string& topic,
+                                                 const std::vector<std::string>& tasks) {
+  const std::set<std::string> have(tasks.begin(), tasks.end());
+  std::vector<std::string> missing;
+  for (const auto& [event, regs] : config.events) {
+    for (const auto& reg : regs) {
+      if ((topic.empty() || reg.topic == topic) && have.count(reg.task) == 0) {
+        missing.push_back("event '" + event + "' registers task '" + reg.task + "' (topic " + reg.topic + ")");
+      }
+    }
+  }
+  for (const auto& [name, source] : config.sources) {
+    if (source.task.empty() || (!topic.empty() && source.topic != topic) || have.count(source.task) > 0) continue;
+    missing.push_back("source '" + name + "' makes task '" + source.task + "' (topic " + source.topic + ")");
+  }
+  return missing;
 }
 
 }  // namespace ebats

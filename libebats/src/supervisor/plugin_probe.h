@@ -20,6 +20,14 @@ using PluginProbe = ReadyReport;
 std::vector<std::string> unused_plugin_settings(const PluginSettings& settings,
                                                 const std::vector<std::string>& loaded);
 
+// The registrations of `topic` (every topic when empty) whose task is not in
+// `tasks` (what the loaded plugins handle), each described for a message:
+// "event 'order_paied' registers task 'closeOrder' (topic demo)", or
+// "source 'q' makes task 'x' (topic demo)". A worker refuses to take tasks
+// of its topic while any is unhandled; --check-config reports them.
+std::vector<std::string> unhandled_registrations(const Config& config, const std::string& topic,
+                                                 const std::vector<std::string>& tasks);
+
 // `child_argv` starts the child, e.g. {"/proc/self/exe", "--child", "--plugins-dir", dir};
 // `settings` go to the plugins' init() as a worker's would.
 Result<PluginProbe> probe_plugins(const std::vector<std::string>& child_argv, const PluginSettings& settings);

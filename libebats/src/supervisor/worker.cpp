@@ -205,6 +205,8 @@ class Worker::Impl {
   SteadyTime next_database_check_{};
   bool announced_ready_ = false;
   std::vector<std::string> last_load_errors_;
+  std::vector<std::string> last_unhandled_;  // registrations of the topic the latest READY could not run
+  Status setup_failure_;  // set when the first children cannot run the topic's tasks: run() returns it
   bool draining_ = false;
   bool interrupting_ = false;
   SteadyTime drain_deadline_{};
@@ -287,6 +289,26 @@ void Worker::Impl::handle_frame(Slot& s, const FrameBuffer::Frame& f) {
   if (f.type == FrameType::ready) {
     ReadyReport report;
     read_ready_payload(f.payload, &report);  // a malformed tail only shortens the lists logged
+    const std::vector<std::string> unhandled = unhandled_registrations(config_, setup_.topic, report.tasks);
+    if (!unhandled.empty()) {
+      // Taking tasks it cannot run would dead-letter its topic's work: refuse.
+      const std::string what = boost::algorithm::join(unhandled, "; ");
+      const std::string refused = report.errors.empty() ? "" : " (plugins refused: " +
+                                                                    boost::algorithm::join(report.errors, "; ") + ")";
+      if (!announced_ready_) {
+        setup_failure_ = Status::not_found(what + ", but no plugin in " + config_.plugins_dir + " handles it" +
+                                           refused + "; no task of topic " + setup_.topic +
+                                           " was taken (--check-config reports the same)");
+      } else if (unhandled != last_unhandled_) {
+        log_.error("a new child cannot run tasks registered for this topic; it is stopped and started again later, "
+                   "the other children go on",
+                   {{"unhandled", what}, {"refused", boost::algorithm::join(report.errors, "; ")}});
+      }
+      last_unhandled_ = unhandled;
+      s.proc->signal(SIGKILL);  // reaped as a child that died before it was ready: backed off
+      return;
+    }
+    last_unhandled_.clear();
     s.ready = true;
     s.startup_failures = 0;
     if (!announced_ready_ || report.errors != last_load_errors_) {
@@ -953,6 +975,7 @@ Status Worker::Impl::run(SignalFd& signals) {
   std::vector<Slot*> owners;  // owners[i] for fds[i]; nullptr for the signal, broker thread and delivery fds
 
   for (;;) {
+    if (!setup_failure_.ok()) return setup_failure_;  // the children are killed as the worker is destroyed
     now = clock_.steady_now();
     spawn_due_children(now);
     claim(now);
