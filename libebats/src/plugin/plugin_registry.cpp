@@ -161,7 +161,25 @@ std::vector<std::string> list_plugin_names(int dir_fd) {
   return names;
 }
 
+// See plugin_in_lifecycle_call(): set for the duration of one init() or shutdown().
+thread_local const std::string* t_lifecycle_plugin = nullptr;
+
+class LifecycleCall {
+ public:
+  explicit LifecycleCall(const std::string* plugin) : saved_(t_lifecycle_plugin) { t_lifecycle_plugin = plugin; }
+  ~LifecycleCall() { t_lifecycle_plugin = saved_; }
+  LifecycleCall(const LifecycleCall&) = delete;
+  LifecycleCall& operator=(const LifecycleCall&) = delete;
+
+ private:
+  const std::string* saved_;
+};
+
 }  // namespace
+
+std::string_view plugin_in_lifecycle_call() {
+  return t_lifecycle_plugin == nullptr ? std::string_view() : std::string_view(*t_lifecycle_plugin);
+}
 
 PluginRegistry PluginRegistry::load_directory(const std::string& dir, const ebats_host* host,
                                               const PluginSettings& settings) {
@@ -366,6 +384,7 @@ void PluginRegistry::load_file(int dir_fd, const std::string& dir, const std::st
     const std::string& settings_json = configured != settings.end() ? configured->second : kNoSettings;
     int rc = 0;
     try {
+      const LifecycleCall naming(&info.name);
       rc = d->init(host, settings_json.c_str(), settings_json.size(), &state);
     } catch (const std::exception& e) {
       refuse(path, path + ": init() threw an exception: " + e.what() + ": plugins must not throw across the C ABI");
@@ -421,9 +440,11 @@ PluginRegistry& PluginRegistry::operator=(PluginRegistry&& other) noexcept {
 PluginRegistry::~PluginRegistry() { shutdown_all(); }
 
 void PluginRegistry::shutdown_all() noexcept {
-  for (auto it = loaded_.rbegin(); it != loaded_.rend(); ++it) {
+  for (size_t i = loaded_.size(); i-- > 0;) {
+    const Loaded* it = &loaded_[i];
     if (it->shutdown == nullptr) continue;
     try {
+      const LifecycleCall naming(i < plugins_.size() ? &plugins_[i].name : nullptr);
       it->shutdown(it->state);
     } catch (...) {
       // A plugin that throws from shutdown() is buggy, but the process is

@@ -43,6 +43,11 @@ struct TaskHandler {
   std::string plugin;            // plugin name, for log lines
 };
 
+// The plugin whose init() or shutdown() runs on this thread, empty outside
+// those calls: the host's log function names it, as the ABI gives these calls
+// no task context.
+std::string_view plugin_in_lifecycle_call();
+
 class PluginRegistry {
  public:
   // Loads every regular `*.so` file directly in `dir` (not hidden, sorted by

@@ -19,6 +19,7 @@ constexpr size_t kMaxLogMessageBytes = 16 * 1024;                    // longer l
 // Everything the host functions may touch during one handler call; reached
 // through ctx->host_data.
 struct CallState {
+  const Logger* log = nullptr;  // null: format_plugin_log_line() lines
   const TaskHandler* handler = nullptr;
   const TaskRequest* request = nullptr;
   const Clock* clock = nullptr;
@@ -43,6 +44,25 @@ const char* level_name(int level) {
   }
 }
 
+// The Logger of lines logged outside a task (init(), shutdown(), a plugin's
+// own threads); set by TaskRunner::OutsideTaskLog.
+std::atomic<const Logger*> g_outside_task_log{nullptr};
+
+LogLevel plugin_log_level(int level) {
+  switch (level) {
+    case EBATS_LOG_DEBUG: return LogLevel::debug;
+    case EBATS_LOG_WARN: return LogLevel::warn;
+    case EBATS_LOG_ERROR: return LogLevel::error;
+    default: return LogLevel::info;  // EBATS_LOG_INFO and levels this host does not know
+  }
+}
+
+// The plugin's text, cut at kMaxLogMessageBytes like format_plugin_log_line() does.
+std::string cut_log_message(std::string_view text) {
+  if (text.size() <= kMaxLogMessageBytes) return std::string(text);
+  return truncate_utf8(text, kMaxLogMessageBytes) + "...(truncated)";
+}
+
 // One write(2) per line, so lines of concurrent children do not interleave.
 void write_stderr_line(const std::string& line) {
   std::string out = line + "\n";
@@ -63,8 +83,25 @@ void host_log(const ebats_task_ctx* ctx, int level, const char* msg) noexcept {
   try {
     const std::string_view text = msg == nullptr ? std::string_view() : std::string_view(msg);
     const CallState* s = call_state(ctx);
-    if (s == nullptr) {  // outside a task (e.g. from init()): the ABI gives no way to name the plugin
-      write_stderr_line(format_plugin_log_line("-", "-", "-", level, text));
+    if (s == nullptr) {
+      // Outside a task: from init() or shutdown() the registry names the
+      // plugin; from a plugin's own thread nothing does.
+      const std::string_view plugin = plugin_in_lifecycle_call();
+      if (const Logger* log = g_outside_task_log.load(); log != nullptr) {
+        const LogLevel l = plugin_log_level(level);
+        if (log->enabled(l)) log->log(l, cut_log_message(text), {{"plugin", plugin.empty() ? "-" : plugin}});
+        return;
+      }
+      write_stderr_line(format_plugin_log_line(plugin.empty() ? "-" : plugin, "-", "-", level, text));
+      return;
+    }
+    if (s->log != nullptr) {
+      const LogLevel l = plugin_log_level(level);
+      if (!s->log->enabled(l)) return;
+      s->log->log(l, cut_log_message(text), {{"plugin", s->handler->plugin},
+                                             {"task", s->request->name},
+                                             {"id", s->request->id},
+                                             {"topic", s->request->topic}});
       return;
     }
     write_stderr_line(format_plugin_log_line(s->handler->plugin, s->request->name, s->request->id, level, text));
@@ -158,11 +195,24 @@ std::string format_plugin_log_line(std::string_view plugin, std::string_view tas
 }
 
 TaskRunner::TaskRunner(const std::string& plugin_dir, const PluginSettings& settings, const Clock& clock,
-                       const std::atomic<bool>* stop_flag, size_t message_limit_bytes)
+                       const std::atomic<bool>* stop_flag, size_t message_limit_bytes, const Logger* log)
     : clock_(&clock),
       stop_flag_(stop_flag),
       message_limit_bytes_(message_limit_bytes),
+      log_(log),
+      outside_task_log_(log),
       registry_(PluginRegistry::load_directory(plugin_dir, &kHostTable, settings)) {}
+
+TaskRunner::OutsideTaskLog::OutsideTaskLog(const Logger* log) : log_(log) {
+  if (log_ != nullptr) g_outside_task_log.store(log_);
+}
+
+TaskRunner::OutsideTaskLog::~OutsideTaskLog() {
+  if (log_ != nullptr) {
+    const Logger* expected = log_;
+    g_outside_task_log.compare_exchange_strong(expected, nullptr);
+  }
+}
 
 TaskRunResult TaskRunner::run(const TaskRequest& request) {
   TaskRunResult result;
@@ -175,6 +225,7 @@ TaskRunResult TaskRunner::run(const TaskRequest& request) {
     }
 
     CallState state;
+    state.log = log_;
     state.handler = handler;
     state.request = &request;
     state.clock = clock_;

@@ -3,7 +3,8 @@
 // Lives in the worker child. It owns the PluginRegistry, offers the plugins
 // the host function table of ebats/plugin.h and turns a handler's return code
 // and host calls into a TaskRunResult. The host functions reach the state of
-// the running call through ctx->host_data; there is no global mutable state.
+// the running call through ctx->host_data; the only process-wide state is the
+// Logger of lines logged outside a task (see the constructor).
 // Not thread-safe (one task at a time on one thread, as the ABI promises).
 #pragma once
 
@@ -13,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "daemon/logger.h"
 #include "ebats/clock.h"
 #include "ebats/plugin.h"
 #include "ebats/retry.h"
@@ -40,9 +42,14 @@ class TaskRunner {
   // Loads the plugins of `plugin_dir`, passing each init() its plugin's settings
   // (refusals are in registry().errors()). `stop_flag` is the child's flag that
   // the parent's soft stop sets (may be null); `message_limit_bytes` bounds result
-  // messages. REQUIRES: `clock` and `*stop_flag` outlive the runner.
+  // messages. `log`, when given, writes the plugins' log lines (with the
+  // fields plugin, task, id and topic; the plugin alone outside a task);
+  // without it they are written as format_plugin_log_line() lines.
+  // REQUIRES: `clock`, `*stop_flag` and `*log` outlive the runner; one runner
+  // with a `log` at a time (lines logged outside a task reach it through a
+  // process-wide pointer, as the ABI gives them no context).
   TaskRunner(const std::string& plugin_dir, const PluginSettings& settings, const Clock& clock,
-             const std::atomic<bool>* stop_flag, size_t message_limit_bytes);
+             const std::atomic<bool>* stop_flag, size_t message_limit_bytes, const Logger* log = nullptr);
   TaskRunner(const TaskRunner&) = delete;
   TaskRunner& operator=(const TaskRunner&) = delete;
 
@@ -53,9 +60,25 @@ class TaskRunner {
   TaskRunResult run(const TaskRequest& request);
 
  private:
+  // Points the out-of-task log lines at the runner's Logger for as long as
+  // the plugins are loaded (declared before registry_, so shutdown() lines
+  // still reach it).
+  class OutsideTaskLog {
+   public:
+    explicit OutsideTaskLog(const Logger* log);
+    ~OutsideTaskLog();
+    OutsideTaskLog(const OutsideTaskLog&) = delete;
+    OutsideTaskLog& operator=(const OutsideTaskLog&) = delete;
+
+   private:
+    const Logger* log_;
+  };
+
   const Clock* clock_;
   const std::atomic<bool>* stop_flag_;
   size_t message_limit_bytes_;
+  const Logger* log_;
+  OutsideTaskLog outside_task_log_;
   PluginRegistry registry_;
 };
 

@@ -104,7 +104,8 @@ int run_worker_child(int fd, const WorkerChildOptions& options) {
   FrameBuffer in(options.max_frame_bytes);
   PluginSettings settings;
   if (!read_settings(fd, in, &settings)) return 2;
-  TaskRunner runner(options.plugins_dir, settings, clock, stop.flag(), options.message_limit_bytes);
+  const Logger log(options.log_name, options.log);
+  TaskRunner runner(options.plugins_dir, settings, clock, stop.flag(), options.message_limit_bytes, &log);
   if (!write_all(fd, ready_frame(runner))) return 1;
 
   std::string out;

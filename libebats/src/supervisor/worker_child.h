@@ -7,11 +7,17 @@
 #include <cstdint>
 #include <string>
 
+#include "daemon/logger.h"
+
 namespace ebats {
 
 struct WorkerChildOptions {
   std::string plugins_dir;
   std::string topic;
+  // How the plugins' log lines are written: the worker's level and format,
+  // under the worker's name (so a collector sees one daemon).
+  LogOptions log;
+  std::string log_name = "worker-child";
   uint64_t max_frame_bytes = (1u << 20) + 65536;
   uint64_t message_limit_bytes = 4096;
 };
