@@ -224,6 +224,15 @@ class EBATS_EXPORT Broker {
   // an events row and, on RabbitMQ, a row for the delay levels.
   virtual Result<std::vector<QueueDepth>> depths(const std::vector<std::string>& topics) = 0;
   virtual DeadLetterStore& dead_letters() = 0;
+  // Retention (results.keep, results.keep_rows): deletes, in one short
+  // transaction, at most `max_rows` of the oldest result rows that finished
+  // before `finished_before` (0: no age bound) or that are not among the
+  // newest `keep_newest` rows (0: no count bound). Returns how many went;
+  // `max_rows` of them means there may be more. Dead letters and the done
+  // counts of depths() are untouched. SQLite prunes its results table;
+  // RabbitMQ keeps none (results go to the results exchange, whose stream
+  // ages out by amqp.results_max_age), so it returns 0 there.
+  virtual Result<uint32_t> prune_results(WallMs finished_before, uint64_t keep_newest, uint32_t max_rows) = 0;
 };
 
 // Something the backend reports on its own, outside any call: a lost

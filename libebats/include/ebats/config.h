@@ -115,6 +115,11 @@ struct EBATS_EXPORT Config {
   std::string plugins_dir;     // absolute
   PluginSettings plugin_settings;  // plugins.settings (docs/CONFIG.md)
   std::string results_file;    // absolute; empty = no file sink
+  // results.keep / results.keep_rows: the SQLite results table keeps rows
+  // finished within this long / only the newest this many; 0 = no such bound.
+  // The scheduler prunes the rest (scheduler/results_pruner.h).
+  int64_t results_keep_ms = 0;
+  uint64_t results_keep_rows = 0;
   uint64_t max_message_bytes = 1 << 20;
   uint64_t result_message_bytes = 4096;
   int64_t default_timeout_ms = 60'000;

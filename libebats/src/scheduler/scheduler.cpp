@@ -18,7 +18,12 @@ constexpr int64_t kUnknownEventLogEveryMs = 60'000;
 
 Scheduler::Scheduler(std::shared_ptr<const Config> config, Broker& broker, const Clock& clock, const Logger& log,
                      const ServiceNotifier& notifier)
-    : config_(std::move(config)), broker_(broker), clock_(clock), log_(log), notifier_(notifier) {}
+    : config_(std::move(config)),
+      broker_(broker),
+      clock_(clock),
+      log_(log),
+      notifier_(notifier),
+      pruner_(ResultsPruner::settings_of(*config_), broker, clock, log) {}
 
 Result<size_t> Scheduler::route_once(bool* full) {
   // Claim, fan out and ack in one transaction: on SQLite the tasks of an event
@@ -123,6 +128,7 @@ Status Scheduler::run(SignalFd& signals) {
       if (!still.ok()) return still;
       next_database_check = clock_.steady_now() + std::chrono::seconds(2);
     }
+    (void)pruner_.tick();  // logs its own errors
     // A broker that signals new events (RabbitMQ) wakes the loop at once;
     // SQLite is polled, every poll_interval at most.
     const bool signalled = broker_.wake_fd() >= 0;

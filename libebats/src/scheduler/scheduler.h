@@ -16,6 +16,7 @@
 #include "ebats/clock.h"
 #include "ebats/config.h"
 #include "scheduler/event_router.h"
+#include "scheduler/results_pruner.h"
 #include "scheduler/source_router.h"
 
 namespace ebats {
@@ -40,6 +41,7 @@ class Scheduler {
   const Logger& log_;
   const ServiceNotifier& notifier_;
   std::map<std::string, WallMs> unknown_logged_at_;
+  ResultsPruner pruner_;  // results.keep / keep_rows: one batch per turn when due
 };
 
 }  // namespace ebats

@@ -48,6 +48,9 @@ class AmqpBroker final : public Broker {
   Result<uint32_t> recover_previous_incarnation(Lane, const std::string&) override { return 0u; }
   Result<std::vector<QueueDepth>> depths(const std::vector<std::string>& topics) override;
   DeadLetterStore& dead_letters() override;
+  // No results table to prune: results go to the results exchange, and the
+  // results stream (amqp.results_stream) ages out by amqp.results_max_age.
+  Result<uint32_t> prune_results(WallMs, uint64_t, uint32_t) override { return uint32_t{0}; }
 
   AmqpSession& session() { return *session_; }
 

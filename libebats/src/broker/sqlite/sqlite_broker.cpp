@@ -111,6 +111,15 @@ const std::string kAddDone =
 const std::string kDeadDepths = "SELECT topic, count(*) FROM dead_letters GROUP BY topic";
 const std::string kEventDepths = "SELECT sum(state = 'ready'), sum(state = 'leased') FROM events";
 
+// --- retention ---------------------------------------------------------------
+// The oldest first, on the index results_time or the rowid; each DELETE stops
+// after ?2 rows, so one transaction stays short.
+const std::string kPruneResultsByAge =
+    "DELETE FROM results WHERE seq IN (SELECT seq FROM results WHERE finished_at < ?1 ORDER BY finished_at LIMIT ?2)";
+const std::string kNewestResult = "SELECT max(seq) FROM results";
+const std::string kPruneResultsBySeq =
+    "DELETE FROM results WHERE seq IN (SELECT seq FROM results WHERE seq <= ?1 ORDER BY seq LIMIT ?2)";
+
 bool is_event_token(uint64_t token) { return (token & kEventTokenBit) != 0; }
 int64_t row_of(uint64_t token) { return static_cast<int64_t>(token & ~kEventTokenBit); }
 
@@ -507,6 +516,47 @@ Result<uint32_t> SqliteBroker::recover_events(Recovery kind, WallMs now) {
   Status status = run_to_completion(*connection_, use, "recovering event leases");
   if (!status.ok()) return status;
   return static_cast<uint32_t>(sqlite3_changes(connection_->db()));
+}
+
+Result<uint32_t> SqliteBroker::prune_results(WallMs finished_before, uint64_t keep_newest, uint32_t max_rows) {
+  if (max_rows == 0 || (finished_before <= 0 && keep_newest == 0)) return uint32_t{0};
+  // Never fsynced: a prune lost in a power cut is done again by the next.
+  Transaction txn(*connection_, Transaction::Mode::immediate_no_fsync);
+  Status status = txn.begin();
+  if (!status.ok()) return status.with_context("pruning results");
+  uint32_t pruned = 0;
+  if (finished_before > 0) {
+    auto stmt = connection_->statement(kPruneResultsByAge);
+    if (!stmt.ok()) return stmt.status();
+    StatementUse use(*stmt);
+    use.bind(1, finished_before).bind(2, max_rows);
+    status = run_to_completion(*connection_, use, "pruning results by age");
+    if (!status.ok()) return status;
+    pruned += static_cast<uint32_t>(sqlite3_changes(connection_->db()));
+  }
+  if (keep_newest > 0 && pruned < max_rows) {
+    int64_t newest = 0;
+    {
+      auto stmt = connection_->statement(kNewestResult);
+      if (!stmt.ok()) return stmt.status();
+      StatementUse use(*stmt);
+      const int rc = use.step();
+      if (rc != SQLITE_ROW) return connection_->error(rc, "reading the newest result");
+      newest = use.int_column(0);  // NULL (no rows) reads as 0
+    }
+    if (static_cast<uint64_t>(std::max<int64_t>(newest, 0)) > keep_newest) {
+      auto stmt = connection_->statement(kPruneResultsBySeq);
+      if (!stmt.ok()) return stmt.status();
+      StatementUse use(*stmt);
+      use.bind(1, newest - static_cast<int64_t>(keep_newest)).bind(2, max_rows - pruned);
+      status = run_to_completion(*connection_, use, "pruning results by count");
+      if (!status.ok()) return status;
+      pruned += static_cast<uint32_t>(sqlite3_changes(connection_->db()));
+    }
+  }
+  status = txn.commit();
+  if (!status.ok()) return status.with_context("pruning results");
+  return pruned;
 }
 
 Result<std::vector<QueueDepth>> SqliteBroker::depths(const std::vector<std::string>&) {

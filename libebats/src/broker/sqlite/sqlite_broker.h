@@ -64,6 +64,7 @@ class SqliteBroker final : public Broker {
     return lane == Lane::source ? Status::invalid(kSourcesNeedAmqp) : Status();
   }
   DeadLetterStore& dead_letters() override { return dead_letters_; }
+  Result<uint32_t> prune_results(WallMs finished_before, uint64_t keep_newest, uint32_t max_rows) override;
 
   // The lease owner of this incarnation: "<options.owner>/<pid>.<random hex>".
   const std::string& owner() const { return owner_; }
