@@ -78,6 +78,7 @@ def refused(schema: dict, good_event: dict, good_task: dict) -> None:
         "a negative attempt": dict(good_task, attempt=-1),
         "max_attempts 0": dict(good_task, max_attempts=0),
         "retry with another member": dict(good_task, retry={"backoff_ms": [1], "exp": 2}),
+        "a jitter over 100 %": dict(good_task, retry={"backoff_ms": [1], "jitter_pct": 101}),
         "a trace of 129 bytes": dict(good_event, trace="x" * 129),
         "a history entry without a status": dict(good_task, history=[{"attempt": 0}]),
         "an event name with a space": dict(good_event, event="order paid"),

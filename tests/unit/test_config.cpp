@@ -606,3 +606,72 @@ TEST_CASE("config files: a size limit, one document, and 30,000 events in linear
                Catch::Contains("duplicate key 'a' (first given at line 5)"));
   }
 }
+
+TEST_CASE("retry backoff: exponential with max and jitter, in defaults and registrations", "[config][backoff]") {
+  const ConfigLoad l = load(kRequired +
+                            "defaults: {retry: {max: 8, backoff: {exponential: 1s, max: 1h, jitter: 20%}}}\n"
+                            "events:\n"
+                            "  e:\n"
+                            "    - {task: inherits, topic: demo}\n"
+                            "    - {task: max_only, topic: demo, retry: {max: 3}}\n"
+                            "    - {task: list, topic: demo, retry: {backoff: [1s]}}\n"
+                            "    - {task: own, topic: demo, retry: {backoff: {exponential: 50ms, max: 300ms}}}\n"
+                            "    - {task: full, topic: demo, retry: {backoff: {exponential: 2s, max: 2s, jitter: 100%}}}\n"
+                            "workers: {demo: {}}\n");
+  INFO(all_errors(l));
+  REQUIRE(l.errors.empty());
+  const ebats::Config& c = *l.config;
+  CHECK(c.default_retry.max_retries == 8);
+  CHECK(c.default_retry.backoff_ms == ebats::RetryPolicy::exponential_backoff(1'000, 3'600'000));
+  CHECK(c.default_retry.jitter_pct == 20);
+  CHECK(registration(c, "e", 0).retry == c.default_retry);
+  CHECK(registration(c, "e", 1).retry.max_retries == 3);
+  CHECK(registration(c, "e", 1).retry.backoff_ms == c.default_retry.backoff_ms);
+  CHECK(registration(c, "e", 1).retry.jitter_pct == 20);
+  // A list replaces the exponential policy, jitter included.
+  CHECK(registration(c, "e", 2).retry.backoff_ms == std::vector<int64_t>{1'000});
+  CHECK(registration(c, "e", 2).retry.jitter_pct == 0);
+  CHECK(registration(c, "e", 2).retry.max_retries == 8);
+  CHECK(registration(c, "e", 3).retry.backoff_ms == std::vector<int64_t>{50, 100, 200, 300});
+  CHECK(registration(c, "e", 3).retry.jitter_pct == 0);
+  CHECK(registration(c, "e", 4).retry.backoff_ms == std::vector<int64_t>{2'000});
+  CHECK(registration(c, "e", 4).retry.jitter_pct == 100);
+}
+
+TEST_CASE("retry backoff: bad exponential maps are errors with file, line and column", "[config][backoff]") {
+  CHECK(only_error(kRequired + "defaults: {retry: {backoff: {exponential: 1s, max: 1h, jitter: 150%}}}\n") ==
+        "t.yaml:3:64: error: defaults.retry.backoff.jitter: 150% is more than 100% (which lets a delay double)");
+  CHECK(only_error(kRequired + "defaults: {retry: {backoff: {exponential: 1s, max: 1h, jitter: 20}}}\n") ==
+        "t.yaml:3:64: error: defaults.retry.backoff.jitter: expected a whole percentage from 0% to 100%, such as "
+        "20%, found '20'");
+  CHECK(only_error(kRequired + "defaults: {retry: {backoff: {exponential: 1s, max: 1h, jitter: -5%}}}\n") ==
+        "t.yaml:3:64: error: defaults.retry.backoff.jitter: expected a whole percentage from 0% to 100%, such as "
+        "20%, found '-5%'");
+  CHECK(only_error(kRequired + "defaults: {retry: {backoff: {exponential: 1m, max: 1s}}}\n") ==
+        "t.yaml:3:52: error: defaults.retry.backoff.max: 1s is shorter than exponential (1m); the longest delay "
+        "must be at least the first");
+  CHECK(only_error(kRequired + "defaults: {retry: {backoff: {exponential: 0s, max: 1s}}}\n") ==
+        "t.yaml:3:43: error: defaults.retry.backoff.exponential: must be at least 1ms, found '0s'");
+  CHECK(only_error(kRequired + "defaults: {retry: {backoff: {exponential: -1s, max: 1s}}}\n")
+            .rfind("t.yaml:3:43: error: defaults.retry.backoff.exponential: invalid duration '-1s'", 0) == 0);
+  CHECK(only_error(kRequired + "defaults: {retry: {backoff: {exponential: 1s, max: 3651d}}}\n")
+            .rfind("t.yaml:3:52: error: defaults.retry.backoff.max: invalid duration '3651d'", 0) == 0);
+  CHECK(only_error(kRequired + "defaults: {retry: {backoff: {exponential: 1s}}}\n") ==
+        "t.yaml:3:29: error: defaults.retry.backoff: missing max (the longest delay, where doubling stops); e.g. "
+        "backoff: {exponential: 1s, max: 1h, jitter: 20%}");
+  CHECK(only_error(kRequired + "defaults: {retry: {backoff: {max: 1h}}}\n") ==
+        "t.yaml:3:29: error: defaults.retry.backoff: missing exponential (the first delay); e.g. "
+        "backoff: {exponential: 1s, max: 1h, jitter: 20%}");
+  CHECK(only_error(kRequired + "defaults: {retry: {backoff: {exponential: 1s, max: 1h, jiter: 20%}}}\n") ==
+        "t.yaml:3:56: error: unknown key 'jiter' (did you mean 'jitter'?)");
+  CHECK(only_error(kRequired + "defaults: {retry: {backoff: {exponential: 1s, max: 1h, factor: 3}}}\n") ==
+        "t.yaml:3:56: error: unknown key 'factor' in defaults.retry.backoff (known keys: exponential, max, jitter)");
+  CHECK(only_error(kRequired + "defaults: {retry: {backoff: 5s}}\n") ==
+        "t.yaml:3:29: error: defaults.retry.backoff: expected a list, found '5s'; e.g. backoff: [5s, 5m, 10m, 1h, "
+        "2h10m] or backoff: {exponential: 1s, max: 1h, jitter: 20%}");
+  // exponential and jitter belong inside backoff.
+  CHECK(only_error(kRequired + "events:\n  e:\n    - {task: a, topic: demo, retry: {exponential: 1s}}\n"
+                               "workers: {demo: {}}\n") ==
+        "t.yaml:5:38: error: events.e[0].retry: 'exponential' goes inside backoff; e.g. backoff: {exponential: 1s, "
+        "max: 1h, jitter: 20%}");
+}

@@ -142,6 +142,7 @@ void check_same(const Envelope& a, const Envelope& b) {
   CHECK(a.timeout_ms == b.timeout_ms);
   CHECK(a.has_retry == b.has_retry);
   CHECK(a.backoff_ms == b.backoff_ms);
+  CHECK(a.jitter_pct == b.jitter_pct);
   REQUIRE(a.history.size() == b.history.size());
   for (size_t i = 0; i < a.history.size(); ++i) {
     CHECK(a.history[i].attempt == b.history[i].attempt);
@@ -756,4 +757,31 @@ TEST_CASE("name rules", "[envelope]") {
   CHECK_FALSE(is_valid_topic(""));
   CHECK(is_valid_topic(std::string(64, 't')));
   CHECK_FALSE(is_valid_topic(std::string(65, 't')));
+}
+
+TEST_CASE("retry.jitter_pct: optional, 0 to 100, written only when not 0", "[envelope][backoff]") {
+  Envelope e = full_task();
+  e.jitter_pct = 20;
+  const std::string json = encode_envelope(e);
+  CHECK_THAT(json, Contains(R"("retry":{"backoff_ms":[5000,300000,600000,3600000,7800000],"jitter_pct":20})"));
+  const DecodeResult back = decode(json);
+  REQUIRE(back.ok());
+  check_same(back.envelope, e);
+  e.jitter_pct = 0;
+  CHECK_THAT(encode_envelope(e), Contains(R"("retry":{"backoff_ms":[5000,300000,600000,3600000,7800000]})"));
+
+  const DecodeResult zero = decode(task_members().set("retry", R"({"backoff_ms":[1],"jitter_pct":0})").json());
+  REQUIRE(zero.ok());
+  CHECK(zero.envelope.jitter_pct == 0);
+  const DecodeResult full = decode(task_members().set("retry", R"({"jitter_pct":100,"backoff_ms":[1]})").json());
+  REQUIRE(full.ok());
+  CHECK(full.envelope.jitter_pct == 100);
+  for (const char* bad : {"101", "-1", "20.5", "\"20%\"", "null", "4294967316"}) {
+    INFO(bad);
+    const std::string retry = std::string(R"({"backoff_ms":[1],"jitter_pct":)") + bad + "}";
+    const DecodeResult r = decode(task_members().set("retry", retry).json());
+    CHECK(r.error == DecodeError::invalid);
+    CHECK_THAT(r.detail, StartsWith("field 'retry.jitter_pct': expected an integer from 0 to 100"));
+  }
+  check_invalid(task_members().set("retry", R"({"jitter_pct":20})").json(), "retry.backoff_ms");
 }

@@ -279,6 +279,11 @@ TEST_CASE("limits doc: the config file's size and ranges match the loader", "[do
   const uint64_t levels = documented("kMaxDelayLevels");
   CHECK(levels == source_constant(loader, "kMaxDelayLevels"));
   check_config_maximum("broker: {url: \"amqp://ebats@localhost:5672/\", amqp: {delay_levels: {}}}", levels);
+  CHECK(documented("kMaxJitterPct") == ebats::kMaxJitterPct);
+  CHECK(config_loads("defaults: {retry: {backoff: {exponential: 1s, max: 1h, jitter: " +
+                     std::to_string(ebats::kMaxJitterPct) + "%}}}"));
+  CHECK_FALSE(config_loads("defaults: {retry: {backoff: {exponential: 1s, max: 1h, jitter: " +
+                           std::to_string(ebats::kMaxJitterPct + 1) + "%}}}"));
   const uint64_t deliveries = documented("kMaxDeliveryLimit");
   CHECK(deliveries == source_constant(loader, "kMaxDeliveryLimit"));
   check_config_maximum("broker: {url: \"amqp://ebats@localhost:5672/\", amqp: {delivery_limit: {}}}", deliveries);

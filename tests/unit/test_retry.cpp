@@ -1,9 +1,13 @@
 // RetryPolicy delays and decide_next_step(): every outcome, handler overrides, exhaustion.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cstdint>
+#include <string>
 #include <vector>
 
 #include "ebats/clock.h"
+#include "ebats/duration.h"
 #include "ebats/retry.h"
 
 using ebats::AttemptFacts;
@@ -218,4 +222,105 @@ TEST_CASE("retry schedule with a fake clock: 5s, 5m, 10m, 1h, 2h10m, then dead l
   // Total wall time from creation to the dead letter: the backoff sum plus 6 runs of 250ms.
   CHECK(clock.wall_now() - created_at == 5 * kSecond + 5 * kMinute + 10 * kMinute + kHour +
                                             2 * kHour + 10 * kMinute + 6 * 250);
+}
+
+TEST_CASE("exponential_backoff doubles from the base and ends at max, which repeats", "[retry][backoff]") {
+  using V = std::vector<int64_t>;
+  CHECK(RetryPolicy::exponential_backoff(kSecond, kHour) ==
+        V{1'000, 2'000, 4'000, 8'000, 16'000, 32'000, 64'000, 128'000, 256'000, 512'000, 1'024'000, 2'048'000, kHour});
+  CHECK(RetryPolicy::exponential_backoff(50, 400) == V{50, 100, 200, 400});
+  CHECK(RetryPolicy::exponential_backoff(50, 300) == V{50, 100, 200, 300});
+  CHECK(RetryPolicy::exponential_backoff(5 * kSecond, 5 * kSecond) == V{5 * kSecond});
+  // The widest range stays short and ends at the longest duration.
+  const V widest = RetryPolicy::exponential_backoff(1, ebats::kMaxDuration.count());
+  CHECK(widest.size() == 40);
+  CHECK(widest.back() == ebats::kMaxDuration.count());
+  CHECK(std::is_sorted(widest.begin(), widest.end()));
+
+  RetryPolicy p;
+  p.max_retries = 100;
+  p.backoff_ms = RetryPolicy::exponential_backoff(kSecond, kMinute);
+  CHECK(p.delay_ms(0) == kSecond);
+  CHECK(p.delay_ms(5) == 32 * kSecond);
+  CHECK(p.delay_ms(6) == kMinute);
+  CHECK(p.delay_ms(99) == kMinute);
+}
+
+TEST_CASE("jitter only adds, up to jitter_pct of the delay, and stays within kMaxDuration", "[retry][backoff]") {
+  RetryPolicy p;
+  p.backoff_ms = {10'000};
+  CHECK(p.jittered_delay_ms(0, 123'456'789) == 10'000);  // jitter 0: the list's delay, whatever the draw
+  p.jitter_pct = 20;
+  CHECK(p.jittered_delay_ms(0, 0) == 10'000);
+  CHECK(p.jittered_delay_ms(0, 2'000) == 12'000);         // draw % 2001: the top of the range
+  CHECK(p.jittered_delay_ms(0, 2'001) == 10'000);
+  CHECK(p.jittered_delay_ms(0, UINT64_MAX) == 10'000 + static_cast<int64_t>(UINT64_MAX % 2'001));
+  p.jitter_pct = 100;
+  CHECK(p.jittered_delay_ms(0, 10'000) == 20'000);
+  p.backoff_ms = {0};
+  CHECK(p.jittered_delay_ms(0, 99) == 0);  // nothing to spread
+  p.backoff_ms = {};
+  CHECK(p.jittered_delay_ms(3, 99) == 0);
+
+  const int64_t longest = ebats::kMaxDuration.count();
+  p.backoff_ms = {longest - 10};
+  for (uint64_t draw : {uint64_t{0}, uint64_t{5}, uint64_t{11}, uint64_t{1} << 40, UINT64_MAX}) {
+    const int64_t d = p.jittered_delay_ms(0, draw);
+    CHECK(d >= longest - 10);
+    CHECK(d <= longest);
+  }
+  p.backoff_ms = {longest};
+  CHECK(p.jittered_delay_ms(0, 12'345) == longest);
+
+  // Over many draws: never below the delay, never above delay * 1.2, and spread over the range.
+  p.jitter_pct = 20;
+  p.backoff_ms = {1'000};
+  int64_t lowest = INT64_MAX;
+  int64_t highest = 0;
+  for (uint32_t i = 0; i < 10'000; ++i) {
+    const int64_t d = p.jittered_delay_ms(0, ebats::jitter_draw("task-" + std::to_string(i), 0));
+    REQUIRE(d >= 1'000);
+    REQUIRE(d <= 1'200);
+    lowest = std::min(lowest, d);
+    highest = std::max(highest, d);
+  }
+  CHECK(lowest < 1'010);
+  CHECK(highest > 1'190);
+}
+
+TEST_CASE("jitter_draw is a pure function of the task id and the attempt", "[retry][backoff]") {
+  const std::string id = "0b7e4a52-9c1f-4d7e-8a34-2f6c1d9e0a11";
+  CHECK(ebats::jitter_draw(id, 3) == ebats::jitter_draw(id, 3));
+  CHECK(ebats::jitter_draw(id, 3) != ebats::jitter_draw(id, 4));
+  CHECK(ebats::jitter_draw(id, 0) != ebats::jitter_draw("0b7e4a52-9c1f-4d7e-8a34-2f6c1d9e0a12", 0));
+  // Ids that differ in one character land in different halves about half the time.
+  int high = 0;
+  for (int i = 0; i < 1'000; ++i) {
+    if (ebats::jitter_draw("task-" + std::to_string(i), 0) >> 63) ++high;
+  }
+  CHECK(high > 400);
+  CHECK(high < 600);
+}
+
+TEST_CASE("decide_next_step applies the policy's jitter, and retry_after gets none", "[retry][backoff]") {
+  AttemptFacts f = facts_for(Outcome::retry, 2);
+  f.max_attempts = 9;
+  f.policy.max_retries = 8;
+  f.policy.backoff_ms = RetryPolicy::exponential_backoff(kSecond, kHour);
+  f.policy.jitter_pct = 20;
+  bool some_jitter = false;
+  for (int i = 0; i < 200; ++i) {
+    f.task_id = "task-" + std::to_string(i);
+    const NextStep s = ebats::decide_next_step(f);
+    REQUIRE(s.action == NextStep::Action::retry);
+    const int64_t wait = s.retry_due_at - kFinished;
+    CHECK(wait == f.policy.jittered_delay_ms(2, ebats::jitter_draw(f.task_id, 2)));
+    CHECK(wait >= 4 * kSecond);
+    CHECK(wait <= 4 * kSecond + 800);
+    some_jitter |= wait != 4 * kSecond;
+    CHECK(ebats::decide_next_step(f).retry_due_at == s.retry_due_at);  // the same completion, the same due time
+  }
+  CHECK(some_jitter);
+  f.retry_after_ms = 1'234;
+  CHECK(ebats::decide_next_step(f).retry_due_at == kFinished + 1'234);
 }

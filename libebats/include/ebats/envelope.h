@@ -54,6 +54,7 @@ struct Envelope {
   int64_t timeout_ms = 0;      // optional; 0 = absent
   bool has_retry = false;      // retry policy frozen in the task
   std::vector<int64_t> backoff_ms;
+  uint32_t jitter_pct = 0;     // retry.jitter_pct, 0 ... 100; 0 = absent
   std::vector<HistoryEntry> history;
   // Top-level members this version does not know, as one compact JSON object
   // (empty when there are none): kept when decoding, written back after the

@@ -39,8 +39,6 @@ constexpr int64_t kMaxClaimBatch = 10'000;
 constexpr uint64_t kMinMessageBytes = 1024;
 constexpr int64_t kMaxDelayLevels = 32;
 constexpr int64_t kMaxDeliveryLimit = 1000;
-constexpr int64_t kMinResultsKeepMs = 1000;
-constexpr int64_t kMaxResultsKeepRows = int64_t{1} << 62;
 constexpr std::string_view kSqliteScheme = "sqlite://";
 
 // The name rules are the wire format's (ebats/envelope.h, docs/WIRE.md); the
@@ -304,7 +302,7 @@ class ConfigParser {
 
   void parse_results(const Field& f, Config& config) {
     if (!check_map(f, true, "results: {file: /var/log/ebats/results.jsonl}", d_)) return;
-    const MapFields fields(f.value, f.path, {"file", "keep", "keep_rows"}, d_, {"broker", "hooks", "fsync"});
+    const MapFields fields(f.value, f.path, {"file"}, d_, {"broker", "hooks", "fsync"});
     if (const Field* file = fields.find("file")) {
       if (std::optional<std::string> text = read_string(*file, d_)) {
         if (text->empty()) {
@@ -313,18 +311,6 @@ class ConfigParser {
           config.results_file = resolve(*text);
         }
       }
-    }
-    // A shorter window would prune rows about as soon as they are committed.
-    if (const Field* keep = fields.find("keep")) {
-      if (auto ms = read_duration_ms(*keep, kMinResultsKeepMs, d_)) config.results_keep_ms = *ms;
-    }
-    if (const Field* rows = fields.find("keep_rows")) {
-      if (auto v = read_integer(*rows, 1, kMaxResultsKeepRows, d_)) config.results_keep_rows = static_cast<uint64_t>(*v);
-    }
-    if (config.is_amqp() && (fields.find("keep") || fields.find("keep_rows"))) {
-      const Field* key = fields.find("keep") ? fields.find("keep") : fields.find("keep_rows");
-      d_.warning(key->key_mark(), key->path + " is ignored: RabbitMQ keeps no results table (the results stream "
-                                              "keeps records for broker.amqp.results_max_age)");
     }
   }
 
@@ -357,12 +343,20 @@ class ConfigParser {
     }
   }
 
-  // `retry: {max: N, backoff: [...]}`; a key left out keeps its value from `base`.
+  // `retry: {max: N, backoff: [...]}` or `backoff: {exponential: 1s, max: 1h, jitter: 20%}`;
+  // a key left out keeps its value from `base`.
   std::optional<RetryPolicy> parse_retry(const Field& f, const RetryPolicy& base) {
     if (!check_map(f, false, "retry: {max: 5, backoff: [5s, 5m, 10m, 1h, 2h10m]}", d_)) return std::nullopt;
-    const MapFields fields(f.value, f.path, {"max", "backoff"}, d_, {"exponential"});
+    const MapFields fields(f.value, f.path, {"max", "backoff", "exponential", "jitter"}, d_);
     RetryPolicy policy = base;
     bool ok = true;
+    for (const char* misplaced : {"exponential", "jitter"}) {
+      if (const Field* m = fields.find(misplaced)) {
+        d_.error(m->key_mark(), f.path + ": '" + misplaced + "' goes inside backoff; e.g. backoff: {exponential: 1s, "
+                                          "max: 1h, jitter: 20%}");
+        ok = false;
+      }
+    }
     if (const Field* max = fields.find("max")) {
       if (auto v = read_integer(*max, 0, kMaxRetries, d_)) {
         policy.max_retries = static_cast<uint32_t>(*v);
@@ -370,8 +364,13 @@ class ConfigParser {
         ok = false;
       }
     }
-    if (const Field* backoff = fields.find("backoff")) {
-      if (check_list(*backoff, "backoff: [5s, 5m, 10m, 1h, 2h10m]", d_)) {
+    const Field* backoff = fields.find("backoff");
+    if (backoff != nullptr && backoff->value.IsMap()) {
+      ok &= parse_exponential(*backoff, policy);
+    } else if (backoff != nullptr) {
+      if (check_list(*backoff, "backoff: [5s, 5m, 10m, 1h, 2h10m] or backoff: {exponential: 1s, max: 1h, jitter: 20%}",
+                     d_)) {
+        policy.jitter_pct = 0;
         policy.backoff_ms.clear();
         for (size_t i = 0; i < backoff->value.size(); ++i) {
           const Field item{backoff->path + "[" + std::to_string(i) + "]", YAML::Node(), backoff->value[i]};
@@ -393,6 +392,65 @@ class ConfigParser {
     }
     if (!ok) return std::nullopt;
     return policy;
+  }
+
+  // `backoff: {exponential: BASE, max: MAX, jitter: P%}` -> the list BASE, 2 BASE, ... MAX and jitter P.
+  bool parse_exponential(const Field& f, RetryPolicy& policy) {
+    const char* const example = "backoff: {exponential: 1s, max: 1h, jitter: 20%}";
+    const MapFields fields(f.value, f.path, {"exponential", "max", "jitter"}, d_);
+    bool ok = true;
+    std::optional<int64_t> base;
+    std::optional<int64_t> max;
+    if (const Field* e = fields.find("exponential")) {
+      base = read_duration_ms(*e, 1, d_);
+      ok &= base.has_value();
+    } else {
+      d_.error(f.mark(), f.path + ": missing exponential (the first delay); e.g. " + example);
+      ok = false;
+    }
+    if (const Field* m = fields.find("max")) {
+      max = read_duration_ms(*m, 1, d_);
+      ok &= max.has_value();
+      if (base && max && *max < *base) {
+        d_.error(m->mark(), m->path + ": " + format_duration(Millis(*max)) + " is shorter than exponential (" +
+                                format_duration(Millis(*base)) + "); the longest delay must be at least the first");
+        ok = false;
+      }
+    } else {
+      d_.error(f.mark(), f.path + ": missing max (the longest delay, where doubling stops); e.g. " + example);
+      ok = false;
+    }
+    uint32_t jitter = 0;
+    if (const Field* j = fields.find("jitter")) {
+      if (auto pct = read_percent(*j)) {
+        jitter = *pct;
+      } else {
+        ok = false;
+      }
+    }
+    if (!ok) return false;
+    policy.backoff_ms = RetryPolicy::exponential_backoff(*base, *max);
+    policy.jitter_pct = jitter;
+    return true;
+  }
+
+  // A whole percentage from 0% to 100%: "20%".
+  std::optional<uint32_t> read_percent(const Field& f) {
+    const std::string text = f.value.IsScalar() ? f.value.Scalar() : std::string();
+    const bool digits = text.size() >= 2 && text.size() <= 4 && text.back() == '%' &&
+                        std::all_of(text.begin(), text.end() - 1, [](char c) { return c >= '0' && c <= '9'; });
+    if (f.is_null() || !f.value.IsScalar() || !digits) {
+      d_.error(f.mark(), f.path + ": expected a whole percentage from 0% to " + std::to_string(kMaxJitterPct) +
+                             "%, such as 20%, found " + describe_node(f.value));
+      return std::nullopt;
+    }
+    const uint32_t pct = static_cast<uint32_t>(std::stoul(text.substr(0, text.size() - 1)));
+    if (pct > kMaxJitterPct) {
+      d_.error(f.mark(), f.path + ": " + text + " is more than " + std::to_string(kMaxJitterPct) +
+                             "% (which lets a delay double)");
+      return std::nullopt;
+    }
+    return pct;
   }
 
   void parse_workers(const Field& f, Config& config) {

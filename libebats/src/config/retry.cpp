@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "ebats/duration.h"
+
 namespace ebats {
 namespace {
 
@@ -34,6 +36,44 @@ int64_t RetryPolicy::delay_ms(uint32_t retry_index) const {
   if (backoff_ms.empty()) return 0;
   const size_t i = std::min<size_t>(retry_index, backoff_ms.size() - 1);
   return std::max<int64_t>(0, backoff_ms[i]);
+}
+
+std::vector<int64_t> RetryPolicy::exponential_backoff(int64_t base_ms, int64_t max_ms) {
+  base_ms = std::max<int64_t>(base_ms, 1);
+  max_ms = std::max(max_ms, base_ms);
+  std::vector<int64_t> list;
+  // Doubling from >= 1 ms passes any int64 max_ms within 63 steps.
+  for (int64_t d = base_ms; d < max_ms; d *= 2) {
+    list.push_back(d);
+    if (d > max_ms / 2) break;
+  }
+  list.push_back(max_ms);
+  return list;
+}
+
+int64_t RetryPolicy::jittered_delay_ms(uint32_t retry_index, uint64_t draw) const {
+  const int64_t delay = delay_ms(retry_index);
+  const int64_t longest = kMaxDuration.count();
+  if (jitter_pct == 0 || delay >= longest) return delay;
+  const uint64_t pct = std::min(jitter_pct, kMaxJitterPct);
+  // delay < kMaxDuration, so delay * 100 and delay + span stay far from overflowing.
+  const uint64_t span = static_cast<uint64_t>(delay) * pct / 100;
+  const int64_t extra = static_cast<int64_t>(draw % (span + 1));
+  return std::min(delay + extra, longest);
+}
+
+uint64_t jitter_draw(std::string_view task_id, uint32_t attempt) {
+  uint64_t h = 14695981039346656037ull;  // FNV-1a over the id's bytes
+  for (const char c : task_id) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ull;
+  }
+  // splitmix64's finalizer over the hash and the attempt: every bit of both
+  // moves about half of the result's bits.
+  uint64_t z = h + 0x9e3779b97f4a7c15ull * (uint64_t{attempt} + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
 }
 
 const char* outcome_name(Outcome o) {
@@ -86,7 +126,8 @@ NextStep decide_next_step(const AttemptFacts& facts) {
   }
   if (uint64_t{facts.attempt} + 1 < step.next_max_attempts) {
     const int64_t delay = facts.retry_after_ms ? std::clamp<int64_t>(*facts.retry_after_ms, 0, kMaxRetryAfterMs)
-                                               : facts.policy.delay_ms(facts.attempt);
+                                               : facts.policy.jittered_delay_ms(
+                                                     facts.attempt, jitter_draw(facts.task_id, facts.attempt));
     step.action = NextStep::Action::retry;
     step.status = ResultStatus::retry;
     step.retry_due_at = facts.finished_at + delay;

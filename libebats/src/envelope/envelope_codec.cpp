@@ -199,6 +199,10 @@ std::string encode_envelope(const Envelope& e) {
       w.StartArray();
       for (int64_t ms : e.backoff_ms) w.Int64(ms);
       w.EndArray();
+      if (e.jitter_pct > 0) {
+        w.Key("jitter_pct");
+        w.Uint(e.jitter_pct);
+      }
       w.EndObject();
     }
     if (!e.history.empty()) {

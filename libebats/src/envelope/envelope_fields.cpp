@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "ebats/duration.h"
+#include "ebats/retry.h"
 #include "envelope/json_io.h"
 #include "envelope/utf8.h"
 
@@ -155,12 +156,16 @@ constexpr const char* kTopicRule = "[A-Za-z0-9_-]{1,64}";
 bool read_retry(Checker& c, const Value& v, Envelope* e) {
   if (!v.IsObject()) return c.fail("retry", "expected an object {\"backoff_ms\":[...]}, found " + describe(v));
   const Value* backoff = nullptr;
+  const Value* jitter = nullptr;
   for (const auto& m : v.GetObject()) {
-    if (view(m.name) != "backoff_ms") {
+    if (view(m.name) == "backoff_ms") {
+      backoff = &m.value;
+    } else if (view(m.name) == "jitter_pct") {
+      jitter = &m.value;
+    } else {
       return c.fail("retry", "unknown member " + quote(view(m.name)) +
-                                 "; this build knows only {\"backoff_ms\":[...]}");
+                                 "; this build knows only {\"backoff_ms\":[...],\"jitter_pct\":N}");
     }
-    backoff = &m.value;
   }
   if (backoff == nullptr) return c.fail("retry.backoff_ms", "required when 'retry' is present");
   if (!backoff->IsArray()) return c.fail("retry.backoff_ms", "expected an array of milliseconds, found " + describe(*backoff));
@@ -172,6 +177,8 @@ bool read_retry(Checker& c, const Value& v, Envelope* e) {
     if (!c.duration_ms("retry.backoff_ms[" + std::to_string(i) + "]", (*backoff)[i], &ms)) return false;
     e->backoff_ms.push_back(ms);
   }
+  e->jitter_pct = 0;
+  if (jitter != nullptr && !c.uint32_in("retry.jitter_pct", *jitter, 0, kMaxJitterPct, &e->jitter_pct)) return false;
   return true;
 }
 

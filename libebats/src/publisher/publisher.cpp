@@ -113,6 +113,7 @@ Result<OutMsg> Publisher::make_task(std::string_view topic, std::string_view tas
   e.max_attempts = config_->default_retry.max_attempts();
   e.has_retry = true;
   e.backoff_ms = config_->default_retry.backoff_ms;
+  e.jitter_pct = config_->default_retry.jitter_pct;
   OutMsg m = task_message(e, o.delay.count() > 0 ? Lane::dtask : Lane::ntask);
   Status size = check_encoded_size(m, "task", config_->max_message_bytes);
   if (!size.ok()) return size;

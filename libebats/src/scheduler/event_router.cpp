@@ -22,6 +22,7 @@ Envelope task_for(const Envelope& event, const Registration& reg, WallMs now) {
   t.max_attempts = reg.retry.max_attempts();
   t.has_retry = true;
   t.backoff_ms = reg.retry.backoff_ms;
+  t.jitter_pct = reg.retry.jitter_pct;
   t.timeout_ms = reg.timeout_ms;
   return t;
 }

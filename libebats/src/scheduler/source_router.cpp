@@ -100,6 +100,7 @@ OutMsg message_for(const SourceConfig& source, const Delivery& d, std::string pa
   e.max_attempts = config.default_retry.max_attempts();
   e.has_retry = true;
   e.backoff_ms = config.default_retry.backoff_ms;
+  e.jitter_pct = config.default_retry.jitter_pct;
   return task_message(e, Lane::ntask);
 }
 

@@ -640,6 +640,8 @@ void Worker::Impl::complete(const Job& job, const AttemptFacts& in, WallMs start
   facts.task = env.task;
   facts.policy.max_retries = env.max_attempts > 0 ? env.max_attempts - 1 : 0;
   facts.policy.backoff_ms = env.has_retry ? env.backoff_ms : config_.default_retry.backoff_ms;
+  facts.policy.jitter_pct = env.has_retry ? env.jitter_pct : config_.default_retry.jitter_pct;
+  facts.task_id = env.id;
   const NextStep step = decide_next_step(facts);
   ++executed_;
 
