@@ -39,6 +39,8 @@ constexpr int64_t kMaxClaimBatch = 10'000;
 constexpr uint64_t kMinMessageBytes = 1024;
 constexpr int64_t kMaxDelayLevels = 32;
 constexpr int64_t kMaxDeliveryLimit = 1000;
+constexpr int64_t kMinResultsKeepMs = 1000;
+constexpr int64_t kMaxResultsKeepRows = int64_t{1} << 62;
 constexpr std::string_view kSqliteScheme = "sqlite://";
 
 // The name rules are the wire format's (ebats/envelope.h, docs/WIRE.md); the
@@ -302,7 +304,7 @@ class ConfigParser {
 
   void parse_results(const Field& f, Config& config) {
     if (!check_map(f, true, "results: {file: /var/log/ebats/results.jsonl}", d_)) return;
-    const MapFields fields(f.value, f.path, {"file"}, d_, {"broker", "hooks", "fsync"});
+    const MapFields fields(f.value, f.path, {"file", "keep", "keep_rows"}, d_, {"broker", "hooks", "fsync"});
     if (const Field* file = fields.find("file")) {
       if (std::optional<std::string> text = read_string(*file, d_)) {
         if (text->empty()) {
@@ -311,6 +313,18 @@ class ConfigParser {
           config.results_file = resolve(*text);
         }
       }
+    }
+    // A shorter window would prune rows about as soon as they are committed.
+    if (const Field* keep = fields.find("keep")) {
+      if (auto ms = read_duration_ms(*keep, kMinResultsKeepMs, d_)) config.results_keep_ms = *ms;
+    }
+    if (const Field* rows = fields.find("keep_rows")) {
+      if (auto v = read_integer(*rows, 1, kMaxResultsKeepRows, d_)) config.results_keep_rows = static_cast<uint64_t>(*v);
+    }
+    if (config.is_amqp() && (fields.find("keep") || fields.find("keep_rows"))) {
+      const Field* key = fields.find("keep") ? fields.find("keep") : fields.find("keep_rows");
+      d_.warning(key->key_mark(), key->path + " is ignored: RabbitMQ keeps no results table (the results stream "
+                                              "keeps records for broker.amqp.results_max_age)");
     }
   }
 
