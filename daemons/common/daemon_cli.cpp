@@ -36,13 +36,41 @@ const char* summary(DaemonKind kind) {
   return "";
 }
 
+// The --log-level / --log-format value, or else the environment variable's;
+// false (after saying why) when the one used names no level or format.
+template <class T>
+bool resolve_log_option(const char* program, const char* option, const char* env_name, const std::string& given,
+                        std::optional<T> (*parse)(std::string_view), const char* choices, T* out) {
+  std::string value = given;
+  std::string from = std::string("--") + option;
+  if (value.empty()) {
+    const char* env = std::getenv(env_name);
+    if (env == nullptr || *env == '\0') return true;
+    value = env;
+    from = std::string("$") + env_name;
+  }
+  const auto parsed = parse(value);
+  if (!parsed) {
+    std::cerr << program << ": " << from << ": '" << value << "' is not one of " << choices << "\n";
+    return false;
+  }
+  *out = *parsed;
+  return true;
+}
+
 }  // namespace
 
 std::optional<int> parse_daemon_args(int argc, char** argv, DaemonKind kind, DaemonArgs* out) {
   const bool worker = kind != DaemonKind::scheduler;
+  std::string log_level, log_format;
   po::options_description visible("Options");
   visible.add_options()
       ("config,c", po::value<std::string>(&out->config_path), "config file (default: $EBATS_CONFIG)")
+      ("log-level", po::value<std::string>(&log_level)->value_name("LEVEL"),
+       "debug, info, warn or error: the least severe lines written (default: $EBATS_LOG_LEVEL, else info)")
+      ("log-format", po::value<std::string>(&log_format)->value_name("FORMAT"),
+       "text (timestamped lines; the journal adds its own time) or json (one object per line, for collectors) "
+       "(default: $EBATS_LOG_FORMAT, else text)")
       ("check-config", po::bool_switch(&out->check_config),
        "validate the config, the plugins (every registered task has a handler) and, on RabbitMQ, the broker "
        "login, then exit 0 (ok), 1 (a check failed) or 2 (the config has errors)")
@@ -56,7 +84,8 @@ std::optional<int> parse_daemon_args(int argc, char** argv, DaemonKind kind, Dae
       ("child", po::bool_switch(&out->child), "internal: run as a worker child on fd 3")
       ("plugins-dir", po::value<std::string>(&out->child_options.plugins_dir), "internal")
       ("max-frame", po::value<uint64_t>(&out->child_options.max_frame_bytes), "internal")
-      ("message-limit", po::value<uint64_t>(&out->child_options.message_limit_bytes), "internal");
+      ("message-limit", po::value<uint64_t>(&out->child_options.message_limit_bytes), "internal")
+      ("log-name", po::value<std::string>(&out->child_options.log_name), "internal");
   po::options_description all;
   all.add(visible).add(hidden);
   po::variables_map vm;
@@ -69,7 +98,7 @@ std::optional<int> parse_daemon_args(int argc, char** argv, DaemonKind kind, Dae
   }
   if (vm.count("help")) {
     std::cout << "Usage: " << program_name(kind) << " --config FILE" << (worker ? " --topic TOPIC" : "")
-              << " [--check-config]\n"
+              << " [--check-config] [--log-level LEVEL] [--log-format FORMAT]\n"
               << program_name(kind) << " " << summary(kind) << ".\n\n"
               << visible << "\nSIGTERM or SIGINT stops it cleanly; nothing is lost.\n";
     return kExitOk;
@@ -78,6 +107,14 @@ std::optional<int> parse_daemon_args(int argc, char** argv, DaemonKind kind, Dae
     std::cout << program_name(kind) << " " << EBATS_VERSION << "\n";
     return kExitOk;
   }
+  if (!resolve_log_option(program_name(kind), "log-level", "EBATS_LOG_LEVEL", log_level, &parse_log_level,
+                          "debug, info, warn, error", &out->log.level) ||
+      !resolve_log_option(program_name(kind), "log-format", "EBATS_LOG_FORMAT", log_format, &parse_log_format,
+                          "text, json", &out->log.format)) {
+    std::cerr << "Try '" << program_name(kind) << " --help'.\n";
+    return kExitUsage;
+  }
+  out->child_options.log = out->log;
   if (out->child) return std::nullopt;
   if (out->config_path.empty()) {
     const char* env = std::getenv("EBATS_CONFIG");
@@ -98,8 +135,13 @@ std::optional<int> parse_daemon_args(int argc, char** argv, DaemonKind kind, Dae
   return std::nullopt;
 }
 
-std::shared_ptr<const Config> load_config_or_report(const std::string& path) {
+std::shared_ptr<const Config> load_config_or_report(const std::string& path, const Logger* log) {
   ConfigLoad load = load_config(path);
+  if (log != nullptr && log->options().format == LogFormat::json) {
+    for (const auto& w : load.warnings) log->warn(w.to_string());
+    for (const auto& e : load.errors) log->error(e.to_string());
+    return load.config;
+  }
   for (const auto& w : load.warnings) std::cerr << w.to_string() << "\n";
   for (const auto& e : load.errors) std::cerr << e.to_string() << "\n";
   return load.config;
@@ -110,6 +152,19 @@ std::vector<std::string> child_argv(const Config& config, const std::string& top
   return {"/proc/self/exe", "--child", "--plugins-dir", config.plugins_dir,
           "--max-frame", std::to_string(config.max_message_bytes + 65536),
           "--message-limit", std::to_string(config.result_message_bytes)};
+}
+
+void add_child_log_args(std::vector<std::string>* argv, const Logger& log) {
+  argv->insert(argv->end(), {"--log-level", log_level_name(log.options().level), "--log-format",
+                             log_format_name(log.options().format), "--log-name", log.component()});
+}
+
+void add_child_log_args(std::function<std::vector<std::string>(const Config&)>* make, const Logger& log) {
+  *make = [inner = std::move(*make), &log](const Config& config) {
+    std::vector<std::string> argv = inner(config);
+    add_child_log_args(&argv, log);
+    return argv;
+  };
 }
 
 int run_config_check(const Config& config, const std::string& topic) {

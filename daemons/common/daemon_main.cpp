@@ -69,12 +69,12 @@ int worker_main_impl(int argc, char** argv, DaemonKind kind) {
   DaemonArgs args;
   if (auto code = parse_daemon_args(argc, argv, kind, &args)) return *code;
   if (args.child) return run_worker_child(3, args.child_options);
-  auto config = load_config_or_report(args.config_path);
+  const Lane lane = kind == DaemonKind::ntask_worker ? Lane::ntask : Lane::dtask;
+  Logger log(std::string(lane_name(lane)) + "-worker@" + args.topic, args.log);
+  auto config = load_config_or_report(args.config_path, args.check_config ? nullptr : &log);
   if (!config) return kExitUsage;
   if (args.check_config) return run_config_check(*config, args.topic);
 
-  const Lane lane = kind == DaemonKind::ntask_worker ? Lane::ntask : Lane::dtask;
-  Logger log(std::string(lane_name(lane)) + "-worker@" + args.topic);
   if (!config->workers.count(args.topic)) {
     log.warn("topic has no workers: entry in the config; using defaults", {{"topic", args.topic}});
   }
@@ -96,6 +96,7 @@ int worker_main_impl(int argc, char** argv, DaemonKind kind) {
   setup.topic = args.topic;
   setup.config = config;
   setup.child_argv = child_argv(*config, args.topic);
+  add_child_log_args(&setup.child_argv, log);
   Worker worker(std::move(setup), **broker, clock, log, notifier);
   Status s = worker.run(*signals);
   if (!s.ok()) {
@@ -109,11 +110,11 @@ int scheduler_main_impl(int argc, char** argv) {
   DaemonArgs args;
   if (auto code = parse_daemon_args(argc, argv, DaemonKind::scheduler, &args)) return *code;
   if (args.child) return run_worker_child(3, args.child_options);
-  auto config = load_config_or_report(args.config_path);
+  Logger log("scheduler", args.log);
+  auto config = load_config_or_report(args.config_path, args.check_config ? nullptr : &log);
   if (!config) return kExitUsage;
   if (args.check_config) return run_config_check(*config, "");
 
-  Logger log("scheduler");
   ignore_stray_signals();
   auto signals = SignalFd::open({SIGTERM, SIGINT, SIGHUP});
   if (!signals.ok()) {

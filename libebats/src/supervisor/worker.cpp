@@ -386,6 +386,8 @@ void Worker::Impl::on_child_exit(Slot& s, SteadyTime now) {
       } else {
         facts.outcome = Outcome::crashed;
         facts.message = "worker child " + how + " while running the task";
+        log_.warn("task's child died while running it", {{"task", head.job.env.task}, {"id", head.job.env.id},
+                                                          {"topic", head.job.env.topic}, {"how", how}});
       }
       facts.finished_at = wall;
       const int64_t ran_ms = duration_cast<milliseconds>(now - s.head_since).count();
@@ -464,7 +466,7 @@ void Worker::Impl::check_timeouts(SteadyTime now) {
     if (elapsed >= timeout + milliseconds(settings_.kill_after_ms) && !s.killed_for_timeout) {
       s.killed_for_timeout = true;
       log_.warn("task timed out; killing its child",
-                {{"task", env.task}, {"id", env.id}, {"pid", std::to_string(s.proc->pid())}});
+                {{"task", env.task}, {"id", env.id}, {"topic", env.topic}, {"pid", std::to_string(s.proc->pid())}});
       s.proc->signal(SIGKILL);
     }
   }
@@ -695,8 +697,8 @@ void Worker::Impl::complete(const Job& job, const AttemptFacts& in, WallMs start
       dl.first_seen = env.created_at;
       dl.dead_at = finished;
       settle.then_dead = std::move(dl);
-      log_.warn("task dead-lettered", {{"task", env.task}, {"id", env.id}, {"reason", step.dead_reason},
-                                       {"error", facts.message}});
+      log_.warn("task dead-lettered", {{"task", env.task}, {"id", env.id}, {"topic", env.topic},
+                                       {"reason", step.dead_reason}, {"error", facts.message}});
     }
   }
   if (pending_.completions == 0) pending_.oldest = clock_.steady_now();
@@ -752,7 +754,8 @@ void Worker::Impl::dead_letter_delivery(const Delivery& d, const std::string& re
   dl.body = d.body;
   dl.first_seen = d.created_at;
   dl.dead_at = clock_.wall_now();
-  log_.error("task dead-lettered unrun", {{"id", d.id}, {"reason", dl.reason}, {"error", dl.error}});
+  log_.error("task dead-lettered unrun",
+             {{"task", d.name}, {"id", d.id}, {"topic", d.topic}, {"reason", dl.reason}, {"error", dl.error}});
   Settle s;
   s.token = d.token;
   s.then_dead = std::move(dl);
