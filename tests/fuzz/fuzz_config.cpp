@@ -40,6 +40,8 @@ void check_config(const ebats::Config& c) {
       FUZZ_CHECK(ebats::is_valid_topic(r.topic));
       FUZZ_CHECK(is_duration(r.delay_ms));
       FUZZ_CHECK(is_duration(r.timeout_ms));
+      FUZZ_CHECK(r.retry.jitter_pct <= ebats::kMaxJitterPct);
+      for (int64_t ms : r.retry.backoff_ms) FUZZ_CHECK(is_duration(ms));
     }
   }
   for (const auto& [topic, w] : c.workers) {

@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "ebats/envelope.h"
+#include "ebats/retry.h"
 #include "fuzz_check.h"
 
 namespace {
@@ -41,7 +42,7 @@ bool same_but_history(const ebats::Envelope& a, const ebats::Envelope& b) {
          a.topic == b.topic && a.params == b.params && a.created_at == b.created_at && a.due_at == b.due_at &&
          a.attempt == b.attempt && a.max_attempts == b.max_attempts && a.trace == b.trace && a.parent == b.parent &&
          a.timeout_ms == b.timeout_ms && a.has_retry == b.has_retry && a.backoff_ms == b.backoff_ms &&
-         a.unknown_members == b.unknown_members;
+         a.jitter_pct == b.jitter_pct && a.unknown_members == b.unknown_members;
 }
 
 // `b` is `a` re-encoded and decoded.
@@ -77,6 +78,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (e.kind == ebats::EnvelopeKind::task) {
     FUZZ_CHECK(ebats::is_valid_task_name(e.task));
     FUZZ_CHECK(ebats::is_valid_topic(e.topic));
+    FUZZ_CHECK(e.jitter_pct <= ebats::kMaxJitterPct);
   } else {
     FUZZ_CHECK(ebats::is_valid_event_name(e.event));
   }
