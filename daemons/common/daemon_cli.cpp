@@ -150,7 +150,7 @@ std::shared_ptr<const Config> load_config_or_report(const std::string& path, con
 std::vector<std::string> child_argv(const Config& config, const std::string& topic) {
   (void)topic;
   return {"/proc/self/exe", "--child", "--plugins-dir", config.plugins_dir,
-          "--max-frame", std::to_string(config.max_message_bytes + 65536),
+          "--max-frame", std::to_string(max_frame_bytes(config.max_message_bytes)),
           "--message-limit", std::to_string(config.result_message_bytes)};
 }
 

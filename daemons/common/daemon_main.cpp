@@ -95,7 +95,7 @@ int worker_main_impl(int argc, char** argv, DaemonKind kind) {
   setup.lane = lane;
   setup.topic = args.topic;
   setup.config = config;
-  setup.child_argv = child_argv(*config, args.topic);
+  setup.child_argv = [topic = args.topic](const Config& c) { return child_argv(c, topic); };
   add_child_log_args(&setup.child_argv, log);
   Worker worker(std::move(setup), **broker, clock, log, notifier);
   Status s = worker.run(*signals);

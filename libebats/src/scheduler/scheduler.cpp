@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <optional>
 
+#include <boost/algorithm/string/join.hpp>
+
 #include "core/poll_backoff.h"
+#include "daemon/config_reload.h"
 #include "daemon/file_identity.h"
 #include "supervisor/child_process.h"
 
@@ -75,6 +78,32 @@ void Scheduler::log_summary(const RouteSummary& s) {
   log_.debug("routed", {{"events", std::to_string(s.events)}, {"tasks", std::to_string(s.tasks)}});
 }
 
+void Scheduler::reload() {
+  notifier_.reloading();
+  ConfigReload r = reload_config(*config_);
+  if (!r.config) {
+    log_.error("reload refused: the config has errors; still routing with the previous one",
+               {{"config", config_->path}, {"errors", boost::algorithm::join(r.errors, "; ")}});
+    notifier_.ready("routing events; reload refused (config errors), running the previous configuration");
+    return;
+  }
+  for (const auto& what : r.restart_needed) {
+    log_.warn("reload: a setting changed that applies only at a restart; keeping its running value",
+              {{"setting", what}});
+  }
+  // The queues of new topics exist before an event is routed to them.
+  Status setup = r.config->topics() == config_->topics() ? Status() : broker_.setup(r.config->topics());
+  if (!setup.ok()) {
+    log_.error("reload refused: cannot declare the new topics' queues; still routing with the previous config",
+               {{"error", setup.message()}});
+    notifier_.ready("routing events; reload refused (broker), running the previous configuration");
+    return;
+  }
+  config_ = std::move(r.config);
+  log_.info("config reloaded", {{"config", config_->path}, {"events", std::to_string(config_->events.size())}});
+  notifier_.ready("routing events; configuration reloaded");
+}
+
 Status Scheduler::run(SignalFd& signals) {
   const auto poll_interval = std::chrono::milliseconds(config_->sqlite.poll_interval_ms);
   const auto lease = std::chrono::milliseconds(config_->sqlite.lease_ms);
@@ -136,7 +165,9 @@ Status Scheduler::run(SignalFd& signals) {
     int timeout = more ? 0 : static_cast<int>(std::max(error_backoff, wait).count());
     pollfd pfd[2] = {{signals.fd(), POLLIN, 0}, {signalled && error_backoff.count() == 0 ? broker_.wake_fd() : -1, POLLIN, 0}};
     if (::poll(pfd, 2, timeout) > 0 && (pfd[0].revents & POLLIN)) {
-      for (int sig : signals.drain()) {
+      const std::vector<int> caught = signals.drain();
+      if (std::count(caught.begin(), caught.end(), SIGHUP) > 0) reload();
+      for (int sig : caught) {
         if (sig == SIGHUP) continue;
         log_.info("signal received; stopping", {{"signal", signal_name(sig)}});
         notifier_.stopping();

@@ -29,11 +29,16 @@ class Scheduler {
   // Returns how many were handled; `full` (may be null) is set when a batch
   // was full, so that more is probably waiting.
   Result<size_t> route_once(bool* full = nullptr);
-  // Runs until SIGTERM/SIGINT on `signals`.
+  // Runs until SIGTERM/SIGINT on `signals`; SIGHUP reloads the config file
+  // (reload()).
   Status run(SignalFd& signals);
 
  private:
   void log_summary(const RouteSummary& s);
+  // Loads the config file again and routes with it from the next batch on; a
+  // file with errors (or new topics the broker refuses) keeps the running
+  // config. sd_notify: RELOADING=1, then READY=1 with a STATUS= saying which.
+  void reload();
   Result<size_t> route_source(const SourceConfig& source, bool* full);
   std::shared_ptr<const Config> config_;
   Broker& broker_;

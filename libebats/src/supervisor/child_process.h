@@ -10,6 +10,7 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <string>
@@ -37,6 +38,9 @@ class ChildProcess {
   int pidfd() const { return pidfd_.get(); }
   int socket() const { return sock_.get(); }
   void close_socket() { sock_.reset(); }
+  // Ends what the parent sends (shutdown(SHUT_WR)): the child reads EOF,
+  // finishes, calls its plugins' shutdown and exits; its results still come.
+  void end_input() { ::shutdown(sock_.get(), SHUT_WR); }
   // Sends a signal through the pidfd; false if the child is already gone.
   // SIGKILL goes to the child's whole process group.
   bool signal(int sig) const;

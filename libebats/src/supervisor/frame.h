@@ -79,6 +79,11 @@ class FieldReader {
   bool failed_ = false;
 };
 
+// The largest frame between a worker and its child: a message of
+// limits.max_message_bytes plus this much for the other fields of a frame.
+constexpr uint64_t kFrameMarginBytes = 65536;
+inline uint64_t max_frame_bytes(uint64_t max_message_bytes) { return max_message_bytes + kFrameMarginBytes; }
+
 // Accumulates bytes read from a stream and yields complete frames.
 class FrameBuffer {
  public:

@@ -14,6 +14,7 @@
 #include <boost/algorithm/string/join.hpp>
 
 #include "core/poll_backoff.h"
+#include "daemon/config_reload.h"
 #include "daemon/file_identity.h"
 #include "daemon/host_name.h"
 #include "ebats/duration.h"
@@ -63,21 +64,18 @@ class Worker::Impl {
  public:
   Impl(WorkerSetup setup, Broker& broker, const Clock& clock, const Logger& log, const ServiceNotifier& notifier)
       : setup_(std::move(setup)),
-        config_(*setup_.config),
-        settings_(config_.worker(setup_.topic)),
+        config_(setup_.config),
+        settings_(config_->worker(setup_.topic)),
         broker_(broker),
         clock_(clock),
         log_(log),
         notifier_(notifier),
         host_(host_name()),
         child_title_(std::string("ebats-") + lane_name(setup_.lane) + "-worker child, topic " + setup_.topic) {
-    const uint32_t procs = std::max<uint32_t>(1, settings_.processes);
-    max_capacity_ = settings_.prefetch > 0 ? settings_.prefetch
-                                           : std::max<uint32_t>(2 * procs, std::min<uint32_t>(config_.sqlite.claim_batch,
-                                                                                            kMaxAutoHeldPerChild * procs));
-    children_.resize(procs);
-    lease_ = milliseconds(config_.sqlite.lease_ms);
-    poll_interval_ = milliseconds(config_.sqlite.poll_interval_ms);
+    apply_settings();
+    children_.resize(std::max<uint32_t>(1, settings_.processes));
+    lease_ = milliseconds(config_->sqlite.lease_ms);
+    poll_interval_ = milliseconds(config_->sqlite.poll_interval_ms);
     claim_backoff_ = PollBackoff(poll_interval_);
     if (setup_.lane == Lane::dtask) lookahead_ = poll_interval_;
   }
@@ -108,6 +106,9 @@ class Worker::Impl {
     SteadyTime head_since{};
     SteadyTime respawn_at{};
     uint32_t startup_failures = 0;
+    uint64_t generation = 0;  // of the config it was started with
+    bool retiring = false;    // a reload replaces it: no new task; it exits once idle
+    bool input_ended = false;  // retiring and idle: EOF sent
   };
   struct Pending {
     Batch batch;
@@ -122,6 +123,14 @@ class Worker::Impl {
     Result<std::optional<WallMs>> next_due = std::optional<WallMs>();
   };
 
+  // --- reload ---
+  // SIGHUP: loads the config again and starts a roll (run by the loop's next round).
+  void reload();
+  void apply_settings();  // settings_ and max_capacity_ from config_
+  // One step of replacing old children by new ones; ends the roll when done.
+  void roll(SteadyTime now);
+  void abort_roll(const std::string& why, std::initializer_list<LogField> detail);
+  void remove_retired();
   // --- children ---
   void spawn_due_children(SteadyTime now);
   void on_child_readable(Slot& s);
@@ -157,10 +166,11 @@ class Worker::Impl {
   bool drained() const;
   size_t held() const;
   size_t ready_children() const;
+  size_t active_children() const;  // the children not being replaced
   bool child_with_room() const;  // a ready child whose pipeline can take one more task
 
   WorkerSetup setup_;
-  const Config& config_;
+  std::shared_ptr<const Config> config_;  // replaced by a reload
   WorkerConfig settings_;
   Broker& broker_;
   const Clock& clock_;
@@ -205,6 +215,10 @@ class Worker::Impl {
   SteadyTime next_database_check_{};
   bool announced_ready_ = false;
   std::vector<std::string> last_load_errors_;
+  uint64_t generation_ = 0;  // the config's: children of an older one are replaced
+  std::string fingerprint_;  // of the config and plugin files the children run (reload_fingerprint)
+  bool rolling_ = false;
+  std::shared_ptr<const Config> previous_config_;  // kept while rolling, for an aborted roll
   std::vector<std::string> last_unhandled_;  // registrations of the topic the latest READY could not run
   Status setup_failure_;  // set when the first children cannot run the topic's tasks: run() returns it
   bool draining_ = false;
@@ -215,6 +229,139 @@ class Worker::Impl {
   uint64_t dropped_stale_ = 0;        // deliveries dropped unstarted: their channel closed
 };
 
+// ------------------------------------------------------------------- reload
+
+void Worker::Impl::apply_settings() {
+  settings_ = config_->worker(setup_.topic);
+  const uint32_t procs = std::max<uint32_t>(1, settings_.processes);
+  max_capacity_ = settings_.prefetch > 0 ? settings_.prefetch
+                                         : std::max<uint32_t>(2 * procs, std::min<uint32_t>(config_->sqlite.claim_batch,
+                                                                                          kMaxAutoHeldPerChild * procs));
+}
+
+void Worker::Impl::reload() {
+  std::string fingerprint = reload_fingerprint(*config_);
+  if (fingerprint == fingerprint_) {
+    // logrotate's SIGHUP, a storm of them, or a file already refused
+    log_.debug("SIGHUP: config and plugin files unchanged since the last reload; nothing to reload");
+    return;
+  }
+  fingerprint_ = fingerprint;
+  notifier_.reloading();
+  ConfigReload r = reload_config(*config_);
+  if (!r.config) {
+    log_.error("reload refused: the config has errors; the children keep the running configuration",
+               {{"config", config_->path}, {"errors", boost::algorithm::join(r.errors, "; ")}});
+    notifier_.ready(std::string(lane_name(setup_.lane)) + " worker for topic " + setup_.topic +
+                    " running; reload refused (config errors), running the previous configuration");
+    return;
+  }
+  for (const auto& what : r.restart_needed) {
+    log_.warn("reload: a setting changed that applies only at a restart; keeping its running value",
+              {{"setting", what}});
+  }
+  if (!rolling_) previous_config_ = config_;  // a reload during a roll: an abort goes back to before the first
+  const std::string old_results = config_->results_file;
+  config_ = std::move(r.config);
+  apply_settings();
+  if (config_->results_file != old_results) {
+    auto file = ResultsFile::open(config_->results_file);
+    if (file.ok()) {
+      results_.emplace(std::move(file).value());
+    } else {
+      log_.error("reload: cannot open the new results file; keeping the old one", {{"error", file.status().message()}});
+    }
+  }
+  generation_++;
+  rolling_ = true;
+  log_.info("config reloaded; replacing the children one at a time",
+            {{"config", config_->path}, {"processes", std::to_string(std::max<uint32_t>(1, settings_.processes))}});
+  notifier_.ready(std::string(lane_name(setup_.lane)) + " worker for topic " + setup_.topic +
+                  " running; configuration reloaded");
+  // The loop's next round starts the roll: children_ may not grow while the
+  // loop holds pointers to its slots.
+}
+
+size_t Worker::Impl::active_children() const {
+  size_t n = 0;
+  for (const auto& s : children_) n += s.retiring ? 0 : 1;
+  return std::max<size_t>(n, 1);
+}
+
+void Worker::Impl::roll(SteadyTime now) {
+  if (draining_) return;
+  const size_t target = std::max<uint32_t>(1, settings_.processes);
+  size_t current = 0, old = 0;
+  Slot* oldest_idle = nullptr;  // the old child to retire next: the one with the least work
+  for (auto& s : children_) {
+    if (s.retiring) continue;
+    if (s.generation == generation_) {
+      if (!s.proc || !s.ready) return;  // one new child at a time: wait until it is ready
+      ++current;
+      continue;
+    }
+    ++old;
+    if (!oldest_idle || s.pipeline.size() < oldest_idle->pipeline.size()) oldest_idle = &s;
+  }
+  if (oldest_idle && current + old > target) {
+    oldest_idle->retiring = true;  // no new task; it exits once its pipeline is empty
+    return;
+  }
+  if (current < target) {
+    Slot fresh;
+    fresh.generation = generation_;
+    fresh.respawn_at = now;
+    children_.push_back(std::move(fresh));
+    return;
+  }
+  rolling_ = false;
+  previous_config_.reset();
+  log_.info("children replaced: running the reloaded configuration", {{"processes", std::to_string(current)}});
+}
+
+void Worker::Impl::abort_roll(const std::string& why, std::initializer_list<LogField> detail) {
+  if (!rolling_ || !previous_config_) return;
+  std::vector<std::pair<std::string, std::string>> copy(detail.begin(), detail.end());
+  config_ = std::move(previous_config_);
+  apply_settings();
+  rolling_ = false;
+  // The children started for the refused config go; the old ones count as current again.
+  const uint64_t refused = generation_;
+  generation_++;
+  for (auto& s : children_) {
+    if (s.generation == refused) {
+      s.retiring = true;
+      if (s.proc) s.proc->signal(SIGKILL);
+    } else {
+      s.generation = generation_;
+      s.retiring = false;
+    }
+  }
+  std::string text;
+  for (const auto& [k, v] : copy) text += (text.empty() ? "" : "; ") + k + ": " + v;
+  log_.error("reload abandoned: " + why + "; the running children and configuration stay", {{"detail", text}});
+  notifier_.status("reload abandoned: " + why);
+}
+
+void Worker::Impl::remove_retired() {
+  for (auto& s : children_) {
+    // A replaced child with nothing left to do gets EOF: it finishes and exits.
+    if (s.retiring && s.proc && s.ready && s.pipeline.empty() && !s.input_ended) {
+      s.input_ended = true;
+      write_child(s);
+      s.proc->end_input();
+    }
+    // One still starting (a reload came during a roll) has taken nothing: it just goes.
+    if (s.retiring && s.proc && !s.ready && !s.input_ended) {
+      s.input_ended = true;
+      s.proc->signal(SIGKILL);
+    }
+  }
+  children_.erase(std::remove_if(children_.begin(), children_.end(),
+                                 [](const Slot& s) { return s.retiring && !s.proc; }),
+                  children_.end());
+}
+
 // ----------------------------------------------------------------- children
 
 void Worker::Impl::spawn_due_children(SteadyTime now) {
@@ -222,38 +369,40 @@ void Worker::Impl::spawn_due_children(SteadyTime now) {
   sigset_t empty;
   sigemptyset(&empty);
   for (auto& s : children_) {
-    if (s.proc || now < s.respawn_at) continue;
-    auto child = ChildProcess::spawn(setup_.child_argv, empty, child_title_);
+    if (s.proc || s.retiring || now < s.respawn_at) continue;
+    auto child = ChildProcess::spawn(setup_.child_argv(*config_), empty, child_title_);
     if (!child.ok()) {
       log_.error("cannot start child", {{"error", child.status().message()}});
       s.respawn_at = now + std::chrono::seconds(1);
       continue;
     }
     s.proc.emplace(std::move(child).value());
-    s.in.emplace(config_.max_message_bytes + 65536);
+    s.in.emplace(max_frame_bytes(config_->max_message_bytes));
     s.out.clear();
     s.out_pos = 0;
-    write_settings_frame(s.out, config_.plugin_settings);  // the child's first frame; sent with the next writes
+    write_settings_frame(s.out, config_->plugin_settings);  // the child's first frame; sent with the next writes
     s.ready = false;
     s.soft_sent = false;
     s.killed_for_timeout = false;
     s.socket_closed = false;
     s.killed_for_start = false;
     s.started_at = now;
+    s.generation = generation_;
+    s.input_ended = false;
   }
 }
 
 size_t Worker::Impl::capacity() const {
   if (settings_.prefetch > 0) {
-    return configured_prefetch(settings_.prefetch, children_.size(), claimed_body_bytes_, config_.max_message_bytes);
+    return configured_prefetch(settings_.prefetch, active_children(), claimed_body_bytes_, config_->max_message_bytes);
   }
   PrefetchInputs in;
-  in.processes = children_.size();
+  in.processes = active_children();
   in.upper_bound = max_capacity_;
   in.delayed_lane = setup_.lane == Lane::dtask;
   in.avg_task_us = avg_task_us_;
   in.body_bytes = claimed_body_bytes_;
-  in.max_message_bytes = config_.max_message_bytes;
+  in.max_message_bytes = config_->max_message_bytes;
   return automatic_prefetch(in);
 }
 
@@ -289,14 +438,20 @@ void Worker::Impl::handle_frame(Slot& s, const FrameBuffer::Frame& f) {
   if (f.type == FrameType::ready) {
     ReadyReport report;
     read_ready_payload(f.payload, &report);  // a malformed tail only shortens the lists logged
-    const std::vector<std::string> unhandled = unhandled_registrations(config_, setup_.topic, report.tasks);
+    const std::vector<std::string> unhandled = unhandled_registrations(*config_, setup_.topic, report.tasks);
     if (!unhandled.empty()) {
       // Taking tasks it cannot run would dead-letter its topic's work: refuse.
       const std::string what = boost::algorithm::join(unhandled, "; ");
       const std::string refused = report.errors.empty() ? "" : " (plugins refused: " +
                                                                     boost::algorithm::join(report.errors, "; ") + ")";
+      if (rolling_ && s.generation == generation_) {
+        s.proc->signal(SIGKILL);
+        abort_roll("the new configuration's children cannot run tasks registered for this topic",
+                   {{"unhandled", what}, {"refused", boost::algorithm::join(report.errors, "; ")}});
+        return;
+      }
       if (!announced_ready_) {
-        setup_failure_ = Status::not_found(what + ", but no plugin in " + config_.plugins_dir + " handles it" +
+        setup_failure_ = Status::not_found(what + ", but no plugin in " + config_->plugins_dir + " handles it" +
                                            refused + "; no task of topic " + setup_.topic +
                                            " was taken (--check-config reports the same)");
       } else if (unhandled != last_unhandled_) {
@@ -315,8 +470,8 @@ void Worker::Impl::handle_frame(Slot& s, const FrameBuffer::Frame& f) {
       last_load_errors_ = report.errors;
       for (const auto& error : report.errors) log_.error("plugin refused", {{"error", error}});
       const std::string tasks = boost::algorithm::join(report.tasks, ",");
-      log_.info("plugins loaded", {{"dir", config_.plugins_dir}, {"tasks", tasks.empty() ? "(none)" : tasks}});
-      for (const auto& name : unused_plugin_settings(config_.plugin_settings, report.plugins)) {
+      log_.info("plugins loaded", {{"dir", config_->plugins_dir}, {"tasks", tasks.empty() ? "(none)" : tasks}});
+      for (const auto& name : unused_plugin_settings(config_->plugin_settings, report.plugins)) {
         log_.warn("plugin settings unused: no plugin of that name was loaded",
                   {{"settings", "plugins.settings." + name},
                    {"plugins", boost::algorithm::join(report.plugins, ",")}});
@@ -327,7 +482,7 @@ void Worker::Impl::handle_frame(Slot& s, const FrameBuffer::Frame& f) {
       notifier_.ready(std::string(lane_name(setup_.lane)) + " worker for topic " + setup_.topic + " running");
       const std::string prefetch = settings_.prefetch > 0 ? std::to_string(settings_.prefetch)
                                                           : "auto (up to " + std::to_string(max_capacity_) + ")";
-      log_.info("ready", {{"processes", std::to_string(children_.size())}, {"prefetch", prefetch}});
+      log_.info("ready", {{"processes", std::to_string(active_children())}, {"prefetch", prefetch}});
     }
     return;
   }
@@ -404,12 +559,20 @@ void Worker::Impl::on_child_exit(Slot& s, SteadyTime now) {
       }
     }
   }
-  if (!draining_) {
+  if (s.retiring) {
+    log_.info("replaced child exited", {{"pid", std::to_string(pid)}, {"how", how}});
+  } else if (!draining_) {
     log_.warn("child exited", {{"pid", std::to_string(pid)}, {"how", how}});
   }
   s.proc.reset();
   s.in.reset();
   s.ready = false;
+  if (s.retiring) return;  // removed from children_ at the top of the loop
+  if (rolling_ && !was_ready && s.generation == generation_) {
+    s.respawn_at = now;
+    abort_roll("a child of the new configuration died before it was ready", {{"how", how}});
+    return;
+  }
   if (was_ready) {
     s.respawn_at = now;
   } else {
@@ -483,12 +646,12 @@ size_t Worker::Impl::held() const {
 bool Worker::Impl::child_with_room() const {
   const size_t depth = pipeline_depth();
   return std::any_of(children_.begin(), children_.end(),
-                     [&](const Slot& s) { return s.proc && s.ready && s.pipeline.size() < depth; });
+                     [&](const Slot& s) { return s.proc && s.ready && !s.retiring && s.pipeline.size() < depth; });
 }
 
 size_t Worker::Impl::ready_children() const {
   size_t n = 0;
-  for (const auto& s : children_) n += (s.proc && s.ready) ? 1 : 0;
+  for (const auto& s : children_) n += (s.proc && s.ready && !s.retiring) ? 1 : 0;
   return n;
 }
 
@@ -499,7 +662,7 @@ bool Worker::Impl::may_claim() const {
 
 void Worker::Impl::claim(SteadyTime now) {
   if (claim_in_flight_ || now < next_claim_at_ || !may_claim()) return;
-  const uint32_t want = static_cast<uint32_t>(std::min<size_t>(capacity() - held(), config_.sqlite.claim_batch));
+  const uint32_t want = static_cast<uint32_t>(std::min<size_t>(capacity() - held(), config_->sqlite.claim_batch));
   claim_in_flight_ = true;
   broker_thread_->post([this, want, lane = setup_.lane, topic = setup_.topic,
                         lookahead = lookahead_.count()](Broker& broker) -> BrokerThread::Completion {
@@ -531,7 +694,7 @@ void Worker::Impl::on_claimed(Claimed& claimed) {
       r.envelope = std::move(*d.decoded);  // decoded by the broker already
       d.decoded.reset();
     } else {
-      r = decode_envelope(d.body, config_.max_message_bytes);
+      r = decode_envelope(d.body, config_->max_message_bytes);
     }
     if (!r.ok() || r.envelope.kind != EnvelopeKind::task) {
       dead_letter_undecodable(d, r);
@@ -604,7 +767,7 @@ void Worker::Impl::dispatch(SteadyTime now) {
   while (results_backlog_.empty() && !queue_.empty() && queue_.front().delivery.due_at <= wall) {
     Slot* best = nullptr;
     for (auto& s : children_) {
-      if (!s.proc || !s.ready || s.pipeline.size() >= depth) continue;
+      if (!s.proc || !s.ready || s.retiring || s.pipeline.size() >= depth) continue;
       if (!best || s.pipeline.size() < best->pipeline.size()) best = &s;
     }
     if (!best) break;
@@ -641,8 +804,8 @@ void Worker::Impl::complete(const Job& job, const AttemptFacts& in, WallMs start
   facts.max_attempts = env.max_attempts;
   facts.task = env.task;
   facts.policy.max_retries = env.max_attempts > 0 ? env.max_attempts - 1 : 0;
-  facts.policy.backoff_ms = env.has_retry ? env.backoff_ms : config_.default_retry.backoff_ms;
-  facts.policy.jitter_pct = env.has_retry ? env.jitter_pct : config_.default_retry.jitter_pct;
+  facts.policy.backoff_ms = env.has_retry ? env.backoff_ms : config_->default_retry.backoff_ms;
+  facts.policy.jitter_pct = env.has_retry ? env.jitter_pct : config_->default_retry.jitter_pct;
   facts.task_id = env.id;
   const NextStep step = decide_next_step(facts);
   ++executed_;
@@ -945,7 +1108,8 @@ bool Worker::Impl::drained() const {
 }
 
 Status Worker::Impl::run(SignalFd& signals) {
-  auto results = ResultsFile::open(config_.results_file);
+  fingerprint_ = reload_fingerprint(*config_);
+  auto results = ResultsFile::open(config_->results_file);
   if (!results.ok()) return results.status();
   results_.emplace(std::move(results).value());
 
@@ -972,8 +1136,8 @@ Status Worker::Impl::run(SignalFd& signals) {
   next_extend_ = now + lease_ / 3;
   next_recover_ = now + lease_ / 2;
   next_watchdog_ = now;
-  if (!config_.sqlite_path().empty()) {
-    auto identity = FileIdentity::of(config_.sqlite_path());
+  if (!config_->sqlite_path().empty()) {
+    auto identity = FileIdentity::of(config_->sqlite_path());
     if (identity.ok()) database_.emplace(std::move(identity).value());
   }
   std::vector<pollfd> fds;
@@ -982,6 +1146,8 @@ Status Worker::Impl::run(SignalFd& signals) {
   for (;;) {
     if (!setup_failure_.ok()) return setup_failure_;  // the children are killed as the worker is destroyed
     now = clock_.steady_now();
+    remove_retired();
+    if (rolling_) roll(now);
     spawn_due_children(now);
     claim(now);
     write_results_backlog(now, false);
@@ -1063,6 +1229,7 @@ Status Worker::Impl::run(SignalFd& signals) {
             Status s = results_->reopen();
             log_.info("SIGHUP: results file reopened", {{"status", s.ok() ? "ok" : s.message()}});
           }
+          if (!draining_) reload();
           continue;
         }
         log_.info("signal received", {{"signal", signal_name(sig)}});

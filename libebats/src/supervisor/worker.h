@@ -13,13 +13,20 @@
 // - SIGTERM/SIGINT: stop claiming, release what has not started, let running
 //   tasks finish (drain_timeout), then interrupt them (released, not counted);
 // - leases of held tasks are extended every lease/3; expired leases of the
-//   lane (a killed worker) are recovered every lease/2 and at startup.
+//   lane (a killed worker) are recovered every lease/2 and at startup;
+// - SIGHUP reloads the config file: a file with errors changes nothing; else
+//   the children are replaced one at a time (one extra child starts, and once
+//   it is ready an old one takes no new task, finishes what it has and exits)
+//   so they run the new config and the plugin files now in the folder. A new
+//   child that cannot run the topic's registered tasks, or dies before it is
+//   ready, ends the roll: the old children and the old config stay.
 // run() owns the event loop; every broker call after startup runs on a
 // BrokerThread of its own (claims, commits, lease extension and recovery, in
 // the order posted), so children are fed while SQLite works. Not
 // thread-safe; `broker` is used by that thread alone while run() runs.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,8 +44,8 @@ struct WorkerSetup {
   Lane lane = Lane::ntask;
   std::string topic;
   std::shared_ptr<const Config> config;
-  // argv of a child, e.g. {"/proc/self/exe", "--child", ...}
-  std::vector<std::string> child_argv;
+  // argv of a child for a config, e.g. {"/proc/self/exe", "--child", ...}
+  std::function<std::vector<std::string>(const Config&)> child_argv;
 };
 
 class Worker {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "daemon/logger.h"
+#include "supervisor/frame.h"
 
 namespace ebats {
 
@@ -18,7 +19,7 @@ struct WorkerChildOptions {
   // under the worker's name (so a collector sees one daemon).
   LogOptions log;
   std::string log_name = "worker-child";
-  uint64_t max_frame_bytes = (1u << 20) + 65536;
+  uint64_t max_frame_bytes = (1u << 20) + kFrameMarginBytes;
   uint64_t message_limit_bytes = 4096;
 };
 
