@@ -15,6 +15,7 @@ packages=(
   python3 python3-pip python3-setuptools python3-jsonschema   # the Python module (clients/python), the schema test
   amqp-tools python3-pika            # the sources test: foreign producers publishing upstream
   clang libclang-rt-14-dev           # the fuzz targets (scripts/fuzz.sh): clang 14 and its libFuzzer runtime
+  logrotate                          # rotates the results file (config/logrotate.ebats); its test runs it
   systemd python3-seccomp            # the units tests: systemd-analyze verify and security, sysusers, tmpfiles,
                                      # integration tests under the units' seccomp filters
 )

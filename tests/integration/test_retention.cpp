@@ -1,10 +1,17 @@
 // Retention with the real daemons (SQLite only: RabbitMQ keeps no results
 // table): ebats-scheduler prunes results rows past results.keep, keeps the
 // rest, and leaves the done counts, the dead letters and the results file
-// alone.
+// alone; and the shipped logrotate file rotates the results file under a
+// running worker.
+#include <grp.h>
+#include <pwd.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -109,4 +116,67 @@ TEST_CASE("retention: with keep 1s every results row goes soon after its task, t
   REQUIRE(TestSystem::wait_until([&] { return done_of(sys, "t") >= 101; }));
   REQUIRE(TestSystem::wait_until([&] { return db_int(sys, "SELECT count(*) FROM results") == 0; }));
   CHECK(sys.results().size() == 101);
+}
+
+TEST_CASE("retention: config/logrotate.ebats rotates the results file and the worker goes on in a new one",
+          "[integration][retention]") {
+  const std::string logrotate = "/usr/sbin/logrotate";
+  INFO("logrotate is not installed: scripts/install-deps.sh installs it");
+  REQUIRE(access(logrotate.c_str(), X_OK) == 0);
+  TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
+  sys.start_scheduler();
+  ebats::test::Daemon& worker = sys.start_ntask();
+  for (int i = 0; i < 20; ++i) REQUIRE(sys.publisher().publish("e", "{\"before\":" + std::to_string(i) + "}").ok());
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() >= 20; }));
+
+  // The shipped file, with this test's path, user and worker put in.
+  std::ifstream shipped(std::string(EBATS_SOURCE_DIR) + "/config/logrotate.ebats");
+  std::stringstream text;
+  text << shipped.rdbuf();
+  std::string conf = text.str();
+  const passwd* user = getpwuid(geteuid());
+  const group* grp = getgrgid(getegid());
+  REQUIRE(user != nullptr);
+  REQUIRE(grp != nullptr);
+  const std::string owner = std::string(user->pw_name) + " " + grp->gr_name;
+  const std::pair<std::string, std::string> edits[] = {
+      {"/var/log/ebats/results.jsonl {", sys.dir() + "/results.jsonl {"},
+      {"su ebats ebats", "su " + owner},
+      {"create 0640 ebats ebats", "create 0640 " + owner},
+      {"systemctl reload 'ebats-*-worker@*'", "kill -HUP " + std::to_string(worker.pid())},
+  };
+  for (const auto& [from, to] : edits) {
+    const size_t at = conf.find(from);
+    INFO("config/logrotate.ebats no longer holds: " << from);
+    REQUIRE(at != std::string::npos);
+    REQUIRE(conf.find(from, at + 1) == std::string::npos);
+    conf.replace(at, from.size(), to);
+  }
+  const std::string conf_path = sys.dir() + "/logrotate.conf";
+  std::ofstream(conf_path) << conf;
+  std::string out;
+  INFO(conf);
+  REQUIRE(sys.run({logrotate, "-f", "-s", sys.dir() + "/logrotate.state", conf_path}, &out) == 0);
+  INFO(out);
+
+  // The old lines are in the rotated file (dateext, not compressed yet: delaycompress).
+  std::string rotated;
+  for (const auto& entry : std::filesystem::directory_iterator(sys.dir())) {
+    if (entry.path().filename().string().rfind("results.jsonl-", 0) == 0) rotated = entry.path().string();
+  }
+  REQUIRE(!rotated.empty());
+  std::ifstream old_file(rotated);
+  size_t old_lines = 0;
+  for (std::string line; std::getline(old_file, line);) {
+    CHECK(line.find("\"before\"") != std::string::npos);
+    ++old_lines;
+  }
+  CHECK(old_lines == 20);
+  // The worker reopened the path: new lines go to the new file.
+  REQUIRE(TestSystem::wait_until([&] { return sys.log_of("ntask").find("results file reopened") != std::string::npos; }));
+  for (int i = 0; i < 10; ++i) REQUIRE(sys.publisher().publish("e", "{\"after\":" + std::to_string(i) + "}").ok());
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() >= 10; }));
+  CHECK(sys.results().size() == 10);
+  std::ifstream new_file(sys.dir() + "/results.jsonl");
+  for (std::string line; std::getline(new_file, line);) CHECK(line.find("\"after\"") != std::string::npos);
 }
