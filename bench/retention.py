@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Retention measurement (not a test): does the SQLite file stay flat once past results.keep?
+
+    python3 bench/retention.py [--tasks N] [--keep DURATION] [--chunk N] [--backlog N]
+                               [--every SECONDS] [--build DIR] [--dir DIR]
+
+Runs copies of the real ebats-scheduler and one ntask worker (2 children, the test plugin's
+`noop` task) on a fresh SQLite file with `results: {keep: DURATION}` and no results
+file, and feeds them N events (one task each) in chunks of --chunk with
+`ebatsctl publish --jsonl`, holding the backlog (published - done) under --backlog.
+Every --every seconds it prints one CSV line: seconds since start, tasks done,
+rows in `results`, PRAGMA page_count and freelist_count, and the sizes of the
+database file and its WAL in MiB. Stops when N are done, then samples for a
+further window plus 15 s so the last rows age out. Default: 1,000,000 tasks,
+keep 20s; --keep none runs without retention, for comparison.
+"""
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", type=int, default=1_000_000)
+    p.add_argument("--keep", default="20s")
+    p.add_argument("--chunk", type=int, default=10_000)
+    p.add_argument("--backlog", type=int, default=40_000)
+    p.add_argument("--every", type=float, default=5.0)
+    p.add_argument("--build", default=os.path.join(REPO, "build"))
+    p.add_argument("--dir", default=None)
+    a = p.parse_args()
+    keep_s = 0 if a.keep == "none" else parse_seconds(a.keep)
+    state = tempfile.mkdtemp(prefix="ebats-retention-", dir=a.dir)
+    # Copies of the programs and the plugin, so a rebuild meanwhile cannot pull them away.
+    bin_dir = os.path.join(state, "bin")
+    plugins = os.path.join(state, "plugins")
+    os.makedirs(bin_dir)
+    for name in ("ebatsctl", "ebats-scheduler", "ebats-ntask-worker"):
+        shutil.copy2(os.path.join(a.build, "bin", name), bin_dir)
+    shutil.copytree(os.path.join(a.build, "tests", "plugins", "good"), plugins)
+    config = os.path.join(state, "ebats.yaml")
+    with open(config, "w") as f:
+        f.write("broker: {url: sqlite://ebats.db}\n"
+                f"plugins: {{dir: {plugins}}}\n"
+                + ("" if a.keep == "none" else f"results: {{keep: {a.keep}}}\n") +
+                "events:\n  e:\n    - {task: noop, topic: t}\n"
+                "workers:\n  t: {processes: 2}\n")
+    db = os.path.join(state, "ebats.db")
+    ctl = os.path.join(bin_dir, "ebatsctl")
+    subprocess.run([ctl, "--config", config, "setup"], check=True, stdout=subprocess.DEVNULL)
+    logs = open(os.path.join(state, "daemons.log"), "w")
+    daemons = [subprocess.Popen([os.path.join(bin_dir, name), "--config", config] + extra, stdout=logs, stderr=logs)
+               for name, extra in (("ebats-scheduler", []), ("ebats-ntask-worker", ["--topic", "t"]))]
+    print(f"# state {state}; tasks {a.tasks}; keep {a.keep}; chunk {a.chunk}", flush=True)
+    print("seconds,done,results_rows,page_count,freelist_count,db_mib,wal_mib", flush=True)
+    reader = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    start = time.monotonic()
+    next_sample = start
+    published = 0
+    done = 0
+    finished_at = None
+    chunk = "".join('{"n":%d}\n' % i for i in range(a.chunk)).encode()
+    try:
+        while True:
+            done = done_count(ctl, config)
+            now = time.monotonic()
+            if now >= next_sample:
+                sample(reader, db, now - start, done)
+                next_sample += a.every
+            if done >= a.tasks and finished_at is None:
+                finished_at = now
+                print(f"# {a.tasks} done after {now - start:.0f} s", flush=True)
+            if finished_at is not None and now - finished_at > keep_s + 15:
+                sample(reader, db, now - start, done)
+                break
+            if published < a.tasks and published - done < a.backlog:
+                n = min(a.chunk, a.tasks - published)
+                subprocess.run([ctl, "--config", config, "publish", "e", "--jsonl"], input=chunk if n == a.chunk
+                               else "".join('{"n":%d}\n' % i for i in range(n)).encode(),
+                               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                published += n
+            else:
+                time.sleep(0.2)
+            for d in daemons:
+                if d.poll() is not None:
+                    sys.exit(f"a daemon exited ({d.returncode}); see {state}/daemons.log")
+    finally:
+        for d in daemons:
+            if d.poll() is None:
+                d.terminate()
+        for d in daemons:
+            d.wait(timeout=60)
+
+
+def done_count(ctl, config):
+    out = subprocess.run([ctl, "--config", config, "stats", "--json"], check=True, capture_output=True).stdout
+    return sum(row["done"] or 0 for row in json.loads(out) if row.get("topic") == "t")
+
+
+def sample(reader, db, seconds, done):
+    rows = reader.execute("SELECT count(*) FROM results").fetchone()[0]
+    pages = reader.execute("PRAGMA page_count").fetchone()[0]
+    free = reader.execute("PRAGMA freelist_count").fetchone()[0]
+    size = os.path.getsize(db) / 2**20
+    wal = os.path.getsize(db + "-wal") / 2**20 if os.path.exists(db + "-wal") else 0.0
+    print(f"{seconds:.0f},{done},{rows},{pages},{free},{size:.1f},{wal:.1f}", flush=True)
+
+
+def parse_seconds(text):
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    for u in ("ms", "s", "m", "h", "d"):
+        if text.endswith(u) and text[: -len(u)].isdigit():
+            return int(text[: -len(u)]) * units[u]
+    sys.exit(f"--keep: give a single-unit duration like 20s, got {text!r}")
+
+
+if __name__ == "__main__":
+    main()
