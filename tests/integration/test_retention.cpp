@@ -5,6 +5,7 @@
 // running worker.
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -179,4 +180,38 @@ TEST_CASE("retention: config/logrotate.ebats rotates the results file and the wo
   CHECK(sys.results().size() == 10);
   std::ifstream new_file(sys.dir() + "/results.jsonl");
   for (std::string line; std::getline(new_file, line);) CHECK(line.find("\"after\"") != std::string::npos);
+}
+
+TEST_CASE("retention: results.keep added to the config applies when the scheduler reloads it",
+          "[integration][sqlite][retention]") {
+  TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
+  const ebats::WallMs now = ebats::SystemClock().wall_now();
+  ebats::Batch old;
+  for (int i = 0; i < 10; ++i) {
+    ebats::ResultRecord r;
+    r.topic = "t";
+    r.task_id = "old-" + std::to_string(i);
+    r.task = "noop";
+    r.params = "{}";
+    r.status = "ok";
+    r.started_at = now - 7'200'000;
+    r.finished_at = now - 7'200'000;
+    old.results.push_back(r);
+  }
+  REQUIRE(sys.broker().commit(old).ok());
+  ebats::test::Daemon& scheduler = sys.start_scheduler();
+  sys.start_ntask();
+  REQUIRE(sys.publisher().publish("e", "{\"first\":true}").ok());
+  REQUIRE(TestSystem::wait_until([&] { return done_of(sys, "t") >= 11; }));
+  // Without results.keep the old rows stay.
+  CHECK(db_int(sys, "SELECT count(*) FROM results") == 11);
+
+  sys.edit_config("results: {file: results.jsonl}", "results: {file: results.jsonl, keep: 1h}");
+  scheduler.signal(SIGHUP);
+  INFO(sys.log_of("scheduler"));
+  REQUIRE(TestSystem::wait_until(
+      [&] { return db_int(sys, "SELECT count(*) FROM results WHERE task_id LIKE 'old-%'") == 0; }));
+  CHECK(sys.log_of("scheduler").find("results retention changed") != std::string::npos);
+  CHECK(db_int(sys, "SELECT count(*) FROM results") == 1);
+  CHECK(done_of(sys, "t") == 11);
 }

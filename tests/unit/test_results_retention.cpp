@@ -309,3 +309,51 @@ TEST_CASE("retention: results.keep and keep_rows are read, bad values refused at
   CHECK_THAT(amqp.warnings[0].to_string(),
              Catch::StartsWith("t.yaml:3:11: warning: results.keep is ignored") && Catch::Contains("results_max_age"));
 }
+
+TEST_CASE("retention: the pruner follows a reloaded config's results.keep from its next tick", "[retention][sqlite]") {
+  TempDir dir;
+  FakeClock clock;
+  const std::string db = dir.file("ebats.db");
+  auto broker = open_db(db, clock);
+  const Logger log("test", LogLevel::error);
+  auto config_of = [&](const std::string& results) {
+    const ConfigLoad l = load_config_from_string(
+        "broker: {url: \"sqlite://" + db + "\"}\nplugins: {dir: /p}\n" + results, "t.yaml");
+    INFO(l.error_text());
+    REQUIRE(l.config != nullptr);
+    return l.config;
+  };
+  const auto first = config_of("results: {keep: 1d}\n");
+  ResultsPruner pruner(ResultsPruner::settings_of(*first), *broker, clock, log);
+  const WallMs t0 = clock.wall_now();
+  add_results(*broker, {result("two-hours", t0 - 7'200'000), result("two-days", t0 - 2 * 86'400'000LL)});
+  pruner.follow(*first);
+  auto pruned = pruner.tick();
+  REQUIRE(pruned.ok());
+  CHECK(*pruned == 1);
+  CHECK(ids_left(db) == std::vector<std::string>{"two-hours"});
+  // The same settings again change nothing: the round waits its period.
+  const auto same = config_of("results: {keep: 1d}\n");
+  pruner.follow(*same);
+  pruned = pruner.tick();
+  REQUIRE(pruned.ok());
+  CHECK(*pruned == 0);
+  // A shorter window applies at once.
+  const auto shorter = config_of("results: {keep: 1h}\n");
+  pruner.follow(*shorter);
+  CHECK(pruner.settings().keep_ms == 3'600'000);
+  pruned = pruner.tick();
+  REQUIRE(pruned.ok());
+  CHECK(*pruned == 1);
+  CHECK(ids_left(db).empty());
+  // No bound any more: nothing is pruned.
+  const auto none = config_of("");
+  pruner.follow(*none);
+  CHECK_FALSE(pruner.settings().enabled());
+  add_results(*broker, {result("old", t0 - 7'200'000)});
+  clock.advance(milliseconds(60'000));
+  pruned = pruner.tick();
+  REQUIRE(pruned.ok());
+  CHECK(*pruned == 0);
+  CHECK(ids_left(db).size() == 1);
+}

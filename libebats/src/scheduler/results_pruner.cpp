@@ -17,6 +17,17 @@ ResultsPruner::Settings ResultsPruner::settings_of(const Config& config) {
 ResultsPruner::ResultsPruner(Settings settings, Broker& broker, const Clock& clock, const Logger& log)
     : settings_(settings), broker_(broker), clock_(clock), log_(log), next_(clock.steady_now()) {}
 
+void ResultsPruner::follow(const Config& config) {
+  const Settings next = settings_of(config);
+  if (next.keep_ms == settings_.keep_ms && next.keep_rows == settings_.keep_rows) return;
+  log_.info("results retention changed", {{"keep", std::to_string(next.keep_ms) + "ms"},
+                                          {"keep_rows", std::to_string(next.keep_rows)}});
+  settings_.keep_ms = next.keep_ms;
+  settings_.keep_rows = next.keep_rows;
+  settings_.period = next.period;
+  next_ = clock_.steady_now();
+}
+
 Result<uint32_t> ResultsPruner::tick() {
   if (!settings_.enabled()) return uint32_t{0};
   const SteadyTime now = clock_.steady_now();

@@ -38,6 +38,11 @@ class ResultsPruner {
 
   ResultsPruner(Settings settings, Broker& broker, const Clock& clock, const Logger& log);
 
+  // Takes the retention of `config` (the scheduler's, which a reload may have
+  // swapped): a changed results.keep or keep_rows applies from the next tick,
+  // which starts a round. Cheap when nothing changed.
+  void follow(const Config& config);
+
   // Prunes one batch if one is due. Returns the rows deleted (0 when none was
   // due or the pruner is disabled). An error is logged and the round given up
   // until the next period; the error is returned too.

@@ -157,7 +157,8 @@ Status Scheduler::run(SignalFd& signals) {
       if (!still.ok()) return still;
       next_database_check = clock_.steady_now() + std::chrono::seconds(2);
     }
-    (void)pruner_.tick();  // logs its own errors
+    pruner_.follow(*config_);  // a reload may have changed results.keep
+    (void)pruner_.tick();      // logs its own errors
     // A broker that signals new events (RabbitMQ) wakes the loop at once;
     // SQLite is polled, every poll_interval at most.
     const bool signalled = broker_.wake_fd() >= 0;
