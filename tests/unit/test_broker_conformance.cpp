@@ -270,6 +270,101 @@ TEST_CASE("conformance: a dead letter rides on its ack, and list, show, replay a
   CHECK(*purged == 0);
 }
 
+TEST_CASE("conformance: replay_selected and purge_selected settle only the dead letters named", "[conformance]") {
+  Fixture f;
+  auto worker = f.open();
+  REQUIRE(worker->subscribe(Lane::ntask, "demo", 10).ok());
+  publish(*worker, {f.task("demo", Lane::ntask, f.clock.wall_now()), f.task("demo", Lane::ntask, f.clock.wall_now()),
+                    f.task("demo", Lane::ntask, f.clock.wall_now())});
+  auto got = claim_until(*worker, Lane::ntask, "demo", 3);
+  REQUIRE(got.size() == 3);
+  Batch batch;
+  for (const Delivery& d : got) {
+    Settle s = ack(d.token);
+    s.then_dead = dead(d);
+    batch.settle.push_back(s);
+  }
+  CHECK(commit_ok(*worker, batch).settled == 3);
+  auto ctl = f.open("ebatsctl");
+  auto letters = ctl->dead_letters().list(0);
+  REQUIRE(letters.ok());
+  REQUIRE(letters->size() == 3);
+  const uint64_t a = letters->at(0).seq, b = letters->at(1).seq, c = letters->at(2).seq;
+
+  // An id that does not exist is skipped, not an error.
+  auto replayed = ctl->dead_letters().replay_selected({a, c + a + 1000}, f.clock.wall_now());
+  INFO(replayed.status().to_string());
+  REQUIRE(replayed.ok());
+  CHECK(*replayed == 1);
+  auto back = claim_until(*worker, Lane::ntask, "demo", 1);
+  REQUIRE(back.size() == 1);
+  CHECK(back[0].id == letters->at(0).letter.id);
+  CHECK(back[0].attempt == 0);
+
+  auto purged = ctl->dead_letters().purge_selected({c, a});  // a is gone already
+  REQUIRE(purged.ok());
+  CHECK(*purged == 1);
+  auto left = ctl->dead_letters().list(0);
+  REQUIRE(left.ok());
+  REQUIRE(left->size() == 1);
+  CHECK(left->at(0).seq == b);
+  purged = ctl->dead_letters().purge_selected({});
+  REQUIRE(purged.ok());
+  CHECK(*purged == 0);
+}
+
+TEST_CASE("conformance: read_results returns a task's records and the newest rows, oldest first", "[conformance]") {
+  Fixture f;
+  auto broker = f.open();
+  auto record = [&](const std::string& task_id, uint32_t attempt, const std::string& status) {
+    ResultRecord r;
+    r.topic = "demo";
+    r.task_id = task_id;
+    r.task = "closeOrder";
+    r.params = "{}";
+    r.status = status;
+    r.attempt = attempt;
+    r.message = status == "ok" ? "" : "boom";
+    r.host = "h1";
+    r.pid = 42;
+    return r;
+  };
+  Batch batch;
+  batch.results = {record("a", 0, "retry"), record("b", 0, "ok"), record("a", 1, "ok")};
+  commit_ok(*broker, batch);
+  ResultQuery of_a;
+  of_a.task_id = "a";
+  auto rows = broker->read_results(of_a);
+  if (test::amqp_backend()) {
+    // RabbitMQ keeps no results it could query, and says where they are.
+    CHECK(rows.status().code() == StatusCode::unsupported);
+    CHECK(rows.status().message().find("results") != std::string::npos);
+    return;
+  }
+  INFO(rows.status().to_string());
+  REQUIRE(rows.ok());
+  REQUIRE(rows->size() == 2);
+  CHECK(rows->at(0).record.attempt == 0);
+  CHECK(rows->at(0).record.status == "retry");
+  CHECK(rows->at(0).record.message == "boom");
+  CHECK(rows->at(1).record.attempt == 1);
+  CHECK(rows->at(1).record.host == "h1");
+  CHECK(rows->at(1).record.pid == 42);
+  CHECK(rows->at(0).seq < rows->at(1).seq);
+  ResultQuery newest;
+  newest.newest = 2;
+  auto tail = broker->read_results(newest);
+  REQUIRE(tail.ok());
+  REQUIRE(tail->size() == 2);
+  CHECK(tail->at(0).record.task_id == "b");
+  CHECK(tail->at(1).record.task_id == "a");
+  ResultQuery after;
+  after.after_seq = tail->at(1).seq;
+  auto none = broker->read_results(after);
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+}
+
 TEST_CASE("conformance: dead-letter ids are never handed out again after a replay or a purge", "[conformance]") {
   // On SQLite the ids used to be max + 1: after the newest letters were
   // replayed or purged, an id noted earlier named another letter.

@@ -129,6 +129,18 @@ struct QueueDepth {
   bool done_known = true;      // RabbitMQ keeps no count of finished tasks
 };
 
+// Which stored results read_results() returns.
+struct ResultQuery {
+  std::string task_id;         // only this task's records, when not empty
+  uint64_t after_seq = 0;      // only rows after this one (ResultRow::seq)
+  uint32_t newest = 0;         // only the newest this many of those (0: all); still returned oldest first
+};
+
+struct ResultRow {
+  uint64_t seq = 0;            // increases with every record stored
+  ResultRecord record;
+};
+
 struct DeadLetterEntry {
   uint64_t seq = 0;            // the key used by show / replay / purge
   DeadLetter letter;
@@ -148,6 +160,12 @@ class EBATS_EXPORT DeadLetterStore {
   virtual Result<uint64_t> replay_all(WallMs now) = 0;
   // Deletes every entry; returns how many.
   virtual Result<uint64_t> purge() = 0;
+  // For a filtered `ebatsctl dead replay` / `dead purge`: the caller picks the
+  // entries from list(). Replays, as replay_all() does, those of `seqs` that
+  // still exist and can be replayed, or deletes those that still exist;
+  // returns how many. An entry settled meanwhile by someone else is skipped.
+  virtual Result<uint64_t> replay_selected(const std::vector<uint64_t>& seqs, WallMs now) = 0;
+  virtual Result<uint64_t> purge_selected(const std::vector<uint64_t>& seqs) = 0;
 };
 
 class EBATS_EXPORT Broker {
@@ -233,6 +251,11 @@ class EBATS_EXPORT Broker {
   // RabbitMQ keeps none (results go to the results exchange, whose stream
   // ages out by amqp.results_max_age), so it returns 0 there.
   virtual Result<uint32_t> prune_results(WallMs finished_before, uint64_t keep_newest, uint32_t max_rows) = 0;
+  // The stored result records that `query` picks, oldest first (`ebatsctl
+  // task show`, `results tail`). SQLite reads its results table; RabbitMQ
+  // keeps no results it could query (they go to the results exchange and
+  // stream), so it returns `unsupported` saying where to look.
+  virtual Result<std::vector<ResultRow>> read_results(const ResultQuery& query) = 0;
 };
 
 // Something the backend reports on its own, outside any call: a lost

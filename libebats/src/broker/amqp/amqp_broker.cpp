@@ -51,6 +51,14 @@ AmqpBroker::~AmqpBroker() {
 
 DeadLetterStore& AmqpBroker::dead_letters() { return *dead_letters_; }
 
+Result<std::vector<ResultRow>> AmqpBroker::read_results(const ResultQuery&) {
+  const std::string& name = session_->topology().results_exchange();
+  return Status::error(StatusCode::unsupported,
+                       "RabbitMQ keeps no results table to read: results go to the exchange '" + name +
+                           "' (and the stream of that name with broker.amqp.results_stream) and to each worker's "
+                           "results file (results.file)");
+}
+
 Status AmqpBroker::setup(const std::vector<std::string>& topics) {
   Status result;
   session_->run([&] {

@@ -51,6 +51,8 @@ class AmqpBroker final : public Broker {
   // No results table to prune: results go to the results exchange, and the
   // results stream (amqp.results_stream) ages out by amqp.results_max_age.
   Result<uint32_t> prune_results(WallMs, uint64_t, uint32_t) override { return uint32_t{0}; }
+  // Nothing to read either: `unsupported`, naming the results stream.
+  Result<std::vector<ResultRow>> read_results(const ResultQuery& query) override;
 
   AmqpSession& session() { return *session_; }
 

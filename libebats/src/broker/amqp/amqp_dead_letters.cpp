@@ -196,5 +196,49 @@ Result<uint64_t> AmqpDeadLetters::purge() {
   return result;
 }
 
+namespace {
+
+// The entries of `snapshot` whose offsets are in `seqs`, oldest first.
+std::vector<DeadLetterEntry> selected(const AmqpDeadLetters::Snapshot& snapshot, const std::vector<uint64_t>& seqs) {
+  const std::set<uint64_t> wanted(seqs.begin(), seqs.end());
+  std::vector<DeadLetterEntry> out;
+  for (const DeadLetterEntry& e : snapshot.entries) {
+    if (wanted.count(e.seq)) out.push_back(e);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<uint64_t> AmqpDeadLetters::replay_selected(const std::vector<uint64_t>& seqs, WallMs now) {
+  Result<uint64_t> result = uint64_t{0};
+  session_.run([&] {
+    auto snapshot = read_on_io();
+    result = snapshot.ok() ? replay_on_io(selected(*snapshot, seqs), now) : Result<uint64_t>(snapshot.status());
+  });
+  return result;
+}
+
+Result<uint64_t> AmqpDeadLetters::purge_selected(const std::vector<uint64_t>& seqs) {
+  Result<uint64_t> result = uint64_t{0};
+  session_.run([&] {
+    auto snapshot = read_on_io();
+    if (!snapshot.ok()) {
+      result = snapshot.status();
+      return;
+    }
+    std::vector<uint64_t> offsets;
+    for (const DeadLetterEntry& e : selected(*snapshot, seqs)) offsets.push_back(e.seq);
+    if (offsets.empty()) return;
+    Status marked = tombstone_on_io(offsets, 0);
+    if (!marked.ok()) {
+      result = marked.with_context("purging dead letters");
+      return;
+    }
+    result = static_cast<uint64_t>(offsets.size());
+  });
+  return result;
+}
+
 }  // namespace amqp
 }  // namespace ebats

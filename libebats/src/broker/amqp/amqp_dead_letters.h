@@ -29,6 +29,8 @@ class AmqpDeadLetters final : public DeadLetterStore {
   Status replay(uint64_t seq, WallMs now) override;
   Result<uint64_t> replay_all(WallMs now) override;
   Result<uint64_t> purge() override;
+  Result<uint64_t> replay_selected(const std::vector<uint64_t>& seqs, WallMs now) override;
+  Result<uint64_t> purge_selected(const std::vector<uint64_t>& seqs) override;
 
   // The I/O thread only: the live entries, oldest first, and the last offset read.
   struct Snapshot {

@@ -518,6 +518,50 @@ Result<uint32_t> SqliteBroker::recover_events(Recovery kind, WallMs now) {
   return static_cast<uint32_t>(sqlite3_changes(connection_->db()));
 }
 
+namespace {
+
+const std::string kResultColumns =
+    "SELECT seq, topic, task_id, task, params, time_ms, message, status, attempt, started_at, finished_at, trace, "
+    "host, pid, due_at FROM results ";
+// Newest first (the caller reverses): LIMIT -1 is no limit.
+const std::string kResultsAfter = kResultColumns + "WHERE seq > ?1 ORDER BY seq DESC LIMIT ?2";
+const std::string kResultsOfTask = kResultColumns + "WHERE task_id = ?3 AND seq > ?1 ORDER BY seq DESC LIMIT ?2";
+
+}  // namespace
+
+Result<std::vector<ResultRow>> SqliteBroker::read_results(const ResultQuery& query) {
+  auto stmt = connection_->statement(query.task_id.empty() ? kResultsAfter : kResultsOfTask);
+  if (!stmt.ok()) return stmt.status();
+  StatementUse use(*stmt);
+  use.bind(1, static_cast<int64_t>(query.after_seq)).bind(2, query.newest == 0 ? int64_t{-1} : int64_t{query.newest});
+  if (!query.task_id.empty()) use.bind_text(3, query.task_id);
+  std::vector<ResultRow> rows;
+  for (;;) {
+    const int rc = use.step();
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return connection_->error(rc, "reading results");
+    ResultRow row;
+    row.seq = static_cast<uint64_t>(use.int_column(0));
+    ResultRecord& r = row.record;
+    r.topic = use.bytes_column(1);
+    r.task_id = use.bytes_column(2);
+    r.task = use.bytes_column(3);
+    r.params = use.bytes_column(4);
+    r.time_ms = use.int_column(5);
+    r.message = use.bytes_column(6);
+    r.status = use.bytes_column(7);
+    r.attempt = static_cast<uint32_t>(use.int_column(8));
+    r.started_at = use.int_column(9);
+    r.finished_at = use.int_column(10);
+    r.trace = use.bytes_column(11);
+    r.host = use.bytes_column(12);
+    r.pid = use.int_column(13);
+    r.due_at = use.int_column(14);
+    rows.push_back(std::move(row));
+  }
+  return std::vector<ResultRow>(rows.rbegin(), rows.rend());
+}
+
 Result<uint32_t> SqliteBroker::prune_results(WallMs finished_before, uint64_t keep_newest, uint32_t max_rows) {
   if (max_rows == 0 || (finished_before <= 0 && keep_newest == 0)) return uint32_t{0};
   // Never fsynced: a prune lost in a power cut is done again by the next.

@@ -65,6 +65,7 @@ class SqliteBroker final : public Broker {
   }
   DeadLetterStore& dead_letters() override { return dead_letters_; }
   Result<uint32_t> prune_results(WallMs finished_before, uint64_t keep_newest, uint32_t max_rows) override;
+  Result<std::vector<ResultRow>> read_results(const ResultQuery& query) override;
 
   // The lease owner of this incarnation: "<options.owner>/<pid>.<random hex>".
   const std::string& owner() const { return owner_; }

@@ -169,5 +169,41 @@ Result<uint64_t> DeadLetters::purge() {
   return removed;
 }
 
+Result<uint64_t> DeadLetters::replay_selected(const std::vector<uint64_t>& seqs, WallMs now) {
+  Transaction txn(connection_, Transaction::Mode::immediate);
+  Status status = txn.begin();
+  if (!status.ok()) return status;
+  uint64_t replayed = 0;
+  for (uint64_t seq : seqs) {
+    auto entry = show(seq);
+    if (entry.status().code() == StatusCode::not_found) continue;  // settled meanwhile
+    if (!entry.ok()) return entry.status();
+    status = write_replacement(*entry, now);
+    if (status.code() == StatusCode::invalid_argument) continue;  // not replayable: stays listed
+    if (!status.ok()) return status;
+    status = remove(seq);
+    if (!status.ok()) return status;
+    ++replayed;
+  }
+  status = txn.commit();
+  if (!status.ok()) return status;
+  return replayed;
+}
+
+Result<uint64_t> DeadLetters::purge_selected(const std::vector<uint64_t>& seqs) {
+  Transaction txn(connection_, Transaction::Mode::immediate);
+  Status status = txn.begin();
+  if (!status.ok()) return status;
+  uint64_t removed = 0;
+  for (uint64_t seq : seqs) {
+    status = remove(seq);
+    if (!status.ok()) return status;
+    removed += static_cast<uint64_t>(sqlite3_changes64(connection_.db()));
+  }
+  status = txn.commit();
+  if (!status.ok()) return status;
+  return removed;
+}
+
 }  // namespace sqlite
 }  // namespace ebats

@@ -26,6 +26,8 @@ class DeadLetters final : public DeadLetterStore {
   Status replay(uint64_t seq, WallMs now) override;
   Result<uint64_t> replay_all(WallMs now) override;
   Result<uint64_t> purge() override;
+  Result<uint64_t> replay_selected(const std::vector<uint64_t>& seqs, WallMs now) override;
+  Result<uint64_t> purge_selected(const std::vector<uint64_t>& seqs) override;
 
  private:
   // Writes the replacement of `entry` (task → ntask lane, event → events
