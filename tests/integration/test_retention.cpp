@@ -99,7 +99,7 @@ TEST_CASE("retention: the scheduler prunes results older than results.keep and k
   CHECK(sys.results().size() == 200);  // the file is logrotate's business
 }
 
-TEST_CASE("retention: with keep 1s every results row goes soon after its task, the results file keeps its lines",
+TEST_CASE("retention: with keep 1s every results row but the newest goes soon after its task, the file keeps its lines",
           "[integration][sqlite][retention]") {
   TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
   sys.edit_config("results: {file: results.jsonl}", "results: {file: results.jsonl, keep: 1s}");
@@ -109,13 +109,19 @@ TEST_CASE("retention: with keep 1s every results row goes soon after its task, t
   REQUIRE(batch.commit().ok());
   INFO(sys.log_of(""));
   REQUIRE(TestSystem::wait_until([&] { return done_of(sys, "t") >= 100; }));
-  REQUIRE(TestSystem::wait_until([&] { return db_int(sys, "SELECT count(*) FROM results") == 0; }));
+  // The newest row stays, so seq never goes back to a pruned row's value.
+  REQUIRE(TestSystem::wait_until([&] { return db_int(sys, "SELECT count(*) FROM results") == 1; }));
   CHECK(done_of(sys, "t") == 100);
   CHECK(sys.results().size() == 100);
-  // Pruning goes on: a later task's row goes in turn.
+  const int64_t newest = db_int(sys, "SELECT max(seq) FROM results");
+  CHECK(newest >= 100);
+  // Pruning goes on: a later task's row gets the next seq, and the one before it goes.
   REQUIRE(sys.publisher().publish("e", "{\"late\":true}").ok());
   REQUIRE(TestSystem::wait_until([&] { return done_of(sys, "t") >= 101; }));
-  REQUIRE(TestSystem::wait_until([&] { return db_int(sys, "SELECT count(*) FROM results") == 0; }));
+  REQUIRE(TestSystem::wait_until([&] {
+    return db_int(sys, "SELECT count(*) FROM results WHERE seq <= " + std::to_string(newest)) == 0;
+  }));
+  CHECK(db_int(sys, "SELECT min(seq) FROM results") == newest + 1);
   CHECK(sys.results().size() == 101);
 }
 

@@ -129,10 +129,17 @@ TEST_CASE("retention: prune_results deletes only rows finished before the cutoff
   CHECK(ids_left(db) == std::vector<std::string>{"r4", "r5"});
   // A row finished exactly at the cutoff stays.
   CHECK(prune_ok(*broker, t0 + 4000, 0, 100) == 0);
+  // The newest row stays whatever its age, so the next row's seq is still
+  // higher than every seq handed out before (readers follow seq).
+  const int64_t newest = query_int(db, "SELECT max(seq) FROM results");
+  CHECK(prune_ok(*broker, t0 + 10'000, 0, 100) == 1);
+  CHECK(ids_left(db) == std::vector<std::string>{"r5"});
+  add_results(*broker, {result("r6", t0 + 6000)});
+  CHECK(query_int(db, "SELECT max(seq) FROM results") == newest + 1);
 
   // The done counts and the dead letters do not depend on the rows pruned.
   const QueueDepth after = demo_depth(*broker);
-  CHECK(after.done == 5);
+  CHECK(after.done == 6);
   CHECK(after.dead == 1);
   auto letters = broker->dead_letters().list(0);
   REQUIRE(letters.ok());
@@ -187,14 +194,14 @@ TEST_CASE("retention: pages freed by pruning are reused, so the file does not gr
   clock.advance(milliseconds(1000));
   while (prune_ok(*broker, clock.wall_now(), 0, 500) > 0) {
   }
-  CHECK(query_int(db, "SELECT count(*) FROM results") == 0);
+  CHECK(query_int(db, "SELECT count(*) FROM results") == 1);  // the newest always stays
   // The pages stay in the file, on the free list (no auto_vacuum)...
   CHECK(query_int(db, "PRAGMA page_count") == pages);
   const int64_t free_pages = query_int(db, "PRAGMA freelist_count");
   CHECK(free_pages > pages / 2);
   // ...and the next rows take them instead of growing the file.
   fill(1);
-  CHECK(query_int(db, "SELECT count(*) FROM results") == 3000);
+  CHECK(query_int(db, "SELECT count(*) FROM results") == 3001);
   CHECK(query_int(db, "PRAGMA page_count") <= pages + pages / 20);
   CHECK(query_int(db, "PRAGMA freelist_count") < free_pages / 10);
 }
@@ -231,17 +238,17 @@ TEST_CASE("retention: the scheduler's pruner deletes one batch per tick, pauses 
   clock.advance(milliseconds(20));
   CHECK(tick() == 1);  // a short batch ends the round
   CHECK(ids_left(db) == std::vector<std::string>{"new0", "new1"});
-  add_results(*broker, {result("late", t0 - 7'200'000)});
+  add_results(*broker, {result("late", t0 - 7'200'000), result("fresh", t0 + 10'000)});
   clock.advance(milliseconds(9'000));
   CHECK(tick() == 0);  // the next round waits a period
-  CHECK(ids_left(db).size() == 3);
+  CHECK(ids_left(db).size() == 4);
   clock.advance(milliseconds(1'000));
   CHECK(tick() == 1);
-  // Rows age out as the clock moves on.
+  // Rows age out as the clock moves on, all but the newest.
   clock.advance(milliseconds(3'600'001));
   CHECK(tick() == 2);
-  CHECK(ids_left(db).empty());
-  CHECK(demo_depth(*broker).done == 10);
+  CHECK(ids_left(db) == std::vector<std::string>{"fresh"});
+  CHECK(demo_depth(*broker).done == 11);
 }
 
 TEST_CASE("retention: the pruner's settings come from results.keep and keep_rows, on SQLite only",
@@ -326,12 +333,13 @@ TEST_CASE("retention: the pruner follows a reloaded config's results.keep from i
   const auto first = config_of("results: {keep: 1d}\n");
   ResultsPruner pruner(ResultsPruner::settings_of(*first), *broker, clock, log);
   const WallMs t0 = clock.wall_now();
-  add_results(*broker, {result("two-hours", t0 - 7'200'000), result("two-days", t0 - 2 * 86'400'000LL)});
+  add_results(*broker, {result("two-days", t0 - 2 * 86'400'000LL), result("two-hours", t0 - 7'200'000),
+                        result("now", t0)});
   pruner.follow(*first);
   auto pruned = pruner.tick();
   REQUIRE(pruned.ok());
   CHECK(*pruned == 1);
-  CHECK(ids_left(db) == std::vector<std::string>{"two-hours"});
+  CHECK(ids_left(db) == std::vector<std::string>{"two-hours", "now"});
   // The same settings again change nothing: the round waits its period.
   const auto same = config_of("results: {keep: 1d}\n");
   pruner.follow(*same);
@@ -345,15 +353,15 @@ TEST_CASE("retention: the pruner follows a reloaded config's results.keep from i
   pruned = pruner.tick();
   REQUIRE(pruned.ok());
   CHECK(*pruned == 1);
-  CHECK(ids_left(db).empty());
+  CHECK(ids_left(db) == std::vector<std::string>{"now"});
   // No bound any more: nothing is pruned.
   const auto none = config_of("");
   pruner.follow(*none);
   CHECK_FALSE(pruner.settings().enabled());
-  add_results(*broker, {result("old", t0 - 7'200'000)});
+  add_results(*broker, {result("old", t0 - 7'200'000), result("now2", t0)});
   clock.advance(milliseconds(60'000));
   pruned = pruner.tick();
   REQUIRE(pruned.ok());
   CHECK(*pruned == 0);
-  CHECK(ids_left(db).size() == 1);
+  CHECK(ids_left(db).size() == 3);
 }

@@ -113,9 +113,12 @@ const std::string kEventDepths = "SELECT sum(state = 'ready'), sum(state = 'leas
 
 // --- retention ---------------------------------------------------------------
 // The oldest first, on the index results_time or the rowid; each DELETE stops
-// after ?2 rows, so one transaction stays short.
+// after ?2 rows, so one transaction stays short. The newest row always stays:
+// without AUTOINCREMENT a new row gets max(seq) + 1, so seq never goes back
+// to a pruned row's value and readers that follow seq miss nothing.
 const std::string kPruneResultsByAge =
-    "DELETE FROM results WHERE seq IN (SELECT seq FROM results WHERE finished_at < ?1 ORDER BY finished_at LIMIT ?2)";
+    "DELETE FROM results WHERE seq IN (SELECT seq FROM results WHERE finished_at < ?1 "
+    "AND seq < (SELECT max(seq) FROM results) ORDER BY finished_at LIMIT ?2)";
 const std::string kNewestResult = "SELECT max(seq) FROM results";
 const std::string kPruneResultsBySeq =
     "DELETE FROM results WHERE seq IN (SELECT seq FROM results WHERE seq <= ?1 ORDER BY seq LIMIT ?2)";
