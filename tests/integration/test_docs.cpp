@@ -94,7 +94,8 @@ std::vector<std::string> words(const std::string& text) {
 }
 
 const std::set<std::string> kPrograms = {"ebatsctl", "ebats-scheduler", "ebats-ntask-worker", "ebats-dtask-worker"};
-const std::set<std::string> kCtlCommands = {"publish", "enqueue", "stats", "dead", "setup"};
+const std::set<std::string> kCtlCommands = {"publish", "enqueue", "stats", "dead",   "setup",
+                                             "task",    "results", "events", "plugins"};
 
 std::string help_of(const TestSystem& sys, const std::string& program) {
   static std::map<std::string, std::string> cache;

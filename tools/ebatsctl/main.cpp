@@ -1,7 +1,8 @@
-// ebatsctl: publish events, enqueue tasks, look at queues and handle dead
-// letters. See docs/CLI.md. Exit codes: 0 ok, 1 operational error,
-// 2 usage or config error, 3 not found, 128+N publish --jsonl stopped by
-// signal N.
+// ebatsctl: publish events, enqueue tasks, look at queues, tasks, results,
+// registrations and plugins, and handle dead letters. See docs/CLI.md. The
+// help is printed from kCommands, which tests/integration/test_ctl.cpp holds
+// against docs/CLI.md. Exit codes: 0 ok, 1 operational error, 2 usage or
+// config error, 3 not found, 128+N publish --jsonl stopped by signal N.
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <rapidjson/document.h>
 
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -16,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <limits>
@@ -32,54 +35,60 @@
 #include "ebats/publisher.h"
 #include "envelope/json_io.h"
 #include "envelope/uuid_v5.h"
+#include "ctl.h"
 
 namespace po = boost::program_options;
 
 namespace {
 
-constexpr int kOk = 0;
-constexpr int kFailure = 1;
-constexpr int kUsage = 2;
-constexpr int kNotFound = 3;
+using namespace ebatsctl;
+
 constexpr size_t kJsonlBatch = 1000;
 
-const char* kUsageText =
-    "Usage: ebatsctl [--config FILE] COMMAND [ARGS]\n"
-    "\n"
-    "Commands:\n"
-    "  publish EVENT [JSON] [--id UUID] [--trace T]   publish one event (JSON from stdin when omitted)\n"
-    "  publish EVENT --jsonl [--id-from FIELD | --id-base UUID] [--trace T]\n"
-    "                                                 publish one EVENT per line of stdin, in batches\n"
-    "  enqueue TOPIC TASK [JSON] [--delay D]          create one task directly (Task::create)\n"
-    "  stats [--json]                                 pending, delayed, leased, done, dead per topic\n"
-    "  setup                                          create the broker's queues for every topic of the config\n"
-    "  dead list [--limit N] [--json]                 list dead letters, newest first\n"
-    "  dead show ID                                   one dead letter with its body and history\n"
-    "  dead replay ID | dead replay --all             put dead letters back on their queues\n"
-    "  dead purge                                     delete every dead letter\n"
-    "\n"
-    "Global options:\n"
-    "  -c, --config FILE   config file (default: $EBATS_CONFIG)\n"
-    "  -h, --help          show this help\n"
-    "  -V, --version       show the version\n"
-    "\n"
-    "Exit codes: 0 ok, 1 operational error, 2 usage or config error, 3 not found,\n"
-    "  128+N publish --jsonl stopped by signal N (130 SIGINT, 143 SIGTERM) after committing what it read.\n";
+// One line of the help per command: its usage (docs/CLI.md shows each as
+// "ebatsctl [--config FILE] <usage>", test_ctl.cpp checks both ways) and what it does.
+struct CommandHelp {
+  const char* usage;
+  const char* what;
+};
+const CommandHelp kCommands[] = {
+    {"publish EVENT [JSON] [--id UUID] [--trace T]", "publish one event (JSON from stdin when omitted)"},
+    {"publish EVENT --jsonl [--id-from FIELD | --id-base UUID] [--trace T]",
+     "publish one EVENT per line of stdin, in batches"},
+    {"enqueue TOPIC TASK [JSON] [--delay D] [--trace T]",
+     "create one task directly (Task::create); warns when no plugin handles TASK"},
+    {"enqueue TOPIC TASK --jsonl [--delay D] [--trace T]",
+     "create one TASK per line of stdin (its params), in batches, as publish --jsonl does"},
+    {"stats [--json]", "pending, delayed, leased, done, dead per topic"},
+    {"setup", "create the broker (SQLite: the database file) and the queues of every topic of the config"},
+    {"task show ID [--json]", "every attempt of a task: status, result or error, when and where it ran; its dead letter"},
+    {"results tail [--lines N] [--follow] [--json]", "the newest results (10 unless --lines says), then new ones as they come"},
+    {"events [--json]", "the registrations of the config and whether a plugin handles each task"},
+    {"plugins [--json]", "the plugins a worker loads, the tasks they handle, the files refused"},
+    {"dead list [FILTERS] [--limit N] [--json]", "list dead letters, newest first"},
+    {"dead show ID [--json]", "one dead letter with its body and history"},
+    {"dead replay ID... [--json]", "put these dead letters back on their queues"},
+    {"dead replay --all | FILTERS [--dry-run] [--json]", "put every dead letter, or those FILTERS pick, back"},
+    {"dead purge [FILTERS] [--dry-run] [--json]", "delete every dead letter, or those FILTERS pick"},
+};
 
-int usage_error(const std::string& msg) {
-  std::cerr << "ebatsctl: " << msg << "\nTry 'ebatsctl --help'.\n";
-  return kUsage;
-}
-
-int exit_code_of(const ebats::Status& s) {
-  if (s.code() == ebats::StatusCode::not_found) return kNotFound;
-  if (s.code() == ebats::StatusCode::invalid_argument || s.code() == ebats::StatusCode::too_large) return kUsage;
-  return kFailure;
-}
-
-int report(const ebats::Status& s) {
-  std::cerr << "ebatsctl: " << s.message() << "\n";
-  return exit_code_of(s);
+void print_help() {
+  std::cout << "Usage: ebatsctl [--config FILE] COMMAND [ARGS]\n\nCommands:\n";
+  for (const auto& c : kCommands) std::cout << "  " << c.usage << "\n      " << c.what << "\n";
+  std::cout
+      << "\nFILTERS (dead): --event NAME, --task NAME, --topic T, --kind event|task|raw, --reason TEXT (a part of\n"
+         "  the reason), --since D (dead within D), --older-than D (dead before D ago); D as in 10s, 5m, 2h, 1d.\n"
+         "\nGlobal options:\n"
+         "  -c, --config FILE   config file (default: $EBATS_CONFIG)\n"
+         "  -h, --help          show this help\n"
+         "  -V, --version       show the version\n"
+         "\n"
+         "Every command but setup and publish/enqueue refuses a SQLite database that does not exist (exit 3)\n"
+         "instead of creating an empty one: create it with 'ebatsctl setup'.\n"
+         "\n"
+         "Exit codes: 0 ok, 1 operational error, 2 usage or config error, 3 not found (a dead letter, a task,\n"
+         "  the database), 128+N publish --jsonl stopped by signal N (130 SIGINT, 143 SIGTERM) after committing\n"
+         "  what it read.\n";
 }
 
 std::string read_stdin() {
@@ -88,42 +97,6 @@ std::string read_stdin() {
   std::string s = ss.str();
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
   return s;
-}
-
-std::string format_time(ebats::WallMs ms) {
-  if (ms <= 0) return "-";
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-struct Context {
-  std::shared_ptr<const ebats::Config> config;
-  ebats::SystemClock clock;
-};
-
-ebats::Result<std::unique_ptr<ebats::Broker>> open_broker(const Context& ctx) {
-  return ebats::open_broker(ebats::broker_options(*ctx.config, "ebatsctl"), ctx.clock);
-}
-
-// Parses a subcommand's own arguments: options in `opts`, the rest as
-// positionals into `positional`. Returns the usage error, if any.
-std::optional<int> parse_subcommand(const char* name, const std::vector<std::string>& argv,
-                                    po::options_description& opts, std::vector<std::string>* positional) {
-  opts.add_options()("args", po::value(positional)->composing(), "");
-  po::positional_options_description p;
-  p.add("args", -1);
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argv).options(opts).positional(p).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return usage_error(std::string(name) + ": " + e.what());
-  }
-  return std::nullopt;
 }
 
 // ------------------------------------------------------------------ publish
@@ -181,9 +154,9 @@ ebats::Result<std::string> jsonl_event_id(const JsonlIds& ids, const std::string
   return ebats::uuid_v5(kIdFromNamespace, name);
 }
 
-// "1499 events published (lines 1-1499)"
-std::string published_text(uint64_t events, uint64_t through_line) {
-  std::string s = std::to_string(events) + (events == 1 ? " event" : " events") + " published";
+// "1499 events published (lines 1-1499)"; `noun` is "event" or "task".
+std::string published_text(uint64_t events, uint64_t through_line, const std::string& noun) {
+  std::string s = std::to_string(events) + " " + noun + (events == 1 ? "" : "s") + " published";
   if (through_line > 0) {
     s += through_line == 1 ? " (line 1)" : " (lines 1-" + std::to_string(through_line) + ")";
   }
@@ -207,15 +180,16 @@ ebats::Result<ebats::SignalFd> open_stop_signals() {
   return ebats::SignalFd::open(stop_signals);
 }
 
-int publish_jsonl(ebats::Publisher& pub, ebats::SignalFd& signals, const std::string& event, const JsonlIds& ids,
-                  const std::string& trace, bool on_rabbitmq) {
+// Adds the message of one line (line number `line_no`) to the batch, or says why not.
+using JsonlAdd = std::function<ebats::Result<std::string>(ebats::PublishBatch&, std::string_view, uint64_t)>;
 
+// `noun`: "event" (publish --jsonl) or "task" (enqueue --jsonl).
+int publish_jsonl(ebats::Publisher& pub, ebats::SignalFd& signals, const JsonlAdd& add, const std::string& noun,
+                  bool on_rabbitmq) {
   const auto t0 = std::chrono::steady_clock::now();
   const uint64_t max_bytes = pub.config().max_message_bytes;
   // A longer line cannot be params that fit (whitespace aside); stop before buffering more.
   const uint64_t max_line = 4 * max_bytes;
-  ebats::EventOptions eo;
-  eo.trace = trace;
   auto batch = pub.batch();
   uint64_t published = 0;    // events committed
   uint64_t line_no = 0;      // lines read whole (blank ones included)
@@ -233,7 +207,7 @@ int publish_jsonl(ebats::Publisher& pub, ebats::SignalFd& signals, const std::st
         const std::string lines = batch_first == line_no ? "line " + std::to_string(line_no)
                                                          : "lines " + std::to_string(batch_first) + "-" +
                                                                std::to_string(line_no);
-        std::cerr << "ebatsctl: " << published_text(published, done_through) << "; " << lines
+        std::cerr << "ebatsctl: " << published_text(published, done_through, noun) << "; " << lines
                   << " not published: " << s.message()
                   << (on_rabbitmq ? " (RabbitMQ may have taken some of them before the error)" : "")
                   << "; stopped there\n";
@@ -248,7 +222,7 @@ int publish_jsonl(ebats::Publisher& pub, ebats::SignalFd& signals, const std::st
   auto stop_at_line = [&](uint64_t at, const std::string& why, int code) -> int {
     if (auto failed = flush()) return *failed;
     std::cout << published << "\n";
-    std::cerr << "ebatsctl: " << published_text(published, done_through) << "; line " << at
+    std::cerr << "ebatsctl: " << published_text(published, done_through, noun) << "; line " << at
               << " not published: " << why << "; stopped there\n";
     return code;
   };
@@ -261,10 +235,7 @@ int publish_jsonl(ebats::Publisher& pub, ebats::SignalFd& signals, const std::st
       if (batch.size() == 0) done_through = line_no;
       return std::nullopt;
     }
-    auto id = jsonl_event_id(ids, event, line, this_line, max_bytes);
-    if (!id.ok()) return stop_at_line(this_line, id.status().message(), exit_code_of(id.status()));
-    eo.id = *id;
-    auto r = batch.add_event(event, line, eo);
+    auto r = add(batch, line, this_line);
     if (!r.ok()) return stop_at_line(this_line, r.status().message(), exit_code_of(r.status()));
     line_no = this_line;
     if (batch.size() == 1) {
@@ -297,7 +268,7 @@ int publish_jsonl(ebats::Publisher& pub, ebats::SignalFd& signals, const std::st
       if (auto failed = flush()) return *failed;
       const int sig = caught.front();
       std::cout << published << "\n";
-      std::cerr << "ebatsctl: " << published_text(published, done_through) << "; stopped by " << signal_name(sig)
+      std::cerr << "ebatsctl: " << published_text(published, done_through, noun) << "; stopped by " << signal_name(sig)
                 << ": nothing after line " << done_through << " was published\n";
       return 128 + sig;
     }
@@ -338,9 +309,9 @@ int publish_jsonl(ebats::Publisher& pub, ebats::SignalFd& signals, const std::st
   }
   if (auto failed = flush()) return *failed;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cerr << "published " << published << " events from " << line_no << " lines in " << std::fixed
+  std::cerr << "published " << published << " " << noun << "s from " << line_no << " lines in " << std::fixed
             << std::setprecision(3) << secs << "s ("
-            << static_cast<uint64_t>(secs > 0 ? static_cast<double>(published) / secs : 0) << " events/s)\n";
+            << static_cast<uint64_t>(secs > 0 ? static_cast<double>(published) / secs : 0) << " " << noun << "s/s)\n";
   std::cout << published << "\n";
   return kOk;
 }
@@ -382,7 +353,18 @@ int cmd_publish(const Context& ctx, const std::vector<std::string>& argv) {
   }
   auto pub = ebats::Publisher::open(ctx.config);
   if (!pub.ok()) return report(pub.status());
-  if (jsonl) return publish_jsonl(**pub, *stop_signals, event, ids, trace, ctx.config->broker_url.rfind("amqp", 0) == 0);
+  if (jsonl) {
+    const uint64_t max_bytes = ctx.config->max_message_bytes;
+    ebats::EventOptions jo;
+    jo.trace = trace;
+    auto add = [&](ebats::PublishBatch& batch, std::string_view line, uint64_t line_no) -> ebats::Result<std::string> {
+      auto line_id = jsonl_event_id(ids, event, line, line_no, max_bytes);
+      if (!line_id.ok()) return line_id.status();
+      jo.id = *line_id;
+      return batch.add_event(event, line, jo);
+    };
+    return publish_jsonl(**pub, *stop_signals, add, "event", ctx.config->is_amqp());
+  }
   ebats::EventOptions eo;
   eo.id = id;
   eo.trace = trace;
@@ -395,14 +377,31 @@ int cmd_publish(const Context& ctx, const std::vector<std::string>& argv) {
 
 // ------------------------------------------------------------------ enqueue
 
+// Warns when no plugin handles `task`: a worker would dead-letter it ("no
+// handler for task X"). Registered tasks are checked by the workers at start;
+// a task enqueued directly is not, so this loads the plugins as a worker would.
+void warn_if_unhandled(const Context& ctx, const std::string& topic, const std::string& task) {
+  auto probe = probe_plugins(ctx);
+  if (!probe.ok()) {
+    std::cerr << "ebatsctl: warning: cannot check that a plugin handles task '" << task
+              << "': " << probe.status().message() << "\n";
+    return;
+  }
+  if (std::binary_search(probe->tasks.begin(), probe->tasks.end(), task)) return;
+  std::cerr << "ebatsctl: warning: no plugin in " << ctx.config->plugins_dir << " handles task '" << task
+            << "'; a worker of topic " << topic << " will dead-letter it (no handler for task " << task << ")\n";
+}
+
 int cmd_enqueue(const Context& ctx, const std::vector<std::string>& argv) {
   po::options_description opts("enqueue options");
   std::string delay, trace;
+  bool jsonl = false;
   std::vector<std::string> pos;
   opts.add_options()("delay", po::value(&delay), "run no earlier than this from now, e.g. 10s")(
-      "trace", po::value(&trace), "correlation id");
+      "trace", po::value(&trace), "correlation id")("jsonl", po::bool_switch(&jsonl), "one params object per stdin line");
   if (auto err = parse_subcommand("enqueue", argv, opts, &pos)) return *err;
   if (pos.size() < 2 || pos.size() > 3) return usage_error("enqueue takes TOPIC TASK [JSON]");
+  if (jsonl && pos.size() == 3) return usage_error("enqueue --jsonl reads params from stdin; do not give JSON");
   ebats::TaskOptions to;
   to.trace = trace;
   if (!delay.empty()) {
@@ -410,8 +409,21 @@ int cmd_enqueue(const Context& ctx, const std::vector<std::string>& argv) {
     if (!d.ok()) return usage_error("--delay: " + d.status().message());
     to.delay = *d;
   }
+  warn_if_unhandled(ctx, pos[0], pos[1]);
+  std::optional<ebats::SignalFd> stop_signals;
+  if (jsonl) {
+    auto opened = open_stop_signals();
+    if (!opened.ok()) return report(opened.status());
+    stop_signals.emplace(std::move(opened).value());
+  }
   auto pub = ebats::Publisher::open(ctx.config);
   if (!pub.ok()) return report(pub.status());
+  if (jsonl) {
+    auto add = [&](ebats::PublishBatch& batch, std::string_view line, uint64_t) {
+      return batch.add_task(pos[0], pos[1], line, to);
+    };
+    return publish_jsonl(**pub, *stop_signals, add, "task", ctx.config->is_amqp());
+  }
   const std::string json = pos.size() == 3 ? pos[2] : read_stdin();
   auto r = (*pub)->enqueue_task(pos[0], pos[1], json, to);
   if (!r.ok()) return report(r.status());
@@ -499,7 +511,7 @@ int cmd_stats(const Context& ctx, const std::vector<std::string>& argv) {
 
 int cmd_setup(const Context& ctx, const std::vector<std::string>& argv) {
   if (!argv.empty()) return usage_error("setup takes no arguments");
-  auto broker = open_broker(ctx);
+  auto broker = open_broker(ctx, /*create=*/true);
   if (!broker.ok()) return report(broker.status());
   const std::vector<std::string> topics = ctx.config->topics();
   ebats::Status s = (*broker)->setup(topics);
@@ -507,157 +519,6 @@ int cmd_setup(const Context& ctx, const std::vector<std::string>& argv) {
   std::cout << "ready: " << (ctx.config->is_amqp() ? "the exchanges and queues of " : "the database of ")
             << topics.size() << " topic(s) exist\n";
   return kOk;
-}
-
-// --------------------------------------------------------------------- dead
-
-ebats::Result<uint64_t> parse_id(const std::string& s) {
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-  // Digits only: strtoull would take " 7", "+7" and "-1" (as 2^64-1).
-  if (s.empty() || !std::isdigit(static_cast<unsigned char>(s[0])) || *end != '\0' || errno != 0) {
-    return ebats::Status::invalid("'" + s + "' is not a dead-letter ID (the number in the first column of 'dead list')");
-  }
-  return static_cast<uint64_t>(v);
-}
-
-// A dead letter as one JSON object. json::write_string turns invalid UTF-8
-// (a raw malformed body) into U+FFFD, so the output is always valid JSON.
-void write_letter_json(ebats::json::Writer& w, const ebats::DeadLetterEntry& e, bool with_body) {
-  const auto& l = e.letter;
-  w.StartObject();
-  w.Key("id");
-  w.Uint64(e.seq);
-  w.Key("message_id");
-  ebats::json::write_string(w, l.id);
-  w.Key("kind");
-  ebats::json::write_string(w, l.kind);
-  w.Key("topic");
-  ebats::json::write_string(w, l.topic);
-  w.Key("name");
-  ebats::json::write_string(w, l.name);
-  w.Key("reason");
-  ebats::json::write_string(w, l.reason);
-  w.Key("error");
-  ebats::json::write_string(w, l.error);
-  w.Key("attempts");
-  w.Uint(l.attempts);
-  w.Key("first_seen");
-  w.Int64(l.first_seen);
-  w.Key("dead_at");
-  w.Int64(l.dead_at);
-  if (with_body) {
-    w.Key("body");
-    ebats::json::write_string(w, l.body);
-  }
-  w.EndObject();
-}
-
-int cmd_dead(const Context& ctx, const std::vector<std::string>& argv) {
-  if (argv.empty()) return usage_error("dead needs a subcommand: list, show, replay or purge");
-  const std::string sub = argv[0];
-  std::vector<std::string> rest(argv.begin() + 1, argv.end());
-  bool json = false, all = false;
-  uint32_t limit = 100;
-  std::vector<std::string> pos;
-  for (size_t i = 0; i < rest.size(); ++i) {
-    if (rest[i] == "--json") {
-      json = true;
-    } else if (rest[i] == "--all") {
-      all = true;
-    } else if (rest[i] == "--limit" && i + 1 < rest.size()) {
-      auto n = parse_id(rest[++i]);
-      if (!n.ok() || *n > std::numeric_limits<uint32_t>::max()) {
-        return usage_error("--limit takes a number from 0 (all) to 4294967295, not '" + rest[i] + "'");
-      }
-      limit = static_cast<uint32_t>(*n);
-    } else if (!rest[i].empty() && rest[i][0] == '-') {
-      return usage_error("dead " + sub + ": unknown option '" + rest[i] + "'");
-    } else {
-      pos.push_back(rest[i]);
-    }
-  }
-  auto broker = open_broker(ctx);
-  if (!broker.ok()) return report(broker.status());
-  auto& store = (*broker)->dead_letters();
-  const ebats::WallMs now = ctx.clock.wall_now();
-
-  if (sub == "list") {
-    auto list = store.list(limit);
-    if (!list.ok()) return report(list.status());
-    if (json) {
-      std::string out;
-      ebats::json::StringSink sink(&out);
-      ebats::json::Writer w(sink);
-      w.StartArray();
-      for (const auto& e : *list) write_letter_json(w, e, false);
-      w.EndArray();
-      std::cout << out << "\n";
-      return kOk;
-    }
-    if (list->empty()) {
-      std::cout << "no dead letters\n";
-      return kOk;
-    }
-    std::cout << std::left << std::setw(7) << "ID" << std::setw(7) << "KIND" << std::setw(12) << "TOPIC"
-              << std::setw(20) << "NAME" << std::setw(22) << "DEAD AT" << "REASON\n";
-    for (const auto& e : *list) {
-      std::cout << std::left << std::setw(7) << e.seq << std::setw(7) << e.letter.kind << std::setw(12)
-                << (e.letter.topic.empty() ? "-" : e.letter.topic) << std::setw(20)
-                << (e.letter.name.empty() ? "-" : e.letter.name) << std::setw(22) << format_time(e.letter.dead_at)
-                << e.letter.reason << (e.letter.error.empty() ? "" : ": " + e.letter.error) << "\n";
-    }
-    return kOk;
-  }
-  if (sub == "show") {
-    if (pos.size() != 1) return usage_error("dead show takes one ID");
-    auto id = parse_id(pos[0]);
-    if (!id.ok()) return report(id.status());
-    auto e = store.show(*id);
-    if (!e.ok()) return report(e.status());
-    if (json) {
-      std::string out;
-      ebats::json::StringSink sink(&out);
-      ebats::json::Writer w(sink);
-      write_letter_json(w, *e, true);
-      std::cout << out << "\n";
-      return kOk;
-    }
-    const auto& l = e->letter;
-    std::cout << "id:          " << e->seq << "\nmessage id:  " << l.id << "\nkind:        " << l.kind
-              << "\ntopic:       " << (l.topic.empty() ? "-" : l.topic) << "\nname:        " << l.name
-              << "\nreason:      " << l.reason << "\nerror:       " << l.error << "\nattempts:    " << l.attempts
-              << "\nfirst seen:  " << format_time(l.first_seen) << "\ndead at:     " << format_time(l.dead_at)
-              << "\nbody:        " << l.body << "\n";
-    return kOk;
-  }
-  if (sub == "replay") {
-    if (all) {
-      if (!pos.empty()) return usage_error("dead replay takes an ID or --all, not both");
-      auto n = store.replay_all(now);
-      if (!n.ok()) return report(n.status());
-      std::cout << "replayed " << *n << " dead letter(s)\n";
-      return kOk;
-    }
-    if (pos.empty()) return usage_error("dead replay takes ID... or --all");
-    for (const auto& p : pos) {
-      auto id = parse_id(p);
-      if (!id.ok()) return report(id.status());
-      ebats::Status s = store.replay(*id, now);
-      if (!s.ok()) return report(s);
-      std::cout << "replayed " << *id << "\n";
-    }
-    return kOk;
-  }
-  if (sub == "purge") {
-    if (!pos.empty()) return usage_error("dead purge takes no arguments (it deletes every dead letter)");
-    auto n = store.purge();
-    if (!n.ok()) return report(n.status());
-    std::cout << "purged " << *n << " dead letter(s)\n";
-    return kOk;
-  }
-  return usage_error("unknown dead subcommand '" + sub + "' (list, show, replay, purge)");
 }
 
 int run(int argc, char** argv) {
@@ -678,7 +539,7 @@ int run(int argc, char** argv) {
     return usage_error(e.what());
   }
   if (vm.count("help") && command.empty()) {
-    std::cout << kUsageText;
+    print_help();
     return kOk;
   }
   if (vm.count("version")) {
@@ -690,7 +551,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> sub = po::collect_unrecognized(parsed.options, po::include_positional);
   if (!sub.empty() && sub.front() == command) sub.erase(sub.begin());
   if (vm.count("help")) {
-    std::cout << kUsageText;
+    print_help();
     return kOk;
   }
   if (config_path.empty()) {
@@ -712,6 +573,10 @@ int run(int argc, char** argv) {
   if (command == "stats") return cmd_stats(ctx, sub);
   if (command == "setup") return cmd_setup(ctx, sub);
   if (command == "dead") return cmd_dead(ctx, sub);
+  if (command == "task") return cmd_task(ctx, sub);
+  if (command == "results") return cmd_results(ctx, sub);
+  if (command == "events") return cmd_events(ctx, sub);
+  if (command == "plugins") return cmd_plugins(ctx, sub);
   return usage_error("unknown command '" + command + "'");
 }
 
