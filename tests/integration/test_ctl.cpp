@@ -384,3 +384,23 @@ TEST_CASE("ebatsctl --help and docs/CLI.md list the same commands with the same 
     CHECK(std::regex_search(prose, word));
   }
 }
+
+TEST_CASE("--check-config exits 2 on a config with errors, as each daemon's --help says", "[integration][sqlite]") {
+  TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
+  const std::string bad = sys.dir() + "/bad.yaml";
+  std::ofstream(bad) << "broker: {url: 'sqlite://x.db'}\nplugins: {dir: /tmp}\nevents:\n  e:\n    - {task: noop}\n";
+  for (const std::string program : {"ebats-scheduler", "ebats-ntask-worker", "ebats-dtask-worker"}) {
+    INFO(program);
+    const std::string path = std::string(EBATS_BIN_DIR) + "/" + program;
+    std::vector<std::string> argv = {path, "--config", bad, "--check-config"};
+    if (program != "ebats-scheduler") argv.insert(argv.end(), {"--topic", "t"});
+    std::string out;
+    CHECK(sys.run(argv, &out) == 2);
+    CHECK(out.find(bad + ":5:") != std::string::npos);
+    REQUIRE(sys.run({path, "--help"}, &out) == 0);
+    const std::string help = std::regex_replace(out, std::regex("\\s+"), " ");  // the help wraps lines
+    CHECK(help.find("2 (the config has errors)") != std::string::npos);
+  }
+  const std::string docs = slurp(std::string(EBATS_SOURCE_DIR) + "/docs/CLI.md");
+  CHECK(docs.find("2 when the config itself has errors") != std::string::npos);
+}
