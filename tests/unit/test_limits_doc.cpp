@@ -287,6 +287,14 @@ TEST_CASE("limits doc: the config file's size and ranges match the loader", "[do
   const uint64_t deliveries = documented("kMaxDeliveryLimit");
   CHECK(deliveries == source_constant(loader, "kMaxDeliveryLimit"));
   check_config_maximum("broker: {url: \"amqp://ebats@localhost:5672/\", amqp: {delivery_limit: {}}}", deliveries);
+  const uint64_t keep_rows = documented("kMaxResultsKeepRows");
+  CHECK(keep_rows == source_constant(loader, "kMaxResultsKeepRows"));
+  check_config_maximum("results: {keep_rows: {}}", keep_rows);
+  CHECK_FALSE(config_loads("results: {keep_rows: 0}"));
+  const uint64_t keep_ms = documented("kMinResultsKeepMs");
+  CHECK(keep_ms == source_constant(loader, "kMinResultsKeepMs"));
+  CHECK(config_loads("results: {keep: " + std::to_string(keep_ms) + "ms}"));
+  CHECK_FALSE(config_loads("results: {keep: " + std::to_string(keep_ms - 1) + "ms}"));
 }
 
 TEST_CASE("limits doc: durations match kMaxDuration and the clamps", "[docs][limits]") {
