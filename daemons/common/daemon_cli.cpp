@@ -11,6 +11,7 @@
 #include "ebats/broker.h"
 #include "ebats/clock.h"
 #include "ebats/envelope.h"
+#include "metrics/http_server.h"
 #include "supervisor/plugin_probe.h"
 
 namespace po = boost::program_options;
@@ -71,6 +72,9 @@ std::optional<int> parse_daemon_args(int argc, char** argv, DaemonKind kind, Dae
       ("log-format", po::value<std::string>(&log_format)->value_name("FORMAT"),
        "text (timestamped lines; the journal adds its own time) or json (one object per line, for collectors) "
        "(default: $EBATS_LOG_FORMAT, else text)")
+      ("metrics-listen", po::value<std::string>(&out->metrics_listen)->value_name("HOST:PORT"),
+       "serve Prometheus metrics at http://HOST:PORT/metrics (PORT 0: a free port, logged; default: "
+       "$EBATS_METRICS_LISTEN, else no metrics server)")
       ("check-config", po::bool_switch(&out->check_config),
        "validate the config, the plugins (every registered task has a handler) and, on RabbitMQ, the broker "
        "login, then exit 0 (ok), 1 (a check failed) or 2 (the config has errors)")
@@ -98,7 +102,7 @@ std::optional<int> parse_daemon_args(int argc, char** argv, DaemonKind kind, Dae
   }
   if (vm.count("help")) {
     std::cout << "Usage: " << program_name(kind) << " --config FILE" << (worker ? " --topic TOPIC" : "")
-              << " [--check-config] [--log-level LEVEL] [--log-format FORMAT]\n"
+              << " [--check-config] [--log-level LEVEL] [--log-format FORMAT] [--metrics-listen HOST:PORT]\n"
               << program_name(kind) << " " << summary(kind) << ".\n\n"
               << visible << "\nSIGTERM or SIGINT stops it cleanly; nothing is lost.\n";
     return kExitOk;
@@ -115,7 +119,23 @@ std::optional<int> parse_daemon_args(int argc, char** argv, DaemonKind kind, Dae
     return kExitUsage;
   }
   out->child_options.log = out->log;
-  if (out->child) return std::nullopt;
+  if (out->child) return std::nullopt;  // a child serves no metrics: it ignores $EBATS_METRICS_LISTEN
+  {
+    std::string from = "--metrics-listen";
+    if (out->metrics_listen.empty()) {
+      const char* env = std::getenv("EBATS_METRICS_LISTEN");
+      if (env && *env) out->metrics_listen = env;
+      from = "$EBATS_METRICS_LISTEN";
+    }
+    if (!out->metrics_listen.empty()) {
+      auto parsed = metrics::parse_listen_address(out->metrics_listen);
+      if (!parsed.ok()) {
+        std::cerr << program_name(kind) << ": " << from << ": " << parsed.status().message() << "\nTry '"
+                  << program_name(kind) << " --help'.\n";
+        return kExitUsage;
+      }
+    }
+  }
   if (out->config_path.empty()) {
     const char* env = std::getenv("EBATS_CONFIG");
     if (env && *env) out->config_path = env;

@@ -1,6 +1,6 @@
 // Command-line handling shared by the three daemons (Boost.Program_options):
 // --config (default $EBATS_CONFIG), --topic (workers), --check-config,
-// --log-level, --log-format, --help, --version, and the hidden --child mode a worker execs its children in.
+// --log-level, --log-format, --metrics-listen, --help, --version, and the hidden --child mode a worker execs its children in.
 #pragma once
 
 #include <functional>
@@ -20,6 +20,7 @@ struct DaemonArgs {
   std::string config_path;
   std::string topic;
   LogOptions log;  // --log-level, --log-format (default $EBATS_LOG_LEVEL, $EBATS_LOG_FORMAT, then info, text)
+  std::string metrics_listen;  // --metrics-listen HOST:PORT (default $EBATS_METRICS_LISTEN); empty: no metrics server
   bool check_config = false;
   bool child = false;
   WorkerChildOptions child_options;

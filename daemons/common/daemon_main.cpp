@@ -16,6 +16,7 @@
 #include "daemon/signal_fd.h"
 #include "daemon/unique_fd.h"
 #include "ebats/broker.h"
+#include "metrics/http_server.h"
 #include "scheduler/scheduler.h"
 #include "supervisor/worker.h"
 
@@ -65,6 +66,22 @@ Result<UniqueFd> lock_scheduler(const Config& config) {
   return fd;
 }
 
+// --metrics-listen: the metrics server, started on its own thread; null when
+// not asked for. False (logged) when it cannot listen.
+bool start_metrics(const DaemonArgs& args, const metrics::Registry& registry, const Logger& log,
+                   std::unique_ptr<metrics::MetricsServer>* out) {
+  if (args.metrics_listen.empty()) return true;
+  auto address = metrics::parse_listen_address(args.metrics_listen);  // checked by parse_daemon_args
+  auto server = address.ok() ? metrics::MetricsServer::start(*address, registry, log)
+                             : Result<std::unique_ptr<metrics::MetricsServer>>(address.status());
+  if (!server.ok()) {
+    log.error("cannot start the metrics server", {{"listen", args.metrics_listen}, {"error", server.status().message()}});
+    return false;
+  }
+  *out = std::move(server).value();
+  return true;
+}
+
 int worker_main_impl(int argc, char** argv, DaemonKind kind) {
   DaemonArgs args;
   if (auto code = parse_daemon_args(argc, argv, kind, &args)) return *code;
@@ -90,6 +107,9 @@ int worker_main_impl(int argc, char** argv, DaemonKind kind) {
     log.error("cannot open the broker", {{"url", config->broker_url}, {"error", broker.status().message()}});
     return exit_code_for(broker.status());
   }
+  metrics::Registry registry;
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (!start_metrics(args, registry, log, &metrics_server)) return kExitFailure;
   ServiceNotifier notifier;
   WorkerSetup setup;
   setup.lane = lane;
@@ -97,6 +117,7 @@ int worker_main_impl(int argc, char** argv, DaemonKind kind) {
   setup.config = config;
   setup.child_argv = [topic = args.topic](const Config& c) { return child_argv(c, topic); };
   add_child_log_args(&setup.child_argv, log);
+  setup.metrics = &registry;
   Worker worker(std::move(setup), **broker, clock, log, notifier);
   Status s = worker.run(*signals);
   if (!s.ok()) {
@@ -132,8 +153,11 @@ int scheduler_main_impl(int argc, char** argv) {
     log.error("cannot start", {{"error", lock.status().message()}});
     return kExitFailure;
   }
+  metrics::Registry registry;
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (!start_metrics(args, registry, log, &metrics_server)) return kExitFailure;
   ServiceNotifier notifier;
-  Scheduler scheduler(config, **broker, clock, log, notifier);
+  Scheduler scheduler(config, **broker, clock, log, notifier, &registry);
   Status s = scheduler.run(*signals);
   if (!s.ok()) {
     log.error("scheduler stopped with an error", {{"error", s.message()}});

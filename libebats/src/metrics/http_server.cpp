@@ -1,5 +1,7 @@
 #include "metrics/http_server.h"
 
+#include <fcntl.h>
+
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -64,6 +66,8 @@ class MetricsServer::Impl {
     }
     const tcp::endpoint ep = results.begin()->endpoint();
     acceptor_.open(ep.protocol(), ec);
+    // Not inherited by programs the daemon runs (children close it anyway).
+    if (!ec) ::fcntl(acceptor_.native_handle(), F_SETFD, FD_CLOEXEC);
     if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(ep, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);

@@ -17,26 +17,35 @@ namespace ebats {
 namespace {
 constexpr uint32_t kEventBatch = 512;
 constexpr int64_t kUnknownEventLogEveryMs = 60'000;
+constexpr std::chrono::seconds kDepthsEvery{5};
 }  // namespace
 
 Scheduler::Scheduler(std::shared_ptr<const Config> config, Broker& broker, const Clock& clock, const Logger& log,
-                     const ServiceNotifier& notifier)
+                     const ServiceNotifier& notifier, metrics::Registry* metrics)
     : config_(std::move(config)),
       broker_(broker),
       clock_(clock),
       log_(log),
       notifier_(notifier),
+      metrics_(metrics),
       pruner_(ResultsPruner::settings_of(*config_), broker, clock, log) {}
 
 Result<size_t> Scheduler::route_once(bool* full) {
   // Claim, fan out and ack in one transaction: on SQLite the tasks of an event
   // and its removal are committed together, so fan-out is exactly-once.
   RouteSummary summary;
+  const auto commit_started = clock_.steady_now();
   auto handled = broker_.claim_and_commit(Lane::events, "", kEventBatch, [&](const std::vector<Delivery>& events) {
     return route_events(events, *config_, clock_.wall_now(), &summary);
   });
+  if (!handled.ok() || *handled > 0) {
+    metrics_.commit(std::chrono::duration<double>(clock_.steady_now() - commit_started).count(), handled.ok());
+  }
   if (!handled.ok()) return handled.status().with_context("routing events");
-  if (*handled > 0) log_summary(summary);
+  if (*handled > 0) {
+    metrics_.routed(summary.events, summary.unroutable, summary.invalid, summary.tasks);
+    log_summary(summary);
+  }
   if (full) *full = *handled == kEventBatch;
   size_t total = *handled;
   for (const auto& [name, source] : config_->sources) {
@@ -85,6 +94,7 @@ void Scheduler::reload() {
     log_.error("reload refused: the config has errors; still routing with the previous one",
                {{"config", config_->path}, {"errors", boost::algorithm::join(r.errors, "; ")}});
     notifier_.ready("routing events; reload refused (config errors), running the previous configuration");
+    metrics_.reload("refused");
     return;
   }
   for (const auto& what : r.restart_needed) {
@@ -97,10 +107,12 @@ void Scheduler::reload() {
     log_.error("reload refused: cannot declare the new topics' queues; still routing with the previous config",
                {{"error", setup.message()}});
     notifier_.ready("routing events; reload refused (broker), running the previous configuration");
+    metrics_.reload("refused");
     return;
   }
   config_ = std::move(r.config);
   log_.info("config reloaded", {{"config", config_->path}, {"events", std::to_string(config_->events.size())}});
+  metrics_.reload("ok");
   notifier_.ready("routing events; configuration reloaded");
 }
 
@@ -133,6 +145,7 @@ Status Scheduler::run(SignalFd& signals) {
     if (identity.ok()) database.emplace(std::move(identity).value());
   }
   auto next_database_check = clock_.steady_now();
+  auto next_depths = clock_.steady_now();
   for (;;) {
     bool more = false;
     std::chrono::milliseconds wait = poll_interval;
@@ -156,6 +169,13 @@ Status Scheduler::run(SignalFd& signals) {
       Status still = database->unchanged();
       if (!still.ok()) return still;
       next_database_check = clock_.steady_now() + std::chrono::seconds(2);
+    }
+    if (clock_.steady_now() >= next_depths) {
+      // Queue depths for the metrics: one read (SQLite) or a passive declare
+      // per queue (RabbitMQ), so every few seconds, here alone (workers do not poll them).
+      auto rows = broker_.depths(config_->topics());
+      if (rows.ok()) metrics_.depths(*rows);
+      next_depths = clock_.steady_now() + kDepthsEvery;
     }
     pruner_.follow(*config_);  // a reload may have changed results.keep
     (void)pruner_.tick();      // logs its own errors

@@ -15,6 +15,7 @@
 #include "ebats/broker.h"
 #include "ebats/clock.h"
 #include "ebats/config.h"
+#include "metrics/daemon_metrics.h"
 #include "scheduler/event_router.h"
 #include "scheduler/results_pruner.h"
 #include "scheduler/source_router.h"
@@ -24,7 +25,7 @@ namespace ebats {
 class Scheduler {
  public:
   Scheduler(std::shared_ptr<const Config> config, Broker& broker, const Clock& clock, const Logger& log,
-            const ServiceNotifier& notifier);
+            const ServiceNotifier& notifier, metrics::Registry* metrics = nullptr);
   // Routes one batch of ready events, then one of each source's messages.
   // Returns how many were handled; `full` (may be null) is set when a batch
   // was full, so that more is probably waiting.
@@ -46,6 +47,7 @@ class Scheduler {
   const Logger& log_;
   const ServiceNotifier& notifier_;
   std::map<std::string, WallMs> unknown_logged_at_;
+  metrics::SchedulerMetrics metrics_;  // docs/METRICS.md
   ResultsPruner pruner_;  // results.keep / keep_rows: one batch per turn when due
 };
 

@@ -17,6 +17,7 @@
 #include "daemon/config_reload.h"
 #include "daemon/file_identity.h"
 #include "daemon/host_name.h"
+#include "metrics/daemon_metrics.h"
 #include "ebats/duration.h"
 #include "ebats/envelope.h"
 #include "ebats/result.h"
@@ -71,7 +72,8 @@ class Worker::Impl {
         log_(log),
         notifier_(notifier),
         host_(host_name()),
-        child_title_(std::string("ebats-") + lane_name(setup_.lane) + "-worker child, topic " + setup_.topic) {
+        child_title_(std::string("ebats-") + lane_name(setup_.lane) + "-worker child, topic " + setup_.topic),
+        metrics_(setup_.metrics, setup_.lane) {
     apply_settings();
     children_.resize(std::max<uint32_t>(1, settings_.processes));
     lease_ = milliseconds(config_->sqlite.lease_ms);
@@ -227,6 +229,9 @@ class Worker::Impl {
   SteadyTime kill_deadline_{};
   uint64_t executed_ = 0;
   uint64_t dropped_stale_ = 0;        // deliveries dropped unstarted: their channel closed
+  metrics::WorkerMetrics metrics_;
+  SteadyTime commit_posted_at_{};
+  void update_child_gauges();
 };
 
 // ------------------------------------------------------------------- reload
@@ -244,6 +249,7 @@ void Worker::Impl::reload() {
   if (fingerprint == fingerprint_) {
     // logrotate's SIGHUP, a storm of them, or a file already refused
     log_.debug("SIGHUP: config and plugin files unchanged since the last reload; nothing to reload");
+    metrics_.reload("unchanged");
     return;
   }
   fingerprint_ = fingerprint;
@@ -254,6 +260,7 @@ void Worker::Impl::reload() {
                {{"config", config_->path}, {"errors", boost::algorithm::join(r.errors, "; ")}});
     notifier_.ready(std::string(lane_name(setup_.lane)) + " worker for topic " + setup_.topic +
                     " running; reload refused (config errors), running the previous configuration");
+    metrics_.reload("refused");
     return;
   }
   for (const auto& what : r.restart_needed) {
@@ -274,12 +281,28 @@ void Worker::Impl::reload() {
   }
   generation_++;
   rolling_ = true;
+  metrics_.reload("ok");
   log_.info("config reloaded; replacing the children one at a time",
             {{"config", config_->path}, {"processes", std::to_string(std::max<uint32_t>(1, settings_.processes))}});
   notifier_.ready(std::string(lane_name(setup_.lane)) + " worker for topic " + setup_.topic +
                   " running; configuration reloaded");
   // The loop's next round starts the roll: children_ may not grow while the
   // loop holds pointers to its slots.
+}
+
+void Worker::Impl::update_child_gauges() {
+  size_t busy = 0, idle = 0, starting = 0;
+  for (const auto& s : children_) {
+    if (!s.proc) continue;
+    if (!s.ready) {
+      ++starting;
+    } else if (s.pipeline.empty()) {
+      ++idle;
+    } else {
+      ++busy;
+    }
+  }
+  metrics_.children(busy, idle, starting);
 }
 
 size_t Worker::Impl::active_children() const {
@@ -340,6 +363,7 @@ void Worker::Impl::abort_roll(const std::string& why, std::initializer_list<LogF
   std::string text;
   for (const auto& [k, v] : copy) text += (text.empty() ? "" : "; ") + k + ": " + v;
   log_.error("reload abandoned: " + why + "; the running children and configuration stay", {{"detail", text}});
+  metrics_.reload("abandoned");
   notifier_.status("reload abandoned: " + why);
 }
 
@@ -564,6 +588,12 @@ void Worker::Impl::on_child_exit(Slot& s, SteadyTime now) {
   } else if (!draining_) {
     log_.warn("child exited", {{"pid", std::to_string(pid)}, {"how", how}});
   }
+  if (!s.retiring && !draining_) {
+    metrics_.child_restart(s.killed_for_timeout ? "task_timeout"
+                           : s.killed_for_start ? "start_timeout"
+                           : was_ready          ? "died"
+                                                : "died_starting");
+  }
   s.proc.reset();
   s.in.reset();
   s.ready = false;
@@ -779,6 +809,8 @@ void Worker::Impl::dispatch(SteadyTime now) {
       continue;
     }
     const int64_t timeout = job.env.timeout_ms > 0 ? job.env.timeout_ms : settings_.timeout_ms;
+    metrics_.started(job.env.topic, job.env.task);
+    metrics_.dispatched(job.env.topic, static_cast<double>(wall - job.delivery.due_at) / 1000.0);
     Running r{std::move(job), next_seq_++};
     FieldWriter w(best->out, FrameType::run);
     const Envelope& e = r.job.env;
@@ -809,6 +841,9 @@ void Worker::Impl::complete(const Job& job, const AttemptFacts& in, WallMs start
   facts.task_id = env.id;
   const NextStep step = decide_next_step(facts);
   ++executed_;
+  metrics_.finished(env.topic, env.task, result_status_name(step.status), static_cast<double>(time_ms) / 1000.0,
+                    static_cast<double>(started - env.due_at) / 1000.0);
+  if (step.action == NextStep::Action::dead_letter) metrics_.dead_lettered(env.topic, env.task);
 
   ResultRecord rec;
   rec.topic = env.topic;
@@ -917,6 +952,7 @@ void Worker::Impl::dead_letter_delivery(const Delivery& d, const std::string& re
   dl.body = d.body;
   dl.first_seen = d.created_at;
   dl.dead_at = clock_.wall_now();
+  metrics_.dead_lettered_unrun(d.topic, reason);
   log_.error("task dead-lettered unrun",
              {{"task", d.name}, {"id", d.id}, {"topic", d.topic}, {"reason", dl.reason}, {"error", dl.error}});
   Settle s;
@@ -969,6 +1005,7 @@ void Worker::Impl::flush(SteadyTime now, bool force) {
   committing_tokens_.clear();
   for (const Settle& st : sent->batch.settle) committing_tokens_.push_back(st.token);
   commit_in_flight_ = true;
+  commit_posted_at_ = clock_.steady_now();
   broker_thread_->post([this, sent](Broker& broker) -> BrokerThread::Completion {
     auto report = std::make_shared<Result<CommitReport>>(broker.commit(sent->batch));
     return [this, sent, report] { on_committed(*sent, *report); };
@@ -998,6 +1035,8 @@ void Worker::Impl::write_results_backlog(SteadyTime now, bool last_try) {
 void Worker::Impl::on_committed(Pending& sent, const Result<CommitReport>& report) {
   commit_in_flight_ = false;
   committing_tokens_.clear();
+  metrics_.commit(duration_cast<std::chrono::duration<double>>(clock_.steady_now() - commit_posted_at_).count(),
+                  report.ok());
   if (!report.ok()) {
     const SteadyTime now = clock_.steady_now();
     flush_backoff_ = std::min(milliseconds(5000), std::max(milliseconds(50), flush_backoff_ * 2));
@@ -1153,6 +1192,7 @@ Status Worker::Impl::run(SignalFd& signals) {
     write_results_backlog(now, false);
     dispatch(now);
     flush(now, false);
+    update_child_gauges();
     if (draining_ && drained() && !interrupting_) break;
     if (draining_ && !interrupting_ && now >= drain_deadline_) {
       interrupting_ = true;

@@ -37,6 +37,7 @@
 #include "ebats/broker.h"
 #include "ebats/clock.h"
 #include "ebats/config.h"
+#include "metrics/registry.h"
 
 namespace ebats {
 
@@ -46,6 +47,8 @@ struct WorkerSetup {
   std::shared_ptr<const Config> config;
   // argv of a child for a config, e.g. {"/proc/self/exe", "--child", ...}
   std::function<std::vector<std::string>(const Config&)> child_argv;
+  // Where the worker's metrics go (docs/METRICS.md); null: nowhere. Outlives the Worker.
+  metrics::Registry* metrics = nullptr;
 };
 
 class Worker {
