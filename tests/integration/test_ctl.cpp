@@ -332,12 +332,22 @@ TEST_CASE("ebatsctl events shows each registration and whether a plugin handles 
   REQUIRE(sys.ebatsctl({"plugins", "--json"}, &out) == 0);
   const rapidjson::Document plugins = parse(out);
   std::set<std::string> names, tasks;
-  for (const auto& p : plugins["plugins"].GetArray()) names.insert(p.GetString());
+  for (const auto& p : plugins["plugins"].GetArray()) {
+    names.insert(p["name"].GetString());
+    if (std::string(p["name"].GetString()) == "test_tasks") {
+      CHECK(std::string(p["version"].GetString()) == "1.0.0");
+      CHECK(std::string(p["abi"].GetString()).rfind("1.", 0) == 0);
+      CHECK(std::string(p["file"].GetString()).find(EBATS_TEST_PLUGIN_DIR) == 0);
+    }
+  }
   for (const auto& t : plugins["tasks"].GetArray()) tasks.insert(t.GetString());
   CHECK(names.count("test_tasks") == 1);
   CHECK(tasks.count("noop") == 1);
   CHECK(tasks.count("shipToMars") == 0);
   CHECK(plugins["refused"].Size() == 0);
+  REQUIRE(sys.ebatsctl({"plugins"}, &out) == 0);
+  CHECK(out.find("test_tasks") != std::string::npos);
+  CHECK(out.find("1.0.0") != std::string::npos);
   CHECK(sys.ebatsctl({"plugins", "--yaml"}) == 2);
 }
 

@@ -92,3 +92,39 @@ TEST_CASE("frames: a long stream whose reads end mid-frame keeps every byte in o
   ::close(sv[0]);
   ::close(sv[1]);
 }
+
+TEST_CASE("frames: READY carries each plugin's version, ABI and file, and one without them still reads", "[frame]") {
+  ReadyReport sent;
+  sent.tasks = {"a", "b"};
+  sent.errors = {"x.so: refused"};
+  sent.plugins = {"shop", "mail"};
+  sent.versions = {"1.2.0", "0.1.0"};
+  sent.abis = {"1.0", "1.1"};
+  sent.files = {"/p/shop.so", "/p/mail.so"};
+  std::string out;
+  write_ready_frame(out, sent);
+  ReadyReport got;
+  REQUIRE(read_ready_payload(std::string_view(out).substr(5), &got));  // after the length and the type
+  CHECK(got.tasks == sent.tasks);
+  CHECK(got.errors == sent.errors);
+  CHECK(got.plugins == sent.plugins);
+  CHECK(got.versions == sent.versions);
+  CHECK(got.abis == sent.abis);
+  CHECK(got.files == sent.files);
+
+  // A child built before the versions: the three lists stay empty.
+  ReadyReport old_report = sent;
+  old_report.versions.clear();
+  old_report.abis.clear();
+  old_report.files.clear();
+  std::string old_frame;
+  write_ready_frame(old_frame, old_report);
+  const size_t empty_lists = 3 * 4;  // three u32 counts of 0
+  const std::string_view old_payload = std::string_view(old_frame).substr(5, old_frame.size() - 5 - empty_lists);
+  ReadyReport read_old;
+  REQUIRE(read_ready_payload(old_payload, &read_old));
+  CHECK(read_old.plugins == sent.plugins);
+  CHECK(read_old.versions.empty());
+  // A truncated list is still an error.
+  CHECK_FALSE(read_ready_payload(std::string_view(out).substr(5, out.size() - 7), &read_old));
+}

@@ -93,13 +93,31 @@ int cmd_plugins(const Context& ctx, const std::vector<std::string>& argv) {
   if (!parse_json_flag("plugins", argv, &json, &error)) return *error;
   auto probe = probe_plugins(ctx);
   if (!probe.ok()) return report(probe.status());
+  // Of plugin i: its version, ABI and file, "-" from a worker too old to say.
+  auto detail = [](const std::vector<std::string>& list, size_t i) {
+    return i < list.size() ? list[i] : std::string("-");
+  };
   if (json) {
     print_json([&](ebats::json::Writer& w) {
       w.StartObject();
       w.Key("dir");
       ebats::json::write_string(w, ctx.config->plugins_dir);
-      for (const auto& [key, list] : {std::pair<const char*, const std::vector<std::string>*>{"plugins", &probe->plugins},
-                                      {"tasks", &probe->tasks},
+      w.Key("plugins");
+      w.StartArray();
+      for (size_t i = 0; i < probe->plugins.size(); ++i) {
+        w.StartObject();
+        const std::pair<const char*, std::string> fields[] = {{"name", probe->plugins[i]},
+                                                              {"version", detail(probe->versions, i)},
+                                                              {"abi", detail(probe->abis, i)},
+                                                              {"file", detail(probe->files, i)}};
+        for (const auto& [key, value] : fields) {
+          w.Key(key);
+          ebats::json::write_string(w, value);
+        }
+        w.EndObject();
+      }
+      w.EndArray();
+      for (const auto& [key, list] : {std::pair<const char*, const std::vector<std::string>*>{"tasks", &probe->tasks},
                                       {"refused", &probe->errors}}) {
         w.Key(key);
         w.StartArray();
@@ -110,7 +128,12 @@ int cmd_plugins(const Context& ctx, const std::vector<std::string>& argv) {
     });
   } else {
     std::cout << "plugins in " << ctx.config->plugins_dir << ": " << probe->plugins.size() << " loaded\n";
-    for (const auto& p : probe->plugins) std::cout << "  " << p << "\n";
+    std::cout << std::left << "  " << std::setw(20) << "NAME" << std::setw(12) << "VERSION" << std::setw(6) << "ABI"
+              << "FILE\n";
+    for (size_t i = 0; i < probe->plugins.size(); ++i) {
+      std::cout << "  " << std::setw(20) << probe->plugins[i] << std::setw(12) << detail(probe->versions, i)
+                << std::setw(6) << detail(probe->abis, i) << detail(probe->files, i) << "\n";
+    }
     std::cout << "tasks handled: " << probe->tasks.size() << "\n";
     for (const auto& t : probe->tasks) std::cout << "  " << t << "\n";
     if (!probe->errors.empty()) {

@@ -64,7 +64,7 @@ const CommandHelp kCommands[] = {
     {"task show ID [--json]", "every attempt of a task: status, result or error, when and where it ran; its dead letter"},
     {"results tail [--lines N] [--follow] [--json]", "the newest results (10 unless --lines says), then new ones as they come"},
     {"events [--json]", "the registrations of the config and whether a plugin handles each task"},
-    {"plugins [--json]", "the plugins a worker loads, the tasks they handle, the files refused"},
+    {"plugins [--json]", "the plugins a worker loads (name, version, ABI, file), their tasks, the files refused"},
     {"dead list [FILTERS] [--limit N] [--json]", "list dead letters, newest first"},
     {"dead show ID [--json]", "one dead letter with its body and history"},
     {"dead replay ID... [--json]", "put these dead letters back on their queues"},

@@ -334,6 +334,8 @@ void PluginRegistry::load_file(int dir_fd, const std::string& dir, const std::st
   info.file = path;
   info.name = d->name;
   info.version = d->version;
+  info.abi_major = d->abi_major;
+  info.abi_minor = d->abi_minor;
 
   if (d->n_tasks == 0 || d->tasks == nullptr) {
     refuse(path, path + ": plugin " + quoted(info.name) + " registers no tasks (tasks " +

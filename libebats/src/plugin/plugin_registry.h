@@ -33,6 +33,7 @@ struct PluginLoadError {
 struct PluginInfo {
   std::string file;                // full path of the .so
   std::string name, version;       // from the descriptor
+  uint16_t abi_major = 0, abi_minor = 0;  // the EBATS_ABI_* it was built against
   std::vector<std::string> tasks;  // task names in descriptor order
 };
 

@@ -100,6 +100,9 @@ void write_ready_frame(std::string& out, const ReadyReport& report) {
   write_list(w, report.tasks);
   write_list(w, report.errors);
   write_list(w, report.plugins);
+  write_list(w, report.versions);
+  write_list(w, report.abis);
+  write_list(w, report.files);
   w.finish();
 }
 
@@ -108,6 +111,11 @@ bool read_ready_payload(std::string_view payload, ReadyReport* report) {
   read_list(r, &report->tasks);
   read_list(r, &report->errors);
   read_list(r, &report->plugins);
+  if (!r.at_end()) {  // added later: a READY frame without them is still valid
+    read_list(r, &report->versions);
+    read_list(r, &report->abis);
+    read_list(r, &report->files);
+  }
   return !r.failed();
 }
 

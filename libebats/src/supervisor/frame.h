@@ -10,7 +10,9 @@
 //                frame of every child, read before it loads the plugins (not
 //                on the command line: settings may hold secrets)
 //   READY  C->P  u32 n_tasks, n x str task, u32 n_errors, n x str error,
-//                u32 n_plugins, n x str plugin (the names of those loaded)
+//                u32 n_plugins, n x str plugin (the names of those loaded),
+//                then, of each plugin, u32 n + n x str version, u32 n + n x
+//                str ABI ("1.0"), u32 n + n x str file (absent from older children)
 //   RUN    P->C  u64 seq, str id, str name, str topic, str trace, str params,
 //                u32 attempt, u32 max_attempts, i64 deadline_ms
 //   RESULT C->P  u64 seq, u8 outcome, u8 has_retry_after, i64 retry_after_ms,
@@ -62,6 +64,7 @@ class FieldReader {
   int64_t i64() { return num<int64_t>(); }
   std::string_view str();
   bool failed() const { return failed_; }
+  bool at_end() const { return p_.empty(); }
 
  private:
   template <class T>
@@ -118,6 +121,12 @@ struct ReadyReport {
   std::vector<std::string> tasks;    // sorted task names
   std::vector<std::string> errors;   // refusals, one complete message each
   std::vector<std::string> plugins;  // names of the plugins loaded
+  // Of each plugin, in the order of `plugins` (ebatsctl plugins): its version,
+  // the ABI it was built against ("1.0") and its file. Empty from a child
+  // that predates them.
+  std::vector<std::string> versions;
+  std::vector<std::string> abis;
+  std::vector<std::string> files;
 };
 // Appends a READY frame to `out`.
 void write_ready_frame(std::string& out, const ReadyReport& report);

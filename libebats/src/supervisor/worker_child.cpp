@@ -79,7 +79,12 @@ std::string ready_frame(const TaskRunner& runner) {
   ReadyReport report;
   report.tasks = runner.registry().task_names();
   for (const auto& e : runner.registry().errors()) report.errors.push_back(e.message);
-  for (const auto& p : runner.registry().plugins()) report.plugins.push_back(p.name);
+  for (const auto& p : runner.registry().plugins()) {
+    report.plugins.push_back(p.name);
+    report.versions.push_back(p.version);
+    report.abis.push_back(std::to_string(p.abi_major) + "." + std::to_string(p.abi_minor));
+    report.files.push_back(p.file);
+  }
   std::string out;
   write_ready_frame(out, report);
   return out;
