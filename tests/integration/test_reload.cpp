@@ -186,3 +186,36 @@ TEST_CASE("a reload whose new children cannot run a registered task keeps the ol
   CHECK(sys.dead_letters().empty());
   CHECK(duplicates(sys.executions()) == 0);
 }
+
+TEST_CASE("a truncated plugin deployed by rename makes the reload abandon its roll, and the old children go on",
+          "[integration]") {
+  const std::string dir = versioned_plugin_dir();
+  {
+    TestSystem sys("  e:\n    - {task: record, topic: t}\n", "  t: {processes: 2}\n", "", dir);
+    sys.start_scheduler();
+    auto& worker = sys.start_ntask();
+    for (int i = 0; i < 10; ++i) REQUIRE(sys.publisher().publish("e", "{}").ok());
+    REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() >= 10; }));
+    // A copy cut short (the first 4 KiB), then renamed into place by a deploy
+    // that did not check. (Truncating the file in place instead would kill the
+    // running children, which map it, with SIGBUS: OPERATIONS.md says never to.)
+    {
+      std::ifstream in(EBATS_TEST_PLUGIN_DIR "/test_tasks.so", std::ios::binary);
+      std::string head(4096, '\0');
+      in.read(head.data(), static_cast<std::streamsize>(head.size()));
+      std::ofstream(dir + "/.test_tasks.so.new", std::ios::binary).write(head.data(), in.gcount());
+      ::chmod((dir + "/.test_tasks.so.new").c_str(), 0644);
+      fs::rename(dir + "/.test_tasks.so.new", dir + "/test_tasks.so");
+    }
+    worker.signal(SIGHUP);
+    REQUIRE(TestSystem::wait_until([&] { return sys.log_of("ntask").find("reload abandoned") != std::string::npos; }));
+    for (int i = 0; i < 10; ++i) REQUIRE(sys.publisher().publish("e", "{}").ok());
+    REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() >= 20; }));
+    INFO(sys.log_of("ntask"));
+    CHECK(sys.log_of("ntask").find("test_tasks.so") != std::string::npos);  // the refusal names the file
+    CHECK(worker.running());
+    CHECK(sys.dead_letters().empty());
+    CHECK(duplicates(sys.executions()) == 0);
+  }
+  fs::remove_all(dir);
+}

@@ -322,3 +322,30 @@ TEST_CASE("loader: the registry calls shutdown() once, also after a move", "[plu
   CHECK(count_lines(record) == 3);
   ::unsetenv("EBATS_TEST_SHUTDOWN_RECORD");
 }
+
+TEST_CASE("a plugin file cut short is refused as truncated, not loaded into a SIGBUS", "[plugin]") {
+  // dlopen() of a truncated .so maps pages past the end of the file: the first
+  // touch killed the child (a copy cut short, then renamed into place).
+  TempDir dir;
+  const std::string whole = install(kGoodDir, "test_tasks.so", dir, "whole.so");
+  const auto size = static_cast<size_t>(fs::file_size(whole));
+  for (const size_t keep : {size_t{100}, size_t{4096}, size / 2, size - 1}) {
+    TempDir cut_dir;
+    const std::string cut = cut_dir.file("test_tasks.so");
+    {
+      std::ifstream in(whole, std::ios::binary);
+      std::string head(keep, '\0');
+      in.read(head.data(), static_cast<std::streamsize>(keep));
+      std::ofstream(cut, std::ios::binary).write(head.data(), in.gcount());
+    }
+    fs::permissions(cut, fs::perms(0755));
+    INFO("kept " << keep << " of " << size << " bytes");
+    const PluginRegistry reg = load(cut_dir.path());
+    CHECK(reg.plugins().empty());
+    REQUIRE(reg.errors().size() == 1);
+    CHECK_THAT(reg.errors()[0].message, Catch::StartsWith(cut + ": truncated: " + std::to_string(keep) + " bytes"));
+  }
+  const PluginRegistry reg = load(dir.path());  // the whole file still loads
+  CHECK(reg.errors().empty());
+  CHECK(reg.plugins().size() == 1);
+}

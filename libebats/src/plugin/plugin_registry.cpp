@@ -27,6 +27,7 @@
 #include <utility>
 
 #include "ebats/envelope.h"
+#include "plugin/elf_check.h"
 
 namespace ebats {
 namespace {
@@ -262,6 +263,11 @@ void PluginRegistry::load_file(int dir_fd, const std::string& dir, const std::st
   }
   if (!trusted_owner(st.st_uid)) {
     refuse(path, owner_refusal(path, st.st_uid));
+    return;
+  }
+
+  if (const std::string why = elf_incomplete(fd.get(), st.st_size); !why.empty()) {
+    refuse(path, path + ": " + why);
     return;
   }
 
