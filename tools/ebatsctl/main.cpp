@@ -381,6 +381,16 @@ int cmd_publish(const Context& ctx, const std::vector<std::string>& argv) {
 // handler for task X"). Registered tasks are checked by the workers at start;
 // a task enqueued directly is not, so this loads the plugins as a worker would.
 void warn_if_unhandled(const Context& ctx, const std::string& topic, const std::string& task) {
+  // A task the config registers for the topic needs no probe (and its plugins' init() no extra run):
+  // the topic's workers refuse to start while it has no handler.
+  for (const auto& [event, regs] : ctx.config->events) {
+    for (const auto& r : regs) {
+      if (r.task == task && r.topic == topic) return;
+    }
+  }
+  for (const auto& [name, source] : ctx.config->sources) {
+    if (source.task == task && source.topic == topic) return;
+  }
   auto probe = probe_plugins(ctx);
   if (!probe.ok()) {
     std::cerr << "ebatsctl: warning: cannot check that a plugin handles task '" << task
