@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,6 +75,18 @@ int Daemon::wait(std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return -1;
+}
+
+std::string plugin_dir_with(const std::vector<std::string>& files) {
+  char tmpl[] = "/tmp/ebats-plugins-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  ::chmod(tmpl, 0755);
+  for (const auto& f : files) {
+    const std::string to = std::string(tmpl) + "/" + fs::path(f).filename().string();
+    fs::copy_file(f, to);
+    ::chmod(to.c_str(), 0755);
+  }
+  return tmpl;
 }
 
 TestSystem::TestSystem(const std::string& events_yaml, const std::string& workers_yaml, const std::string& extra,

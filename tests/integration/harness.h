@@ -41,6 +41,10 @@ class Daemon {
   int exit_code_ = -1;
 };
 
+// A fresh plugin folder under /tmp (mode 0755) holding copies of `files`
+// (mode 0755); the caller removes it.
+std::string plugin_dir_with(const std::vector<std::string>& files);
+
 class TestSystem {
  public:
   // `events_yaml` is the body of the events: section, `workers_yaml` of workers:.

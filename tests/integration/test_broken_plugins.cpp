@@ -9,23 +9,12 @@
 #include "integration/harness.h"
 
 using ebats::test::TestSystem;
+using ebats::test::plugin_dir_with;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
 
-// A fresh plugin folder (mode 0755) holding copies of `files`.
-std::string plugin_dir_with(const std::vector<std::string>& files) {
-  char tmpl[] = "/tmp/ebats-plugins-XXXXXX";
-  REQUIRE(::mkdtemp(tmpl) != nullptr);
-  ::chmod(tmpl, 0755);
-  for (const auto& f : files) {
-    const std::string to = std::string(tmpl) + "/" + fs::path(f).filename().string();
-    fs::copy_file(f, to);
-    ::chmod(to.c_str(), 0755);
-  }
-  return tmpl;
-}
 
 }  // namespace
 

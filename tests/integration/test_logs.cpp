@@ -3,7 +3,6 @@
 // object; lines about a task carry its id, task name and topic, and a plugin's
 // init() lines name the plugin. --log-level drops the less severe lines.
 #include <rapidjson/document.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -17,22 +16,11 @@
 #include "integration/harness.h"
 
 using ebats::test::TestSystem;
+using ebats::test::plugin_dir_with;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh plugin folder (mode 0755) holding copies of `files`.
-std::string plugin_dir_with(const std::vector<std::string>& files) {
-  char tmpl[] = "/tmp/ebats-plugins-XXXXXX";
-  REQUIRE(::mkdtemp(tmpl) != nullptr);
-  ::chmod(tmpl, 0755);
-  for (const auto& f : files) {
-    const std::string to = std::string(tmpl) + "/" + fs::path(f).filename().string();
-    fs::copy_file(f, to);
-    ::chmod(to.c_str(), 0755);
-  }
-  return tmpl;
-}
 
 // Sets an environment variable (inherited by the daemons started meanwhile) while alive.
 class ScopedEnv {

@@ -23,14 +23,9 @@ namespace {
 
 // A fresh plugin folder (mode 0755) with the test plugin and version 1 of versioned.so.
 std::string versioned_plugin_dir() {
-  char tmpl[] = "/tmp/ebats-plugins-XXXXXX";
-  REQUIRE(::mkdtemp(tmpl) != nullptr);
-  ::chmod(tmpl, 0755);
-  const std::string dir = tmpl;
-  fs::copy_file(EBATS_TEST_PLUGIN_DIR "/test_tasks.so", dir + "/test_tasks.so");
-  fs::copy_file(EBATS_TEST_VERSIONED_PLUGIN_DIR "/versioned_v1.so", dir + "/versioned.so");
-  ::chmod((dir + "/test_tasks.so").c_str(), 0644);
-  ::chmod((dir + "/versioned.so").c_str(), 0644);
+  const std::string dir = ebats::test::plugin_dir_with(
+      {EBATS_TEST_PLUGIN_DIR "/test_tasks.so", EBATS_TEST_VERSIONED_PLUGIN_DIR "/versioned_v1.so"});
+  fs::rename(dir + "/versioned_v1.so", dir + "/versioned.so");
   return dir;
 }
 
