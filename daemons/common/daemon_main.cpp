@@ -66,16 +66,22 @@ Result<UniqueFd> lock_scheduler(const Config& config) {
   return fd;
 }
 
-// --metrics-listen: the metrics server, started on its own thread; null when
-// not asked for. False (logged) when it cannot listen.
-bool start_metrics(const DaemonArgs& args, const metrics::Registry& registry, const Logger& log,
+// --metrics-listen ($EBATS_METRICS_LISTEN), else the config's metrics.listen
+// entry for this daemon: the metrics server, started on its own thread; null
+// when not asked for. False (logged) when it cannot listen.
+bool start_metrics(const DaemonArgs& args, const Config& config, const metrics::Registry& registry, const Logger& log,
                    std::unique_ptr<metrics::MetricsServer>* out) {
-  if (args.metrics_listen.empty()) return true;
-  auto address = metrics::parse_listen_address(args.metrics_listen);  // checked by parse_daemon_args
+  std::string listen = args.metrics_listen;
+  if (listen.empty()) {
+    auto it = config.metrics_listen.find(log.component());
+    if (it == config.metrics_listen.end()) return true;
+    listen = it->second;
+  }
+  auto address = metrics::parse_listen_address(listen);  // checked by parse_daemon_args or the loader
   auto server = address.ok() ? metrics::MetricsServer::start(*address, registry, log)
                              : Result<std::unique_ptr<metrics::MetricsServer>>(address.status());
   if (!server.ok()) {
-    log.error("cannot start the metrics server", {{"listen", args.metrics_listen}, {"error", server.status().message()}});
+    log.error("cannot start the metrics server", {{"listen", listen}, {"error", server.status().message()}});
     return false;
   }
   *out = std::move(server).value();
@@ -109,7 +115,7 @@ int worker_main_impl(int argc, char** argv, DaemonKind kind) {
   }
   metrics::Registry registry;
   std::unique_ptr<metrics::MetricsServer> metrics_server;
-  if (!start_metrics(args, registry, log, &metrics_server)) return kExitFailure;
+  if (!start_metrics(args, *config, registry, log, &metrics_server)) return kExitFailure;
   ServiceNotifier notifier;
   WorkerSetup setup;
   setup.lane = lane;
@@ -155,7 +161,7 @@ int scheduler_main_impl(int argc, char** argv) {
   }
   metrics::Registry registry;
   std::unique_ptr<metrics::MetricsServer> metrics_server;
-  if (!start_metrics(args, registry, log, &metrics_server)) return kExitFailure;
+  if (!start_metrics(args, *config, registry, log, &metrics_server)) return kExitFailure;
   ServiceNotifier notifier;
   Scheduler scheduler(config, **broker, clock, log, notifier, &registry);
   Status s = scheduler.run(*signals);

@@ -188,6 +188,25 @@ TEST_CASE("metrics: a scrape of each daemon counts a known run exactly, and junk
   CHECK(text.find("Content-Type: text/plain; version=0.0.4") != std::string::npos);
 }
 
+TEST_CASE("metrics: the config's metrics.listen starts the servers of the daemons it names, and only those",
+          "[integration][metrics]") {
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n", "  t: {processes: 1}\n",
+                 "metrics: {listen: {scheduler: \"127.0.0.1:0\", ntask-worker@t: \"127.0.0.1:0\"}}\n");
+  sys.start_scheduler();
+  sys.start_ntask();
+  const uint16_t scheduler = metrics_port(sys, "scheduler");
+  const uint16_t ntask = metrics_port(sys, "ntask");
+  REQUIRE(sys.publisher().publish("e", "{}").ok());
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() >= 1; }));
+  CHECK(wait_for_value(scheduler, "ebats_events_routed_total", 1) == 1);
+  CHECK(wait_for_value(ntask, R"(ebats_tasks_finished_total{lane="ntask",topic="t",task="record",status="ok"})", 1) ==
+        1);
+  // Not listed: the dtask worker serves nothing and says nothing about it.
+  sys.start_dtask();
+  REQUIRE(TestSystem::wait_until([&] { return sys.log_of("dtask").find("ready") != std::string::npos; }));
+  CHECK(sys.log_of("dtask").find("metrics listening") == std::string::npos);
+}
+
 TEST_CASE("metrics: a --metrics-listen that is not HOST:PORT is a usage error", "[integration][metrics][sqlite]") {
   TestSystem sys("  e:\n    - {task: record, topic: t}\n");
   std::string out;

@@ -314,8 +314,27 @@ TEST_CASE("unknown keys at any level, with a did-you-mean hint", "[config]") {
         "t.yaml:4:30: error: unknown key 'colour' in events.e[0] (known keys: task, topic, delay, retry, timeout)");
   CHECK(only_error(kRequired + "defaults: {retry: {maks: 3}}\n") ==
         "t.yaml:3:20: error: unknown key 'maks' (did you mean 'max'?)");
-  CHECK(only_error(kRequired + "metrics: {}\n") ==
-        "t.yaml:3:1: error: key 'metrics' is not supported in this build yet; remove it (see docs/CONFIG.md)");
+  CHECK(only_error(kRequired + "logging: {}\n") ==
+        "t.yaml:3:1: error: key 'logging' is not supported in this build yet; remove it (see docs/CONFIG.md)");
+}
+
+TEST_CASE("metrics.listen gives each named daemon its metrics address, and refuses other names and addresses",
+          "[config]") {
+  const ConfigLoad l = load(kRequired +
+                            "metrics:\n  listen:\n    scheduler: \"127.0.0.1:9464\"\n"
+                            "    \"ntask-worker@demo\": \"[::1]:9465\"\n    dtask-worker@demo: \":0\"\n");
+  REQUIRE(l.errors.empty());
+  REQUIRE(l.config->metrics_listen.size() == 3);
+  CHECK(l.config->metrics_listen.at("scheduler") == "127.0.0.1:9464");
+  CHECK(l.config->metrics_listen.at("ntask-worker@demo") == "[::1]:9465");
+  CHECK(l.config->metrics_listen.at("dtask-worker@demo") == ":0");
+  CHECK(load(kRequired + "metrics: {}\n").errors.empty());
+  CHECK(only_error(kRequired + "metrics: {listen: {worker@demo: \"127.0.0.1:1\"}}\n") ==
+        "t.yaml:3:20: error: metrics.listen: 'worker@demo' names no daemon; use scheduler, ntask-worker@TOPIC or "
+        "dtask-worker@TOPIC");
+  CHECK(only_error(kRequired + "metrics: {listen: {scheduler: \"9464\"}}\n") ==
+        "t.yaml:3:31: error: metrics.listen.scheduler: '9464' is not HOST:PORT");
+  CHECK(only_error(kRequired + "metrics: {lisen: {}}\n") == "t.yaml:3:11: error: unknown key 'lisen' (did you mean 'listen'?)");
 }
 
 TEST_CASE("duplicate keys are refused", "[config]") {

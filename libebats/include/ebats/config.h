@@ -120,6 +120,10 @@ struct EBATS_EXPORT Config {
   // The scheduler prunes the rest (scheduler/results_pruner.h).
   int64_t results_keep_ms = 0;
   uint64_t results_keep_rows = 0;
+  // metrics.listen: a daemon's name ("scheduler", "ntask-worker@TOPIC",
+  // "dtask-worker@TOPIC") -> the HOST:PORT its metrics server listens on;
+  // --metrics-listen and $EBATS_METRICS_LISTEN come first (docs/METRICS.md).
+  std::map<std::string, std::string> metrics_listen;
   uint64_t max_message_bytes = 1 << 20;
   uint64_t result_message_bytes = 4096;
   int64_t default_timeout_ms = 60'000;

@@ -26,6 +26,7 @@
 #include "ebats/duration.h"
 #include "ebats/config.h"
 #include "ebats/envelope.h"
+#include "metrics/http_server.h"
 
 namespace ebats {
 namespace {
@@ -67,8 +68,8 @@ class ConfigParser {
     }
     const MapFields top(root, "",
                         {"version", "broker", "plugins", "results", "limits", "defaults", "events", "workers",
-                         "sources"},
-                        d_, {"metrics", "logging", "retention"});
+                         "sources", "metrics"},
+                        d_, {"logging", "retention"});
     if (const Field* f = top.find("version")) parse_version(*f);
     if (const Field* f = top.find("broker")) {
       parse_broker(*f, config);
@@ -86,9 +87,39 @@ class ConfigParser {
     if (const Field* f = top.find("workers")) parse_workers(*f, config);
     if (const Field* f = top.find("events")) parse_events(*f, config);
     if (const Field* f = top.find("sources")) parse_sources(*f, config);
+    if (const Field* f = top.find("metrics")) parse_metrics(*f, config);
   }
 
  private:
+  // metrics: {listen: {scheduler: "127.0.0.1:9464", "ntask-worker@demo": "127.0.0.1:9465"}}
+  void parse_metrics(const Field& f, Config& config) {
+    if (!check_map(f, true, "metrics: {listen: {scheduler: \"127.0.0.1:9464\"}}", d_)) return;
+    const MapFields fields(f.value, f.path, {"listen"}, d_);
+    const Field* listen = fields.find("listen");
+    if (!listen || !check_map(*listen, true, "listen: {scheduler: \"127.0.0.1:9464\"}", d_)) return;
+    const MapFields daemons(listen->value, listen->path, {}, d_);
+    for (const Field& daemon : daemons.all()) {
+      const std::string name = daemon.name();
+      const size_t at = name.find('@');
+      const std::string kind = name.substr(0, at);
+      const bool worker = at != std::string::npos && (kind == "ntask-worker" || kind == "dtask-worker") &&
+                          is_valid_topic(name.substr(at + 1));
+      if (name != "scheduler" && !worker) {
+        d_.error(daemon.key_mark(), "metrics.listen: '" + name +
+                                        "' names no daemon; use scheduler, ntask-worker@TOPIC or dtask-worker@TOPIC");
+        continue;
+      }
+      std::optional<std::string> text = read_string(daemon, d_);
+      if (!text) continue;
+      auto address = metrics::parse_listen_address(*text);
+      if (!address.ok()) {
+        d_.error(daemon.mark(), daemon.path + ": " + address.status().message());
+        continue;
+      }
+      config.metrics_listen[name] = *text;
+    }
+  }
+
   void parse_version(const Field& f) {
     const std::optional<int64_t> v = read_integer(f, 0, INT32_MAX, d_);
     if (v && *v != 1) {

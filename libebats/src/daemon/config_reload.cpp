@@ -84,6 +84,10 @@ ConfigReload reload_config(const Config& running) {
     next->max_message_bytes = running.max_message_bytes;
     next->result_message_bytes = std::min(next->result_message_bytes, next->max_message_bytes);
   }
+  if (next->metrics_listen != running.metrics_listen) {
+    out.restart_needed.push_back("metrics.listen");
+    next->metrics_listen = running.metrics_listen;
+  }
   if (!same_sources(next->sources, running.sources)) {
     out.restart_needed.push_back("sources");
     next->sources = running.sources;
