@@ -251,6 +251,9 @@ TEST_CASE("ebatsctl task show lists every attempt with where it ran, and the dea
     CHECK(out.find("not kept by RabbitMQ") != std::string::npos);
     CHECK(out.find("ebatsctl dead show " + std::to_string(dead_id)) != std::string::npos);
     CHECK(sys.ebatsctl({"task", "show", retried_id}) == 3);  // neither a result nor a dead letter to show
+    REQUIRE(ctl_all(sys, {"results", "tail"}, &out) == 1);    // nothing to tail: it says where results go
+    CHECK(out.find("RabbitMQ keeps no results table") != std::string::npos);
+    CHECK(out.find(sys.prefix()) != std::string::npos);  // the results exchange, by name
     return;
   }
   REQUIRE(doc["results"].Size() == 1);
