@@ -75,7 +75,8 @@ class TestSystem {
   std::vector<DeadLetterEntry> dead_letters();
   // Waits until there are at least `n` dead letters and returns them (REQUIREs they come).
   std::vector<DeadLetterEntry> wait_for_dead_letters(size_t n);
-  // Results rows (status) from the results file, in order.
+  // Results rows (status) from the results file, in order; whole lines only
+  // (a last line still being written is left for the next call).
   std::vector<std::map<std::string, std::string>> results() const;
   // Polls `done` every 20ms until true or `timeout` passes; returns the last value.
   static bool wait_until(const std::function<bool()>& done, std::chrono::seconds timeout = std::chrono::seconds(60));
