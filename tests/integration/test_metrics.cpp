@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <csignal>
+
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <optional>
@@ -16,6 +18,7 @@
 
 #include "integration/harness.h"
 
+using ebats::test::Daemon;
 using ebats::test::TestSystem;
 
 namespace {
@@ -205,6 +208,31 @@ TEST_CASE("metrics: the config's metrics.listen starts the servers of the daemon
   sys.start_dtask();
   REQUIRE(TestSystem::wait_until([&] { return sys.log_of("dtask").find("ready") != std::string::npos; }));
   CHECK(sys.log_of("dtask").find("metrics listening") == std::string::npos);
+}
+
+TEST_CASE("metrics: a child that crashes counts as a restart, and a config with errors as a refused reload",
+          "[integration][metrics]") {
+  TestSystem sys("  crash:\n    - {task: segfault_once, topic: t, retry: {max: 3, backoff: [100ms]}}\n");
+  ScopedEnv listen("EBATS_METRICS_LISTEN", "127.0.0.1:0");
+  Daemon& scheduler_daemon = sys.start_scheduler();
+  Daemon& ntask_daemon = sys.start_ntask();
+  const uint16_t scheduler = metrics_port(sys, "scheduler");
+  const uint16_t ntask = metrics_port(sys, "ntask");
+  REQUIRE(sys.publisher().publish("crash", "{}").ok());
+  INFO(sys.log_of(""));
+  CHECK(wait_for_value(ntask, R"(ebats_tasks_finished_total{lane="ntask",topic="t",task="segfault_once",status="retry"})",
+                       1) == 1);
+  CHECK(wait_for_value(ntask, R"(ebats_child_restarts_total{cause="died"})", 1) == 1);
+  CHECK(value_of(scrape(ntask), R"(ebats_child_restarts_total{cause="task_timeout"})") == -1);
+
+  sys.edit_config("topic: t", "topic: \"not a topic!\"");
+  scheduler_daemon.signal(SIGHUP);
+  ntask_daemon.signal(SIGHUP);
+  CHECK(wait_for_value(scheduler, R"(ebats_reloads_total{outcome="refused"})", 1) == 1);
+  CHECK(wait_for_value(ntask, R"(ebats_reloads_total{outcome="refused"})", 1) == 1);
+  CHECK(value_of(scrape(ntask), R"(ebats_reloads_total{outcome="ok"})") == -1);
+  CHECK(scheduler_daemon.running());
+  CHECK(ntask_daemon.running());
 }
 
 TEST_CASE("metrics: a --metrics-listen that is not HOST:PORT is a usage error", "[integration][metrics][sqlite]") {

@@ -353,6 +353,14 @@ TEST_CASE("limits doc: worker, plugin and ebatsctl bounds match the code", "[doc
              Catch::Contains("offsetof(ebats_plugin, shutdown) + sizeof(ebats_plugin::shutdown)"));
 }
 
+TEST_CASE("limits doc: the metrics server's bounds match the code", "[docs][limits]") {
+  const std::string server = "libebats/src/metrics/http_server.cpp";
+  CHECK(documented("kHeaderLimit") == source_constant(server, "kHeaderLimit"));
+  CHECK(documented("kBodyLimit") == source_constant(server, "kBodyLimit"));
+  CHECK(documented("kRequestTimeout") == 1000 * source_number(server, R"(kRequestTimeout\{(\d+)\})"));
+  CHECK(documented("kMaxConnections") == source_constant(server, "kMaxConnections"));
+}
+
 TEST_CASE("limits doc: the lease recovery bound follows from the worker's renewal and scan intervals",
           "[docs][limits]") {
   std::vector<std::string> row;
