@@ -359,6 +359,8 @@ TEST_CASE("limits doc: the metrics server's bounds match the code", "[docs][limi
   CHECK(documented("kBodyLimit") == source_constant(server, "kBodyLimit"));
   CHECK(documented("kRequestTimeout") == 1000 * source_number(server, R"(kRequestTimeout\{(\d+)\})"));
   CHECK(documented("kMaxConnections") == source_constant(server, "kMaxConnections"));
+  CHECK(documented("kMaxSeriesPerFamily") ==
+        source_constant("libebats/src/metrics/registry.cpp", "kMaxSeriesPerFamily"));
 }
 
 TEST_CASE("limits doc: the lease recovery bound follows from the worker's renewal and scan intervals",

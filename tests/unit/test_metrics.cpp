@@ -139,6 +139,19 @@ TEST_CASE("metrics: counters and gauges render with HELP, TYPE and sorted label 
   CHECK_THROWS(c.labels({"only-one"}));
 }
 
+TEST_CASE("metrics: past 10000 label sets a family counts new ones in one _overflow series", "[metrics]") {
+  Registry r;
+  auto& c = r.counter("x_total", "Many.", {"task", "topic"});
+  for (int i = 0; i < 10000; ++i) c.labels({"t" + std::to_string(i), "a"}).inc();
+  c.labels({"t0", "a"}).inc();  // an existing set still counts on its own
+  for (int i = 0; i < 5; ++i) c.labels({"new" + std::to_string(i), "b"}).inc();
+  const std::string text = r.render();
+  CHECK(text.find("x_total{task=\"t0\",topic=\"a\"} 2\n") != std::string::npos);
+  CHECK(text.find("x_total{task=\"_overflow\",topic=\"_overflow\"} 5\n") != std::string::npos);
+  CHECK(text.find("new0") == std::string::npos);
+  CHECK(parse_exposition(text).size() == 10001);
+}
+
 TEST_CASE("metrics: label values and help text are escaped", "[metrics]") {
   Registry r;
   r.counter("x_total", "line one\nback\\slash", {"v"}).labels({"a\"b\\c\nd"}).inc();

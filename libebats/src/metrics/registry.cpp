@@ -9,6 +9,13 @@
 namespace ebats::metrics {
 namespace {
 
+// Label sets per family: task names and topics come from messages, so a
+// producer inventing names could otherwise grow a daemon's memory and every
+// scrape without bound. Past it, new label sets share one series whose
+// values are all kOverflowValue.
+constexpr size_t kMaxSeriesPerFamily = 10000;
+const char* const kOverflowValue = "_overflow";
+
 bool valid_name(const std::string& n) {
   if (n.empty()) return false;
   for (size_t i = 0; i < n.size(); ++i) {
@@ -124,7 +131,13 @@ M& Family<M>::labels(const std::vector<std::string>& values) {
     throw std::invalid_argument(name_ + ": " + std::to_string(label_names_.size()) + " label values expected");
   }
   std::lock_guard<std::mutex> lock(mu_);
-  auto& slot = children_[values];
+  auto it = children_.find(values);
+  if (it == children_.end()) {
+    const bool full = children_.size() >= kMaxSeriesPerFamily;
+    // Full: the overflow series, created once (emplace finds it after that).
+    it = children_.emplace(full ? std::vector<std::string>(values.size(), kOverflowValue) : values, nullptr).first;
+  }
+  auto& slot = it->second;
   if (!slot) {
     if constexpr (std::is_same_v<M, Histogram>) {
       slot = std::make_unique<Histogram>(&bounds_);

@@ -60,6 +60,8 @@ template <class M>
 class Family {
  public:
   // The metric for these label values (as many as label names), created at 0.
+  // Past 10,000 label sets a new one gets the shared series whose values are
+  // all "_overflow" (docs/METRICS.md).
   M& labels(const std::vector<std::string>& values);
   M& labels() { return labels({}); }
 
