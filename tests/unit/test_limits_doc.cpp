@@ -341,7 +341,7 @@ TEST_CASE("limits doc: worker, plugin and ebatsctl bounds match the code", "[doc
   CHECK(documented("kMaxAutoHeldPerChild") == source_constant(worker, "kMaxAutoHeldPerChild"));
   CHECK(documented("kMaxTasksPerPlugin") ==
         source_constant("libebats/src/plugin/plugin_registry.cpp", "kMaxTasksPerPlugin"));
-  CHECK(documented("cmd_dead") == source_number("tools/ebatsctl/main.cpp", R"(uint32_t limit = (\d+);)"));
+  CHECK(documented("kDeadListRows") == source_constant("tools/ebatsctl/dead_commands.cpp", "kDeadListRows"));
 
   // The loader's kV1DescriptorSize is this expression; the docs say it is sizeof(ebats_plugin).
   const size_t v1 = offsetof(ebats_plugin, shutdown) + sizeof(ebats_plugin::shutdown);

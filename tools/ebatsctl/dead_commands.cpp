@@ -11,6 +11,8 @@
 namespace ebatsctl {
 namespace {
 
+constexpr uint32_t kDeadListRows = 100;  // dead list without --limit: the newest this many
+
 // Which dead letters a command applies to. Empty fields match everything.
 struct Filter {
   std::string event;       // --event: dead events of this name
@@ -129,7 +131,7 @@ int cmd_dead(const Context& ctx, const std::vector<std::string>& argv) {
   const std::vector<std::string> rest(argv.begin() + 1, argv.end());
   const ebats::WallMs now = ctx.clock.wall_now();
   bool json = false, all = false, dry_run = false;
-  uint32_t limit = 100;
+  uint32_t limit = kDeadListRows;
   Filter filter;
   std::vector<std::string> pos;
   // The options taking a value, and where it goes.
