@@ -123,7 +123,7 @@ int worker_main_impl(int argc, char** argv, DaemonKind kind) {
   setup.config = config;
   setup.child_argv = [topic = args.topic](const Config& c) { return child_argv(c, topic); };
   add_child_log_args(&setup.child_argv, log);
-  setup.metrics = &registry;
+  setup.metrics = metrics_server ? &registry : nullptr;  // no server: no metrics kept
   Worker worker(std::move(setup), **broker, clock, log, notifier);
   Status s = worker.run(*signals);
   if (!s.ok()) {
@@ -163,7 +163,7 @@ int scheduler_main_impl(int argc, char** argv) {
   std::unique_ptr<metrics::MetricsServer> metrics_server;
   if (!start_metrics(args, *config, registry, log, &metrics_server)) return kExitFailure;
   ServiceNotifier notifier;
-  Scheduler scheduler(config, **broker, clock, log, notifier, &registry);
+  Scheduler scheduler(config, **broker, clock, log, notifier, metrics_server ? &registry : nullptr);
   Status s = scheduler.run(*signals);
   if (!s.ok()) {
     log.error("scheduler stopped with an error", {{"error", s.message()}});

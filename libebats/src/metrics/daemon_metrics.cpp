@@ -20,7 +20,8 @@ double non_negative(double v) { return v < 0 ? 0 : v; }
 }  // namespace
 
 WorkerMetrics::WorkerMetrics(Registry* registry, Lane lane)
-    : r_(or_own(registry, &own_)),
+    : on_(registry != nullptr),
+      r_(or_own(registry, &own_)),
       lane_(lane_name(lane)),
       started_(r_.counter("ebats_tasks_started_total", "Task attempts handed to a child process.",
                           {"lane", "topic", "task"})),
@@ -67,45 +68,59 @@ WorkerMetrics::WorkerMetrics(Registry* registry, Lane lane)
 }
 
 void WorkerMetrics::dispatched(const std::string& topic, double late_s) {
+  if (!on_) return;
   if (lateness_) lateness_->labels({topic}).observe(non_negative(late_s));
 }
 
 void WorkerMetrics::started(const std::string& topic, const std::string& task) {
+  if (!on_) return;
   started_.labels({lane_, topic, task}).inc();
 }
 
 void WorkerMetrics::finished(const std::string& topic, const std::string& task, const char* status, double run_s,
                              double wait_s) {
+  if (!on_) return;
   finished_.labels({lane_, topic, task, status}).inc();
   duration_.labels({lane_, topic, task}).observe(non_negative(run_s));
   wait_.labels({lane_, topic}).observe(non_negative(wait_s));
 }
 
 void WorkerMetrics::dead_lettered(const std::string& topic, const std::string& task) {
+  if (!on_) return;
   dead_.labels({lane_, topic, task}).inc();
 }
 
 void WorkerMetrics::dead_lettered_unrun(const std::string& topic, const std::string& reason) {
+  if (!on_) return;
   dead_unrun_.labels({lane_, topic, reason}).inc();
 }
 
 void WorkerMetrics::children(size_t busy, size_t idle, size_t starting) {
+  if (!on_) return;
   children_.labels({"busy"}).set(static_cast<double>(busy));
   children_.labels({"idle"}).set(static_cast<double>(idle));
   children_.labels({"starting"}).set(static_cast<double>(starting));
 }
 
-void WorkerMetrics::child_restart(const char* cause) { restarts_.labels({cause}).inc(); }
+void WorkerMetrics::child_restart(const char* cause) {
+  if (!on_) return;
+  restarts_.labels({cause}).inc();
+}
 
 void WorkerMetrics::commit(double seconds, bool ok) {
+  if (!on_) return;
   commit_.labels().observe(non_negative(seconds));
   if (!ok) commit_errors_.labels().inc();
 }
 
-void WorkerMetrics::reload(const char* outcome) { reloads_.labels({outcome}).inc(); }
+void WorkerMetrics::reload(const char* outcome) {
+  if (!on_) return;
+  reloads_.labels({outcome}).inc();
+}
 
 SchedulerMetrics::SchedulerMetrics(Registry* registry)
-    : r_(or_own(registry, &own_)),
+    : on_(registry != nullptr),
+      r_(or_own(registry, &own_)),
       received_(r_.counter("ebats_events_received_total", "Events the scheduler took from the events queue.")),
       routed_(r_.counter("ebats_events_routed_total", "Events routed into their registered tasks.")),
       unregistered_(r_.counter("ebats_events_unregistered_total",
@@ -134,6 +149,7 @@ SchedulerMetrics::SchedulerMetrics(Registry* registry)
 }
 
 void SchedulerMetrics::routed(uint64_t events, uint64_t unregistered, uint64_t invalid, uint64_t tasks) {
+  if (!on_) return;
   received_.labels().inc(events);
   unregistered_.labels().inc(unregistered);
   invalid_.labels().inc(invalid);
@@ -142,6 +158,7 @@ void SchedulerMetrics::routed(uint64_t events, uint64_t unregistered, uint64_t i
 }
 
 void SchedulerMetrics::depths(const std::vector<QueueDepth>& rows) {
+  if (!on_) return;
   for (const auto& row : rows) {
     if (row.row == QueueDepth::Row::delay_levels) continue;
     auto set = [&](const char* state, uint64_t v) {
@@ -159,10 +176,14 @@ void SchedulerMetrics::depths(const std::vector<QueueDepth>& rows) {
 }
 
 void SchedulerMetrics::commit(double seconds, bool ok) {
+  if (!on_) return;
   commit_.labels().observe(non_negative(seconds));
   if (!ok) commit_errors_.labels().inc();
 }
 
-void SchedulerMetrics::reload(const char* outcome) { reloads_.labels({outcome}).inc(); }
+void SchedulerMetrics::reload(const char* outcome) {
+  if (!on_) return;
+  reloads_.labels({outcome}).inc();
+}
 
 }  // namespace ebats::metrics

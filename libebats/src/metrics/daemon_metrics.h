@@ -1,7 +1,8 @@
 // The metrics each daemon exports (docs/METRICS.md lists them): named once
 // here so the worker and the scheduler update them in one line each. Every
 // method runs on the daemon's loop thread; the Registry's HTTP thread only
-// reads. With no Registry given, the metrics go to a private one nobody reads.
+// reads. With no Registry given (no metrics server), every update is a no-op,
+// so a daemon that serves no metrics pays nothing per task.
 #pragma once
 
 #include <memory>
@@ -29,8 +30,10 @@ class WorkerMetrics {
   void child_restart(const char* cause);
   void commit(double seconds, bool ok);
   void reload(const char* outcome);
+  bool on() const { return on_; }
 
  private:
+  const bool on_;
   std::unique_ptr<Registry> own_;
   Registry& r_;
   const std::string lane_;
@@ -56,8 +59,10 @@ class SchedulerMetrics {
   void depths(const std::vector<QueueDepth>& rows);
   void commit(double seconds, bool ok);
   void reload(const char* outcome);
+  bool on() const { return on_; }
 
  private:
+  const bool on_;
   std::unique_ptr<Registry> own_;
   Registry& r_;
   CounterFamily& received_;

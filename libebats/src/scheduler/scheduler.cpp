@@ -170,7 +170,7 @@ Status Scheduler::run(SignalFd& signals) {
       if (!still.ok()) return still;
       next_database_check = clock_.steady_now() + std::chrono::seconds(2);
     }
-    if (clock_.steady_now() >= next_depths) {
+    if (metrics_.on() && clock_.steady_now() >= next_depths) {
       // Queue depths for the metrics: one read (SQLite) or a passive declare
       // per queue (RabbitMQ), so every few seconds, here alone (workers do not poll them).
       auto rows = broker_.depths(config_->topics());
