@@ -14,35 +14,16 @@
 #include <vector>
 
 #include "integration/harness.h"
+#include "support/scoped_env.h"
 
 using ebats::test::TestSystem;
 using ebats::test::plugin_dir_with;
 namespace fs = std::filesystem;
+using ebats::test::ScopedEnv;
 
 namespace {
 
 
-// Sets an environment variable (inherited by the daemons started meanwhile) while alive.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    ::setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 // The lines of `log` that log_of() did not add (its "--- file" headers).
 std::vector<std::string> log_lines(const std::string& log) {

@@ -17,32 +17,14 @@
 #include <string>
 
 #include "integration/harness.h"
+#include "support/scoped_env.h"
 
 using ebats::test::Daemon;
 using ebats::test::TestSystem;
+using ebats::test::ScopedEnv;
 
 namespace {
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    ::setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 // Sends `request` and reads until the server closes. Empty when it cannot connect.
 std::string http_exchange(uint16_t port, const std::string& request, bool half_close = true) {

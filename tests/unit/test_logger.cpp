@@ -19,11 +19,13 @@
 #include "daemon/logger.h"
 #include "ebats/clock.h"
 #include "plugin/task_runner.h"
+#include "support/scoped_env.h"
 
 using ebats::LogFormat;
 using ebats::Logger;
 using ebats::LogLevel;
 using ebats::LogOptions;
+using ebats::test::ScopedEnv;
 
 namespace {
 
@@ -31,31 +33,6 @@ constexpr int64_t kSomeTime = 1796549121123;  // 2026-12-06T09:25:21.123Z
 
 const std::regex kTimestamp(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)");
 
-// Sets or unsets an environment variable while alive, then restores it.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value == nullptr) {
-      ::unsetenv(name);
-    } else {
-      ::setenv(name, value, 1);
-    }
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 // Redirects fd 2 into a temp file while alive; text() restores it and returns what was written.
 class StderrCapture {
