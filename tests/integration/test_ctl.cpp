@@ -398,7 +398,7 @@ TEST_CASE("ebatsctl --help and docs/CLI.md list the same commands with the same 
   }
 }
 
-TEST_CASE("--check-config exits 2 on a config with errors, as each daemon's --help says", "[integration][sqlite]") {
+TEST_CASE("daemons: --check-config exits 2 on a config with errors, as each daemon's --help says", "[integration][sqlite]") {
   TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
   const std::string bad = sys.dir() + "/bad.yaml";
   std::ofstream(bad) << "broker: {url: 'sqlite://x.db'}\nplugins: {dir: /tmp}\nevents:\n  e:\n    - {task: noop}\n";

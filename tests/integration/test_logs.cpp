@@ -91,7 +91,7 @@ TEST_CASE("a worker logging JSON writes only JSON lines and names the task and t
   fs::remove_all(dir);
 }
 
-TEST_CASE("--log-level and --log-format on the command line, and bad values refused", "[integration]") {
+TEST_CASE("daemons: --log-level and --log-format on the command line, and bad values refused", "[integration]") {
   // Topic u has a registration no plugin handles: its worker logs why and exits 1 at start.
   TestSystem sys("  e:\n    - {task: noop, topic: t}\n  g:\n    - {task: nobody_handles_this, topic: u}\n");
   const std::string worker = std::string(EBATS_BIN_DIR) + "/ebats-ntask-worker";
