@@ -69,10 +69,15 @@ void check_payload(ebats::FrameType type, std::string_view payload) {
   if (type == ebats::FrameType::ready) {
     ebats::ReadyReport report;
     if (!ebats::read_ready_payload(payload, &report)) return;
+    // Re-encoded, it decodes to the same report (a payload from an older child
+    // lacks the trailing lists; they come back empty, as they were read).
     std::string again;
     ebats::write_ready_frame(again, report);
-    const std::string_view again_payload = std::string_view(again).substr(5);
-    FUZZ_CHECK(payload.substr(0, again_payload.size()) == again_payload);
+    ebats::ReadyReport report_again;
+    FUZZ_CHECK(ebats::read_ready_payload(std::string_view(again).substr(5), &report_again));
+    FUZZ_CHECK(report_again.tasks == report.tasks && report_again.errors == report.errors &&
+               report_again.plugins == report.plugins && report_again.versions == report.versions &&
+               report_again.abis == report.abis && report_again.files == report.files);
   } else if (type == ebats::FrameType::settings) {
     ebats::PluginSettings settings;
     if (!ebats::read_settings_payload(payload, &settings)) return;
