@@ -72,9 +72,9 @@ bool EnvelopeSplitter::refuse_root(rapidjson::Type t) {
 // Top-level fields are integers; the DOM gets typed numbers so the validator
 // can tell -3, 2^64 and 1.5 apart. Params never come through here.
 bool EnvelopeSplitter::number_to_dom(const char* s, size_t n) {
-  const std::string_view text(s, n);
-  if (text.find_first_of(".eE") == std::string_view::npos) {
-    if (text.front() == '-') {
+  const bool integer = std::none_of(s, s + n, [](char c) { return c == '.' || c == 'e' || c == 'E'; });
+  if (integer) {
+    if (s[0] == '-') {
       int64_t i = 0;
       if (std::from_chars(s, s + n, i).ec == std::errc()) return doc_->Int64(i);
     } else {
@@ -122,7 +122,7 @@ bool EnvelopeSplitter::RawNumber(const char* s, rapidjson::SizeType n, bool) {
 }
 
 bool EnvelopeSplitter::String(const char* s, rapidjson::SizeType n, bool) {
-  if (!json::decoded_string_is_valid(s, n)) {
+  if (check_strings_ && !json::decoded_string_is_valid(s, n)) {
     bad_string_ = true;
     return false;
   }
@@ -131,7 +131,7 @@ bool EnvelopeSplitter::String(const char* s, rapidjson::SizeType n, bool) {
 }
 
 bool EnvelopeSplitter::Key(const char* s, rapidjson::SizeType n, bool) {
-  if (!json::decoded_string_is_valid(s, n)) {
+  if (check_strings_ && !json::decoded_string_is_valid(s, n)) {
     bad_string_ = true;
     return false;
   }

@@ -28,6 +28,9 @@ class EnvelopeSplitter {
   // receives the compact params text, *unknown_out the unknown top-level
   // members as one compact object (both appended; nothing when there are none).
   EnvelopeSplitter(rapidjson::Document* doc, std::string* params_out, std::string* unknown_out);
+  // Input with no backslash cannot decode to a lone surrogate: its strings
+  // need no check after the parser (decoded_string_is_valid()).
+  void set_input_has_escapes(bool has) { check_strings_ = has; }
   EnvelopeSplitter(const EnvelopeSplitter&) = delete;  // the writer points into this object
   EnvelopeSplitter& operator=(const EnvelopeSplitter&) = delete;
 
@@ -90,6 +93,7 @@ class EnvelopeSplitter {
   rapidjson::Type root_type_ = rapidjson::kObjectType;
   bool bad_string_ = false;
   bool too_deep_ = false;
+  bool check_strings_ = true;
 };
 
 }  // namespace ebats

@@ -515,17 +515,45 @@ Status AmqpConnection::ack(uint16_t channel, uint64_t delivery_tag, bool multipl
 }
 
 Status AmqpConnection::read_content(Incoming* in) {
-  // amqp_read_message() waits for the header and body frames on this channel;
-  // in rabbitmq-c 0.11 the frames of other channels queued ahead of them are
-  // dropped on the way (amqp_simple_wait_frame_on_channel). That is safe only
-  // because RabbitMQ writes a message's method, header and body frames
-  // back to back, with nothing in between.
-  amqp_message_t message;
-  amqp_rpc_reply_t r = amqp_read_message(state_, in->channel, &message, 0);
-  if (r.reply_type != AMQP_RESPONSE_NORMAL) return rpc_error(r, "reading a message's content", in->channel);
-  read_properties(message.properties, &in->properties);
-  in->body = text(message.body);
-  amqp_destroy_message(&message);
+  // The header frame and the body frames follow the method frame. They are
+  // read here one by one rather than with amqp_read_message(), which gives
+  // each message a memory pool of its own (a zeroed 4 KiB page and three
+  // allocations a delivery: bench/notes.md); these frames' memory is the
+  // connection's, recycled by amqp_maybe_release_buffers() in next(). RabbitMQ
+  // writes a message's method, header and body frames back to back, so a
+  // frame of another kind or channel in between is a protocol error.
+  auto wait = [&](amqp_frame_t* frame) {
+    timeval tv = to_timeval(timeout_ms_);
+    const int rc = amqp_simple_wait_frame_noblock(state_, frame, &tv);
+    if (rc == AMQP_STATUS_TIMEOUT) {
+      return Status::io("reading a message's content on " + where_ + ": nothing came for " +
+                        std::to_string(timeout_ms_) + " ms");
+    }
+    if (rc != AMQP_STATUS_OK) return Status::io("reading a message's content on " + where_ + ": " + status_text(rc));
+    return Status();
+  };
+  amqp_frame_t frame;
+  if (Status s = wait(&frame); !s.ok()) return s;
+  if (frame.frame_type != AMQP_FRAME_HEADER || frame.channel != in->channel) {
+    return Status::io("reading a message's content on " + where_ + ": expected its header frame on channel " +
+                      std::to_string(in->channel) + ", got a frame of type " + std::to_string(frame.frame_type) +
+                      " on channel " + std::to_string(frame.channel));
+  }
+  const uint64_t body_size = frame.payload.properties.body_size;
+  read_properties(*static_cast<const amqp_basic_properties_t*>(frame.payload.properties.decoded), &in->properties);
+  in->body.clear();
+  in->body.reserve(std::min<uint64_t>(body_size, uint64_t{16} << 20));  // past that, grown as it comes
+  while (in->body.size() < body_size) {
+    if (Status s = wait(&frame); !s.ok()) return s;
+    if (frame.frame_type != AMQP_FRAME_BODY || frame.channel != in->channel ||
+        frame.payload.body_fragment.len > body_size - in->body.size()) {
+      return Status::io("reading a message's content on " + where_ + ": expected " +
+                        std::to_string(body_size - in->body.size()) + " more body bytes on channel " +
+                        std::to_string(in->channel) + ", got a frame of type " + std::to_string(frame.frame_type) +
+                        " on channel " + std::to_string(frame.channel));
+    }
+    in->body.append(static_cast<const char*>(frame.payload.body_fragment.bytes), frame.payload.body_fragment.len);
+  }
   return Status();
 }
 
