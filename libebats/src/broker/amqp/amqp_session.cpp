@@ -23,6 +23,7 @@ constexpr uint16_t kRpcChannel = 3;
 constexpr uint16_t kStreamChannel = 4;
 constexpr int kMaxNacks = 3;
 constexpr milliseconds kStreamStall{10'000};
+constexpr int64_t kDeferredAckMaxMs = 50;  // see ack()
 
 void signal_fd(int fd) {
   const uint64_t one = 1;
@@ -206,6 +207,14 @@ void AmqpSession::loop() {
     }
     int wait = idle_wait;
     if (!early_.empty()) wait = static_cast<int>(std::clamp<int64_t>(ms_between(clock().steady_now(), early_retry_at_), 1, idle_wait));
+    if (!deferred_acks_.empty()) {
+      const SteadyTime due = deferred_since_ + milliseconds(kDeferredAckMaxMs);
+      if (clock().steady_now() >= due) {
+        flush_deferred_acks();
+        continue;
+      }
+      wait = std::min(wait, static_cast<int>(std::clamp<int64_t>(ms_between(clock().steady_now(), due), 1, idle_wait)));
+    }
     pump(wait, true);
   }
   shut_down();
@@ -398,6 +407,7 @@ void AmqpSession::shut_down() {
     // count against each as an attempt. What fails goes back when the
     // connection closes, one attempt more.
     if (connection_) send_back(std::move(unclaimed), "the process stops; RabbitMQ takes them back as it closes");
+    flush_deferred_acks();
   }
   connection_.reset();
 }
@@ -428,6 +438,7 @@ void AmqpSession::connection_lost(const std::string& why) {
   }
   held_.clear();
   unacked_tags_.clear();
+  deferred_acks_.clear();
   confirmed_replacements_.clear();
   early_.clear();
   consumers_.clear();
@@ -721,17 +732,28 @@ bool AmqpSession::publish_all(std::vector<Publish>& messages, SteadyTime deadlin
 }
 
 uint32_t AmqpSession::ack(const std::vector<uint64_t>& tokens) {
+  if (!connection_) return 0;
   constexpr uint64_t kTagMask = (uint64_t{1} << kTagBits) - 1;
-  std::vector<uint64_t> tags;
+  const uint64_t epoch_bits = uint64_t{epoch_.load()} << kTagBits;
+  std::vector<uint64_t> settled;  // tags newly settled by this call
   for (uint64_t token : tokens) {
-    if (connection_ && alive(token) && held_.count(token)) tags.push_back(token & kTagMask);
+    if (connection_ && alive(token) && held_.count(token)) settled.push_back(token & kTagMask);
   }
-  if (tags.empty()) return 0;
-  std::sort(tags.begin(), tags.end());
-  tags.erase(std::unique(tags.begin(), tags.end()), tags.end());
-  // The oldest deliveries still held, when all of them go now, take one
-  // basic.ack with `multiple` (tasks mostly finish in the order they came);
-  // the rest one ack each.
+  std::sort(settled.begin(), settled.end());
+  settled.erase(std::unique(settled.begin(), settled.end()), settled.end());
+  if (settled.empty() && deferred_acks_.empty()) return 0;
+  // The worker is done with these: what is left is RabbitMQ's ack.
+  for (uint64_t tag : settled) {
+    held_.erase(epoch_bits | tag);
+    confirmed_replacements_.erase(epoch_bits | tag);
+  }
+  std::vector<uint64_t> tags;  // what may be acknowledged now, in order
+  std::merge(settled.begin(), settled.end(), deferred_acks_.begin(), deferred_acks_.end(), std::back_inserter(tags));
+  const std::vector<uint64_t> deferred_before = std::move(deferred_acks_);
+  deferred_acks_.clear();
+  // The oldest deliveries still unacknowledged, when all of them go now,
+  // take one basic.ack with `multiple` (tasks mostly finish in the order
+  // they came).
   size_t prefix = 0;
   for (auto it = unacked_tags_.begin(); prefix < tags.size() && it != unacked_tags_.end() && *it == tags[prefix];
        ++it) {
@@ -743,16 +765,40 @@ uint32_t AmqpSession::ack(const std::vector<uint64_t>& tokens) {
     return s.ok();
   };
   bool ok = true;
+  std::vector<uint64_t> acked(tags.begin(), tags.begin() + static_cast<std::ptrdiff_t>(prefix));
   if (prefix > 0) ok = send(tags[prefix - 1], prefix > 1);
-  for (size_t i = prefix; ok && i < tags.size(); ++i) ok = send(tags[i], false);
-  if (!ok) return 0;  // the connection closed: RabbitMQ hands them all out again
-  const uint64_t epoch_bits = uint64_t{epoch_.load()} << kTagBits;
-  for (uint64_t tag : tags) {
-    held_.erase(epoch_bits | tag);
-    confirmed_replacements_.erase(epoch_bits | tag);
-    unacked_tags_.erase(tag);
+  // The rest wait once for the tags below them; what waited already goes alone.
+  for (size_t i = prefix; ok && i < tags.size(); ++i) {
+    if (std::binary_search(deferred_before.begin(), deferred_before.end(), tags[i])) {
+      ok = send(tags[i], false);
+      acked.push_back(tags[i]);
+    } else {
+      deferred_acks_.push_back(tags[i]);
+    }
   }
-  return static_cast<uint32_t>(tags.size());
+  if (!ok) return 0;  // the connection closed: RabbitMQ hands them all out again
+  if (!deferred_acks_.empty()) deferred_since_ = clock().steady_now();
+  for (uint64_t tag : acked) unacked_tags_.erase(tag);
+  return static_cast<uint32_t>(settled.size());
+}
+
+void AmqpSession::flush_deferred_acks() {
+  if (deferred_acks_.empty() || !connection_) return;
+  std::vector<uint64_t> tags;
+  tags.swap(deferred_acks_);
+  size_t prefix = 0;
+  for (auto it = unacked_tags_.begin(); prefix < tags.size() && it != unacked_tags_.end() && *it == tags[prefix];
+       ++it) {
+    ++prefix;
+  }
+  for (size_t i = prefix == 0 ? 0 : prefix - 1; i < tags.size(); ++i) {
+    Status s = connection_->ack(kConsumeChannel, tags[i], i + 1 == prefix && prefix > 1);
+    if (!s.ok()) {
+      connection_lost(s.message());
+      return;
+    }
+  }
+  for (uint64_t tag : tags) unacked_tags_.erase(tag);
 }
 
 bool AmqpSession::replacement_confirmed(uint64_t token, const std::string& key) const {
