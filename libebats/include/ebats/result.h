@@ -34,5 +34,7 @@ struct ResultRecord {
 
 // One JSON object, no trailing newline.
 EBATS_EXPORT std::string result_to_json(const ResultRecord& r);
+// The same object appended to *out (which it does not clear).
+EBATS_EXPORT void append_result_json(const ResultRecord& r, std::string* out);
 
 }  // namespace ebats

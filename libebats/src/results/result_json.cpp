@@ -6,7 +6,7 @@
 
 namespace ebats {
 
-std::string result_to_json(const ResultRecord& r) {
+void append_result_json(const ResultRecord& r, std::string* out) {
   // params is embedded as an object when it is one JSON object, and as a
   // string otherwise (cut to a limit, it may no longer parse). Compacting it
   // also removes any newline, which a JSON-lines file cannot hold.
@@ -16,9 +16,8 @@ std::string result_to_json(const ResultRecord& r) {
       r.params_compact || json::compact_object(r.params, &params_object, &params_detail) == json::ObjectParse::ok;
   const std::string& params_text = r.params_compact ? r.params : params_object;
 
-  std::string out;
-  out.reserve(256 + r.params.size() + r.message.size());
-  json::StringSink sink(&out);
+  out->reserve(out->size() + 256 + r.params.size() + r.message.size());
+  json::StringSink sink(out);
   json::Writer w(sink);
   w.StartObject();
   w.Key("topic");
@@ -56,6 +55,11 @@ std::string result_to_json(const ResultRecord& r) {
   w.Key("pid");
   w.Int64(r.pid);
   w.EndObject();
+}
+
+std::string result_to_json(const ResultRecord& r) {
+  std::string out;
+  append_result_json(r, &out);
   return out;
 }
 

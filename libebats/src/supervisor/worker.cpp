@@ -915,7 +915,7 @@ void Worker::Impl::complete(const Job& job, const AttemptFacts& in, WallMs start
   }
   if (pending_.completions == 0) pending_.oldest = clock_.steady_now();
   pending_.completions++;
-  pending_.lines += result_to_json(rec);
+  append_result_json(rec, &pending_.lines);
   pending_.lines.push_back('\n');
   pending_.batch.results.push_back(std::move(rec));
   pending_.batch.settle.push_back(std::move(settle));
@@ -939,7 +939,7 @@ void Worker::Impl::release(const Job& job, const std::string& why, int64_t pid) 
   if (pending_.completions == 0) pending_.oldest = clock_.steady_now();
   pending_.completions++;
   if (pid != 0) {  // a task that never started leaves no result record
-    pending_.lines += result_to_json(rec);
+    append_result_json(rec, &pending_.lines);
     pending_.lines.push_back('\n');
     pending_.batch.results.push_back(std::move(rec));
   }
