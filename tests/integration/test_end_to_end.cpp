@@ -124,6 +124,32 @@ TEST_CASE("a task that asks for a retry runs again on the dtask lane and succeed
   CHECK(ex.size() == 2);
 }
 
+TEST_CASE("SQLite: with a poll interval of an hour, commits wake the daemons: events, tasks, delays and retries all run",
+          "[integration][sqlite]") {
+  // Nothing here may wait for a poll: the publisher wakes the scheduler,
+  // the scheduler the ntask and dtask workers, the ntask worker's retry the
+  // dtask worker (sqlite_wake.h). The safety look would come after an hour.
+  TestSystem sys("  e:\n    - {task: retry_once, topic: t, retry: {max: 3, backoff: [100ms]}}\n"
+                 "    - {task: record, topic: t, delay: 300ms}\n");
+  sys.edit_config("poll_interval: 20ms", "poll_interval: 1h");
+  sys.start_all();
+  // Let the daemons reach their idle wait (each made its first look).
+  REQUIRE(TestSystem::wait_until([&] { return sys.log_of("ntask").find("ready") != std::string::npos; }));
+  REQUIRE(TestSystem::wait_until([&] { return sys.log_of("dtask").find("ready") != std::string::npos; }));
+  for (int i = 0; i < 5; ++i) REQUIRE(sys.publisher().publish("e", "{\"i\":" + std::to_string(i) + "}").ok());
+  // Per event: retry_once twice (attempt 0 retries, attempt 1 succeeds) and record once, delayed.
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() >= 15; }));
+  size_t retried = 0, delayed = 0;
+  for (const auto& r : sys.results()) {
+    if (r.at("task") == "retry_once" && r.at("attempt") == "1") ++retried;
+    if (r.at("task") == "record") ++delayed;
+    CHECK(std::stoll(r.at("started_at")) >= std::stoll(r.at("due_at")));
+  }
+  CHECK(retried == 5);
+  CHECK(delayed == 5);
+  CHECK(sys.executions().size() == 15);
+}
+
 TEST_CASE("a permanent failure is dead-lettered and can be replayed", "[integration]") {
   TestSystem sys("  e:\n    - {task: fail, topic: t}\n");
   sys.start_all();

@@ -179,10 +179,12 @@ Status Scheduler::run(SignalFd& signals) {
     }
     pruner_.follow(*config_);  // a reload may have changed results.keep
     (void)pruner_.tick();      // logs its own errors
-    // A broker that signals new events (RabbitMQ) wakes the loop at once;
-    // SQLite is polled, every poll_interval at most.
+    // A broker that signals new events (RabbitMQ, SQLite's wake sockets)
+    // wakes the loop at once; then a look every second (or poll_interval, if
+    // longer) only guards against a missed signal. Without signals: polled,
+    // every poll_interval at most.
     const bool signalled = broker_.wake_fd() >= 0;
-    if (signalled && error_backoff.count() == 0) wait = std::chrono::milliseconds(1000);
+    if (signalled && error_backoff.count() == 0) wait = std::max(poll_interval, std::chrono::milliseconds(1000));
     int timeout = more ? 0 : static_cast<int>(std::max(error_backoff, wait).count());
     pollfd pfd[2] = {{signals.fd(), POLLIN, 0}, {signalled && error_backoff.count() == 0 ? broker_.wake_fd() : -1, POLLIN, 0}};
     if (::poll(pfd, 2, timeout) > 0 && (pfd[0].revents & POLLIN)) {

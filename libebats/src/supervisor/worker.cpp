@@ -39,6 +39,9 @@ using std::chrono::duration_cast;
 
 constexpr size_t kFlushCompletions = 1024;      // commit at least this often...
 constexpr milliseconds kFlushAge{20};           // ...or once the oldest completion is this old
+// With a broker that signals new work, the look for work nobody signalled
+// (a writer without wake-ups) comes this often, or every poll_interval if longer.
+constexpr milliseconds kSignalledLookEvery{1000};
 constexpr int64_t kTargetPipelineUs = 5000;     // work queued inside one child, in time
 constexpr uint32_t kMaxAutoHeldPerChild = 512;  // automatic prefetch: at most this many per child
 constexpr size_t kMaxPipeline = 32;
@@ -779,9 +782,9 @@ void Worker::Impl::on_claimed(Claimed& claimed) {
     return;
   }
   // A partial batch: the producer may be committing more right now. A broker
-  // that signals deliveries (wake_fd) needs no polling; a slow look now and
-  // then only guards against a missed signal.
-  next_claim_at_ = now + (broker_.wake_fd() >= 0 ? std::chrono::milliseconds(1000)
+  // that signals deliveries (wake_fd: RabbitMQ, SQLite's wake sockets) needs
+  // no polling; a slow look now and then only guards against a missed signal.
+  next_claim_at_ = now + (broker_.wake_fd() >= 0 ? std::max(poll_interval_, kSignalledLookEvery)
                                                  : claim_backoff_.after_look(!got.empty()));
   if (claimed.next_due.ok() && claimed.next_due->has_value()) {
     // Sleep exactly until the next delayed task comes due, if that is sooner.

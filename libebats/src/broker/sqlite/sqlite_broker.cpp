@@ -185,7 +185,37 @@ SqliteBroker::SqliteBroker(std::unique_ptr<Connection> connection, const BrokerO
       read_budget_bytes_(options.read_budget_bytes),
       owner_prefix_(options.owner + "/"),
       owner_(owner_prefix_ + incarnation_suffix()),
-      dead_letters_(*connection_) {}
+      on_event_(options.on_event),
+      waker_(connection_->path()),
+      dead_letters_(*connection_, waker_) {}
+
+Status SqliteBroker::subscribe(Lane lane, const std::string& topic, uint32_t) {
+  if (lane == Lane::source) return Status::invalid(kSourcesNeedAmqp);
+  Status status;
+  if (wake_.fd() < 0) {
+    auto listener = WakeListener::open(connection_->path());
+    if (listener.ok()) {
+      wake_ = std::move(listener).value();
+    } else {
+      status = listener.status();
+    }
+  }
+  if (status.ok()) status = wake_.listen(lane, topic);
+  if (!status.ok()) {
+    wake_ = WakeListener();
+    if (on_event_) {
+      on_event_({BrokerEvent::Level::warn, "no wake-ups: new work is found by polling (sqlite.poll_interval): " +
+                                               status.message()});
+    }
+  }
+  return Status();
+}
+
+void SqliteBroker::wake_written() {
+  std::vector<std::pair<Lane, std::string>> woken;
+  woken.swap(woken_);
+  waker_.wake(std::move(woken));
+}
 
 template <class Bind>
 Result<bool> SqliteBroker::any_row(const std::string& sql, Bind bind) {
@@ -213,6 +243,7 @@ Result<std::vector<Delivery>> SqliteBroker::claim_ahead(Lane lane, const std::st
   std::vector<Delivery> out;
   if (lane == Lane::source) return Status::invalid(kSourcesNeedAmqp);
   if (max == 0) return out;
+  wake_.drain();  // before the look: a commit during it wakes the next one
   auto any = anything_to_claim(lane, topic, due_by);
   if (!any.ok()) return any.status();
   if (!*any) return out;
@@ -229,6 +260,7 @@ Result<size_t> SqliteBroker::claim_and_commit(Lane lane, const std::string& topi
   const WallMs now = clock_.wall_now();
   if (lane == Lane::source) return Status::invalid(kSourcesNeedAmqp);
   if (max == 0) return size_t{0};
+  wake_.drain();  // before the look: a commit during it wakes the next one
   // Read and route without the write lock: the other daemons keep claiming
   // and committing meanwhile, and the lock is held only for the row changes.
   // One SELECT is one read transaction.
@@ -240,9 +272,11 @@ Result<size_t> SqliteBroker::claim_and_commit(Lane lane, const std::string& topi
   Transaction txn(*connection_, commit_mode(batch));
   status = txn.begin();
   CommitReport report;
+  woken_.clear();
   if (status.ok()) status = apply_batch(batch, clock_.wall_now(), &report, Claim::unleased);
   if (status.ok()) status = txn.commit();
   if (!status.ok()) return status;
+  wake_written();
   return read.size();
 }
 
@@ -366,9 +400,11 @@ Result<CommitReport> SqliteBroker::commit(const Batch& batch) {
   if (batch.empty()) return report;
   Transaction txn(*connection_, commit_mode(batch));
   Status status = txn.begin();
+  woken_.clear();
   if (status.ok()) status = apply_batch(batch, clock_.wall_now(), &report, Claim::leased);
   if (status.ok()) status = txn.commit();
   if (!status.ok()) return status;
+  wake_written();
   return report;
 }
 
@@ -385,7 +421,10 @@ Status SqliteBroker::apply_batch(const Batch& batch, WallMs now, CommitReport* r
     for (const OutMsg& msg : settle.then_publish) {
       auto inserted = insert_message(*connection_, msg, now);
       if (!inserted.ok()) return inserted.status();
-      if (*inserted) ++report->published;
+      if (*inserted) {
+        ++report->published;
+        woken_.emplace_back(msg.lane, msg.topic);
+      }
     }
     if (settle.then_dead) {
       Status status = insert_dead_letter(*connection_, *settle.then_dead, now);
@@ -395,7 +434,10 @@ Status SqliteBroker::apply_batch(const Batch& batch, WallMs now, CommitReport* r
   for (const OutMsg& msg : batch.publish) {
     auto inserted = insert_message(*connection_, msg, now);
     if (!inserted.ok()) return inserted.status();
-    if (*inserted) ++report->published;
+    if (*inserted) {
+      ++report->published;
+      woken_.emplace_back(msg.lane, msg.topic);
+    }
   }
   for (const DeadLetter& letter : batch.dead) {
     Status status = insert_dead_letter(*connection_, letter, now);

@@ -21,6 +21,7 @@
 #include "broker/sqlite/sqlite_checkpointer.h"
 #include "broker/sqlite/sqlite_connection.h"
 #include "broker/sqlite/sqlite_dead_letters.h"
+#include "broker/sqlite/sqlite_wake.h"
 #include "ebats/broker.h"
 
 namespace ebats {
@@ -58,11 +59,13 @@ class SqliteBroker final : public Broker {
   Result<std::vector<QueueDepth>> depths(const std::vector<std::string>& topics) override;
   // The schema exists once the broker is open: nothing to declare.
   Status setup(const std::vector<std::string>&) override { return Status(); }
-  // Claims query the table: nothing to subscribe to. Sources (upstream
+  // Claims query the table; subscribing binds a wake socket for (lane,
+  // topic) that commits adding work there make readable (sqlite_wake.h).
+  // Where none can be bound (a folder not writable, a path too long for a
+  // socket), the daemon polls, as the broker's events say. Sources (upstream
   // exchanges) exist only on RabbitMQ.
-  Status subscribe(Lane lane, const std::string&, uint32_t) override {
-    return lane == Lane::source ? Status::invalid(kSourcesNeedAmqp) : Status();
-  }
+  Status subscribe(Lane lane, const std::string& topic, uint32_t prefetch) override;
+  int wake_fd() const override { return wake_.fd(); }
   DeadLetterStore& dead_letters() override { return dead_letters_; }
   Result<uint32_t> prune_results(WallMs finished_before, uint64_t keep_newest, uint32_t max_rows) override;
   Result<std::vector<ResultRow>> read_results(const ResultQuery& query) override;
@@ -90,7 +93,10 @@ class SqliteBroker final : public Broker {
                          std::vector<Delivery>* out, Claim claim);
   Status claim_event_rows(uint32_t max, WallMs now, std::vector<Delivery>* out, Claim claim);
   // Applies a batch inside the open transaction; settles refer to rows held as `claim` says.
+  // Adds to woken_ the (lane, topic) of every message it inserts.
   Status apply_batch(const Batch& batch, WallMs now, CommitReport* report, Claim claim);
+  // After a commit: wakes the daemons of woken_, and empties it.
+  void wake_written();
   // Adds the ok results of a batch to topic_totals, one row per topic.
   Status add_done(const std::vector<ResultRecord>& results);
   // True when the settle took effect (the lease was still ours), false when stale.
@@ -112,6 +118,10 @@ class SqliteBroker final : public Broker {
   uint64_t read_budget_bytes_;  // Claim::unleased reads stop once their bodies reach it
   std::string owner_prefix_;  // options.owner + "/"
   std::string owner_;
+  std::function<void(const BrokerEvent&)> on_event_;  // may be empty
+  WakeListener wake_;  // open once subscribe() succeeded
+  WakeSender waker_;
+  std::vector<std::pair<Lane, std::string>> woken_;  // lanes written by the open transaction
   DeadLetters dead_letters_;
   std::unique_ptr<Checkpointer> checkpointer_;  // null: SQLite's automatic checkpoint
 };

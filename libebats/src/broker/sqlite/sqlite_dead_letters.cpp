@@ -107,7 +107,17 @@ Status DeadLetters::write_replacement(const DeadLetterEntry& entry, WallMs now) 
   // A task or event with the same id already queued is the replay done: the
   // insert is ignored and the dead letter goes.
   auto inserted = insert_message(connection_, msg, now);
-  return inserted.ok() ? Status() : inserted.status();
+  if (!inserted.ok()) return inserted.status();
+  if (*inserted) written_.emplace_back(msg.lane, msg.topic);
+  return Status();
+}
+
+Status DeadLetters::commit_and_wake(Transaction& txn) {
+  std::vector<std::pair<Lane, std::string>> written;
+  written.swap(written_);
+  Status status = txn.commit();
+  if (status.ok()) waker_.wake(written);
+  return status;
 }
 
 Status DeadLetters::remove(uint64_t seq) {
@@ -120,6 +130,7 @@ Status DeadLetters::remove(uint64_t seq) {
 
 Status DeadLetters::replay(uint64_t seq, WallMs now) {
   Transaction txn(connection_, Transaction::Mode::immediate);
+  written_.clear();
   Status status = txn.begin();
   if (!status.ok()) return status;
   auto found = show(seq);
@@ -128,11 +139,12 @@ Status DeadLetters::replay(uint64_t seq, WallMs now) {
   if (!status.ok()) return status;
   status = remove(seq);
   if (!status.ok()) return status;
-  return txn.commit();
+  return commit_and_wake(txn);
 }
 
 Result<uint64_t> DeadLetters::replay_all(WallMs now) {
   Transaction txn(connection_, Transaction::Mode::immediate);
+  written_.clear();
   Status status = txn.begin();
   if (!status.ok()) return status;
   auto entries = select_entries(connection_, kReplayable, [](StatementUse&) {});
@@ -146,7 +158,7 @@ Result<uint64_t> DeadLetters::replay_all(WallMs now) {
     if (!status.ok()) return status;
     ++replayed;
   }
-  status = txn.commit();
+  status = commit_and_wake(txn);
   if (!status.ok()) return status;
   return replayed;
 }
@@ -171,6 +183,7 @@ Result<uint64_t> DeadLetters::purge() {
 
 Result<uint64_t> DeadLetters::replay_selected(const std::vector<uint64_t>& seqs, WallMs now) {
   Transaction txn(connection_, Transaction::Mode::immediate);
+  written_.clear();
   Status status = txn.begin();
   if (!status.ok()) return status;
   uint64_t replayed = 0;
@@ -185,7 +198,7 @@ Result<uint64_t> DeadLetters::replay_selected(const std::vector<uint64_t>& seqs,
     if (!status.ok()) return status;
     ++replayed;
   }
-  status = txn.commit();
+  status = commit_and_wake(txn);
   if (!status.ok()) return status;
   return replayed;
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "broker/sqlite/sqlite_connection.h"
+#include "broker/sqlite/sqlite_wake.h"
 #include "ebats/broker.h"
 
 namespace ebats {
@@ -17,8 +18,9 @@ namespace sqlite {
 
 class DeadLetters final : public DeadLetterStore {
  public:
-  // REQUIRES: `connection` outlives this store.
-  explicit DeadLetters(Connection& connection) : connection_(connection) {}
+  // REQUIRES: `connection` and `waker` outlive this store. A replay wakes
+  // the daemons of the lanes it wrote to (sqlite_wake.h).
+  DeadLetters(Connection& connection, WakeSender& waker) : connection_(connection), waker_(waker) {}
 
   // Newest first; limit 0 lists every entry.
   Result<std::vector<DeadLetterEntry>> list(uint32_t limit) override;
@@ -34,8 +36,12 @@ class DeadLetters final : public DeadLetterStore {
   // lane). REQUIRES: inside a write transaction.
   Status write_replacement(const DeadLetterEntry& entry, WallMs now);
   Status remove(uint64_t seq);
+  // Commits `txn` and then wakes the daemons of what write_replacement() wrote.
+  Status commit_and_wake(Transaction& txn);
 
   Connection& connection_;
+  WakeSender& waker_;
+  std::vector<std::pair<Lane, std::string>> written_;  // lanes written in the open transaction
 };
 
 }  // namespace sqlite
