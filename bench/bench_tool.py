@@ -370,6 +370,39 @@ def cmd_lateness(args):
     print(json.dumps(out))
 
 
+# ------------------------------------------------------------------ pickup
+
+def cmd_pickup(args):
+    """Publishes COUNT events one at a time (one `ebatsctl publish` each) at RATE per second, on a fixed
+    schedule, with the daemons running; waits for their results and reports started_at - due_at (the
+    task's due time is its event's publish time): how long a published event waits for its handler."""
+    interval = 1.0 / args.rate
+    t0 = time.perf_counter()
+    for i in range(args.count):
+        at = t0 + i * interval
+        now = time.perf_counter()
+        if at > now:
+            time.sleep(at - now)
+        params = json.dumps({"pickup": args.rate, "i": i})
+        proc = subprocess.run([args.ctl, "--config", args.config, "publish", args.event, params],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            fail("ebatsctl publish %s %s exited %d:\n%s" % (args.event, params, proc.returncode, proc.stderr))
+    deadline = time.time() + args.timeout
+    while True:
+        mine = [r for r in read_records(args.file)
+                if isinstance(r.get("params"), dict) and r["params"].get("pickup") == args.rate]
+        if len(mine) >= args.count or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    if len(mine) < args.count:
+        fail("after %s s, %d of %d pickup results in %s" % (args.timeout, len(mine), args.count, args.file))
+    waits = sorted(r["started_at"] - r["due_at"] for r in mine)
+    out = {"rate_per_s": args.rate, "events": args.count, "results": len(mine)}
+    out.update(stats_of(waits))
+    print(json.dumps(out))
+
+
 # ------------------------------------------------------------------ retry gap
 
 def stats_of(values):
@@ -548,6 +581,13 @@ def cmd_summarize(args):
         ("delayed-task lateness p99 (W2)", "ms", lambda r: r["w2"]["lateness"]["p99"], fmt_ms),
         ("delayed-task lateness min (W2)", "ms", lambda r: r["w2"]["lateness"]["min"], fmt_ms),
         ("delayed-task lateness max (W2)", "ms", lambda r: r["w2"]["lateness"]["max"], fmt_ms),
+        ("pickup p50, events published one at a time at 20/s (publish → handler start)", "ms",
+         lambda r: r["pickup"]["20"]["p50"], fmt_ms),
+        ("pickup p99, at 20/s", "ms", lambda r: r["pickup"]["20"]["p99"], fmt_ms),
+        ("pickup max, at 20/s", "ms", lambda r: r["pickup"]["20"]["max"], fmt_ms),
+        ("pickup p50, at 100/s", "ms", lambda r: r["pickup"]["100"]["p50"], fmt_ms),
+        ("pickup p99, at 100/s", "ms", lambda r: r["pickup"]["100"]["p99"], fmt_ms),
+        ("pickup max, at 100/s", "ms", lambda r: r["pickup"]["100"]["max"], fmt_ms),
         ("physical limit A: txns of 100, every commit fsynced (the issue's program)", "tasks/s",
          lambda r: r["limit"]["tasks_per_s"], fmt_int),
         ("physical limit B: txns of 1024, inserts fsynced, claims and settles not (ebats' batches and durability)",
@@ -979,6 +1019,14 @@ def main():
     s.add_argument("--task", required=True)
     s.add_argument("--expect", type=int, required=True)
     s.add_argument("--record")
+    s = sub.add_parser("pickup")
+    s.add_argument("--ctl", required=True)
+    s.add_argument("--config", required=True)
+    s.add_argument("--event", required=True)
+    s.add_argument("--file", required=True)
+    s.add_argument("--rate", type=int, required=True)
+    s.add_argument("--count", type=int, required=True)
+    s.add_argument("--timeout", type=float, default=60)
     s = sub.add_parser("retry-gap")
     s.add_argument("--file", required=True)
     s.add_argument("--task", required=True)
@@ -1004,7 +1052,7 @@ def main():
     s.add_argument("--notes")
     args = p.parse_args()
     {"machine": cmd_machine, "publish": cmd_publish, "wait": cmd_wait, "verify": cmd_verify,
-     "lateness": cmd_lateness, "retry-gap": cmd_retry_gap, "summarize": cmd_summarize,
+     "lateness": cmd_lateness, "retry-gap": cmd_retry_gap, "pickup": cmd_pickup, "summarize": cmd_summarize,
      "summarize-rabbitmq": cmd_summarize_rabbitmq}[args.cmd](args)
 
 

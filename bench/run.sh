@@ -16,6 +16,9 @@
 #       0 lost and 0 duplicated;
 #   W2  with the dtask worker started too, publish 1,000 events whose task is
 #       registered with `delay: 3s` and measure lateness = started_at - due_at;
+#   pickup: with the three daemons idle, publish events one at a time (one
+#       `ebatsctl publish` each) at 20/s and at 100/s for 5 s each and measure
+#       publish → handler start (started_at - due_at);
 #   the physical-limit program (bench/sqlite_limit.cpp) in the same file system,
 #   twice: as the issue defines it (transactions of 100, every commit fsynced)
 #   and like ebats (transactions of 1024, only the inserts fsynced).
@@ -73,6 +76,7 @@ done
 EVENTS=20000           # W1: events, one noop task each
 DELAYED=1000           # W2: delayed tasks
 DELAY=3s               # W2: their registered delay
+PICKUP_SECONDS=5       # pickup: events published one at a time for this long, at 20/s and at 100/s
 build_dir=${EBATS_BENCH_BUILD_DIR:-$repo/build-bench}
 bin=$build_dir/bin
 tool="python3 $repo/bench/bench_tool.py"
@@ -154,6 +158,12 @@ YAML
   $tool wait --file "$state/results.jsonl" --count $((EVENTS + DELAYED)) --t0-ns "$(date +%s%N)" --timeout 60 > "$rd/w2_wait.json"
   $tool lateness --file "$state/results.jsonl" --task bench_record --expect "$DELAYED" --record "$EBATS_BENCH_RECORD" > "$rd/lateness.json"
   jq -r '"   W2: \(.results) delayed tasks, lateness ms min \(.min) p50 \(.p50) p99 \(.p99) max \(.max), \(.early) early; \(.executions_recorded) executions recorded"' "$rd/lateness.json"
+  # Pickup: events published one at a time, the daemons idle between them.
+  for rate in 20 100; do
+    $tool pickup --ctl "$bin/ebatsctl" --config "$config" --event bench_noop --file "$state/results.jsonl" \
+      --rate "$rate" --count "$((rate * PICKUP_SECONDS))" > "$rd/pickup-$rate.json"
+    jq -r '"   pickup at \(.rate_per_s)/s: \(.results) events published one by one, publish → handler start ms min \(.min) p50 \(.p50) p99 \(.p99) max \(.max)"' "$rd/pickup-$rate.json"
+  done
   stop_daemons
 
   # The physical limit, same file system, same run: as the issue defines it,
@@ -168,9 +178,11 @@ YAML
   jq -n --slurpfile p "$rd/publish.json" --slurpfile d "$rd/drain.json" --slurpfile v "$rd/verify.json" \
         --slurpfile l "$rd/lateness.json" --slurpfile w "$rd/w2_publish.json" --slurpfile s "$rd/limit.json" \
         --slurpfile e "$rd/limit_like_ebats.json" \
+        --slurpfile p20 "$rd/pickup-20.json" --slurpfile p100 "$rd/pickup-100.json" \
         --argjson n "$EVENTS" --argjson load "$(cut -d' ' -f1 /proc/loadavg)" \
         '{loadavg: $load, w1: {publish: $p[0], drain: $d[0], verify: $v[0], tasks_per_s: ($n / $d[0].seconds)},
-          w2: {publish: $w[0], lateness: $l[0]}, limit: $s[0], limit_like_ebats: $e[0]}' > "$out/run-$run.json"
+          w2: {publish: $w[0], lateness: $l[0]}, pickup: {"20": $p20[0], "100": $p100[0]},
+          limit: $s[0], limit_like_ebats: $e[0]}' > "$out/run-$run.json"
   if [ "$keep" = 0 ]; then rm -rf "$state"; fi
   state=
 done
