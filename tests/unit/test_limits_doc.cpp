@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <sys/un.h>
+
 #include <catch2/catch.hpp>
 #include <cctype>
 #include <cstddef>
@@ -351,6 +353,16 @@ TEST_CASE("limits doc: worker, plugin and ebatsctl bounds match the code", "[doc
   CHECK_THAT(slurp("docs/PLUGINS.md"), Catch::Contains(refusal));
   CHECK_THAT(slurp("libebats/src/plugin/plugin_registry.cpp"),
              Catch::Contains("offsetof(ebats_plugin, shutdown) + sizeof(ebats_plugin::shutdown)"));
+}
+
+TEST_CASE("limits doc: the wake-up bounds match the code", "[docs][limits]") {
+  const std::string wake = "libebats/src/broker/sqlite/sqlite_wake.cpp";
+  CHECK_THAT(slurp(wake), Catch::Contains("kMaxWakePathBytes = sizeof(sockaddr_un::sun_path) - 1;"));
+  CHECK(documented("kMaxWakePathBytes") == sizeof(sockaddr_un::sun_path) - 1);
+  CHECK(documented("kSignalledLookEvery") ==
+        source_number("libebats/src/supervisor/worker.cpp", R"(constexpr milliseconds kSignalledLookEvery\{(\d+)\};)"));
+  CHECK_THAT(slurp("libebats/src/scheduler/scheduler.cpp"),
+             Catch::Contains("std::max(poll_interval, std::chrono::milliseconds(1000))"));
 }
 
 TEST_CASE("limits doc: the metrics server's bounds match the code", "[docs][limits]") {

@@ -754,11 +754,7 @@ uint32_t AmqpSession::ack(const std::vector<uint64_t>& tokens) {
   // The oldest deliveries still unacknowledged, when all of them go now,
   // take one basic.ack with `multiple` (tasks mostly finish in the order
   // they came).
-  size_t prefix = 0;
-  for (auto it = unacked_tags_.begin(); prefix < tags.size() && it != unacked_tags_.end() && *it == tags[prefix];
-       ++it) {
-    ++prefix;
-  }
+  const size_t prefix = oldest_unacked_among(tags);
   auto send = [&](uint64_t tag, bool multiple) {
     Status s = connection_->ack(kConsumeChannel, tag, multiple);
     if (!s.ok()) connection_lost(s.message());
@@ -782,15 +778,17 @@ uint32_t AmqpSession::ack(const std::vector<uint64_t>& tokens) {
   return static_cast<uint32_t>(settled.size());
 }
 
+size_t AmqpSession::oldest_unacked_among(const std::vector<uint64_t>& tags) const {
+  size_t n = 0;
+  for (auto it = unacked_tags_.begin(); n < tags.size() && it != unacked_tags_.end() && *it == tags[n]; ++it) ++n;
+  return n;
+}
+
 void AmqpSession::flush_deferred_acks() {
   if (deferred_acks_.empty() || !connection_) return;
   std::vector<uint64_t> tags;
   tags.swap(deferred_acks_);
-  size_t prefix = 0;
-  for (auto it = unacked_tags_.begin(); prefix < tags.size() && it != unacked_tags_.end() && *it == tags[prefix];
-       ++it) {
-    ++prefix;
-  }
+  const size_t prefix = oldest_unacked_among(tags);
   for (size_t i = prefix == 0 ? 0 : prefix - 1; i < tags.size(); ++i) {
     Status s = connection_->ack(kConsumeChannel, tags[i], i + 1 == prefix && prefix > 1);
     if (!s.ok()) {

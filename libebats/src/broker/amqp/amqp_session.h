@@ -127,6 +127,9 @@ class AmqpSession {
   uint32_t ack(const std::vector<uint64_t>& tokens);
   // Acknowledges every deferred delivery now.
   void flush_deferred_acks();
+  // How many of the sorted `tags` are the oldest unacknowledged deliveries,
+  // in a row: those one basic.ack with `multiple` covers.
+  size_t oldest_unacked_among(const std::vector<uint64_t>& tags) const;
   // Replacements already confirmed for a held delivery whose settle did not
   // complete (another of its replacements failed): a retry of the commit
   // must not publish them again. `key` names one replacement (its kind and

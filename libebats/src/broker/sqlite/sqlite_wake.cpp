@@ -12,6 +12,9 @@
 namespace ebats::sqlite {
 namespace {
 
+// The longest path a socket address holds: sun_path less its terminating NUL.
+constexpr size_t kMaxWakePathBytes = sizeof(sockaddr_un::sun_path) - 1;
+
 // "<lane>.<topic>." (events: "events."): a socket's name is this and a pid.
 std::string name_prefix(Lane lane, const std::string& topic) {
   std::string prefix = lane_name(lane);
@@ -29,7 +32,7 @@ bool is_pid_suffix(const std::string& name, size_t from) {
 bool address_of(const std::string& path, sockaddr_un* out) {
   std::memset(out, 0, sizeof *out);
   out->sun_family = AF_UNIX;
-  if (path.size() >= sizeof out->sun_path) return false;
+  if (path.size() > kMaxWakePathBytes) return false;
   std::memcpy(out->sun_path, path.data(), path.size());
   return true;
 }
@@ -87,8 +90,8 @@ Status WakeListener::listen(Lane lane, const std::string& topic) {
   if (std::find(paths_.begin(), paths_.end(), path) != paths_.end()) return Status();
   sockaddr_un address;
   if (!address_of(path, &address)) {
-    return Status::invalid("the wake socket path " + path + " is longer than " +
-                           std::to_string(sizeof address.sun_path - 1) + " bytes");
+    return Status::invalid("the wake socket path " + path + " is longer than " + std::to_string(kMaxWakePathBytes) +
+                           " bytes");
   }
   // A name with this pid is a leftover of a process that had it before.
   ::unlink(path.c_str());
