@@ -169,6 +169,18 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def peak_rss_kib(pid):
+    """VmHWM of a live process (its peak resident set so far), in KiB (None if it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def children_of(pid):
     try:
         with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
@@ -248,7 +260,16 @@ def cmd_wait(args):
     for name, pid, base in deltas:
         now = cpu_seconds(pid)
         cpu[name] = None if now is None or base is None else round(now - base, 6)
+    rss = {}
+    for spec in args.pid or []:
+        name, pid = spec.split("=", 1)
+        rss[name] = peak_rss_kib(int(pid))
+        kids = [k for k in (peak_rss_kib(c) for c in children_of(int(pid))) if k is not None]
+        if kids:
+            rss[name + "_children"] = kids
     out = {"lines": lines, "seconds": seconds, "cpu_s": cpu}
+    if rss:
+        out["peak_rss_kib"] = rss
     if first_ns is not None:
         # Both ends are seen by the same 5 ms poll, so their errors are alike.
         out["first_seconds"] = (first_ns - args.t0_ns) / 1e9
@@ -588,6 +609,15 @@ def cmd_summarize(args):
         ("pickup p50, at 100/s", "ms", lambda r: r["pickup"]["100"]["p50"], fmt_ms),
         ("pickup p99, at 100/s", "ms", lambda r: r["pickup"]["100"]["p99"], fmt_ms),
         ("pickup max, at 100/s", "ms", lambda r: r["pickup"]["100"]["max"], fmt_ms),
+        ("peak RSS during W1: scheduler", "MiB", lambda r: r["w1"]["drain"]["peak_rss_kib"]["scheduler"] / 1024,
+         lambda x: "%.1f" % x),
+        ("peak RSS during W1: ntask worker parent", "MiB", lambda r: r["w1"]["drain"]["peak_rss_kib"]["ntask"] / 1024,
+         lambda x: "%.1f" % x),
+        ("peak RSS during W1: ntask worker children (the larger)", "MiB",
+         lambda r: max(r["w1"]["drain"]["peak_rss_kib"]["ntask_children"]) / 1024, lambda x: "%.1f" % x),
+        ("peak RSS during W1: the four processes together (each one's peak)", "MiB",
+         lambda r: (r["w1"]["drain"]["peak_rss_kib"]["scheduler"] + r["w1"]["drain"]["peak_rss_kib"]["ntask"] +
+                    sum(r["w1"]["drain"]["peak_rss_kib"]["ntask_children"])) / 1024, lambda x: "%.1f" % x),
         ("physical limit A: txns of 100, every commit fsynced (the issue's program)", "tasks/s",
          lambda r: r["limit"]["tasks_per_s"], fmt_int),
         ("physical limit B: txns of 1024, inserts fsynced, claims and settles not (ebats' batches and durability)",

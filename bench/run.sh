@@ -13,7 +13,7 @@
 #   W1  publish 20,000 events (one no-op task each) with `ebatsctl publish --jsonl`
 #       while no daemon runs, then start the scheduler and the ntask worker
 #       (2 child processes) and time them until 20,000 results exist; check
-#       0 lost and 0 duplicated;
+#       0 lost and 0 duplicated; the CPU and the peak RSS (VmHWM) of each process;
 #   W2  with the dtask worker started too, publish 1,000 events whose task is
 #       registered with `delay: 3s` and measure lateness = started_at - due_at;
 #   pickup: with the three daemons idle, publish events one at a time (one
