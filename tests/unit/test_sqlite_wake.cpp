@@ -147,6 +147,35 @@ TEST_CASE("sqlite wake: a retry committed by a worker wakes the dtask worker, a 
   CHECK(readable(worker->wake_fd()));
 }
 
+TEST_CASE("sqlite wake: tasks a stopping worker releases wake the other workers of its topic", "[sqlite][wake]") {
+  test::TempDir dir;
+  SystemClock clock;
+  const std::string db = dir.file("ebats.db");
+  auto stopping = open_ok(db, clock, "host/ntask/demo");
+  auto staying = open_ok(db, clock, "host/ntask/demo");
+  auto ctl = open_ok(db, clock, "host/ebatsctl");
+  REQUIRE(stopping->subscribe(Lane::ntask, "demo", 8).ok());
+  REQUIRE(staying->subscribe(Lane::ntask, "demo", 8).ok());
+  test::publish(*ctl, {task_for("demo", "t1", clock.wall_now()), task_for("demo", "t2", clock.wall_now())});
+  auto claimed = stopping->claim(Lane::ntask, "demo", 8);
+  REQUIRE(claimed.ok());
+  REQUIRE(claimed->size() == 2);
+  (void)staying->claim(Lane::ntask, "demo", 8);  // finds nothing, and reads its wake-up
+  REQUIRE_FALSE(readable(staying->wake_fd()));
+  Batch release;
+  for (const Delivery& d : *claimed) {
+    Settle settle;
+    settle.kind = Settle::Kind::release;
+    settle.token = d.token;
+    release.settle.push_back(settle);
+  }
+  test::commit_ok(*stopping, release);
+  CHECK(readable(staying->wake_fd()));
+  auto taken = staying->claim(Lane::ntask, "demo", 8);
+  REQUIRE(taken.ok());
+  CHECK(taken->size() == 2);
+}
+
 TEST_CASE("sqlite wake: a daemon's names go with it, and a dead one's leftover is cleared by the next wake-up",
           "[sqlite][wake]") {
   test::TempDir dir;

@@ -201,6 +201,7 @@ Status SqliteBroker::subscribe(Lane lane, const std::string& topic, uint32_t) {
     }
   }
   if (status.ok()) status = wake_.listen(lane, topic);
+  if (status.ok()) subscriptions_.emplace_back(lane, topic);
   if (!status.ok()) {
     wake_ = WakeListener();
     if (on_event_) {
@@ -416,6 +417,11 @@ Status SqliteBroker::apply_batch(const Batch& batch, WallMs now, CommitReport* r
     if (!*applied) {
       ++report->stale;
       continue;
+    }
+    if (settle.kind == Settle::Kind::release) {
+      // Back in the lane it was claimed from: one of ours. Another daemon of
+      // that lane and topic (a worker that goes on while this one stops) takes it.
+      woken_.insert(woken_.end(), subscriptions_.begin(), subscriptions_.end());
     }
     ++report->settled;
     for (const OutMsg& msg : settle.then_publish) {

@@ -120,6 +120,7 @@ class SqliteBroker final : public Broker {
   std::string owner_;
   std::function<void(const BrokerEvent&)> on_event_;  // may be empty
   WakeListener wake_;  // open once subscribe() succeeded
+  std::vector<std::pair<Lane, std::string>> subscriptions_;  // what wake_ listens for: where releases go back to
   WakeSender waker_;
   std::vector<std::pair<Lane, std::string>> woken_;  // lanes written by the open transaction
   DeadLetters dead_letters_;
