@@ -21,6 +21,10 @@ prints a table and writes docs/benchmarks.md); run.sh collects them per run.
   retry-gap --file F --task T --expect N --delay-ms D [--record R]
                                            tasks run twice (attempt 0 asks for a retry after D
                                            ms): attempt 1's start - attempt 0's end - D
+  backlog   --bin DIR --config F --state DIR --queued N --delayed N --events N --events-input FILE
+            --series CSV               W1 on a database holding N queued and N delayed tasks, then the
+                                           drain of the queued ones: rates, RSS, sizes over time, and
+                                           `ebatsctl stats` timed on the full database
   summarize --runs-dir D --machine M --doc PATH --command CMD
                                            medians and ranges over runs, marks: the SQLite
                                            section of the document
@@ -376,6 +380,7 @@ def cmd_lateness(args):
         "p99": percentile(late, 99),
         "max": late[-1],
         "mean": statistics.fmean(late),
+        "values": late,  # for the lateness plot (bench/run.sh)
     }
     out["attempt_above_0"] = sum(1 for r in records if r.get("attempt", 0) > 0)
     if args.record:
@@ -423,6 +428,214 @@ def cmd_pickup(args):
     out.update(stats_of(waits))
     print(json.dumps(out))
 
+
+# ------------------------------------------------------------------ backlog
+
+def rss_kib(pid):
+    """VmRSS of a live process, in KiB (0 if it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_kib(pid):
+    """VmRSS of a daemon plus its children's (a worker's child processes)."""
+    return rss_kib(pid) + sum(rss_kib(c) for c in children_of(pid))
+
+
+class LineCounter:
+    """Counts the lines of a growing file, reading only what was added since the last call."""
+
+    def __init__(self, path):
+        self.path, self.offset, self.lines = path, 0, 0
+
+    def __call__(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                while True:
+                    chunk = f.read(1 << 22)
+                    if not chunk:
+                        break
+                    self.offset += len(chunk)
+                    self.lines += chunk.count(b"\n")
+        except FileNotFoundError:
+            pass
+        return self.lines
+
+
+def timed_stats(ctl, config):
+    """(wall ms of one `ebatsctl stats --json`, process start included; its rows)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([ctl, "--config", config, "stats", "--json"], capture_output=True, text=True)
+    ms = (time.perf_counter() - t0) * 1000
+    if proc.returncode != 0:
+        fail("ebatsctl stats --json exited %d:\n%s" % (proc.returncode, proc.stderr))
+    return ms, json.loads(proc.stdout)
+
+
+def stat_of(rows, topic, key):
+    return sum(r.get(key, 0) for r in rows if r.get("topic") == topic)
+
+
+def run_fill(ctl, config, topic, task, count, delay):
+    """`ebatsctl enqueue TOPIC TASK --jsonl [--delay D]` of COUNT params lines; its wall time."""
+    cmd = [ctl, "--config", config, "enqueue", topic, task, "--jsonl"] + (["--delay", delay] if delay else [])
+    data = b"".join(b'{"b":%d}\n' % i for i in range(count))
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, input=data, capture_output=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        fail("%s exited %d:\n%s" % (" ".join(cmd), proc.returncode, proc.stderr.decode(errors="replace")))
+    return {"tasks": count, "seconds": seconds, "per_s": count / seconds}
+
+
+def file_mib(path):
+    try:
+        return os.path.getsize(path) / (1 << 20)
+    except OSError:
+        return 0.0
+
+
+def cmd_backlog(args):
+    """W1 again on a database that already holds --queued ready tasks (topic `backlog`, no worker yet) and
+    --delayed tasks due in an hour (topic `bench`, with its dtask worker running), then the drain of the
+    queued ones by a worker of their own. Samples throughput, RSS and file sizes every --every seconds
+    into --series (CSV) and times `ebatsctl stats` on the full database."""
+    ctl = os.path.join(args.bin, "ebatsctl")
+    db = os.path.join(args.state, "ebats.db")
+    results = os.path.join(args.state, "results.jsonl")
+    out = {"queued": args.queued, "delayed": args.delayed, "events": args.events}
+    out["fill_queued"] = run_fill(ctl, args.config, "backlog", "noop", args.queued, None)
+    out["fill_delayed"] = run_fill(ctl, args.config, "bench", "noop", args.delayed, "1h")
+    out["db_mib_after_fill"] = file_mib(db) + file_mib(db + "-wal")
+    idle = [timed_stats(ctl, args.config) for _ in range(5)]
+    rows = idle[-1][1]
+    if stat_of(rows, "backlog", "pending") != args.queued or stat_of(rows, "bench", "delayed") != args.delayed:
+        fail("after the fill, stats shows %d pending on topic backlog and %d delayed on bench; expected %d and %d" %
+             (stat_of(rows, "backlog", "pending"), stat_of(rows, "bench", "delayed"), args.queued, args.delayed))
+    out["stats_ms_idle"] = [round(ms, 1) for ms, _ in idle]
+
+    with open(args.events_input, "rb") as stdin:
+        t0 = time.perf_counter()
+        proc = subprocess.run([ctl, "--config", args.config, "publish", "bench_noop", "--jsonl"], stdin=stdin,
+                              capture_output=True, text=True)
+        out["w1_publish_seconds"] = time.perf_counter() - t0
+    if proc.returncode != 0:
+        fail("ebatsctl publish bench_noop --jsonl exited %d:\n%s" % (proc.returncode, proc.stderr))
+
+    daemons = {}
+    logs = []
+
+    def start(name, argv):
+        log = open(os.path.join(args.state, name + ".log"), "wb")
+        logs.append(log)
+        daemons[name] = subprocess.Popen(argv, stderr=log, stdout=subprocess.DEVNULL)
+
+    count = LineCounter(results)
+    series = []
+    stats_ms = []
+
+    def sample(phase, t_start, done_before, last):
+        now = time.perf_counter()
+        done = count() - done_before
+        rate = (done - last[1]) / (now - last[0]) if now > last[0] else 0.0
+        row = {"phase": phase, "t": round(now - t_start, 3), "done": done, "rate": round(rate, 1),
+               "db_mib": round(file_mib(db), 1), "wal_mib": round(file_mib(db + "-wal"), 1)}
+        for name, p in daemons.items():
+            row["rss_" + name] = round(tree_rss_kib(p.pid) / 1024, 1)
+        series.append(row)
+        return now, done
+
+    try:
+        t0 = time.perf_counter()
+        start("scheduler", [os.path.join(args.bin, "ebats-scheduler"), "--config", args.config])
+        start("ntask", [os.path.join(args.bin, "ebats-ntask-worker"), "--config", args.config, "--topic", "bench"])
+        start("dtask", [os.path.join(args.bin, "ebats-dtask-worker"), "--config", args.config, "--topic", "bench"])
+        deadline = time.time() + args.timeout
+        while count() < args.events:
+            if time.time() > deadline:
+                fail("W1 with the backlog: %d of %d results after %d s" % (count(), args.events, args.timeout))
+            time.sleep(0.005)
+        out["w1_seconds"] = time.perf_counter() - t0
+        out["w1_tasks_per_s"] = args.events / out["w1_seconds"]
+
+        # The queued backlog, drained by a worker of its own while the others idle.
+        t1 = time.perf_counter()
+        start("backlog", [os.path.join(args.bin, "ebats-ntask-worker"), "--config", args.config, "--topic",
+                          "backlog"])
+        last = (t1, 0)
+        next_stats = t1 + args.stats_every
+        while True:
+            time.sleep(args.every)
+            last = sample("drain", t1, args.events, last)
+            if last[1] >= args.queued:
+                break
+            if time.perf_counter() >= next_stats:
+                stats_ms.append(round(timed_stats(ctl, args.config)[0], 1))
+                next_stats = time.perf_counter() + args.stats_every
+            if time.time() > deadline + args.queued / 1000:
+                fail("backlog drain: %d of %d results" % (last[1], args.queued))
+        out["drain_seconds"] = time.perf_counter() - t1
+        out["drain_tasks_per_s"] = args.queued / out["drain_seconds"]
+        out["stats_ms_draining"] = stats_ms
+        ms, rows = timed_stats(ctl, args.config)
+        out["stats_ms_after"] = round(ms, 1)
+        out["after"] = {"pending_backlog": stat_of(rows, "backlog", "pending"),
+                        "pending_bench": stat_of(rows, "bench", "pending"),
+                        "delayed_bench": stat_of(rows, "bench", "delayed"),
+                        "dead": sum(r.get("dead", 0) for r in rows)}
+        out["peak_rss_kib"] = {name: peak_rss_kib(p.pid) for name, p in daemons.items()}
+    finally:
+        for p in daemons.values():
+            if p.poll() is None:
+                p.terminate()
+        for p in daemons.values():
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for log in logs:
+            log.close()
+
+    # Every result exactly once: W1's events and the queued backlog.
+    ids = collections.Counter()
+    with open(results, "rb") as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("status") == "ok":
+                ids[r["task_id"]] += 1
+    out["results_ok"] = sum(ids.values())
+    out["distinct_ids"] = len(ids)
+    out["duplicates"] = sum(n - 1 for n in ids.values() if n > 1)
+    out["lost"] = args.events + args.queued - len(ids)
+    out["exact"] = (out["lost"] == 0 and out["duplicates"] == 0 and out["after"]["pending_backlog"] == 0 and
+                    out["after"]["pending_bench"] == 0 and out["after"]["delayed_bench"] == args.delayed)
+    # Throughput early and late in the drain (first and last tenth of the tasks).
+    drain = [r for r in series if r["phase"] == "drain"]
+    tenth = args.queued / 10
+
+    def rate_between(lo, hi):
+        pts = [r for r in drain if lo <= r["done"] <= hi]
+        if len(pts) < 2 or pts[-1]["t"] <= pts[0]["t"]:
+            return None
+        return (pts[-1]["done"] - pts[0]["done"]) / (pts[-1]["t"] - pts[0]["t"])
+
+    out["drain_rate_first_tenth"] = rate_between(0, tenth)
+    out["drain_rate_last_tenth"] = rate_between(args.queued - tenth, args.queued)
+    rss_cols = sorted({k for r in drain for k in r if k.startswith("rss_")})
+    out["rss_mib_range"] = {k[4:]: [min(r[k] for r in drain), max(r[k] for r in drain)] for k in rss_cols}
+    with open(args.series, "w") as f:
+        cols = ["t", "done", "rate", "db_mib", "wal_mib"] + rss_cols
+        f.write(" ".join(cols) + "\n")
+        for r in drain:
+            f.write(" ".join(str(r.get(c, 0)) for c in cols) + "\n")
+    print(json.dumps(out))
 
 # ------------------------------------------------------------------ retry gap
 
@@ -697,7 +910,50 @@ def cmd_summarize(args):
     out.append("W1's wall time (median %.2f s) against these CPU seconds: a process whose CPU seconds approach the"
                " wall time is the bottleneck; if none does, the time goes to waiting (fsync of each commit, polling,"
                " handing tasks between processes).\n" % statistics.median(col(lambda r: r["w1"]["drain"]["seconds"])))
+    if args.backlog:
+        out.extend(backlog_lines(json.load(open(args.backlog)), statistics.median(col(lambda r: r["w1"]["tasks_per_s"])),
+                                 args.plots))
+    elif args.plots:
+        out.append("![W2 lateness, every delayed task of every run](%s/bench-lateness.png)\n" % args.plots)
     finish_section(args, out, "sqlite", HOW_MEASURED, "SQLite")
+
+
+def backlog_lines(b, w1_median, plots):
+    """The backlog run's table (bench_tool.py backlog's JSON) for the SQLite section."""
+    def pair(v):
+        return "%.1f – %.1f" % (v[0], v[1])
+    first, last = b.get("drain_rate_first_tenth"), b.get("drain_rate_last_tenth")
+    rows = [
+        ("filling: `ebatsctl enqueue backlog noop --jsonl`, %s ready tasks" % fmt_int(b["queued"]), "tasks/s",
+         fmt_int(b["fill_queued"]["per_s"])),
+        ("filling: `ebatsctl enqueue bench noop --jsonl --delay 1h`, %s delayed tasks" % fmt_int(b["delayed"]),
+         "tasks/s", fmt_int(b["fill_delayed"]["per_s"])),
+        ("database + WAL after the fill", "MiB", "%.0f" % b["db_mib_after_fill"]),
+        ("`ebatsctl stats --json` on the full database, idle (5 calls, process start included)", "ms",
+         ", ".join(fmt_ms(x) for x in b["stats_ms_idle"])),
+        ("… while the backlog drains (every 2 s)", "ms",
+         ("%s – %s" % (fmt_ms(min(b["stats_ms_draining"])), fmt_ms(max(b["stats_ms_draining"]))))
+         if b["stats_ms_draining"] else "–"),
+        ("W1 with the backlog in the database (scheduler, ntask and dtask worker of topic bench)", "tasks/s",
+         fmt_int(b["w1_tasks_per_s"])),
+        ("… ratio to W1 on an empty database (median of the runs above)", "", "%.2f" % (b["w1_tasks_per_s"] / w1_median)),
+        ("drain of the %s queued tasks by their own ntask worker (2 children)" % fmt_int(b["queued"]), "tasks/s",
+         fmt_int(b["drain_tasks_per_s"])),
+        ("… in its first tenth / its last tenth", "tasks/s",
+         "%s / %s" % (fmt_int(first) if first else "–", fmt_int(last) if last else "–")),
+    ]
+    for name, rng in sorted(b["rss_mib_range"].items()):
+        rows.append(("RSS of the %s daemon with its children during the drain (min – max)" % name, "MiB", pair(rng)))
+    rows.append(("lost / duplicated (W1 and the drain) / still queued", "",
+                 "%d / %d / %d" % (b["lost"], b["duplicates"], b["after"]["pending_backlog"] + b["after"]["pending_bench"])))
+    out = ["### Backlog: %s tasks queued and %s delayed (one run)\n" % (fmt_int(b["queued"]), fmt_int(b["delayed"])),
+           "| metric | unit | value |", "|---|---|---:|"]
+    out += ["| %s | %s | %s |" % r for r in rows]
+    out.append("")
+    if plots:
+        out.append("![Backlog drain: tasks per second and RSS over time](%s/bench-backlog.png)\n" % plots)
+        out.append("![W2 lateness, every delayed task of every run](%s/bench-lateness.png)\n" % plots)
+    return out
 
 
 HOW_MEASURED = """\
@@ -1063,6 +1319,18 @@ def main():
     s.add_argument("--expect", type=int, required=True)
     s.add_argument("--delay-ms", type=int, required=True)
     s.add_argument("--record")
+    s = sub.add_parser("backlog")
+    s.add_argument("--bin", required=True)
+    s.add_argument("--config", required=True)
+    s.add_argument("--state", required=True)
+    s.add_argument("--queued", type=int, required=True)
+    s.add_argument("--delayed", type=int, required=True)
+    s.add_argument("--events", type=int, required=True)
+    s.add_argument("--events-input", required=True)
+    s.add_argument("--series", required=True)
+    s.add_argument("--every", type=float, default=0.5)
+    s.add_argument("--stats-every", type=float, default=2.0)
+    s.add_argument("--timeout", type=float, default=120)
     s = sub.add_parser("summarize-rabbitmq")
     s.add_argument("--runs-dir", required=True)
     s.add_argument("--machine", required=True)
@@ -1075,6 +1343,8 @@ def main():
     s.add_argument("--command", required=True)
     s.add_argument("--notes")
     s = sub.add_parser("summarize")
+    s.add_argument("--backlog")
+    s.add_argument("--plots")
     s.add_argument("--runs-dir", required=True)
     s.add_argument("--machine", required=True)
     s.add_argument("--doc", required=True)
@@ -1083,7 +1353,7 @@ def main():
     args = p.parse_args()
     {"machine": cmd_machine, "publish": cmd_publish, "wait": cmd_wait, "verify": cmd_verify,
      "lateness": cmd_lateness, "retry-gap": cmd_retry_gap, "pickup": cmd_pickup, "summarize": cmd_summarize,
-     "summarize-rabbitmq": cmd_summarize_rabbitmq}[args.cmd](args)
+     "summarize-rabbitmq": cmd_summarize_rabbitmq, "backlog": cmd_backlog}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ebats benchmark: the one documented command (see docs/benchmarks.md).
 #
-#   bench/run.sh [--runs N] [--dir DIR] [--synchronous full|normal] [--no-build] [--keep] [--no-doc]
+#   bench/run.sh [--runs N] [--dir DIR] [--synchronous full|normal] [--backlog N] [--no-build] [--keep] [--no-doc]
 #   bench/run.sh --broker rabbitmq [--runs N] [--dir DIR] [--no-build] [--keep] [--no-doc]
 #
 # --broker sqlite (the default) is described here; --broker rabbitmq runs
@@ -22,10 +22,17 @@
 #   the physical-limit program (bench/sqlite_limit.cpp) in the same file system,
 #   twice: as the issue defines it (transactions of 100, every commit fsynced)
 #   and like ebats (transactions of 1024, only the inserts fsynced).
+# Then once, in a state dir of its own, the backlog run (--backlog N, default
+# 1000000; 0 leaves it out): N ready tasks of a topic no worker serves yet and
+# N tasks delayed by an hour are enqueued, W1 runs again on that database (its
+# dtask worker running too), then a worker of their own drains the N ready
+# ones while throughput, RSS and file sizes are sampled every 0.5 s and
+# `ebatsctl stats` is timed every 2 s. gnuplot draws the drain and W2's
+# lateness (docs/img/bench-*.png).
 # Prints medians and ranges and rewrites docs/benchmarks.md (unless --no-doc).
 # --synchronous sets broker.sqlite.synchronous for ebats and the limit program
 # alike (default full, ebats' default).
-# Needs python3, jq and the build dependencies (scripts/install-deps.sh).
+# Needs python3, jq, gnuplot and the build dependencies (scripts/install-deps.sh).
 # Environment: EBATS_JOBS (parallel build jobs, default nproc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +44,7 @@ build=1
 keep=0
 write_doc=1
 synchronous=full
+backlog=1000000
 # --broker picks the benchmark; everything else is the chosen one's.
 args=()
 broker=sqlite
@@ -59,6 +67,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=${2:?--runs needs a number}; shift 2 ;;
     --dir) base=${2:?--dir needs a folder}; shift 2 ;;
     --synchronous) synchronous=${2:?--synchronous needs full or normal}; shift 2 ;;
+    --backlog) backlog=${2:?--backlog needs a number of tasks}; shift 2 ;;
     --no-build) build=0; shift ;;
     --keep) keep=1; shift ;;
     --no-doc) write_doc=0; shift ;;
@@ -67,10 +76,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$runs" in ''|*[!0-9]*|0) echo "bench/run.sh: --runs needs a positive integer, got '$runs'" >&2; exit 2 ;; esac
+case "$backlog" in ''|*[!0-9]*) echo "bench/run.sh: --backlog needs a number of tasks (0: none), got '$backlog'" >&2; exit 2 ;; esac
 case "$synchronous" in full|normal) ;; *) echo "bench/run.sh: --synchronous takes full or normal, got '$synchronous'" >&2; exit 2 ;; esac
 [ -d "$base" ] || { echo "bench/run.sh: --dir $base is not a folder" >&2; exit 2; }
-for tool in python3 jq; do
-  command -v "$tool" >/dev/null || { echo "bench/run.sh: needs $tool on PATH (apt-get install $tool)" >&2; exit 2; }
+for tool in python3 jq gnuplot; do
+  command -v "$tool" >/dev/null || { echo "bench/run.sh: needs $tool on PATH (scripts/install-deps.sh installs it)" >&2; exit 2; }
 done
 
 EVENTS=20000           # W1: events, one noop task each
@@ -187,11 +197,70 @@ YAML
   state=
 done
 
+# The backlog run: once, in a state dir of its own.
+backlog_args=()
+if [ "$backlog" -gt 0 ]; then
+  state=$(mktemp -d "$base/ebats-bench-backlog.XXXXXX")
+  config=$state/ebats.yaml
+  cat > "$config" <<YAML
+# Written by bench/run.sh (the backlog run).
+version: 1
+broker:  { url: "sqlite://ebats.db", sqlite: { synchronous: $synchronous } }
+plugins: { dir: $plugins }
+results: { file: results.jsonl }
+events:
+  bench_noop:
+    - { task: noop, topic: bench }
+workers:
+  bench: { processes: 2 }
+  backlog: { processes: 2 }
+YAML
+  echo "== backlog run: $backlog tasks queued and $backlog delayed (state dir $state)"
+  $tool backlog --bin "$bin" --config "$config" --state "$state" --queued "$backlog" --delayed "$backlog" \
+    --events "$EVENTS" --events-input "$out/w1.jsonl" --series "$out/backlog-series.txt" > "$out/backlog.json"
+  jq -r '"   filled \(.queued) ready at \(.fill_queued.per_s|floor)/s and \(.delayed) delayed at \(.fill_delayed.per_s|floor)/s; stats \(.stats_ms_idle|map(floor)|join(", ")) ms"' "$out/backlog.json"
+  jq -r '"   W1 with the backlog: \(.w1_tasks_per_s|floor) tasks/s; drained \(.queued) at \(.drain_tasks_per_s|floor)/s (first tenth \(.drain_rate_first_tenth // 0|floor), last \(.drain_rate_last_tenth // 0|floor)); \(.lost) lost, \(.duplicates) duplicated"' "$out/backlog.json"
+  backlog_args=(--backlog "$out/backlog.json")
+  if [ "$keep" = 0 ]; then rm -rf "$state"; fi
+  state=
+fi
+
+# The plots: the backlog's drain over time, and W2's lateness of every run.
+plots=$repo/docs/img
+if [ "$write_doc" = 0 ]; then plots=$out; fi
+mkdir -p "$plots"
+jq -r '.w2.lateness.values[]' "$out"/run-*.json > "$out/lateness.txt"
+gnuplot <<GNUPLOT
+set terminal pngcairo size 900,420 font ",10" noenhanced
+set output "$plots/bench-lateness.png"
+set title "W2: lateness of delayed tasks (started_at - due_at), $runs run(s) of $DELAYED tasks"
+set xlabel "lateness (ms)"; set ylabel "tasks"
+set boxwidth 0.8; set style fill solid 0.6; set grid ytics
+bin(x) = floor(x)
+plot "$out/lateness.txt" using (bin(\$1)):(1) smooth frequency with boxes notitle
+GNUPLOT
+if [ "$backlog" -gt 0 ]; then
+  gnuplot <<GNUPLOT
+set terminal pngcairo size 900,420 font ",10" noenhanced
+set output "$plots/bench-backlog.png"
+set title "Backlog run: draining $backlog queued tasks with $backlog delayed pending"
+set xlabel "seconds since the worker started"; set ylabel "tasks/s (0.5 s intervals)"
+set y2label "RSS (MiB), worker parent + children"; set y2tics; set ytics nomirror; set grid
+set key autotitle columnhead
+plot "$out/backlog-series.txt" using 1:3 with lines lw 2 title "tasks/s", \
+     "" using 1:6 axes x1y2 with lines title "RSS of the draining worker (MiB)"
+GNUPLOT
+  backlog_args+=(--plots img)
+  [ "$write_doc" = 0 ] && backlog_args[-1]=$plots
+else
+  backlog_args+=(--plots "$([ "$write_doc" = 0 ] && echo "$plots" || echo img)")
+fi
+
 doc=$repo/docs/benchmarks.md
 if [ "$write_doc" = 0 ]; then doc=$out/benchmarks.md; fi
 notes=$repo/bench/notes.md
 $tool summarize --runs-dir "$out" --machine "$out/machine.json" --doc "$doc" --command "$command_line" \
-  ${notes:+--notes "$notes"}
+  ${notes:+--notes "$notes"} "${backlog_args[@]}"
 if [ "$keep" = 1 ]; then
   echo "per-run data kept in $out"
 elif [ "$write_doc" = 1 ]; then

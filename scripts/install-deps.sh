@@ -16,6 +16,7 @@ packages=(
   amqp-tools python3-pika            # the sources test: foreign producers publishing upstream
   clang libclang-rt-14-dev           # the fuzz targets (scripts/fuzz.sh): clang 14 and its libFuzzer runtime
   logrotate                          # rotates the results file (config/logrotate.ebats); its test runs it
+  gnuplot-nox                        # bench/run.sh's plots (docs/img/bench-*.png)
   systemd python3-seccomp            # the units tests: systemd-analyze verify and security, sysusers, tmpfiles,
                                      # integration tests under the units' seccomp filters
 )

@@ -36,7 +36,6 @@ std::string_view FieldReader::str() {
 }
 
 ssize_t FrameBuffer::read_from(int fd) {
-  constexpr size_t kChunk = 256 * 1024;
   if (pos_ == end_) {
     pos_ = end_ = 0;
   } else if (pos_ > (1u << 20)) {
@@ -44,10 +43,10 @@ ssize_t FrameBuffer::read_from(int fd) {
     end_ -= pos_;
     pos_ = 0;
   }
-  if (buf_.size() < end_ + kChunk) buf_.resize(end_ + kChunk);  // grows only while frames are large
+  if (buf_.size() < end_ + kReadChunk) buf_.resize(end_ + kReadChunk);  // grows only while frames are large
   ssize_t n;
   do {
-    n = ::read(fd, &buf_[end_], kChunk);
+    n = ::read(fd, &buf_[end_], kReadChunk);
   } while (n < 0 && errno == EINTR);
   if (n > 0) end_ += static_cast<size_t>(n);
   return n;

@@ -91,6 +91,9 @@ inline uint64_t max_frame_bytes(uint64_t max_message_bytes) { return max_message
 class FrameBuffer {
  public:
   explicit FrameBuffer(size_t max_frame) : max_frame_(max_frame) {}
+  // At most this many bytes per read_from(): fewer means the socket had no
+  // more at that moment, and a poll, not another read, finds what follows.
+  static constexpr size_t kReadChunk = 256 * 1024;
   // Reads what is available from `fd` (non-blocking or blocking once).
   // Returns bytes read, 0 at EOF, -1 on error (errno set; EAGAIN = nothing now).
   ssize_t read_from(int fd);

@@ -472,6 +472,9 @@ void Worker::Impl::on_child_readable(Slot& s) {
       break;
     }
     if (!s.proc) break;
+    // A short read emptied the socket: the next poll says when more comes,
+    // which spares a read that would only say EAGAIN.
+    if (static_cast<size_t>(n) < FrameBuffer::kReadChunk) break;
   }
 }
 
