@@ -185,6 +185,19 @@ def peak_rss_kib(pid):
     return None
 
 
+def pss_kib(pid):
+    """Pss of a live process (its resident pages, each shared one divided among the processes that map it),
+    in KiB (None if it is gone): summed over processes, shared libraries count once."""
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def children_of(pid):
     try:
         with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
@@ -271,9 +284,17 @@ def cmd_wait(args):
         kids = [k for k in (peak_rss_kib(c) for c in children_of(int(pid))) if k is not None]
         if kids:
             rss[name + "_children"] = kids
+    pss = {}
+    for spec in args.pid or []:
+        name, pid = spec.split("=", 1)
+        pss[name] = pss_kib(int(pid))
+        kids = [k for k in (pss_kib(c) for c in children_of(int(pid))) if k is not None]
+        if kids:
+            pss[name + "_children"] = kids
     out = {"lines": lines, "seconds": seconds, "cpu_s": cpu}
     if rss:
         out["peak_rss_kib"] = rss
+        out["end_pss_kib"] = pss
     if first_ns is not None:
         # Both ends are seen by the same 5 ms poll, so their errors are alike.
         out["first_seconds"] = (first_ns - args.t0_ns) / 1e9
@@ -831,6 +852,9 @@ def cmd_summarize(args):
         ("peak RSS during W1: the four processes together (each one's peak)", "MiB",
          lambda r: (r["w1"]["drain"]["peak_rss_kib"]["scheduler"] + r["w1"]["drain"]["peak_rss_kib"]["ntask"] +
                     sum(r["w1"]["drain"]["peak_rss_kib"]["ntask_children"])) / 1024, lambda x: "%.1f" % x),
+        ("PSS at the end of W1: the four processes together (shared pages divided among their users)", "MiB",
+         lambda r: (r["w1"]["drain"]["end_pss_kib"]["scheduler"] + r["w1"]["drain"]["end_pss_kib"]["ntask"] +
+                    sum(r["w1"]["drain"]["end_pss_kib"]["ntask_children"])) / 1024, lambda x: "%.1f" % x),
         ("physical limit A: txns of 100, every commit fsynced (the issue's program)", "tasks/s",
          lambda r: r["limit"]["tasks_per_s"], fmt_int),
         ("physical limit B: txns of 1024, inserts fsynced, claims and settles not (ebats' batches and durability)",

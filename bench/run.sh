@@ -246,6 +246,7 @@ set output "$plots/bench-backlog.png"
 set title "Backlog run: draining $backlog queued tasks with $backlog delayed pending"
 set xlabel "seconds since the worker started"; set ylabel "tasks/s (0.5 s intervals)"
 set y2label "RSS (MiB), worker parent + children"; set y2tics; set ytics nomirror; set grid
+set yrange [0:*]; set y2range [0:*]
 set key autotitle columnhead
 plot "$out/backlog-series.txt" using 1:3 with lines lw 2 title "tasks/s", \
      "" using 1:6 axes x1y2 with lines title "RSS of the draining worker (MiB)"

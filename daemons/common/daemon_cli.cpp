@@ -83,18 +83,9 @@ std::optional<int> parse_daemon_args(int argc, char** argv, DaemonKind kind, Dae
   if (worker) {
     visible.add_options()("topic,t", po::value<std::string>(&out->topic), "the topic this worker serves");
   }
-  po::options_description hidden;
-  hidden.add_options()
-      ("child", po::bool_switch(&out->child), "internal: run as a worker child on fd 3")
-      ("plugins-dir", po::value<std::string>(&out->child_options.plugins_dir), "internal")
-      ("max-frame", po::value<uint64_t>(&out->child_options.max_frame_bytes), "internal")
-      ("message-limit", po::value<uint64_t>(&out->child_options.message_limit_bytes), "internal")
-      ("log-name", po::value<std::string>(&out->child_options.log_name), "internal");
-  po::options_description all;
-  all.add(visible).add(hidden);
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    po::store(po::command_line_parser(argc, argv).options(visible).run(), vm);
     po::notify(vm);
   } catch (const po::error& e) {
     std::cerr << program_name(kind) << ": " << e.what() << "\nTry '" << program_name(kind) << " --help'.\n";
@@ -118,8 +109,6 @@ std::optional<int> parse_daemon_args(int argc, char** argv, DaemonKind kind, Dae
     std::cerr << "Try '" << program_name(kind) << " --help'.\n";
     return kExitUsage;
   }
-  out->child_options.log = out->log;
-  if (out->child) return std::nullopt;  // a child serves no metrics: it ignores $EBATS_METRICS_LISTEN
   {
     std::string from = "--metrics-listen";
     if (out->metrics_listen.empty()) {
@@ -167,10 +156,8 @@ std::shared_ptr<const Config> load_config_or_report(const std::string& path, con
   return load.config;
 }
 
-std::vector<std::string> child_argv(const Config& config, const std::string& topic) {
-  (void)topic;
-  return {"/proc/self/exe", "--child", "--plugins-dir", config.plugins_dir,
-          "--max-frame", std::to_string(max_frame_bytes(config.max_message_bytes)),
+std::vector<std::string> child_args(const Config& config) {
+  return {"--plugins-dir", config.plugins_dir, "--max-frame", std::to_string(max_frame_bytes(config.max_message_bytes)),
           "--message-limit", std::to_string(config.result_message_bytes)};
 }
 
@@ -197,7 +184,12 @@ int run_config_check(const Config& config, const std::string& topic) {
       return kExitFailure;
     }
   }
-  auto probe = probe_plugins(child_argv(config, topic), config.plugin_settings);
+  auto program = ChildProgram::locate();
+  if (!program.ok()) {
+    std::cerr << "error: " << program.status().message() << "\n";
+    return kExitFailure;
+  }
+  auto probe = probe_plugins(*program, child_args(config), config.plugin_settings);
   if (!probe.ok()) {
     std::cerr << config.path << ": error: " << probe.status().message() << "\n";
     return kExitFailure;

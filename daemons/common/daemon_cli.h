@@ -1,6 +1,6 @@
 // Command-line handling shared by the three daemons (Boost.Program_options):
 // --config (default $EBATS_CONFIG), --topic (workers), --check-config,
-// --log-level, --log-format, --metrics-listen, --help, --version, and the hidden --child mode a worker execs its children in.
+// --log-level, --log-format, --metrics-listen, --help, --version.
 #pragma once
 
 #include <functional>
@@ -10,7 +10,7 @@
 
 #include "daemon/logger.h"
 #include "ebats/config.h"
-#include "supervisor/worker_child.h"
+#include "supervisor/child_program.h"
 
 namespace ebats {
 
@@ -22,8 +22,6 @@ struct DaemonArgs {
   LogOptions log;  // --log-level, --log-format (default $EBATS_LOG_LEVEL, $EBATS_LOG_FORMAT, then info, text)
   std::string metrics_listen;  // --metrics-listen HOST:PORT (default $EBATS_METRICS_LISTEN); empty: no metrics server
   bool check_config = false;
-  bool child = false;
-  WorkerChildOptions child_options;
 };
 
 // Exit codes of every ebats program.
@@ -44,8 +42,8 @@ std::shared_ptr<const Config> load_config_or_report(const std::string& path, con
 // of every topic when empty) has a handler among the plugins. Returns the exit code.
 int run_config_check(const Config& config, const std::string& topic);
 
-// argv for a worker child of this program.
-std::vector<std::string> child_argv(const Config& config, const std::string& topic);
+// The options of a worker child (ebats-worker-child) for a config.
+std::vector<std::string> child_args(const Config& config);
 
 // Appends to a child's argv the options that make it log as `log` does
 // (level, format, and the daemon name its lines carry).

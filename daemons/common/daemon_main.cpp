@@ -91,7 +91,6 @@ bool start_metrics(const DaemonArgs& args, const Config& config, const metrics::
 int worker_main_impl(int argc, char** argv, DaemonKind kind) {
   DaemonArgs args;
   if (auto code = parse_daemon_args(argc, argv, kind, &args)) return *code;
-  if (args.child) return run_worker_child(3, args.child_options);
   const Lane lane = kind == DaemonKind::ntask_worker ? Lane::ntask : Lane::dtask;
   Logger log(std::string(lane_name(lane)) + "-worker@" + args.topic, args.log);
   auto config = load_config_or_report(args.config_path, args.check_config ? nullptr : &log);
@@ -100,6 +99,11 @@ int worker_main_impl(int argc, char** argv, DaemonKind kind) {
 
   if (!config->workers.count(args.topic)) {
     log.warn("topic has no workers: entry in the config; using defaults", {{"topic", args.topic}});
+  }
+  auto child_program = ChildProgram::locate();
+  if (!child_program.ok()) {
+    log.error("cannot run worker children", {{"error", child_program.status().message()}});
+    return kExitFailure;
   }
   ignore_stray_signals();
   auto signals = SignalFd::open({SIGTERM, SIGINT, SIGHUP});
@@ -121,8 +125,9 @@ int worker_main_impl(int argc, char** argv, DaemonKind kind) {
   setup.lane = lane;
   setup.topic = args.topic;
   setup.config = config;
-  setup.child_argv = [topic = args.topic](const Config& c) { return child_argv(c, topic); };
-  add_child_log_args(&setup.child_argv, log);
+  setup.child_program = std::move(child_program).value();
+  setup.child_args = [](const Config& c) { return child_args(c); };
+  add_child_log_args(&setup.child_args, log);
   setup.metrics = metrics_server ? &registry : nullptr;  // no server: no metrics kept
   Worker worker(std::move(setup), **broker, clock, log, notifier);
   Status s = worker.run(*signals);
@@ -136,7 +141,6 @@ int worker_main_impl(int argc, char** argv, DaemonKind kind) {
 int scheduler_main_impl(int argc, char** argv) {
   DaemonArgs args;
   if (auto code = parse_daemon_args(argc, argv, DaemonKind::scheduler, &args)) return *code;
-  if (args.child) return run_worker_child(3, args.child_options);
   Logger log("scheduler", args.log);
   auto config = load_config_or_report(args.config_path, args.check_config ? nullptr : &log);
   if (!config) return kExitUsage;

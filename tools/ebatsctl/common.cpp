@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "ctl.h"
+#include "supervisor/child_program.h"
 #include "supervisor/frame.h"
 
 namespace po = boost::program_options;
@@ -82,18 +83,10 @@ void print_json(const std::function<void(ebats::json::Writer&)>& write) {
 }
 
 ebats::Result<ebats::PluginProbe> probe_plugins(const Context& ctx) {
-  std::error_code ec;
-  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) return ebats::Status::io("cannot find ebatsctl's own folder: " + ec.message());
-  const std::string worker = (self.parent_path() / "ebats-ntask-worker").string();
-  if (::access(worker.c_str(), X_OK) != 0) {
-    return ebats::Status::io("loading the plugins needs " + worker +
-                             " (installed next to ebatsctl), which is missing or not executable");
-  }
+  auto program = ebats::ChildProgram::locate();
+  if (!program.ok()) return ebats::Status::io("loading the plugins needs " + program.status().message());
   const ebats::Config& config = *ctx.config;
-  const std::vector<std::string> argv = {worker,
-                                         "--child",
-                                         "--plugins-dir",
+  const std::vector<std::string> args = {"--plugins-dir",
                                          config.plugins_dir,
                                          "--max-frame",
                                          std::to_string(ebats::max_frame_bytes(config.max_message_bytes)),
@@ -101,7 +94,7 @@ ebats::Result<ebats::PluginProbe> probe_plugins(const Context& ctx) {
                                          std::to_string(config.result_message_bytes),
                                          "--log-level",
                                          "error"};
-  return ebats::probe_plugins(argv, config.plugin_settings);
+  return ebats::probe_plugins(*program, args, config.plugin_settings);
 }
 
 }  // namespace ebatsctl

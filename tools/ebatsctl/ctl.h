@@ -59,8 +59,8 @@ ebats::Result<uint64_t> parse_id(const std::string& s);
 // One line of JSON made by `write`, printed on stdout.
 void print_json(const std::function<void(ebats::json::Writer&)>& write);
 
-// Loads the plugins of the config in a throwaway worker child (the
-// ebats-ntask-worker next to ebatsctl, run with --child), as --check-config does.
+// Loads the plugins of the config in a throwaway worker child
+// (ebats-worker-child, ChildProgram::locate()), as --check-config does.
 ebats::Result<ebats::PluginProbe> probe_plugins(const Context& ctx);
 
 int cmd_dead(const Context& ctx, const std::vector<std::string>& argv);

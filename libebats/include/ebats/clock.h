@@ -22,12 +22,16 @@ class EBATS_EXPORT Clock {
  public:
   virtual ~Clock() = default;
   virtual WallMs wall_now() const = 0;
+  // Wall time in microseconds since the epoch: for a wait that must end as a
+  // due millisecond begins, not up to one millisecond into it.
+  virtual int64_t wall_now_us() const = 0;
   virtual SteadyTime steady_now() const = 0;
 };
 
 class EBATS_EXPORT SystemClock final : public Clock {
  public:
   WallMs wall_now() const override;
+  int64_t wall_now_us() const override;
   SteadyTime steady_now() const override;
 };
 
@@ -36,6 +40,7 @@ class EBATS_EXPORT FakeClock final : public Clock {
  public:
   explicit FakeClock(WallMs start = 1'700'000'000'000) : wall_(start) {}
   WallMs wall_now() const override { return wall_; }
+  int64_t wall_now_us() const override { return wall_ * 1000; }
   SteadyTime steady_now() const override { return SteadyTime(std::chrono::milliseconds(steady_ms_)); }
   void advance(std::chrono::milliseconds d) {
     wall_ += d.count();

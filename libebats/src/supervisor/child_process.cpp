@@ -25,7 +25,7 @@ std::string signal_name(int sig) {
 }
 
 Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv, const sigset_t& child_mask,
-                                         const std::string& title) {
+                                         const std::string& title, int program_fd) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return Status::io(std::string("socketpair: ") + std::strerror(errno));
@@ -37,7 +37,7 @@ Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv, c
   args.reserve(argv.size() + 1);
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  const char* program = argv.at(0).c_str();
+  const char* path = argv.at(0).c_str();
   if (!title.empty()) args[0] = const_cast<char*>(title.c_str());
   const pid_t parent_pid = ::getpid();
   // The daemons ignore stray SIGUSR1, SIGUSR2, SIGALRM and SIGXFSZ; a child (and its
@@ -49,19 +49,32 @@ Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv, c
   pid_t pid = ::fork();
   if (pid < 0) return Status::io(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
+    // The program's descriptor moves to 10 or above first: fd 3 is about to
+    // become the socket.
+    const int program = program_fd >= 0 ? ::fcntl(program_fd, F_DUPFD_CLOEXEC, 10) : -1;
+    if (program_fd >= 0 && program < 0) ::_exit(126);
     int fd = child_end.get();
     if (fd == 3) {
       ::fcntl(3, F_SETFD, 0);
     } else if (::dup2(fd, 3) < 0) {
       ::_exit(126);
     }
-    ::close_range(4, ~0U, 0);
+    if (program >= 0) {
+      ::close_range(4, static_cast<unsigned>(program) - 1, 0);
+      ::close_range(static_cast<unsigned>(program) + 1, ~0U, 0);
+    } else {
+      ::close_range(4, ~0U, 0);
+    }
     ::setpgid(0, 0);  // a process group of its own (the parent sets it too: no race)
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent_pid) ::_exit(0);  // the parent died before prctl
     for (int sig : {SIGUSR1, SIGUSR2, SIGALRM, SIGXFSZ}) ::sigaction(sig, &default_action, nullptr);
     ::sigprocmask(SIG_SETMASK, &child_mask, nullptr);
-    ::execv(program, args.data());
+    if (program >= 0) {
+      ::execveat(program, "", args.data(), environ, AT_EMPTY_PATH);  // close-on-exec is fine for an ELF file
+    } else {
+      ::execv(path, args.data());
+    }
     ::_exit(127);
   }
   ::setpgid(pid, pid);  // EACCES once it has exec'd: it has done it itself then

@@ -1,11 +1,11 @@
-// ChildProcess: one worker child, started with fork() + execv() and owned
+// ChildProcess: one worker child, started with fork() + exec and owned
 // through a pidfd (no PID-reuse race) and its end of a socketpair.
 //
 // The child gets its socket as fd 3, every other fd above 2 closed, the
 // signal mask given, and PR_SET_PDEATHSIG = SIGKILL, so it never outlives
 // the parent. It leads a process group of its own: whatever it forks (a
 // handler's subprocess) is killed with it, when it is killed and once it is
-// reaped. Only async-signal-safe calls run between fork() and execv().
+// reaped. Only async-signal-safe calls run between fork() and exec.
 // Move-only; the destructor kills (SIGKILL) and reaps a child still running.
 #pragma once
 
@@ -23,10 +23,12 @@ namespace ebats {
 
 class ChildProcess {
  public:
-  // argv[0] is the program to exec (e.g. "/proc/self/exe"); `title`, when
-  // not empty, is the argv[0] the child gets instead (what `ps` shows).
+  // argv[0] is the program to exec; `title`, when not empty, is the argv[0]
+  // the child gets instead (what `ps` shows). With `program_fd` (an open
+  // descriptor of the executable, ChildProgram::fd()) the child execs that
+  // file, whatever argv[0]'s path names by now.
   static Result<ChildProcess> spawn(const std::vector<std::string>& argv, const sigset_t& child_mask,
-                                    const std::string& title = "");
+                                    const std::string& title = "", int program_fd = -1);
 
   ChildProcess(ChildProcess&& o) noexcept;
   ChildProcess& operator=(ChildProcess&& o) noexcept;

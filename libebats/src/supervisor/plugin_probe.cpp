@@ -14,10 +14,13 @@
 
 namespace ebats {
 
-Result<PluginProbe> probe_plugins(const std::vector<std::string>& child_argv, const PluginSettings& settings) {
+Result<PluginProbe> probe_plugins(const ChildProgram& program, const std::vector<std::string>& args,
+                                  const PluginSettings& settings) {
   sigset_t empty;
   sigemptyset(&empty);
-  auto child = ChildProcess::spawn(child_argv, empty, "ebats plugin probe");
+  std::vector<std::string> argv{program.path()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto child = ChildProcess::spawn(argv, empty, "ebats plugin probe", program.fd());
   if (!child.ok()) return child.status();
   std::string first;
   write_settings_frame(first, settings);

@@ -8,6 +8,7 @@
 
 #include "ebats/config.h"
 #include "ebats/status.h"
+#include "supervisor/child_program.h"
 #include "supervisor/frame.h"
 
 namespace ebats {
@@ -28,8 +29,9 @@ std::vector<std::string> unused_plugin_settings(const PluginSettings& settings,
 std::vector<std::string> unhandled_registrations(const Config& config, const std::string& topic,
                                                  const std::vector<std::string>& tasks);
 
-// `child_argv` starts the child, e.g. {"/proc/self/exe", "--child", "--plugins-dir", dir};
+// Starts `program` (ebats-worker-child) with `args`, e.g. {"--plugins-dir", dir};
 // `settings` go to the plugins' init() as a worker's would.
-Result<PluginProbe> probe_plugins(const std::vector<std::string>& child_argv, const PluginSettings& settings);
+Result<PluginProbe> probe_plugins(const ChildProgram& program, const std::vector<std::string>& args,
+                                  const PluginSettings& settings);
 
 }  // namespace ebats

@@ -51,10 +51,12 @@ constexpr std::chrono::seconds kDatabaseCheckEvery{2};  // SQLite: is the file s
 constexpr milliseconds kResultsRetryFirst{100};  // a results file that failed: first retry after this...
 constexpr milliseconds kResultsRetryMax{2000};   // ...then doubling up to this
 
-int poll_timeout_ms(SteadyTime now, SteadyTime until) {
-  if (until <= now) return 0;
-  auto us = duration_cast<microseconds>(until - now).count();
-  return static_cast<int>(std::min<int64_t>((us + 999) / 1000, 60'000));
+// ppoll()'s timeout: until `until`, to the nanosecond (a due task starts
+// as its millisecond begins, not up to one poll() millisecond later), at most a minute.
+timespec poll_timeout(SteadyTime now, SteadyTime until) {
+  const int64_t ns = until <= now ? 0 : std::min<int64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(until - now).count(), int64_t{60'000'000'000});
+  return timespec{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
 }
 
 std::string cut_params(const std::string& params) {
@@ -411,7 +413,10 @@ void Worker::Impl::spawn_due_children(SteadyTime now) {
   sigemptyset(&empty);
   for (auto& s : children_) {
     if (s.proc || s.retiring || now < s.respawn_at) continue;
-    auto child = ChildProcess::spawn(setup_.child_argv(*config_), empty, child_title_);
+    std::vector<std::string> argv{setup_.child_program->path()};
+    const std::vector<std::string> args = setup_.child_args(*config_);
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto child = ChildProcess::spawn(argv, empty, child_title_, setup_.child_program->fd());
     if (!child.ok()) {
       log_.error("cannot start child", {{"error", child.status().message()}});
       s.respawn_at = now + std::chrono::seconds(1);
@@ -1170,6 +1175,7 @@ bool Worker::Impl::drained() const {
 }
 
 Status Worker::Impl::run(SignalFd& signals) {
+  if (!setup_.child_program || !setup_.child_args) return Status::internal("a worker needs a child program and its options");
   fingerprint_ = reload_fingerprint(*config_);
   auto results = ResultsFile::open(config_->results_file);
   if (!results.ok()) return results.status();
@@ -1256,8 +1262,8 @@ Status Worker::Impl::run(SignalFd& signals) {
     // pipeline full, a child's result wakes the loop (waking for a task that is
     // already due would spin).
     if (!queue_.empty() && child_with_room()) {
-      const int64_t until_due = queue_.front().delivery.due_at - clock_.wall_now();
-      wake = std::min(wake, now + milliseconds(std::max<int64_t>(until_due, 0)));
+      const int64_t until_due_us = queue_.front().delivery.due_at * 1000 - clock_.wall_now_us();
+      wake = std::min(wake, now + microseconds(std::max<int64_t>(until_due_us, 0)));
     }
     if (notifier_.watchdog_interval().count() > 0) wake = std::min(wake, next_watchdog_);
 
@@ -1281,7 +1287,8 @@ Status Worker::Impl::run(SignalFd& signals) {
       fds.push_back({s.proc->pidfd(), POLLIN, 0});
       owners.push_back(&s);
     }
-    int rc = ::poll(fds.data(), fds.size(), poll_timeout_ms(now, wake));
+    const timespec timeout = poll_timeout(now, wake);
+    int rc = ::ppoll(fds.data(), fds.size(), &timeout, nullptr);
     if (rc < 0 && errno != EINTR) return Status::io(std::string("poll: ") + std::strerror(errno));
     now = clock_.steady_now();
 

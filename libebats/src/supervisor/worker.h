@@ -28,6 +28,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,7 @@
 #include "ebats/clock.h"
 #include "ebats/config.h"
 #include "metrics/registry.h"
+#include "supervisor/child_program.h"
 
 namespace ebats {
 
@@ -45,8 +47,10 @@ struct WorkerSetup {
   Lane lane = Lane::ntask;
   std::string topic;
   std::shared_ptr<const Config> config;
-  // argv of a child for a config, e.g. {"/proc/self/exe", "--child", ...}
-  std::function<std::vector<std::string>(const Config&)> child_argv;
+  // The program the children run (ebats-worker-child), and its options for a
+  // config, e.g. {"--plugins-dir", "/usr/lib/ebats/plugins", ...}.
+  std::optional<ChildProgram> child_program;
+  std::function<std::vector<std::string>(const Config&)> child_args;
   // Where the worker's metrics go (docs/METRICS.md); null: nowhere. Outlives the Worker.
   metrics::Registry* metrics = nullptr;
 };
