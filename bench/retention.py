@@ -43,7 +43,7 @@ def main():
     bin_dir = os.path.join(state, "bin")
     plugins = os.path.join(state, "plugins")
     os.makedirs(bin_dir)
-    for name in ("ebatsctl", "ebats-scheduler", "ebats-ntask-worker"):
+    for name in ("ebatsctl", "ebats-scheduler", "ebats-ntask-worker", "ebats-worker-child"):
         shutil.copy2(os.path.join(a.build, "bin", name), bin_dir)
     shutil.copytree(os.path.join(a.build, "tests", "plugins", "good"), plugins)
     config = os.path.join(state, "ebats.yaml")
