@@ -173,29 +173,27 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def peak_rss_kib(pid):
-    """VmHWM of a live process (its peak resident set so far), in KiB (None if it is gone)."""
+def proc_kib(pid, name, key):
+    """A "Key:  N kB" line of /proc/PID/NAME (status, smaps_rollup), in KiB (None if the process is gone)."""
     try:
-        with open("/proc/%d/status" % pid) as f:
+        with open("/proc/%d/%s" % (pid, name)) as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1])
     except OSError:
         pass
     return None
+
+
+def peak_rss_kib(pid):
+    """VmHWM of a live process (its peak resident set so far), in KiB (None if it is gone)."""
+    return proc_kib(pid, "status", "VmHWM")
 
 
 def pss_kib(pid):
     """Pss of a live process (its resident pages, each shared one divided among the processes that map it),
     in KiB (None if it is gone): summed over processes, shared libraries count once."""
-    try:
-        with open("/proc/%d/smaps_rollup" % pid) as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+    return proc_kib(pid, "smaps_rollup", "Pss")
 
 
 def children_of(pid):
@@ -454,14 +452,7 @@ def cmd_pickup(args):
 
 def rss_kib(pid):
     """VmRSS of a live process, in KiB (0 if it is gone)."""
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return proc_kib(pid, "status", "VmRSS") or 0
 
 
 def tree_rss_kib(pid):

@@ -117,13 +117,10 @@ on_exit() {
     echo "bench/run.sh: failed (exit $rc); state dir with the daemon logs kept: $state" >&2
   fi
 }
-trap on_exit EXIT
-trap 'exit 130' INT TERM
-
-for run in $(seq 1 "$runs"); do
-  state=$(mktemp -d "$base/ebats-bench.XXXXXX")
-  config=$state/ebats.yaml
-  cat > "$config" <<YAML
+# The config of every run and of the backlog run (whose ready tasks are of
+# topic backlog, served by a worker of its own).
+write_config() {  # write_config FILE
+  cat > "$1" <<YAML
 # Written by bench/run.sh.
 version: 1
 broker:  { url: "sqlite://ebats.db", sqlite: { synchronous: $synchronous } }
@@ -136,7 +133,16 @@ events:
     - { task: bench_record, topic: bench, delay: $DELAY }
 workers:
   bench: { processes: 2 }
+  backlog: { processes: 2 }
 YAML
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+for run in $(seq 1 "$runs"); do
+  state=$(mktemp -d "$base/ebats-bench.XXXXXX")
+  config=$state/ebats.yaml
+  write_config "$config"
   export EBATS_BENCH_RECORD=$state/executions.txt
   rd=$out/run-$run
   mkdir -p "$rd"
@@ -202,19 +208,7 @@ backlog_args=()
 if [ "$backlog" -gt 0 ]; then
   state=$(mktemp -d "$base/ebats-bench-backlog.XXXXXX")
   config=$state/ebats.yaml
-  cat > "$config" <<YAML
-# Written by bench/run.sh (the backlog run).
-version: 1
-broker:  { url: "sqlite://ebats.db", sqlite: { synchronous: $synchronous } }
-plugins: { dir: $plugins }
-results: { file: results.jsonl }
-events:
-  bench_noop:
-    - { task: noop, topic: bench }
-workers:
-  bench: { processes: 2 }
-  backlog: { processes: 2 }
-YAML
+  write_config "$config"
   echo "== backlog run: $backlog tasks queued and $backlog delayed (state dir $state)"
   $tool backlog --bin "$bin" --config "$config" --state "$state" --queued "$backlog" --delayed "$backlog" \
     --events "$EVENTS" --events-input "$out/w1.jsonl" --series "$out/backlog-series.txt" > "$out/backlog.json"

@@ -184,6 +184,12 @@ class EBATS_EXPORT Broker {
   // declares the queue, basic.qos and basic.consume; SQLite: nothing, claims
   // query the table). Calling it again with another prefetch changes it.
   virtual Status subscribe(Lane lane, const std::string& topic, uint32_t prefetch) = 0;
+  // True when the broker stops handing out deliveries while `prefetch` of
+  // them (subscribe()) are unsettled, finished or not (RabbitMQ's basic.qos):
+  // a caller that holds finished ones for its next commit then holds the
+  // window shut, and should commit before the window is spent. False
+  // (SQLite): a claim takes what is asked, whatever waits for a commit.
+  virtual bool prefetch_counts_unsettled() const { return false; }
   // A file descriptor that is readable while claim() has deliveries to hand
   // out (level-triggered), or -1 when the caller has to poll. Thread-safe.
   virtual int wake_fd() const { return -1; }

@@ -37,7 +37,7 @@ using std::chrono::milliseconds;
 using std::chrono::microseconds;
 using std::chrono::duration_cast;
 
-constexpr size_t kFlushCompletions = 1024;      // commit at least this often...
+constexpr size_t kFlushCompletions = 1024;      // commit at least this often (a windowed broker: see flush_completions_)...
 constexpr milliseconds kFlushAge{20};           // ...or once the oldest completion is this old
 // With a broker that signals new work, the look for work nobody signalled
 // (a writer without wake-ups) comes this often, or every poll_interval if longer.
@@ -219,6 +219,7 @@ class Worker::Impl {
   Pending pending_;
   Pending spare_;  // an emptied batch whose buffers the next one reuses
   uint32_t max_capacity_ = 0;  // prefetch, or the automatic prefetch's upper bound
+  size_t flush_completions_ = kFlushCompletions;  // a commit once this many have finished (or kFlushAge)
   milliseconds lease_{30'000};
   milliseconds poll_interval_{50};
   PollBackoff claim_backoff_{poll_interval_};  // rebuilt in the constructor with the configured interval
@@ -991,7 +992,7 @@ void Worker::Impl::dead_letter_delivery(const Delivery& d, const std::string& re
 // ------------------------------------------------------------------- broker
 
 SteadyTime Worker::Impl::flush_due_at() const {
-  if (pending_.completions >= kFlushCompletions) return pending_.oldest;
+  if (pending_.completions >= flush_completions_) return pending_.oldest;
   const bool running = std::any_of(children_.begin(), children_.end(),
                                    [](const Slot& s) { return !s.pipeline.empty(); });
   const bool due_waiting = !queue_.empty() && queue_.front().delivery.due_at <= clock_.wall_now();
@@ -1196,6 +1197,11 @@ Status Worker::Impl::run(SignalFd& signals) {
   const uint32_t consumer_prefetch = settings_.prefetch > 0 ? settings_.prefetch : max_capacity_;
   Status subscribed = broker_.subscribe(setup_.lane, setup_.topic, consumer_prefetch);
   if (!subscribed.ok()) return subscribed.with_context("subscribing to the topic's queue");
+  // Finished tasks hold RabbitMQ's window until their commit: committing once
+  // half of it has finished lets the broker refill that half while the other
+  // runs, instead of the worker running dry between commits (bench/notes.md).
+  flush_completions_ = broker_.prefetch_counts_unsettled() ? std::max<size_t>(1, consumer_prefetch / 2)
+                                                           : kFlushCompletions;
   auto thread = BrokerThread::start(broker_);
   if (!thread.ok()) return thread.status();
   broker_thread_ = std::move(thread).value();

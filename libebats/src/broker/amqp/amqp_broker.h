@@ -34,6 +34,7 @@ class AmqpBroker final : public Broker {
 
   Status setup(const std::vector<std::string>& topics) override;
   Status subscribe(Lane lane, const std::string& topic, uint32_t prefetch) override;
+  bool prefetch_counts_unsettled() const override { return true; }
   int wake_fd() const override { return session_->wake_fd(); }
   bool alive(uint64_t token) const override { return session_->alive(token); }
   Result<std::vector<Delivery>> claim_ahead(Lane lane, const std::string& topic, uint32_t max,
