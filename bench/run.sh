@@ -213,7 +213,7 @@ if [ "$backlog" -gt 0 ]; then
   $tool backlog --bin "$bin" --config "$config" --state "$state" --queued "$backlog" --delayed "$backlog" \
     --events "$EVENTS" --events-input "$out/w1.jsonl" --series "$out/backlog-series.txt" > "$out/backlog.json"
   jq -r '"   filled \(.queued) ready at \(.fill_queued.per_s|floor)/s and \(.delayed) delayed at \(.fill_delayed.per_s|floor)/s; stats \(.stats_ms_idle|map(floor)|join(", ")) ms"' "$out/backlog.json"
-  jq -r '"   W1 with the backlog: \(.w1_tasks_per_s|floor) tasks/s; drained \(.queued) at \(.drain_tasks_per_s|floor)/s (first tenth \(.drain_rate_first_tenth // 0|floor), last \(.drain_rate_last_tenth // 0|floor)); \(.lost) lost, \(.duplicates) duplicated"' "$out/backlog.json"
+  jq -r '"   W1 with the backlog: \(.w1_tasks_per_s|floor) tasks/s; drained \(.queued) at \(.drain_tasks_per_s|floor)/s (first tenth \(.drain_rate_first_tenth | if . == null then "–" else floor end), last \(.drain_rate_last_tenth | if . == null then "–" else floor end)); \(.lost) lost, \(.duplicates) duplicated"' "$out/backlog.json"
   backlog_args=(--backlog "$out/backlog.json")
   if [ "$keep" = 0 ]; then rm -rf "$state"; fi
   state=
