@@ -996,7 +996,9 @@ One run of `bench/run.sh` does, in a fresh state dir (a new SQLite database and 
    O_APPEND write, so executions are counted exactly). When its 1,000 results exist, lateness =
    `started_at − due_at` of each result record (wall ms); min, p50, p99 (nearest rank) and max are
    reported. A negative value would be a task run before it was due.
-3. **Physical limit.** `sqlite_limit` (bench/sqlite_limit.cpp) does a task queue's row operations on one
+3. **Pickup.** With the three daemons idle, events are published one at a time (one `ebatsctl publish`
+   process each) at 20/s and at 100/s for 5 s each; pickup = `started_at − due_at` of their results.
+4. **Physical limit.** `sqlite_limit` (bench/sqlite_limit.cpp) does a task queue's row operations on one
    SQLite file in the same file system, in one process, with nothing else: insert 20,000 task rows in
    transactions of N, then repeatedly claim N with a lease (`UPDATE … RETURNING`, one transaction) and
    delete them plus insert N result rows (one transaction); WAL, ebats' table and index shapes and
@@ -1006,11 +1008,22 @@ One run of `bench/run.sh` does, in a fresh state dir (a new SQLite database and 
    Ratios = W1's end-to-end rate / each, from the same run. ebats runs its parts in several processes at
    once, the limit program one after the other, so ebats can exceed 1.
 
+After the runs, once, in a state dir of its own, **the backlog run** (`--backlog N`, default 1,000,000;
+`--backlog 0` leaves it out): `ebatsctl enqueue backlog noop --jsonl` puts N ready tasks on a topic no
+worker serves yet and `ebatsctl enqueue bench noop --jsonl --delay 1h` N delayed ones; `ebatsctl stats
+--json` is timed 5 times; W1 runs again (its scheduler and ntask worker, and the dtask worker of topic
+bench over the N delayed tasks); then an ntask worker of topic backlog (2 children) drains the N ready
+ones while the results file is counted every 5 ms, a row (tasks/s over the last interval, each daemon's
+RSS with its children, database and WAL size) is sampled every 0.5 s, and `ebatsctl stats` is timed every
+2 s. Every result is counted by task id (lost, duplicated), and the delayed tasks must all still wait.
+gnuplot draws the drain (`docs/img/bench-backlog.png`) and the W2 lateness of every run
+(`docs/img/bench-lateness.png`).
+
 The daemons are stopped with SIGTERM at the end of each run (also on failure). Medians and ranges are
 over the runs (`--runs N`, default 3). Other options: `--dir DIR` puts the state dirs elsewhere (e.g. a
 tmpfs, to take the disk's fsync out), `--synchronous normal` runs ebats and the limit program with
 `synchronous=NORMAL` (no fsync at all), `--no-build` skips the build, `--keep` keeps the state dirs,
-`--no-doc` leaves docs/benchmarks.md alone.
+`--no-doc` leaves docs/benchmarks.md alone (and writes the plots next to its data).
 """
 
 
