@@ -12,6 +12,7 @@
 #include "ebats/clock.h"
 #include "ebats/envelope.h"
 #include "metrics/http_server.h"
+#include "supervisor/child_program.h"
 #include "supervisor/plugin_probe.h"
 
 namespace po = boost::program_options;
@@ -154,11 +155,6 @@ std::shared_ptr<const Config> load_config_or_report(const std::string& path, con
   for (const auto& w : load.warnings) std::cerr << w.to_string() << "\n";
   for (const auto& e : load.errors) std::cerr << e.to_string() << "\n";
   return load.config;
-}
-
-std::vector<std::string> child_args(const Config& config) {
-  return {"--plugins-dir", config.plugins_dir, "--max-frame", std::to_string(max_frame_bytes(config.max_message_bytes)),
-          "--message-limit", std::to_string(config.result_message_bytes)};
 }
 
 void add_child_log_args(std::vector<std::string>* argv, const Logger& log) {

@@ -10,7 +10,6 @@
 
 #include "daemon/logger.h"
 #include "ebats/config.h"
-#include "supervisor/child_program.h"
 
 namespace ebats {
 
@@ -41,9 +40,6 @@ std::shared_ptr<const Config> load_config_or_report(const std::string& path, con
 // --check-config: the config, and that every registered task (of `topic`, or
 // of every topic when empty) has a handler among the plugins. Returns the exit code.
 int run_config_check(const Config& config, const std::string& topic);
-
-// The options of a worker child (ebats-worker-child) for a config.
-std::vector<std::string> child_args(const Config& config);
 
 // Appends to a child's argv the options that make it log as `log` does
 // (level, format, and the daemon name its lines carry).

@@ -126,7 +126,7 @@ int worker_main_impl(int argc, char** argv, DaemonKind kind) {
   setup.topic = args.topic;
   setup.config = config;
   setup.child_program = std::move(child_program).value();
-  setup.child_args = [](const Config& c) { return child_args(c); };
+  setup.child_args = child_args;
   add_child_log_args(&setup.child_args, log);
   setup.metrics = metrics_server ? &registry : nullptr;  // no server: no metrics kept
   Worker worker(std::move(setup), **broker, clock, log, notifier);

@@ -39,6 +39,14 @@ std::unique_ptr<Broker> open_ok(const std::string& db, const Clock& clock, const
   return std::move(*broker);
 }
 
+// A broker of `owner` listening for (lane, topic), as a daemon subscribes.
+std::unique_ptr<Broker> subscribed(const std::string& db, const Clock& clock, const std::string& owner, Lane lane,
+                                   const std::string& topic) {
+  auto broker = open_ok(db, clock, owner);
+  REQUIRE(broker->subscribe(lane, topic, 8).ok());
+  return broker;
+}
+
 OutMsg task_for(const std::string& topic, const std::string& id, WallMs due_at, Lane lane = Lane::ntask) {
   OutMsg m;
   m.lane = lane;
@@ -58,15 +66,11 @@ TEST_CASE("sqlite wake: a commit wakes the daemons of its lane and topic, and no
   SystemClock clock;
   const std::string db = dir.file("ebats.db");
   auto publisher = open_ok(db, clock, "host/publisher");
-  auto demo = open_ok(db, clock, "host/ntask/demo");
-  auto other = open_ok(db, clock, "host/ntask/other");
-  auto delayed = open_ok(db, clock, "host/dtask/demo");
-  auto scheduler = open_ok(db, clock, "host/scheduler");
+  auto demo = subscribed(db, clock, "host/ntask/demo", Lane::ntask, "demo");
+  auto other = subscribed(db, clock, "host/ntask/other", Lane::ntask, "other");
+  auto delayed = subscribed(db, clock, "host/dtask/demo", Lane::dtask, "demo");
+  auto scheduler = subscribed(db, clock, "host/scheduler", Lane::events, "");
   CHECK(publisher->wake_fd() < 0);  // nothing subscribed: nothing to wake
-  REQUIRE(demo->subscribe(Lane::ntask, "demo", 8).ok());
-  REQUIRE(other->subscribe(Lane::ntask, "other", 8).ok());
-  REQUIRE(delayed->subscribe(Lane::dtask, "demo", 8).ok());
-  REQUIRE(scheduler->subscribe(Lane::events, "", 8).ok());
   REQUIRE(demo->wake_fd() >= 0);
   CHECK(std::filesystem::is_socket(db + ".wake/ntask.demo." + std::to_string(::getpid())));
   CHECK(std::filesystem::is_socket(db + ".wake/events." + std::to_string(::getpid())));
@@ -109,11 +113,9 @@ TEST_CASE("sqlite wake: a retry committed by a worker wakes the dtask worker, a 
   test::TempDir dir;
   SystemClock clock;
   const std::string db = dir.file("ebats.db");
-  auto worker = open_ok(db, clock, "host/ntask/demo");
-  auto delayed = open_ok(db, clock, "host/dtask/demo");
+  auto worker = subscribed(db, clock, "host/ntask/demo", Lane::ntask, "demo");
+  auto delayed = subscribed(db, clock, "host/dtask/demo", Lane::dtask, "demo");
   auto ctl = open_ok(db, clock, "host/ebatsctl");
-  REQUIRE(worker->subscribe(Lane::ntask, "demo", 8).ok());
-  REQUIRE(delayed->subscribe(Lane::dtask, "demo", 8).ok());
   const WallMs now = clock.wall_now();
   test::publish(*ctl, {task_for("demo", "t1", now)});
   auto claimed = worker->claim(Lane::ntask, "demo", 8);
@@ -151,11 +153,9 @@ TEST_CASE("sqlite wake: tasks a stopping worker releases wake the other workers 
   test::TempDir dir;
   SystemClock clock;
   const std::string db = dir.file("ebats.db");
-  auto stopping = open_ok(db, clock, "host/ntask/demo");
-  auto staying = open_ok(db, clock, "host/ntask/demo");
+  auto stopping = subscribed(db, clock, "host/ntask/demo", Lane::ntask, "demo");
+  auto staying = subscribed(db, clock, "host/ntask/demo", Lane::ntask, "demo");
   auto ctl = open_ok(db, clock, "host/ebatsctl");
-  REQUIRE(stopping->subscribe(Lane::ntask, "demo", 8).ok());
-  REQUIRE(staying->subscribe(Lane::ntask, "demo", 8).ok());
   test::publish(*ctl, {task_for("demo", "t1", clock.wall_now()), task_for("demo", "t2", clock.wall_now())});
   auto claimed = stopping->claim(Lane::ntask, "demo", 8);
   REQUIRE(claimed.ok());
@@ -184,8 +184,7 @@ TEST_CASE("sqlite wake: a daemon's names go with it, and a dead one's leftover i
   auto publisher = open_ok(db, clock, "host/publisher");
   const std::string folder = db + ".wake";
   {
-    auto worker = open_ok(db, clock, "host/ntask/demo");
-    REQUIRE(worker->subscribe(Lane::ntask, "demo", 8).ok());
+    auto worker = subscribed(db, clock, "host/ntask/demo", Lane::ntask, "demo");
     CHECK(std::filesystem::exists(folder + "/ntask.demo." + std::to_string(::getpid())));
   }
   CHECK_FALSE(std::filesystem::exists(folder + "/ntask.demo." + std::to_string(::getpid())));

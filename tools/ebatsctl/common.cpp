@@ -1,16 +1,13 @@
 // ebatsctl: helpers every command group uses (ctl.h).
-#include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <ctime>
-#include <filesystem>
 #include <iostream>
 
 #include "ctl.h"
 #include "supervisor/child_program.h"
-#include "supervisor/frame.h"
 
 namespace po = boost::program_options;
 
@@ -85,16 +82,9 @@ void print_json(const std::function<void(ebats::json::Writer&)>& write) {
 ebats::Result<ebats::PluginProbe> probe_plugins(const Context& ctx) {
   auto program = ebats::ChildProgram::locate();
   if (!program.ok()) return ebats::Status::io("loading the plugins needs " + program.status().message());
-  const ebats::Config& config = *ctx.config;
-  const std::vector<std::string> args = {"--plugins-dir",
-                                         config.plugins_dir,
-                                         "--max-frame",
-                                         std::to_string(ebats::max_frame_bytes(config.max_message_bytes)),
-                                         "--message-limit",
-                                         std::to_string(config.result_message_bytes),
-                                         "--log-level",
-                                         "error"};
-  return ebats::probe_plugins(*program, args, config.plugin_settings);
+  std::vector<std::string> args = ebats::child_args(*ctx.config);
+  args.insert(args.end(), {"--log-level", "error"});
+  return ebats::probe_plugins(*program, args, ctx.config->plugin_settings);
 }
 
 }  // namespace ebatsctl

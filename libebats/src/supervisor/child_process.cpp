@@ -18,6 +18,13 @@ int pidfd_open_compat(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_o
 
 }  // namespace
 
+Result<ChildProcess> ChildProcess::spawn(const ChildProgram& program, const std::vector<std::string>& args,
+                                         const sigset_t& child_mask, const std::string& title) {
+  std::vector<std::string> argv{program.path()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return spawn(argv, child_mask, title, program.fd());
+}
+
 std::string signal_name(int sig) {
   const char* abbrev = sigabbrev_np(sig);
   if (abbrev) return std::string("SIG") + abbrev;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "daemon/unique_fd.h"
+#include "supervisor/child_program.h"
 #include "ebats/status.h"
 
 namespace ebats {
@@ -29,6 +30,9 @@ class ChildProcess {
   // file, whatever argv[0]'s path names by now.
   static Result<ChildProcess> spawn(const std::vector<std::string>& argv, const sigset_t& child_mask,
                                     const std::string& title = "", int program_fd = -1);
+  // Starts `program` (from its open descriptor) with `args` after argv[0].
+  static Result<ChildProcess> spawn(const ChildProgram& program, const std::vector<std::string>& args,
+                                    const sigset_t& child_mask, const std::string& title);
 
   ChildProcess(ChildProcess&& o) noexcept;
   ChildProcess& operator=(ChildProcess&& o) noexcept;

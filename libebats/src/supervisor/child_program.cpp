@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <vector>
 
+#include "supervisor/frame.h"
+
 #ifndef EBATS_LIBEXEC_DIR
 #define EBATS_LIBEXEC_DIR "/usr/libexec/ebats"
 #endif
@@ -37,6 +39,11 @@ Result<ChildProgram> ChildProgram::locate() {
   }
   return Status::not_found(std::string("cannot find ") + kName + ", the program worker children run (" + tried +
                            "); it is built and installed with the daemons");
+}
+
+std::vector<std::string> child_args(const Config& config) {
+  return {"--plugins-dir", config.plugins_dir, "--max-frame", std::to_string(max_frame_bytes(config.max_message_bytes)),
+          "--message-limit", std::to_string(config.result_message_bytes)};
 }
 
 }  // namespace ebats

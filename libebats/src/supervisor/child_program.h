@@ -9,8 +9,10 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "daemon/unique_fd.h"
+#include "ebats/config.h"
 #include "ebats/status.h"
 
 namespace ebats {
@@ -36,5 +38,9 @@ class ChildProgram {
   std::string path_;
   std::shared_ptr<UniqueFd> fd_;
 };
+
+// The options ebats-worker-child runs with for `config`: its plugins, the
+// largest frame and the longest result message (a worker adds its log options).
+std::vector<std::string> child_args(const Config& config);
 
 }  // namespace ebats

@@ -18,9 +18,7 @@ Result<PluginProbe> probe_plugins(const ChildProgram& program, const std::vector
                                   const PluginSettings& settings) {
   sigset_t empty;
   sigemptyset(&empty);
-  std::vector<std::string> argv{program.path()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto child = ChildProcess::spawn(argv, empty, "ebats plugin probe", program.fd());
+  auto child = ChildProcess::spawn(program, args, empty, "ebats plugin probe");
   if (!child.ok()) return child.status();
   std::string first;
   write_settings_frame(first, settings);

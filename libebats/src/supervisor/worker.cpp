@@ -414,10 +414,7 @@ void Worker::Impl::spawn_due_children(SteadyTime now) {
   sigemptyset(&empty);
   for (auto& s : children_) {
     if (s.proc || s.retiring || now < s.respawn_at) continue;
-    std::vector<std::string> argv{setup_.child_program->path()};
-    const std::vector<std::string> args = setup_.child_args(*config_);
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto child = ChildProcess::spawn(argv, empty, child_title_, setup_.child_program->fd());
+    auto child = ChildProcess::spawn(*setup_.child_program, setup_.child_args(*config_), empty, child_title_);
     if (!child.ok()) {
       log_.error("cannot start child", {{"error", child.status().message()}});
       s.respawn_at = now + std::chrono::seconds(1);

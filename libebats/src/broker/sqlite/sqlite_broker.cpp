@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <cstdio>
 #include <map>
 #include <random>
@@ -108,10 +109,8 @@ const RecoverySql kRecoverPreviousEvents{"SELECT 1 FROM events WHERE " + kPrevio
 // per topic and lane.
 const std::string kNextReadyTopic =
     "SELECT topic FROM tasks WHERE state = 'ready' AND topic > ?1 ORDER BY topic LIMIT 1";
-const std::string kCountDue =
-    "SELECT count(*) FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at <= ?3";
-const std::string kCountNotDue =
-    "SELECT count(*) FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at > ?3";
+const std::string kCountReady =
+    "SELECT count(*) FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at > ?3 AND due_at <= ?4";
 const std::string kLeasedDepths = "SELECT topic, count(*) FROM tasks WHERE state = 'leased' GROUP BY topic";
 const std::string kDoneDepths = "SELECT topic, done FROM topic_totals";
 const std::string kAddDone =
@@ -420,6 +419,7 @@ Result<CommitReport> SqliteBroker::commit(const Batch& batch) {
 
 Status SqliteBroker::apply_batch(const Batch& batch, WallMs now, CommitReport* report, Claim claim) {
   // Settles first: a retry deletes the row before re-inserting the same id.
+  bool released = false;
   for (const Settle& settle : batch.settle) {
     auto applied = apply_settle(settle, now, claim);
     if (!applied.ok()) return applied.status();
@@ -427,11 +427,7 @@ Status SqliteBroker::apply_batch(const Batch& batch, WallMs now, CommitReport* r
       ++report->stale;
       continue;
     }
-    if (settle.kind == Settle::Kind::release) {
-      // Back in the lane it was claimed from: one of ours. Another daemon of
-      // that lane and topic (a worker that goes on while this one stops) takes it.
-      woken_.insert(woken_.end(), subscriptions_.begin(), subscriptions_.end());
-    }
+    released = released || settle.kind == Settle::Kind::release;
     ++report->settled;
     for (const OutMsg& msg : settle.then_publish) {
       auto inserted = insert_message(*connection_, msg, now);
@@ -445,6 +441,11 @@ Status SqliteBroker::apply_batch(const Batch& batch, WallMs now, CommitReport* r
       Status status = insert_dead_letter(*connection_, *settle.then_dead, now);
       if (!status.ok()) return status;
     }
+  }
+  if (released) {
+    // Back in the lanes they were claimed from, ours: another daemon of that
+    // lane and topic (a worker that goes on while this one stops) takes them.
+    woken_.insert(woken_.end(), subscriptions_.begin(), subscriptions_.end());
   }
   for (const OutMsg& msg : batch.publish) {
     auto inserted = insert_message(*connection_, msg, now);
@@ -693,17 +694,20 @@ Result<std::vector<QueueDepth>> SqliteBroker::depths(const std::vector<std::stri
     }
     after = topic;
     QueueDepth& d = depth_of(after);
+    // Each a range of the index: due_at in (after, upto].
+    constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+    constexpr int64_t kAlways = std::numeric_limits<int64_t>::min();
     struct Count {
-      const std::string* sql;
       const char* lane;
+      int64_t after, upto;
       uint64_t* into;
     };
-    for (const Count& c : {Count{&kCountDue, "n", &d.ready}, Count{&kCountNotDue, "n", &d.delayed},
-                           Count{&kCountDue, "d", &d.delayed}, Count{&kCountNotDue, "d", &d.delayed}}) {
-      auto stmt = connection_->statement(*c.sql);
+    for (const Count& c : {Count{"n", kAlways, now, &d.ready}, Count{"n", now, kNever, &d.delayed},
+                           Count{"d", kAlways, kNever, &d.delayed}}) {
+      auto stmt = connection_->statement(kCountReady);
       if (!stmt.ok()) return stmt.status();
       StatementUse count(*stmt);
-      count.bind_text(1, after).bind_text(2, c.lane).bind(3, now);
+      count.bind_text(1, after).bind_text(2, c.lane).bind(3, c.after).bind(4, c.upto);
       const int crc = count.step();
       if (crc != SQLITE_ROW) return connection_->error(crc, "counting queued tasks");
       *c.into += static_cast<uint64_t>(count.int_column(0));
