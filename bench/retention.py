@@ -11,8 +11,10 @@ file, and feeds them N events (one task each) in chunks of --chunk with
 Every --every seconds it prints one CSV line: seconds since start, tasks done,
 rows in `results`, PRAGMA page_count and freelist_count, and the sizes of the
 database file and its WAL in MiB. Stops when N are done, then samples for a
-further window plus 15 s so the last rows age out. Default: 1,000,000 tasks,
-keep 20s; --keep none runs without retention, for comparison.
+further window plus 15 s so the last rows age out, and prints the drain rate of
+the first and of the last tenth of the tasks (from the samples, interpolated) and
+their ratio. Default: 1,000,000 tasks, keep 20s; --keep none runs without
+retention, for comparison.
 """
 import argparse
 import json
@@ -67,6 +69,7 @@ def main():
     published = 0
     done = 0
     finished_at = None
+    progress = [(0.0, 0)]  # (seconds, done) at every sample
     chunk = "".join('{"n":%d}\n' % i for i in range(a.chunk)).encode()
     try:
         while True:
@@ -74,12 +77,15 @@ def main():
             now = time.monotonic()
             if now >= next_sample:
                 sample(reader, db, now - start, done)
+                progress.append((now - start, done))
                 next_sample += a.every
             if done >= a.tasks and finished_at is None:
                 finished_at = now
+                progress.append((now - start, done))
                 print(f"# {a.tasks} done after {now - start:.0f} s", flush=True)
             if finished_at is not None and now - finished_at > keep_s + 15:
                 sample(reader, db, now - start, done)
+                print_tenths(progress, a.tasks)
                 break
             if published < a.tasks and published - done < a.backlog:
                 n = min(a.chunk, a.tasks - published)
@@ -98,6 +104,19 @@ def main():
                 d.terminate()
         for d in daemons:
             d.wait(timeout=60)
+
+
+def print_tenths(progress, tasks):
+    """The rate of the first and of the last tenth of the tasks, from the samples."""
+    def time_at(count):
+        for (t0, d0), (t1, d1) in zip(progress, progress[1:]):
+            if d1 >= count:
+                return t0 + (t1 - t0) * (count - d0) / (d1 - d0) if d1 > d0 else t1
+        return progress[-1][0]
+    tenth = tasks // 10
+    first = tenth / max(time_at(tenth) - time_at(0), 1e-9)
+    last = tenth / max(time_at(tasks) - time_at(tasks - tenth), 1e-9)
+    print(f"# first tenth {first:.0f} tasks/s, last tenth {last:.0f} tasks/s, ratio {last / first:.3f}", flush=True)
 
 
 def done_count(ctl, config):

@@ -1,12 +1,17 @@
 // ChildProgram (supervisor/child_program.h): the program worker children run,
 // found beside the running executable and held open, so that children started
 // after the file was replaced still run the file the worker started with.
+#include <elf.h>
 #include <poll.h>
 #include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
+#include <vector>
 
 #include "supervisor/child_process.h"
 #include "supervisor/child_program.h"
@@ -32,7 +37,57 @@ std::string run_to_end(const ChildProgram& program, bool pinned) {
   return how;
 }
 
+// The DT_NEEDED entries of a 64-bit ELF file: the shared libraries it names.
+std::vector<std::string> needed_libraries(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  const std::string image((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(image.size() >= sizeof(Elf64_Ehdr));
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, image.data(), sizeof eh);
+  REQUIRE(std::memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0);
+  REQUIRE(eh.e_ident[EI_CLASS] == ELFCLASS64);
+  auto section = [&](size_t i) {
+    Elf64_Shdr sh;
+    REQUIRE(eh.e_shoff + (i + 1) * sizeof sh <= image.size());
+    std::memcpy(&sh, image.data() + eh.e_shoff + i * sizeof sh, sizeof sh);
+    return sh;
+  };
+  std::vector<std::string> names;
+  for (size_t i = 0; i < eh.e_shnum; ++i) {
+    const Elf64_Shdr dynamic = section(i);
+    if (dynamic.sh_type != SHT_DYNAMIC) continue;
+    const Elf64_Shdr strings = section(dynamic.sh_link);
+    REQUIRE(dynamic.sh_offset + dynamic.sh_size <= image.size());
+    for (size_t off = 0; off + sizeof(Elf64_Dyn) <= dynamic.sh_size; off += sizeof(Elf64_Dyn)) {
+      Elf64_Dyn entry;
+      std::memcpy(&entry, image.data() + dynamic.sh_offset + off, sizeof entry);
+      if (entry.d_tag == DT_NULL) break;
+      if (entry.d_tag != DT_NEEDED) continue;
+      REQUIRE(strings.sh_offset + entry.d_un.d_val < image.size());
+      names.emplace_back(image.c_str() + strings.sh_offset + entry.d_un.d_val);
+    }
+  }
+  return names;
+}
+
 }  // namespace
+
+TEST_CASE("child program: ebats-worker-child links none of the daemons' broker, config or systemd libraries",
+          "[supervisor][child]") {
+  // It links the static core with --as-needed: a dependency that crept into
+  // the child's objects would bring these back quietly, and with them the
+  // child's start-up time and memory (docs/ARCHITECTURE.md).
+  auto program = ChildProgram::locate();
+  REQUIRE(program.ok());
+  const std::vector<std::string> needed = needed_libraries(program->path());
+  CHECK_FALSE(needed.empty());  // it is a dynamic executable: libc at least
+  for (const std::string& name : needed) {
+    INFO(name);
+    for (const char* banned : {"libsqlite3", "librabbitmq", "libssl", "libcrypto", "libsystemd", "libyaml-cpp"}) {
+      CHECK(name.rfind(banned, 0) != 0);
+    }
+  }
+}
 
 TEST_CASE("child program: the tests' build has ebats-worker-child beside them, and locate() finds it",
           "[supervisor][child]") {

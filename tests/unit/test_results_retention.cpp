@@ -230,13 +230,16 @@ TEST_CASE("retention: the scheduler's pruner deletes one batch per tick, pauses 
     REQUIRE(n.ok());
     return *n;
   };
+  CHECK(pruner.next_due() <= clock.steady_now());
   CHECK(tick() == 3);  // due at once
+  CHECK(pruner.next_due() == clock.steady_now() + milliseconds(20));  // the scheduler sleeps no longer
   CHECK(tick() == 0);  // not before the pause
   CHECK(ids_left(db).size() == 6);
   clock.advance(milliseconds(20));
   CHECK(tick() == 3);
   clock.advance(milliseconds(20));
   CHECK(tick() == 1);  // a short batch ends the round
+  CHECK(pruner.next_due() == clock.steady_now() + milliseconds(10'000));
   CHECK(ids_left(db) == std::vector<std::string>{"new0", "new1"});
   add_results(*broker, {result("late", t0 - 7'200'000), result("fresh", t0 + 10'000)});
   clock.advance(milliseconds(9'000));

@@ -48,6 +48,11 @@ class ResultsPruner {
   // until the next period; the error is returned too.
   Result<uint32_t> tick();
 
+  // When the next tick has work to do: the scheduler's loop sleeps no longer
+  // (a full round deletes a batch per `pause`, idle or not). Far in the
+  // future while the pruner is disabled.
+  SteadyTime next_due() const { return settings_.enabled() ? next_ : SteadyTime::max(); }
+
   const Settings& settings() const { return settings_; }
 
  private:

@@ -186,6 +186,13 @@ Status Scheduler::run(SignalFd& signals) {
     const bool signalled = broker_.wake_fd() >= 0;
     if (signalled && error_backoff.count() == 0) wait = std::max(poll_interval, std::chrono::milliseconds(1000));
     int timeout = more ? 0 : static_cast<int>(std::max(error_backoff, wait).count());
+    // A pruning round in progress goes on after its pause, not at the next
+    // event or look (one batch a second, idle, was 2,000 rows a second).
+    const SteadyTime prune_at = pruner_.next_due();
+    if (prune_at != SteadyTime::max()) {
+      const auto until = std::chrono::ceil<std::chrono::milliseconds>(prune_at - clock_.steady_now()).count();
+      timeout = std::min<int>(timeout, static_cast<int>(std::max<int64_t>(until, 0)));
+    }
     pollfd pfd[2] = {{signals.fd(), POLLIN, 0}, {signalled && error_backoff.count() == 0 ? broker_.wake_fd() : -1, POLLIN, 0}};
     if (::poll(pfd, 2, timeout) > 0 && (pfd[0].revents & POLLIN)) {
       const std::vector<int> caught = signals.drain();
