@@ -3,9 +3,6 @@
 // known run (20 tasks ok, 3 failing, 2 retried once, 2 unregistered events)
 // shows in the counters exactly; junk requests leave the daemon running and
 // serving, scrapes and tasks alike.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -17,44 +14,16 @@
 #include <string>
 
 #include "integration/harness.h"
+#include "support/http_exchange.h"
 #include "support/scoped_env.h"
 
 using ebats::test::Daemon;
+using ebats::test::http_exchange;
 using ebats::test::TestSystem;
 using ebats::test::ScopedEnv;
 
 namespace {
 
-
-// Sends `request` and reads until the server closes. Empty when it cannot connect.
-std::string http_exchange(uint16_t port, const std::string& request, bool half_close = true) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return "";
-  }
-  size_t sent = 0;
-  while (sent < request.size()) {
-    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    sent += static_cast<size_t>(n);
-  }
-  if (half_close) ::shutdown(fd, SHUT_WR);
-  std::string response;
-  char buf[8192];
-  for (;;) {
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    response.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return response;
-}
 
 std::string scrape(uint16_t port) { return http_exchange(port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n"); }
 

@@ -1,8 +1,5 @@
 // Metrics registry rendering (Prometheus text exposition format 0.0.4) and the
 // /metrics HTTP server's answers to good and bad requests.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -13,9 +10,11 @@
 
 #include "metrics/http_server.h"
 #include "metrics/registry.h"
+#include "support/http_exchange.h"
 
 using namespace ebats;
 using namespace ebats::metrics;
+using ebats::test::http_exchange;
 
 namespace {
 
@@ -77,36 +76,6 @@ std::vector<Sample> parse_exposition(const std::string& text, std::map<std::stri
   return out;
 }
 
-// Sends `request`, reads until the server closes; "" when it cannot connect.
-// No Catch2 assertion inside: the scrapers below call it from threads.
-std::string http_exchange(uint16_t port, const std::string& request, bool half_close = true) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return "";
-  }
-  size_t sent = 0;
-  while (sent < request.size()) {
-    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;  // the server may close on an oversized request
-    sent += static_cast<size_t>(n);
-  }
-  if (half_close) ::shutdown(fd, SHUT_WR);
-  std::string response;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    response.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return response;
-}
 
 }  // namespace
 
