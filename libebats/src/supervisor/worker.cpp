@@ -44,13 +44,7 @@ constexpr milliseconds kFlushAge{20};           // ...or once the oldest complet
 constexpr milliseconds kSignalledLookEvery{1000};
 constexpr int64_t kTargetPipelineUs = 5000;     // work queued inside one child, in time
 constexpr uint32_t kMaxAutoHeldPerChild = 512;  // automatic prefetch: at most this many per child
-constexpr size_t kMaxPipeline = 128;
-// Short tasks with every child's pipeline deep: the loop reads the children's
-// results once per rest instead of waking for each (see children_rest_until()).
-constexpr size_t kRestMinPipeline = 8;        // rest only while each child holds at least this many
-constexpr int64_t kChildCycleFloorUs = 4;     // a child's least time per task (framing, write), measured: 4-8 us
-constexpr int64_t kMinRestUs = 40;            // shorter rests save nothing
-constexpr int64_t kMaxRestUs = 500;           // nor hold results longer than this
+constexpr size_t kMaxPipeline = 32;
 constexpr size_t kMaxResultParams = 4096;
 constexpr std::chrono::seconds kFinishCommitsFor{20};  // stopping: the last commits get this long
 constexpr std::chrono::seconds kDatabaseCheckEvery{2};  // SQLite: is the file still there?
@@ -194,10 +188,6 @@ class Worker::Impl {
   size_t ready_children() const;
   size_t active_children() const;  // the children not being replaced
   bool child_with_room() const;  // a ready child whose pipeline can take one more task
-  // Until when the loop may leave the children's sockets unread: a quarter of
-  // the time the shortest pipeline lasts, while every child runs short tasks
-  // from a deep pipeline (none can run dry meanwhile); `now` when it may not.
-  SteadyTime children_rest_until(SteadyTime now) const;
 
   WorkerSetup setup_;
   std::shared_ptr<const Config> config_;  // replaced by a reload
@@ -238,7 +228,6 @@ class Worker::Impl {
   double avg_task_us_ = 0.0;  // moving average of a task's run time; 0 until one has been measured
   uint64_t claimed_body_bytes_ = 0;  // largest body of the latest non-empty claim; 0 until one
   SteadyTime next_claim_at_{};
-  SteadyTime rest_until_{};  // the end of the children's current rest; past when there is none
   SteadyTime next_flush_try_{};
   milliseconds flush_backoff_{0};
   SteadyTime next_extend_{};
@@ -459,20 +448,6 @@ size_t Worker::Impl::capacity() const {
   in.body_bytes = claimed_body_bytes_;
   in.max_message_bytes = config_->max_message_bytes;
   return automatic_prefetch(in);
-}
-
-SteadyTime Worker::Impl::children_rest_until(SteadyTime now) const {
-  if (draining_ || avg_task_us_ <= 0) return now;
-  size_t shortest = SIZE_MAX;
-  for (const auto& s : children_) {
-    if (!s.proc) continue;
-    if (!s.ready || s.retiring || s.socket_closed) return now;
-    shortest = std::min(shortest, s.pipeline.size());
-  }
-  if (shortest == SIZE_MAX || shortest < kRestMinPipeline) return now;
-  const double lasts_us = static_cast<double>(shortest) * std::max<double>(avg_task_us_, kChildCycleFloorUs);
-  const auto rest_us = static_cast<int64_t>(std::min<double>(lasts_us / 4, kMaxRestUs));
-  return rest_us < kMinRestUs ? now : now + microseconds(rest_us);
 }
 
 size_t Worker::Impl::pipeline_depth() const {
@@ -1294,15 +1269,6 @@ Status Worker::Impl::run(SignalFd& signals) {
       wake = std::min(wake, now + microseconds(std::max<int64_t>(until_due_us, 0)));
     }
     if (notifier_.watchdog_interval().count() > 0) wake = std::min(wake, next_watchdog_);
-    // Short tasks in deep pipelines: rather than waking whenever a child
-    // writes a result, the loop reads what piled up at the end of a rest
-    // (half as many wake-ups on a RabbitMQ drain, bench/notes.md). A child's
-    // exit (pidfd) or hang-up still wakes it.
-    // A rest keeps its end when something else wakes the loop meanwhile (a
-    // new rest each time could put the reading off for ever).
-    if (now >= rest_until_) rest_until_ = children_rest_until(now);
-    const bool resting = rest_until_ > now;
-    if (resting) wake = std::min(wake, rest_until_);
 
     fds.clear();
     owners.clear();
@@ -1317,7 +1283,7 @@ Status Worker::Impl::run(SignalFd& signals) {
     owners.push_back(nullptr);
     for (auto& s : children_) {
       if (!s.proc) continue;
-      short ev = s.socket_closed || resting ? 0 : POLLIN;
+      short ev = s.socket_closed ? 0 : POLLIN;
       if (!s.out.empty() && !s.socket_closed) ev |= POLLOUT;
       fds.push_back({s.proc->socket(), ev, 0});
       owners.push_back(&s);
@@ -1349,7 +1315,7 @@ Status Worker::Impl::run(SignalFd& signals) {
       Slot& s = *owners[i];
       if (!s.proc) continue;
       if (fds[i].revents & POLLOUT) write_child(s);
-      if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) || (resting && now >= rest_until_)) on_child_readable(s);
+      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) on_child_readable(s);
       if (fds[i + 1].revents & POLLIN) on_child_exit(s, now);
     }
     check_timeouts(now);
