@@ -94,6 +94,9 @@ TEST_CASE("RabbitMQ: a queue that exists with other arguments stops a daemon wit
   CHECK(out.find("x-message-ttl") != std::string::npos);
   CHECK(sys.run({bin("ebats-dtask-worker"), "--config", sys.config_path(), "--topic", "t"}, &out) == 2);
   CHECK(out.find("x-message-ttl") != std::string::npos);
+  // The ntask worker too: its retries go through the levels.
+  CHECK(sys.run({bin("ebats-ntask-worker"), "--config", sys.config_path(), "--topic", "t"}, &out) == 2);
+  CHECK(out.find("queue '" + sys.prefix() + ".delay.00' exists with other arguments") != std::string::npos);
   CHECK(sys.ebatsctl({"setup"}) == 2);
 }
 

@@ -374,6 +374,31 @@ TEST_CASE("amqp topology: the delay bindings test one binary digit each, most si
   CHECK(has_binding(spec, true, "p.dtask", "p.delay.00", "*.*.*.0.#"));
 }
 
+TEST_CASE("amqp topology: the delay queues a consumer checks at start are the levels' exchanges and queues, "
+          "arguments and all, without the bindings",
+          "[amqp][topology]") {
+  const Topology t(config_of("p", 6, 1000));
+  const TopologySpec all = t.delay_levels();
+  const TopologySpec checked = t.delay_queues();
+  CHECK(checked.bindings.empty());
+  REQUIRE(checked.exchanges.size() == all.exchanges.size());
+  for (size_t i = 0; i < all.exchanges.size(); ++i) {
+    CHECK(checked.exchanges[i].name == all.exchanges[i].name);
+    CHECK(checked.exchanges[i].type == all.exchanges[i].type);
+  }
+  REQUIRE(checked.queues.size() == all.queues.size());
+  for (size_t i = 0; i < all.queues.size(); ++i) {
+    INFO("queue " << all.queues[i].name);
+    CHECK(checked.queues[i].name == all.queues[i].name);
+    REQUIRE(checked.queues[i].arguments.size() == all.queues[i].arguments.size());
+    for (size_t k = 0; k < all.queues[i].arguments.size(); ++k) {
+      const Argument& x = checked.queues[i].arguments[k];
+      const Argument& y = all.queues[i].arguments[k];
+      CHECK((x.key == y.key && x.is_text == y.is_text && x.text == y.text && x.number == y.number));
+    }
+  }
+}
+
 TEST_CASE("amqp topology: a topic's queues, the events queue and the streams, with their bindings",
           "[amqp][topology]") {
   const Topology t(config_of("p", 4, 1000));

@@ -544,8 +544,10 @@ Status AmqpSession::declare_subscription(const Subscription& s) {
     return declare("source:" + s.topic, topology_.source(s.topic));
   }
   Status status = declare("topic:" + s.topic, topology_.topic(s.topic));
-  // Retries of the dtask lane go through the delay levels.
-  if (status.ok()) status = declare("delays", topology_.delay_levels());
+  // Retries go through the delay levels: a level that exists with other
+  // arguments stops the worker now, not at its first retry. Their bindings
+  // come with the first delayed publish (declare_for).
+  if (status.ok() && declared_.count("delays") == 0) status = declare("delay-queues", topology_.delay_queues());
   return status;
 }
 

@@ -140,6 +140,12 @@ TopologySpec Topology::delay_levels() const {
   return t;
 }
 
+TopologySpec Topology::delay_queues() const {
+  TopologySpec t = delay_levels();
+  t.bindings.clear();
+  return t;
+}
+
 TopologySpec Topology::dead_letters() const {
   TopologySpec t;
   t.exchanges.push_back({dead_, "topic"});

@@ -120,6 +120,12 @@ class Topology {
   TopologySpec events() const;
   TopologySpec topic(const std::string& topic) const;  // its ntask and dtask queues
   TopologySpec delay_levels() const;                    // and the dtask exchange they end in
+  // delay_levels() without its bindings: what a consumer checks when it
+  // starts (each queue's arguments, each exchange's type). A binding cannot
+  // differ, only be missing, and re-declaring 48 of them costs RabbitMQ more
+  // than the rest of a worker's start (bench/notes.md): they are declared
+  // with the first delayed publish of each connection.
+  TopologySpec delay_queues() const;
   TopologySpec dead_letters() const;
   TopologySpec results() const;
   // A source's upstream exchange (declared as the config gives it, durable),
