@@ -193,6 +193,21 @@ int popcount(uint64_t v) {
   return n;
 }
 
+// The same queues, in the same order, with the same arguments.
+void check_same_queues(const TopologySpec& a, const TopologySpec& b) {
+  REQUIRE(a.queues.size() == b.queues.size());
+  for (size_t i = 0; i < a.queues.size(); ++i) {
+    INFO("queue " << a.queues[i].name);
+    CHECK(a.queues[i].name == b.queues[i].name);
+    REQUIRE(a.queues[i].arguments.size() == b.queues[i].arguments.size());
+    for (size_t k = 0; k < a.queues[i].arguments.size(); ++k) {
+      const Argument& x = a.queues[i].arguments[k];
+      const Argument& y = b.queues[i].arguments[k];
+      CHECK((x.key == y.key && x.is_text == y.is_text && x.text == y.text && x.number == y.number));
+    }
+  }
+}
+
 const std::vector<std::string> kTopics = {"t", "at", "demo-2"};
 
 // The delay levels plus the topics, as `ebatsctl setup` would declare them.
@@ -319,19 +334,7 @@ TEST_CASE("amqp topology: delivery limit 0 declares no x-delivery-limit", "[amqp
 TEST_CASE("amqp topology: two topologies of one config declare identical queues", "[amqp][topology]") {
   const Topology a(config_of("ebats", 24, 1000));
   const Topology b(config_of("ebats", 24, 1000));
-  const TopologySpec sa = a.all({"demo"});
-  const TopologySpec sb = b.all({"demo"});
-  REQUIRE(sa.queues.size() == sb.queues.size());
-  for (size_t i = 0; i < sa.queues.size(); ++i) {
-    INFO("queue " << sa.queues[i].name);
-    CHECK(sa.queues[i].name == sb.queues[i].name);
-    REQUIRE(sa.queues[i].arguments.size() == sb.queues[i].arguments.size());
-    for (size_t k = 0; k < sa.queues[i].arguments.size(); ++k) {
-      const Argument& x = sa.queues[i].arguments[k];
-      const Argument& y = sb.queues[i].arguments[k];
-      CHECK((x.key == y.key && x.is_text == y.is_text && x.text == y.text && x.number == y.number));
-    }
-  }
+  check_same_queues(a.all({"demo"}), b.all({"demo"}));
 }
 
 TEST_CASE("amqp topology: delay level LL waits unit * 2^LL and dead-letters to level LL-1, level 00 to dtask",
@@ -386,17 +389,7 @@ TEST_CASE("amqp topology: the delay queues a consumer checks at start are the le
     CHECK(checked.exchanges[i].name == all.exchanges[i].name);
     CHECK(checked.exchanges[i].type == all.exchanges[i].type);
   }
-  REQUIRE(checked.queues.size() == all.queues.size());
-  for (size_t i = 0; i < all.queues.size(); ++i) {
-    INFO("queue " << all.queues[i].name);
-    CHECK(checked.queues[i].name == all.queues[i].name);
-    REQUIRE(checked.queues[i].arguments.size() == all.queues[i].arguments.size());
-    for (size_t k = 0; k < all.queues[i].arguments.size(); ++k) {
-      const Argument& x = checked.queues[i].arguments[k];
-      const Argument& y = all.queues[i].arguments[k];
-      CHECK((x.key == y.key && x.is_text == y.is_text && x.text == y.text && x.number == y.number));
-    }
-  }
+  check_same_queues(checked, all);
 }
 
 TEST_CASE("amqp topology: a topic's queues, the events queue and the streams, with their bindings",
