@@ -333,7 +333,7 @@ Status AmqpConnection::declare(uint16_t channel, const TopologySpec& spec) {
   // Every declare but the last goes with `nowait` (no reply), the last one
   // as an RPC: the channel handles methods in order, so its reply means all
   // of them were done, in one round trip instead of one each (a worker
-  // declares some 80 objects when it starts and after every reconnect). A
+  // declares some 60 objects when it starts and after every reconnect). A
   // refusal closes the channel; RabbitMQ ignores what follows on it, and the
   // last RPC gets the close, whose text names the refused object:
   //   PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'p.delay.03' in vhost '/': ...
