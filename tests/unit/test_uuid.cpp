@@ -5,9 +5,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <functional>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "ebats/envelope.h"
@@ -106,19 +108,22 @@ TEST_CASE("v4 ids are valid, random-version and unique across threads", "[uuid]"
   CHECK(all.size() == static_cast<size_t>(kThreads * kPerThread));
 }
 
-TEST_CASE("a forked child does not repeat its parent's v4 ids", "[uuid]") {
-  (void)ebats::new_uuid_v4();  // the generator of this thread is now seeded
+namespace {
+
+// Forks; the child makes one id with `make` and hands it back through a pipe,
+// while the parent makes its own next one. Returns {child's, parent's}.
+std::pair<std::string, std::string> ids_across_fork(const std::function<std::string()>& make) {
   int fds[2];
   REQUIRE(pipe(fds) == 0);
   const pid_t child = fork();
   REQUIRE(child >= 0);
   if (child == 0) {
-    const std::string id = ebats::new_uuid_v4();
+    const std::string id = make();
     const ssize_t n = write(fds[1], id.data(), id.size());
     _exit(n == static_cast<ssize_t>(id.size()) ? 0 : 1);
   }
   close(fds[1]);
-  const std::string parent_next = ebats::new_uuid_v4();
+  const std::string parent_next = make();
   std::string child_id(36, '\0');
   size_t got = 0;
   while (got < child_id.size()) {
@@ -132,7 +137,27 @@ TEST_CASE("a forked child does not repeat its parent's v4 ids", "[uuid]") {
   REQUIRE(WIFEXITED(status));
   REQUIRE(WEXITSTATUS(status) == 0);
   REQUIRE(got == child_id.size());
+  return {child_id, parent_next};
+}
+
+}  // namespace
+
+TEST_CASE("a forked child does not repeat its parent's v4 ids", "[uuid]") {
+  (void)ebats::new_uuid_v4();  // the generator of this thread is now seeded
+  const auto [child_id, parent_next] = ids_across_fork([] { return ebats::new_uuid_v4(); });
   CHECK(ebats::is_valid_uuid(child_id));
+  CHECK(child_id != parent_next);
+}
+
+TEST_CASE("a forked child does not repeat its parent's v7 ids of the same millisecond", "[uuid]") {
+  // Same millisecond, same counter (copied into the child): only the random
+  // bits, drawn from the source v4 ids share, can tell the two ids apart.
+  const ebats::WallMs now = 1'800'000'000'000;
+  (void)ebats::new_uuid_v4();
+  (void)ebats::new_uuid_v7(now);
+  const auto [child_id, parent_next] = ids_across_fork([now] { return ebats::new_uuid_v7(now); });
+  CHECK(ebats::is_valid_uuid(child_id));
+  CHECK(child_id.substr(0, 19) == parent_next.substr(0, 19));  // time, version and counter alike
   CHECK(child_id != parent_next);
 }
 

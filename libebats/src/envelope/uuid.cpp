@@ -1,12 +1,17 @@
 // UUIDs: v4 for ids without a natural key, v7 for time-ordered ids, v8 for
 // task ids (deterministic and time-ordered).
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <unistd.h>
 
+#include <boost/random/mersenne_twister.hpp>
 #include <boost/uuid/uuid.hpp>
 #include <boost/uuid/uuid_generators.hpp>
 
-#include <memory>
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <system_error>
 
 #include "ebats/envelope.h"
 #include "envelope/uuid_v5.h"
@@ -44,15 +49,37 @@ bool from_text(std::string_view text, boost::uuids::uuid* u) {
   return byte == 16;
 }
 
-// A per-thread v4 source that seeds an mt19937 once from the OS and notices
-// fork().
+// Fills `out` with `n` bytes from the kernel's random source (getrandom,
+// retried when a signal interrupts it or it returns fewer bytes).
+void read_os_random(void* out, size_t n) {
+  auto* p = static_cast<unsigned char*>(out);
+  while (n > 0) {
+    const ssize_t got = ::getrandom(p, n, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      // Linux >= 3.17 does not refuse once booted: nothing to fall back on.
+      throw std::system_error(errno, std::generic_category(), "getrandom() for the UUID generator");
+    }
+    p += got;
+    n -= static_cast<size_t>(got);
+  }
+}
+
+// A per-thread source of random UUIDs: a Mersenne Twister seeded once from
+// the OS, that notices fork().
 //
 // Why per thread: boost::uuids::random_generator (the "pure" one) asks the
-// kernel for 16 bytes on every call (a getrandom syscall, ~0.4 us here);
-// seeding a Mersenne Twister once per thread costs one syscall per thread and
-// ~30 ns per id afterwards, without locks. Thread-local rather than a shared
-// object because a generator is not thread-safe and new_uuid_v4() takes no
-// context argument; the state is private to this file and never observable.
+// kernel for 16 bytes on every call (a getrandom syscall, ~0.4 us here); a
+// Mersenne Twister seeded once per thread costs ~30 ns per id afterwards,
+// without locks. Thread-local rather than a shared object because a
+// generator is not thread-safe and new_uuid_v4() takes no context argument;
+// the state is private to this file and never observable.
+//
+// Why the seed is read here: boost's own seeding of random_generator_mt19937
+// asks the kernel for each of the engine's 624 state words separately, 624
+// system calls, and a process that publishes one event (`ebatsctl publish`)
+// paid them between stamping the event and storing it (bench/notes.md). One
+// getrandom() of the whole state gives the engine the same entropy.
 //
 // Why fork matters: a child forked after its parent drew ids would repeat the
 // parent's sequence, and a duplicate event id is silently deduplicated on
@@ -84,29 +111,38 @@ class ThreadUuidSource {
 
   boost::uuids::uuid next() {
     if (!seeded_in_this_process()) reseed();
-    return (*generator_)();
+    return generator_();
   }
 
  private:
   bool seeded_in_this_process() const {
-    if (generator_ == nullptr) return false;
+    if (!seeded_) return false;
     if (seeded_mark_ != nullptr) return *seeded_mark_ != 0;
     return seeded_pid_ == getpid();
   }
   void reseed() {
-    // The constructor seeds the whole mt19937 state from the OS (getrandom).
-    // It throws boost::uuids::entropy_error only if the kernel refuses
-    // getrandom(), which Linux >= 3.17 does not do once booted.
-    generator_ = std::make_unique<boost::uuids::random_generator_mt19937>();
+    std::array<uint32_t, boost::random::mt19937::state_size> state;
+    read_os_random(state.data(), sizeof state);
+    auto first = state.begin();
+    engine_.seed(first, state.end());
+    seeded_ = true;
     if (seeded_mark_ != nullptr) *seeded_mark_ = 1;
     seeded_pid_ = getpid();
   }
 
-  std::unique_ptr<boost::uuids::random_generator_mt19937> generator_;
+  boost::random::mt19937 engine_;  // seeded by reseed() before the first id
+  boost::uuids::basic_random_generator<boost::random::mt19937> generator_{&engine_};  // draws from engine_
+  bool seeded_ = false;
   volatile unsigned char* seeded_mark_ = nullptr;  // one page, zeroed in forked children
   size_t page_size_ = 0;
   pid_t seeded_pid_ = 0;
 };
+
+// The calling thread's source, shared by v4 and v7 ids (one seeding per thread).
+ThreadUuidSource& thread_uuid_source() {
+  thread_local ThreadUuidSource source;
+  return source;
+}
 
 // UUIDv5 of `name` in `ns` (RFC 9562 §5.5).
 boost::uuids::uuid v5_of(const boost::uuids::uuid& ns, std::string_view name) {
@@ -123,8 +159,7 @@ std::string uuid_v5(std::string_view namespace_uuid, std::string_view name) {
 }
 
 std::string new_uuid_v4() {
-  thread_local ThreadUuidSource source;
-  return to_text(source.next());
+  return to_text(thread_uuid_source().next());
 }
 
 std::string new_uuid_v7(WallMs now) {
@@ -135,7 +170,6 @@ std::string new_uuid_v7(WallMs now) {
     WallMs ms = -1;
     uint16_t value = 0;
   };
-  thread_local ThreadUuidSource source;
   thread_local Counter counter;
   if (counter.ms != now) {
     counter.ms = now;
@@ -143,7 +177,7 @@ std::string new_uuid_v7(WallMs now) {
   } else if (counter.value < 0x0FFF) {
     ++counter.value;
   }
-  boost::uuids::uuid u = source.next();  // random bits, RFC 9562 variant already set
+  boost::uuids::uuid u = thread_uuid_source().next();  // random bits, RFC 9562 variant already set
   const uint64_t ms = static_cast<uint64_t>(now);
   for (int i = 0; i < 6; ++i) u.data[i] = static_cast<uint8_t>(ms >> (40 - 8 * i));
   u.data[6] = static_cast<uint8_t>(0x70 | (counter.value >> 8));  // version 7, counter bits 11..8
