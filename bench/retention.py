@@ -24,10 +24,10 @@ round), and prints each drain rate, the medians and their ratio (used / fresh).
 """
 import argparse
 import json
-import statistics
 import os
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -114,12 +114,19 @@ def main():
             for label, cfg in (pair if round_ % 2 == 0 else pair[::-1]):
                 rate = w1_drain(bin_dir, cfg, a.w1, logs)
                 rates[label].append(rate)
-                pages = sqlite3.connect(os.path.join(os.path.dirname(cfg), "ebats.db")).execute(
-                    "PRAGMA page_count").fetchone()[0]
+                pages = page_count(os.path.join(os.path.dirname(cfg), "ebats.db"))
                 print(f"# W1 on the {label} database ({pages} pages): {a.w1} tasks at {rate:.0f} tasks/s", flush=True)
         used, new = statistics.median(rates["used"]), statistics.median(rates["fresh"])
         print(f"# W1 medians: used {used:.0f}, fresh {new:.0f} tasks/s; ratio used / fresh {used / new:.3f}",
               flush=True)
+
+
+def page_count(db):
+    reader = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return reader.execute("PRAGMA page_count").fetchone()[0]
+    finally:
+        reader.close()
 
 
 def write_config(state, plugins, keep):
