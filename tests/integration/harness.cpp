@@ -16,6 +16,7 @@
 
 #include <rapidjson/document.h>
 
+#include "support/queue_count_audit.h"
 #include "support/test_backend.h"
 
 namespace ebats::test {
@@ -154,6 +155,8 @@ TestSystem::~TestSystem() {
   for (auto& d : daemons_) d->signal(SIGTERM);
   for (auto& d : daemons_) d->wait(std::chrono::seconds(20));
   daemons_.clear();
+  // On SQLite, whatever the test did, the queue counts still match the rows.
+  if (!amqp_backend() && fs::exists(dir_ + "/ebats.db")) CHECK(queue_count_mismatches(dir_ + "/ebats.db") == "");
   if (std::getenv("EBATS_KEEP_TEST_DIRS") == nullptr) {
     std::error_code ec;
     fs::remove_all(dir_, ec);

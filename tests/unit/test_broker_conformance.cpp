@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "ebats/envelope.h"
 #include "envelope/task_message.h"
 #include "support/broker_calls.h"
+#include "support/queue_count_audit.h"
 #include "support/temp_dir.h"
 #include "support/test_backend.h"
 
@@ -29,6 +31,12 @@ struct Fixture {
   test::TempDir dir;
   std::string prefix = test::unique_prefix();
   SystemClock clock;
+
+  // On SQLite, whatever the test did, the queue counts still match the rows.
+  ~Fixture() {
+    if (test::amqp_backend() || !std::ifstream(dir.file("ebats.db"))) return;
+    CHECK(test::queue_count_mismatches(dir.file("ebats.db")) == "");
+  }
 
   std::unique_ptr<Broker> open(const std::string& owner = "testhost/ntask/demo") {
     auto broker = open_broker(test::test_broker_options(dir.file("ebats.db"), prefix, owner), clock);

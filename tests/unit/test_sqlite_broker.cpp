@@ -7,6 +7,10 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <iterator>
+#include <functional>
+#include <fstream>
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -17,6 +21,7 @@
 #include "ebats/broker.h"
 #include "ebats/clock.h"
 #include "support/broker_calls.h"
+#include "support/queue_count_audit.h"
 #include "support/temp_dir.h"
 
 using namespace ebats;
@@ -635,6 +640,229 @@ TEST_CASE("sqlite broker: depths per topic", "[sqlite][broker]") {
   CHECK(events.dead == 1);
 }
 
+TEST_CASE("sqlite broker: the queue counts follow every path that adds or takes queued rows",
+          "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  const std::string db = dir.path() + "/ebats.db";
+  auto broker = open_ok(options_for(db), clock);
+  auto audit = [&](const char* step) {
+    INFO("after " << step);
+    CHECK(test::queue_count_mismatches(db) == "");
+  };
+  const WallMs now = clock.wall_now();
+  OutMsg mail = task("m1", now);
+  mail.topic = "mail";
+  publish(*broker, {task("t1", now), task("t2", now), task("t3", now), task("later", now + 60'000),
+                    task("d1", now, Lane::dtask), mail, event("e1"), event("e2"), event("e3")});
+  publish(*broker, {task("t1", now)});  // a duplicate id inserts nothing and counts nothing
+  audit("publishing");
+
+  auto claimed = claim_ok(*broker, Lane::ntask, 2);
+  REQUIRE(claimed.size() == 2);
+  audit("a claim");
+  Batch released;
+  Settle back;
+  back.kind = Settle::Kind::release;
+  back.token = claimed[0].token;
+  released.settle = {back, ack(claimed[1].token)};
+  commit_ok(*broker, released);
+  audit("a release and an ack");
+
+  Batch failing;  // rolled back: a publish, then a settle of a token that was never claimed
+  failing.publish = {task("t9", now)};
+  failing.dead = {raw_dead_letter("r0")};
+  failing.dead.back().kind = "bogus";
+  CHECK_FALSE(broker->commit(failing).ok());
+  audit("a failing batch");
+
+  auto routed = broker->claim_and_commit(Lane::events, "", 2, [&](const std::vector<Delivery>& events) {
+    Batch b;
+    for (const Delivery& e : events) {
+      Settle done = ack(e.token);
+      done.then_publish = {task("of-" + e.id, now)};
+      b.settle.push_back(done);
+    }
+    b.settle.back().then_publish.clear();
+    b.settle.back().then_dead = raw_dead_letter("unroutable");
+    return b;
+  });
+  REQUIRE(routed.ok());
+  CHECK(*routed == 2);
+  audit("routing events");
+  auto event_claimed = claim_ok(*broker, Lane::events, 1, "");
+  REQUIRE(event_claimed.size() == 1);
+  Batch event_back;
+  Settle event_release;
+  event_release.kind = Settle::Kind::release;
+  event_release.token = event_claimed[0].token;
+  event_back.settle = {event_release};
+  commit_ok(*broker, event_back);
+  audit("releasing an event");
+
+  // A retry: ack plus the same id on the dtask lane.
+  auto to_retry = claim_ok(*broker, Lane::ntask, 1);
+  REQUIRE(to_retry.size() == 1);
+  Settle retry = ack(to_retry[0].token);
+  retry.then_publish = {task(to_retry[0].id, now + 1'000, Lane::dtask, 1)};
+  Batch retried;
+  retried.settle = {retry};
+  commit_ok(*broker, retried);
+  audit("a retry");
+
+  // Leases that expire: one task goes back to ready, one (exhausted) to the dead letters.
+  publish(*broker, {task("last-try", now, Lane::ntask, 2, 3)});
+  REQUIRE(claim_ok(*broker, Lane::ntask, 10).size() == 3);
+  REQUIRE(claim_ok(*broker, Lane::events, 10, "").size() == 1);
+  clock.advance(milliseconds(kLeaseMs + 1));
+  auto recovered = broker->recover_expired(Lane::ntask, "demo");
+  REQUIRE(recovered.ok());
+  CHECK(*recovered == 3);
+  recovered = broker->recover_expired(Lane::events, "");
+  REQUIRE(recovered.ok());
+  CHECK(*recovered == 1);
+  audit("recovering expired leases");
+  {
+    auto restarted = open_ok(options_for(db), clock);  // another incarnation of the same owner
+    REQUIRE(claim_ok(*broker, Lane::ntask, 1).size() == 1);
+    recovered = restarted->recover_previous_incarnation(Lane::ntask, "demo");
+    REQUIRE(recovered.ok());
+    CHECK(*recovered == 1);
+  }
+  audit("recovering a previous incarnation's leases");
+
+  DeadLetterStore& store = broker->dead_letters();
+  auto letters = store.list(0);
+  REQUIRE(letters.ok());
+  REQUIRE(letters->size() == 2);  // "unroutable" (raw) and "last-try"
+  REQUIRE(store.replay((*letters)[0].seq, clock.wall_now()).ok());  // last-try, the newest
+  audit("a replay");
+  Batch more_dead;
+  more_dead.dead = {raw_dead_letter("r1"), raw_dead_letter("r2"), raw_dead_letter("r3")};
+  commit_ok(*broker, more_dead);
+  letters = store.list(0);
+  REQUIRE(letters.ok());
+  auto purged = store.purge_selected({(*letters)[0].seq, (*letters)[0].seq, 999'999});
+  REQUIRE(purged.ok());
+  CHECK(*purged == 1);
+  audit("purging selected dead letters");
+  auto all = store.replay_all(clock.wall_now());
+  REQUIRE(all.ok());
+  auto emptied = store.purge();
+  REQUIRE(emptied.ok());
+  CHECK(*emptied == 3);
+  audit("purging every dead letter");
+
+  const QueueDepth demo = depth_of(*broker, "demo");
+  CHECK(demo.ready + demo.delayed + demo.leased > 0);
+  CHECK(depth_of(*broker, "").dead == 0);
+}
+
+TEST_CASE("sqlite broker: depths split ready tasks into due and delayed whichever part is larger",
+          "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  const std::string db = dir.path() + "/ebats.db";
+  auto broker = open_ok(options_for(db), clock);
+  const WallMs now = clock.wall_now();
+  // Parts around the first caps (256, 1024): all due, all later, and mixed both ways.
+  struct Case {
+    const char* topic;
+    int due, later;
+  };
+  const Case cases[] = {{"due", 1500, 0}, {"later", 0, 1500}, {"mostly-due", 1300, 255}, {"mostly-later", 257, 1100},
+                        {"even", 700, 700}};
+  int n = 0;
+  for (const Case& c : cases) {
+    std::vector<OutMsg> tasks;
+    for (int i = 0; i < c.due + c.later; ++i) {
+      OutMsg t = task("x" + std::to_string(n++), i < c.due ? now - i : now + 1 + i);
+      t.topic = c.topic;
+      tasks.push_back(std::move(t));
+    }
+    publish(*broker, tasks);
+  }
+  for (const Case& c : cases) {
+    INFO(c.topic);
+    const QueueDepth d = depth_of(*broker, c.topic);
+    CHECK(d.ready == static_cast<uint64_t>(c.due));
+    CHECK(d.delayed == static_cast<uint64_t>(c.later));
+  }
+  clock.advance(milliseconds(2'000));  // now every task is due
+  CHECK(depth_of(*broker, "even").ready == 1400);
+  CHECK(depth_of(*broker, "even").delayed == 0);
+  CHECK(test::queue_count_mismatches(db) == "");
+}
+
+namespace {
+
+// Every table's columns (name, type, NOT NULL, primary key, default) and every
+// index (name, table, columns, partial or not) of `db`, one line each, sorted.
+std::vector<std::string> schema_lines(sqlite3* db) {
+  std::vector<std::string> lines;
+  auto rows = [&](const std::string& sql, const std::function<void(sqlite3_stmt*)>& each) {
+    sqlite3_stmt* stmt = nullptr;
+    INFO(sql);
+    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK);
+    while (sqlite3_step(stmt) == SQLITE_ROW) each(stmt);
+    sqlite3_finalize(stmt);
+  };
+  auto text = [](sqlite3_stmt* stmt, int i) {
+    const unsigned char* t = sqlite3_column_text(stmt, i);
+    return t != nullptr ? std::string(reinterpret_cast<const char*>(t)) : std::string("NULL");
+  };
+  std::vector<std::string> tables;
+  rows("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+       [&](sqlite3_stmt* st) { tables.push_back(text(st, 0)); });
+  for (const std::string& table : tables) {
+    rows("PRAGMA table_info(" + table + ")", [&](sqlite3_stmt* st) {
+      lines.push_back("column " + table + "." + text(st, 1) + " " + text(st, 2) + " notnull=" + text(st, 3) +
+                      " default=" + text(st, 4) + " pk=" + text(st, 5));
+    });
+    rows("PRAGMA index_list(" + table + ")", [&](sqlite3_stmt* st) {
+      if (text(st, 3) != "c") return;  // indexes of constraints (UNIQUE, PRIMARY KEY) show as columns above
+      std::string line = "index " + text(st, 1) + " on " + table + " partial=" + text(st, 4) + " (";
+      rows("PRAGMA index_info(" + text(st, 1) + ")", [&](sqlite3_stmt* col) { line += text(col, 2) + " "; });
+      lines.push_back(line + ")");
+    });
+  }
+  std::sort(lines.begin(), lines.end());
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("docs: the schema shown in docs/BROKER.md is the schema ebats creates", "[sqlite][docs]") {
+  std::ifstream in(std::string(EBATS_SOURCE_DIR) + "/docs/BROKER.md");
+  REQUIRE(in);
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t section = doc.find("\n## Schema");
+  REQUIRE(section != std::string::npos);
+  const size_t begin = doc.find("```sql\n", section);
+  REQUIRE(begin != std::string::npos);
+  const size_t end = doc.find("```", begin + 7);
+  REQUIRE(end != std::string::npos);
+  const std::string shown = doc.substr(begin + 7, end - begin - 7);
+
+  sqlite3* documented = nullptr;
+  REQUIRE(sqlite3_open(":memory:", &documented) == SQLITE_OK);
+  char* error = nullptr;
+  const int rc = sqlite3_exec(documented, shown.c_str(), nullptr, nullptr, &error);
+  INFO((error != nullptr ? error : ""));
+  CHECK(rc == SQLITE_OK);
+  sqlite3_free(error);
+
+  TempDir dir;
+  FakeClock clock;
+  const std::string db = dir.path() + "/ebats.db";
+  open_ok(options_for(db), clock);
+  sqlite3* created = nullptr;
+  REQUIRE(sqlite3_open(db.c_str(), &created) == SQLITE_OK);
+  CHECK(schema_lines(documented) == schema_lines(created));
+  sqlite3_close(created);
+  sqlite3_close(documented);
+}
+
 TEST_CASE("sqlite broker: rows survive closing and reopening the file", "[sqlite][broker]") {
   TempDir dir;
   FakeClock clock;
@@ -673,13 +901,19 @@ TEST_CASE("sqlite broker: a version 1 database is migrated on open, done counts 
     Batch batch;
     batch.results = {ok, ok, ok, mail, failed};
     commit_ok(*broker, batch);
+    // Queued rows and a dead letter, for the queue counts version 4 adds.
+    publish(*broker, {task("due", clock.wall_now()), task("later", clock.wall_now() + 60'000),
+                      task("retry", clock.wall_now(), Lane::dtask), event("e1")});
+    Batch dead;
+    dead.dead = {raw_dead_letter("r")};
+    commit_ok(*broker, dead);
   }
   {
-    // Back to version 1 as it was: results, no topic_totals.
+    // Back to version 1 as it was: results, no topic_totals, no queue_counts.
     sqlite3* raw = nullptr;
     REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
-    CHECK(sqlite3_exec(raw, "DROP TABLE topic_totals; PRAGMA user_version = 1", nullptr, nullptr, nullptr) ==
-          SQLITE_OK);
+    CHECK(sqlite3_exec(raw, "DROP TABLE topic_totals; DROP TABLE queue_counts; PRAGMA user_version = 1", nullptr,
+                       nullptr, nullptr) == SQLITE_OK);
     sqlite3_close(raw);
   }
   BrokerOptions reopen = options_for(db);
@@ -687,6 +921,11 @@ TEST_CASE("sqlite broker: a version 1 database is migrated on open, done counts 
   auto broker = open_ok(reopen, clock);
   CHECK(depth_of(*broker, "demo").done == 3);
   CHECK(depth_of(*broker, "mail").done == 1);
+  CHECK(depth_of(*broker, "demo").ready == 1);
+  CHECK(depth_of(*broker, "demo").delayed == 2);
+  CHECK(depth_of(*broker, "").ready == 1);
+  CHECK(depth_of(*broker, "").dead == 1);
+  CHECK(test::queue_count_mismatches(db) == "");
   Batch more;
   more.results = {ok, failed};
   commit_ok(*broker, more);

@@ -41,7 +41,9 @@ const std::string kSelectTasks =
     "WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at <= ?3 ORDER BY due_at, seq LIMIT ?4";
 const std::string kSelectEvents =
     "SELECT seq, id, name, created_at, body FROM events WHERE state = 'ready' ORDER BY seq LIMIT ?1";
-const std::string kAckUnleasedTask = "DELETE FROM tasks WHERE seq = ?1 AND state = 'ready'";
+// The statements that take a task row out of 'ready' or put one back return
+// its topic and lane, for the queue counts (sqlite_counts.h).
+const std::string kAckUnleasedTask = "DELETE FROM tasks WHERE seq = ?1 AND state = 'ready' RETURNING topic, lane";
 const std::string kAckUnleasedEvent = "DELETE FROM events WHERE seq = ?1 AND state = 'ready'";
 const std::string kNextDueTask =
     "SELECT due_at FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 ORDER BY due_at LIMIT 1";
@@ -51,7 +53,7 @@ const std::string kNextDueEvent = "SELECT created_at FROM events WHERE state = '
 const std::string kAckTask = "DELETE FROM tasks WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2";
 const std::string kReleaseTask =
     "UPDATE tasks SET state = 'ready', lease_owner = NULL, lease_until = NULL, updated_at = ?3 "
-    "WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2";
+    "WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2 RETURNING topic, lane";
 const std::string kAckEvent = "DELETE FROM events WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2";
 const std::string kReleaseEvent =
     "UPDATE events SET state = 'ready', lease_owner = NULL, lease_until = NULL "
@@ -103,21 +105,23 @@ const RecoverySql kRecoverPreviousEvents{"SELECT 1 FROM events WHERE " + kPrevio
                                          kRecoverEventsSet + kPreviousEvents};
 
 // --- depths ----------------------------------------------------------------
-// Depths count entries of the partial indexes tasks_due and tasks_leases,
-// never rows of the table (whose bodies make a backlog of a million tasks a
-// scan of a gigabyte): the topics by one index seek each, then a range count
-// per topic and lane.
-const std::string kNextReadyTopic =
-    "SELECT topic FROM tasks WHERE state = 'ready' AND topic > ?1 ORDER BY topic LIMIT 1";
-const std::string kCountReady =
-    "SELECT count(*) FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 AND due_at > ?3 AND due_at <= ?4";
+// The queued rows and dead letters come from queue_counts (sqlite_counts.h).
+// Only the ntask lane's ready tasks are split by count, into those due and
+// those not yet due: the smaller part is counted on the partial index
+// tasks_due (a range of entries, never rows of the table, whose bodies make a
+// backlog of a million tasks a scan of a gigabyte), with a cap that grows
+// until one part fits under it.
+const std::string kQueueCounts =
+    "SELECT topic, counter, n FROM queue_counts WHERE n <> 0 AND counter IN ('n', 'd', 'dead')";
+const std::string kReadyEventCount = "SELECT n FROM queue_counts WHERE topic = '' AND counter = 'e'";
+const std::string kCountReadyUpTo =
+    "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = 'n' "
+    "AND due_at > ?2 AND due_at <= ?3 LIMIT ?4)";
 const std::string kLeasedDepths = "SELECT topic, count(*) FROM tasks WHERE state = 'leased' GROUP BY topic";
 const std::string kDoneDepths = "SELECT topic, done FROM topic_totals";
 const std::string kAddDone =
     "INSERT INTO topic_totals (topic, done) VALUES (?1, ?2) ON CONFLICT (topic) DO UPDATE SET done = done + excluded.done";
-const std::string kDeadDepths = "SELECT topic, count(*) FROM dead_letters GROUP BY topic";
-const std::string kEventDepths = "SELECT (SELECT count(*) FROM events WHERE state = 'ready'), "
-                                 "(SELECT count(*) FROM events WHERE state = 'leased')";
+const std::string kLeasedEvents = "SELECT count(*) FROM events WHERE state = 'leased'";
 
 // --- retention ---------------------------------------------------------------
 // The oldest first, on the index results_time or the rowid; each DELETE stops
@@ -132,6 +136,8 @@ const std::string kPruneResultsBySeq =
     "DELETE FROM results WHERE seq IN (SELECT seq FROM results WHERE seq <= ?1 ORDER BY seq LIMIT ?2)";
 
 bool is_event_token(uint64_t token) { return (token & kEventTokenBit) != 0; }
+// The lane of a tasks.lane code ('n' or 'd').
+Lane lane_of_code(const std::string& code) { return code == "d" ? Lane::dtask : Lane::ntask; }
 int64_t row_of(uint64_t token) { return static_cast<int64_t>(token & ~kEventTokenBit); }
 
 // "<pid>.<32 random bits>": pids are reused across reboots, the random part is not.
@@ -309,6 +315,7 @@ Status SqliteBroker::claim_task_rows(Lane lane, const std::string& topic, uint32
       use.bind(3, due_by).bind(4, max);
     }
     uint64_t bytes = 0;
+    int64_t claimed = 0;
     for (;;) {
       // An UPDATE … RETURNING has leased every row by its first step, so only
       // a plain read may stop early.
@@ -329,7 +336,9 @@ Status SqliteBroker::claim_task_rows(Lane lane, const std::string& topic, uint32
       d.body = use.bytes_column(7);
       bytes += d.body.size();
       out->push_back(std::move(d));
+      ++claimed;
     }
+    if (lease) connection_->counts().add(topic, ready_counter(lane), -claimed);
   }
   // RETURNING does not promise an order.
   std::sort(out->begin(), out->end(), [](const Delivery& a, const Delivery& b) {
@@ -350,6 +359,7 @@ Status SqliteBroker::claim_event_rows(uint32_t max, WallMs now, std::vector<Deli
       use.bind(1, max);
     }
     uint64_t bytes = 0;
+    int64_t claimed = 0;
     for (;;) {
       if (!lease && bytes >= read_budget_bytes_) break;  // see claim_task_rows()
       const int rc = use.step();
@@ -365,7 +375,9 @@ Status SqliteBroker::claim_event_rows(uint32_t max, WallMs now, std::vector<Deli
       d.body = use.bytes_column(4);
       bytes += d.body.size();
       out->push_back(std::move(d));
+      ++claimed;
     }
+    if (lease) connection_->counts().add("", ready_counter(Lane::events), -claimed);
   }
   std::sort(out->begin(), out->end(), [](const Delivery& a, const Delivery& b) { return a.token < b.token; });
   return Status();
@@ -399,9 +411,23 @@ Result<bool> SqliteBroker::apply_settle(const Settle& settle, WallMs now, Claim 
   use.bind(1, row_of(settle.token));
   if (claim == Claim::leased) use.bind_text(2, owner_);
   if (claim == Claim::leased && !event && !ack) use.bind(3, now);
-  const int rc = use.step();
+  // An unleased ack takes a row out of 'ready', a release puts one back.
+  const bool ready_changes = claim == Claim::unleased || !ack;
+  const int64_t delta = claim == Claim::unleased ? -1 : 1;
+  int rc = use.step();
+  bool changed = false;
+  if (!event && ready_changes) {  // RETURNING topic, lane: a row when it changed one
+    changed = rc == SQLITE_ROW;
+    if (changed) {
+      connection_->counts().add(use.bytes_column(0), ready_counter(lane_of_code(use.bytes_column(1))), delta);
+      rc = use.step();
+    }
+  } else {
+    changed = rc == SQLITE_DONE && sqlite3_changes(connection_->db()) > 0;
+    if (changed && ready_changes) connection_->counts().add("", ready_counter(Lane::events), delta);
+  }
   if (rc != SQLITE_DONE) return connection_->error(rc, ack ? "acknowledging a delivery" : "releasing a delivery");
-  return sqlite3_changes(connection_->db()) > 0;
+  return changed;
 }
 
 Result<CommitReport> SqliteBroker::commit(const Batch& batch) {
@@ -563,7 +589,10 @@ Result<uint32_t> SqliteBroker::recover_tasks(Lane lane, const std::string& topic
     bind_task_recovery(use, lane, topic, kind, now);
     Status status = run_to_completion(*connection_, use, "recovering leases");
     if (!status.ok()) return status;
-    if (text != &sql.dead) recovered += static_cast<uint32_t>(sqlite3_changes(connection_->db()));
+    const int changes = sqlite3_changes(connection_->db());
+    if (text != &sql.dead) recovered += static_cast<uint32_t>(changes);
+    if (text == &sql.dead) connection_->counts().add(topic, kDeadCounter, changes);
+    if (text == &sql.retry) connection_->counts().add(topic, ready_counter(lane), changes);  // back to 'ready'
   }
   return recovered;
 }
@@ -576,7 +605,9 @@ Result<uint32_t> SqliteBroker::recover_events(Recovery kind, WallMs now) {
   bind_event_recovery(use, kind, now);
   Status status = run_to_completion(*connection_, use, "recovering event leases");
   if (!status.ok()) return status;
-  return static_cast<uint32_t>(sqlite3_changes(connection_->db()));
+  const int changes = sqlite3_changes(connection_->db());
+  connection_->counts().add("", ready_counter(Lane::events), changes);
+  return static_cast<uint32_t>(changes);
 }
 
 namespace {
@@ -664,6 +695,30 @@ Result<uint32_t> SqliteBroker::prune_results(WallMs finished_before, uint64_t ke
   return pruned;
 }
 
+Result<uint64_t> SqliteBroker::count_due_tasks(const std::string& topic, uint64_t ready, WallMs now) {
+  constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+  constexpr int64_t kAlways = std::numeric_limits<int64_t>::min();
+  // Count both parts up to a cap, four times larger each round, until one of
+  // them is under it: the work is a few times the smaller part, not `ready`.
+  auto count = [&](int64_t after, int64_t upto, int64_t cap) -> Result<uint64_t> {
+    auto stmt = connection_->statement(kCountReadyUpTo);
+    if (!stmt.ok()) return stmt.status();
+    StatementUse use(*stmt);
+    use.bind_text(1, topic).bind(2, after).bind(3, upto).bind(4, cap);
+    const int rc = use.step();
+    if (rc != SQLITE_ROW) return connection_->error(rc, "counting queued tasks");
+    return static_cast<uint64_t>(use.int_column(0));
+  };
+  for (int64_t cap = 256;; cap *= 4) {
+    auto due = count(kAlways, now, cap);
+    if (!due.ok()) return due.status();
+    if (*due < static_cast<uint64_t>(cap)) return std::min(*due, ready);
+    auto later = count(now, kNever, cap);
+    if (!later.ok()) return later.status();
+    if (*later < static_cast<uint64_t>(cap)) return ready - std::min(*later, ready);
+  }
+}
+
 Result<std::vector<QueueDepth>> SqliteBroker::depths(const std::vector<std::string>&) {
   const WallMs now = clock_.wall_now();
   std::map<std::string, QueueDepth> by_topic;
@@ -679,38 +734,35 @@ Result<std::vector<QueueDepth>> SqliteBroker::depths(const std::vector<std::stri
   if (!status.ok()) return status;
   // Ready tasks: due ones of the ntask lane are pending; the dtask lane's and
   // the ntask lane's not yet due are delayed.
-  std::string after;
-  for (;;) {
+  struct Counted {
     std::string topic;
-    {
-      auto next = connection_->statement(kNextReadyTopic);
-      if (!next.ok()) return next.status();
-      StatementUse use(*next);
-      use.bind_text(1, after);
+    std::string counter;
+    int64_t n;
+  };
+  std::vector<Counted> counted;
+  {
+    auto stmt = connection_->statement(kQueueCounts);
+    if (!stmt.ok()) return stmt.status();
+    StatementUse use(*stmt);
+    for (;;) {
       const int rc = use.step();
       if (rc == SQLITE_DONE) break;
-      if (rc != SQLITE_ROW) return connection_->error(rc, "listing the topics of queued tasks");
-      topic = use.bytes_column(0);
+      if (rc != SQLITE_ROW) return connection_->error(rc, "reading the queue counts");
+      counted.push_back(Counted{use.bytes_column(0), use.bytes_column(1), use.int_column(2)});
     }
-    after = topic;
-    QueueDepth& d = depth_of(after);
-    // Each a range of the index: due_at in (after, upto].
-    constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
-    constexpr int64_t kAlways = std::numeric_limits<int64_t>::min();
-    struct Count {
-      const char* lane;
-      int64_t after, upto;
-      uint64_t* into;
-    };
-    for (const Count& c : {Count{"n", kAlways, now, &d.ready}, Count{"n", now, kNever, &d.delayed},
-                           Count{"d", kAlways, kNever, &d.delayed}}) {
-      auto stmt = connection_->statement(kCountReady);
-      if (!stmt.ok()) return stmt.status();
-      StatementUse count(*stmt);
-      count.bind_text(1, after).bind_text(2, c.lane).bind(3, c.after).bind(4, c.upto);
-      const int crc = count.step();
-      if (crc != SQLITE_ROW) return connection_->error(crc, "counting queued tasks");
-      *c.into += static_cast<uint64_t>(count.int_column(0));
+  }
+  for (const Counted& c : counted) {
+    QueueDepth& d = depth_of(c.topic);
+    const uint64_t n = static_cast<uint64_t>(std::max<int64_t>(c.n, 0));
+    if (c.counter == kDeadCounter) {
+      d.dead = n;
+    } else if (c.counter == ready_counter(Lane::dtask)) {
+      d.delayed += n;
+    } else {
+      auto due = count_due_tasks(c.topic, n, now);
+      if (!due.ok()) return due.status();
+      d.ready += *due;
+      d.delayed += n - *due;
     }
   }
   struct Query {
@@ -721,7 +773,6 @@ Result<std::vector<QueueDepth>> SqliteBroker::depths(const std::vector<std::stri
       {&kLeasedDepths,
        [](QueueDepth& d, const StatementUse& use) { d.leased = static_cast<uint64_t>(use.int_column(1)); }},
       {&kDoneDepths, [](QueueDepth& d, const StatementUse& use) { d.done = static_cast<uint64_t>(use.int_column(1)); }},
-      {&kDeadDepths, [](QueueDepth& d, const StatementUse& use) { d.dead = static_cast<uint64_t>(use.int_column(1)); }},
   };
   for (const Query& query : queries) {
     auto stmt = connection_->statement(*query.sql);
@@ -736,17 +787,20 @@ Result<std::vector<QueueDepth>> SqliteBroker::depths(const std::vector<std::stri
   }
   // The events channel (and dead letters without a topic) as topic "".
   {
-    auto stmt = connection_->statement(kEventDepths);
-    if (!stmt.ok()) return stmt.status();
-    StatementUse use(*stmt);
-    const int rc = use.step();
-    if (rc != SQLITE_ROW) return connection_->error(rc, "counting queued events");
-    const uint64_t ready = static_cast<uint64_t>(use.int_column(0));
-    const uint64_t leased = static_cast<uint64_t>(use.int_column(1));
-    if (ready != 0 || leased != 0) {
+    uint64_t counts[2] = {0, 0};  // ready, leased
+    const std::string* sqls[2] = {&kReadyEventCount, &kLeasedEvents};
+    for (int i = 0; i < 2; ++i) {
+      auto stmt = connection_->statement(*sqls[i]);
+      if (!stmt.ok()) return stmt.status();
+      StatementUse use(*stmt);
+      const int rc = use.step();
+      if (rc == SQLITE_ROW) counts[i] = static_cast<uint64_t>(std::max<int64_t>(use.int_column(0), 0));
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) return connection_->error(rc, "counting queued events");
+    }
+    if (counts[0] != 0 || counts[1] != 0) {
       QueueDepth& events = depth_of("");
-      events.ready = ready;
-      events.leased = leased;
+      events.ready = counts[0];
+      events.leased = counts[1];
     }
   }
   status = txn.commit();

@@ -101,6 +101,9 @@ class SqliteBroker final : public Broker {
   Status add_done(const std::vector<ResultRecord>& results);
   // True when the settle took effect (the lease was still ours), false when stale.
   Result<bool> apply_settle(const Settle& settle, WallMs now, Claim claim);
+  // How many of the `ready` tasks of the ntask lane of `topic` (queue_counts)
+  // are due by `now`. REQUIRES: inside the read transaction of depths().
+  Result<uint64_t> count_due_tasks(const std::string& topic, uint64_t ready, WallMs now);
   Result<uint32_t> recover(Lane lane, const std::string& topic, Recovery kind);
   Result<uint32_t> recover_tasks(Lane lane, const std::string& topic, Recovery kind, WallMs now);
   Result<uint32_t> recover_events(Recovery kind, WallMs now);

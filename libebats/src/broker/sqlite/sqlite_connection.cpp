@@ -216,6 +216,7 @@ Status Connection::error(int rc, const std::string& what) const {
 
 Transaction::~Transaction() {
   if (!open_) return;
+  connection_.counts().clear();
   auto stmt = connection_.statement("ROLLBACK");
   if (!stmt.ok()) return;
   StatementUse use(*stmt);
@@ -234,10 +235,13 @@ Status Transaction::begin() {
   const int rc = use.step();
   if (rc != SQLITE_DONE) return connection_.error(rc, "starting a transaction");
   open_ = true;
+  connection_.counts().clear();
   return Status();
 }
 
 Status Transaction::commit() {
+  Status counted = connection_.counts().flush(connection_);
+  if (!counted.ok()) return counted;
   auto stmt = connection_.statement("COMMIT");
   if (!stmt.ok()) return stmt.status();
   StatementUse use(*stmt);

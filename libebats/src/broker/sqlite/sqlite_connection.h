@@ -13,6 +13,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "broker/sqlite/sqlite_counts.h"
 #include "broker/sqlite/sqlite_handle.h"
 #include "ebats/config.h"
 #include "ebats/status.h"
@@ -51,6 +52,10 @@ class Connection {
   // SqliteConfig::sync_progress: whether Transaction::Mode::progress fsyncs.
   bool sync_progress() const { return sync_progress_; }
 
+  // The changes to queue_counts made by the open write transaction, written
+  // by its commit (sqlite_counts.h).
+  CountDeltas& counts() { return counts_; }
+
   // The Status for SQLite result code `rc` from the operation `what`, e.g.
   // "database /var/lib/ebats/ebats.db is locked by another process (waited 5s)"
   // for SQLITE_BUSY.
@@ -74,6 +79,7 @@ class Connection {
   bool durable_ = false;  // set by open()
   std::chrono::steady_clock::time_point busy_since_{};
   std::unordered_map<std::string, StatementHandle> statements_;
+  CountDeltas counts_;
 };
 
 // A transaction on `connection`, rolled back on destruction unless commit()
@@ -100,7 +106,8 @@ class Transaction {
 
   // busy (the database stayed locked beyond busy_timeout) or io_error.
   Status begin();
-  // Returns once the transaction is durable (as synchronous allows).
+  // Writes the connection's CountDeltas, then commits. Returns once the
+  // transaction is durable (as synchronous allows).
   Status commit();
 
  private:

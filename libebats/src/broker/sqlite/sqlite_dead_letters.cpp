@@ -17,8 +17,9 @@ const std::string kColumns =
 const std::string kList = kColumns + "ORDER BY seq DESC LIMIT ?1";
 const std::string kShow = kColumns + "WHERE seq = ?1";
 const std::string kReplayable = kColumns + "WHERE kind <> 'raw' ORDER BY seq";
-const std::string kDelete = "DELETE FROM dead_letters WHERE seq = ?1";
+const std::string kDelete = "DELETE FROM dead_letters WHERE seq = ?1 RETURNING topic";
 const std::string kPurge = "DELETE FROM dead_letters";
+const std::string kZeroDeadCounts = "UPDATE queue_counts SET n = 0 WHERE counter = 'dead'";
 
 DeadLetterEntry read_entry(const StatementUse& use) {
   DeadLetterEntry entry;
@@ -120,12 +121,19 @@ Status DeadLetters::commit_and_wake(Transaction& txn) {
   return status;
 }
 
-Status DeadLetters::remove(uint64_t seq) {
+Result<bool> DeadLetters::remove(uint64_t seq) {
   auto stmt = connection_.statement(kDelete);
   if (!stmt.ok()) return stmt.status();
   StatementUse use(*stmt);
   use.bind(1, static_cast<int64_t>(seq));
-  return run_to_completion(connection_, use, "deleting a dead letter");
+  int rc = use.step();
+  const bool removed = rc == SQLITE_ROW;
+  if (removed) {
+    connection_.counts().add(use.bytes_column(0), kDeadCounter, -1);
+    rc = use.step();
+  }
+  if (rc != SQLITE_DONE) return connection_.error(rc, "deleting a dead letter");
+  return removed;
 }
 
 Status DeadLetters::replay(uint64_t seq, WallMs now) {
@@ -137,8 +145,8 @@ Status DeadLetters::replay(uint64_t seq, WallMs now) {
   if (!found.ok()) return found.status();
   status = write_replacement(*found, now);
   if (!status.ok()) return status;
-  status = remove(seq);
-  if (!status.ok()) return status;
+  auto removed = remove(seq);
+  if (!removed.ok()) return removed.status();
   return commit_and_wake(txn);
 }
 
@@ -154,8 +162,8 @@ Result<uint64_t> DeadLetters::replay_all(WallMs now) {
     status = write_replacement(entry, now);
     if (status.code() == StatusCode::invalid_argument) continue;  // not replayable: stays listed
     if (!status.ok()) return status;
-    status = remove(entry.seq);
-    if (!status.ok()) return status;
+    auto removed = remove(entry.seq);
+    if (!removed.ok()) return removed.status();
     ++replayed;
   }
   status = commit_and_wake(txn);
@@ -176,6 +184,13 @@ Result<uint64_t> DeadLetters::purge() {
     if (!status.ok()) return status;
     removed = static_cast<uint64_t>(sqlite3_changes64(connection_.db()));
   }
+  {
+    auto zero = connection_.statement(kZeroDeadCounts);
+    if (!zero.ok()) return zero.status();
+    StatementUse use(*zero);
+    status = run_to_completion(connection_, use, "counting dead letters");
+    if (!status.ok()) return status;
+  }
   status = txn.commit();
   if (!status.ok()) return status;
   return removed;
@@ -194,8 +209,8 @@ Result<uint64_t> DeadLetters::replay_selected(const std::vector<uint64_t>& seqs,
     status = write_replacement(*entry, now);
     if (status.code() == StatusCode::invalid_argument) continue;  // not replayable: stays listed
     if (!status.ok()) return status;
-    status = remove(seq);
-    if (!status.ok()) return status;
+    auto removed = remove(seq);
+    if (!removed.ok()) return removed.status();
     ++replayed;
   }
   status = commit_and_wake(txn);
@@ -209,9 +224,9 @@ Result<uint64_t> DeadLetters::purge_selected(const std::vector<uint64_t>& seqs) 
   if (!status.ok()) return status;
   uint64_t removed = 0;
   for (uint64_t seq : seqs) {
-    status = remove(seq);
-    if (!status.ok()) return status;
-    removed += static_cast<uint64_t>(sqlite3_changes64(connection_.db()));
+    auto one = remove(seq);
+    if (!one.ok()) return one.status();
+    if (*one) ++removed;
   }
   status = txn.commit();
   if (!status.ok()) return status;

@@ -35,7 +35,8 @@ class DeadLetters final : public DeadLetterStore {
   // Writes the replacement of `entry` (task → ntask lane, event → events
   // lane). REQUIRES: inside a write transaction.
   Status write_replacement(const DeadLetterEntry& entry, WallMs now);
-  Status remove(uint64_t seq);
+  // Deletes dead letter `seq`; false when there was none.
+  Result<bool> remove(uint64_t seq);
   // Commits `txn` and then wakes the daemons of what write_replacement() wrote.
   Status commit_and_wake(Transaction& txn);
 

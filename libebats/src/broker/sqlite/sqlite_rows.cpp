@@ -38,7 +38,9 @@ Result<bool> insert_message(Connection& connection, const OutMsg& msg, WallMs no
     if (!stmt.ok()) return stmt.status();
     StatementUse use(*stmt);
     use.bind_text(1, msg.id).bind_text(2, msg.name).bind_blob(3, msg.body).bind(4, now);
-    return run_insert(connection, use, "publishing event ", msg.id);
+    auto inserted = run_insert(connection, use, "publishing event ", msg.id);
+    if (inserted.ok() && *inserted) connection.counts().add("", ready_counter(Lane::events), 1);
+    return inserted;
   }
   if (msg.topic.empty() || msg.name.empty()) {
     return Status::invalid("cannot publish task " + msg.id + " to the " + lane_name(msg.lane) + " lane: its " +
@@ -56,7 +58,9 @@ Result<bool> insert_message(Connection& connection, const OutMsg& msg, WallMs no
       .bind(7, msg.max_attempts)
       .bind_blob(8, msg.body)
       .bind(9, now);
-  return run_insert(connection, use, "publishing task ", msg.id);
+  auto inserted = run_insert(connection, use, "publishing task ", msg.id);
+  if (inserted.ok() && *inserted) connection.counts().add(msg.topic, ready_counter(msg.lane), 1);
+  return inserted;
 }
 
 Status insert_dead_letter(Connection& connection, const DeadLetter& letter, WallMs now) {
@@ -78,7 +82,9 @@ Status insert_dead_letter(Connection& connection, const DeadLetter& letter, Wall
       .bind(9, letter.first_seen)
       .bind(10, letter.dead_at != 0 ? letter.dead_at : now);
   auto inserted = run_insert(connection, use, "writing dead letter ", letter.id);
-  return inserted.ok() ? Status() : inserted.status();
+  if (!inserted.ok()) return inserted.status();
+  if (*inserted) connection.counts().add(letter.topic, kDeadCounter, 1);
+  return Status();
 }
 
 Status insert_result(Connection& connection, const ResultRecord& record) {

@@ -2,7 +2,8 @@
 //
 // Each function runs one cached statement of `connection`. REQUIRES: the
 // caller holds a write transaction (Transaction::Mode::immediate), so a batch
-// of rows costs one commit.
+// of rows costs one commit. Queued rows and dead letters are added to the
+// connection's CountDeltas (sqlite_counts.h).
 #pragma once
 
 #include <string>

@@ -119,6 +119,24 @@ CREATE INDEX dl_id     ON dead_letters(id);
 PRAGMA user_version = 3;
 )sql";
 
+// Version 4: queue_counts (sqlite_counts.h), the rows each queue holds, kept
+// by every commit that changes them, starting from what the tables hold.
+constexpr const char* kMigrateTo4 = R"sql(
+CREATE TABLE queue_counts (
+  topic   TEXT    NOT NULL,
+  counter TEXT    NOT NULL CHECK (counter IN ('n', 'd', 'e', 'dead')),
+  n       INTEGER NOT NULL,
+  PRIMARY KEY (topic, counter)
+) STRICT, WITHOUT ROWID;
+INSERT INTO queue_counts (topic, counter, n)
+  SELECT topic, lane, count(*) FROM tasks WHERE state = 'ready' GROUP BY topic, lane;
+INSERT INTO queue_counts (topic, counter, n)
+  SELECT '', 'e', count(*) FROM events WHERE state = 'ready' HAVING count(*) > 0;
+INSERT INTO queue_counts (topic, counter, n)
+  SELECT topic, 'dead', count(*) FROM dead_letters GROUP BY topic;
+PRAGMA user_version = 4;
+)sql";
+
 Result<int> read_user_version(Connection& connection) {
   auto stmt = connection.statement("PRAGMA user_version");
   if (!stmt.ok()) return stmt.status();
@@ -170,6 +188,10 @@ Status ensure_schema(Connection& connection, bool create) {
   }
   if (*version < 3) {
     Status migrated = connection.exec(kMigrateTo3, "migrating the ebats schema to version 3");
+    if (!migrated.ok()) return migrated;
+  }
+  if (*version < 4) {
+    Status migrated = connection.exec(kMigrateTo4, "migrating the ebats schema to version 4");
     if (!migrated.ok()) return migrated;
   }
   return txn.commit();

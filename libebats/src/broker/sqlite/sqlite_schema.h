@@ -13,8 +13,10 @@ namespace ebats {
 namespace sqlite {
 
 // 1: the first schema. 2: adds topic_totals (ok results per topic, kept by
-// each commit, so `ebatsctl stats` needs no scan of results).
-constexpr int kSchemaVersion = 3;
+// each commit, so `ebatsctl stats` needs no scan of results). 3: dead-letter
+// ids never reused. 4: adds queue_counts (sqlite_counts.h), so `ebatsctl
+// stats` needs no count of the queued rows either.
+constexpr int kSchemaVersion = 4;
 
 // OK when the database holds schema version kSchemaVersion afterwards: a new
 // file gets the whole schema, an older version is migrated step by step.
