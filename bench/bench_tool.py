@@ -18,6 +18,10 @@ prints a table and writes docs/benchmarks.md); run.sh collects them per run.
                                            empty, no dead letters (file and database or stats)
   lateness  --file F --task T --expect N [--record R]
                                            started_at - due_at of task T: min/p50/p99/max ms
+  pickup    --ctl BIN --config F --event E --file F --rate R --count N [--library SO]
+                                           events published one at a time (one `ebatsctl publish`
+                                           each, or with --library by the Python client kept open):
+                                           started_at - due_at of their tasks
   retry-gap --file F --task T --expect N --delay-ms D [--record R]
                                            tasks run twice (attempt 0 asks for a retry after D
                                            ms): attempt 1's start - attempt 0's end - D
@@ -417,10 +421,35 @@ def cmd_lateness(args):
 
 # ------------------------------------------------------------------ pickup
 
+def ctl_publisher(args):
+    """Publishes one event with one `ebatsctl publish` process."""
+    def publish(params):
+        text = json.dumps(params)
+        proc = subprocess.run([args.ctl, "--config", args.config, "publish", args.event, text],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            fail("ebatsctl publish %s %s exited %d:\n%s" % (args.event, text, proc.returncode, proc.stderr))
+    return publish, lambda: None
+
+
+def library_publisher(args):
+    """Publishes one event with the Python client (clients/python) on a publisher kept open, as a
+    long-running producer (a web application) does; args.library is libebats.so."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "clients", "python"))
+    import ebats  # noqa: E402 (the repository's client, found only now)
+    publisher = ebats.Publisher(args.config, library=args.library)
+    return (lambda params: publisher.publish(args.event, params)), publisher.close
+
+
 def cmd_pickup(args):
-    """Publishes COUNT events one at a time (one `ebatsctl publish` each) at RATE per second, on a fixed
-    schedule, with the daemons running; waits for their results and reports started_at - due_at (the
-    task's due time is its event's publish time): how long a published event waits for its handler."""
+    """Publishes COUNT events one at a time at RATE per second, on a fixed schedule, with the daemons
+    running: one `ebatsctl publish` each, or with --library one call each on a publisher kept open;
+    waits for their results and reports started_at - due_at (the task's due time is its event's
+    publish time): how long a published event waits for its handler."""
+    if not args.library and not args.ctl:
+        fail("pickup needs --ctl (one ebatsctl per event) or --library (the Python client)")
+    via = "library" if args.library else "ebatsctl"
+    publish, close = library_publisher(args) if args.library else ctl_publisher(args)
     interval = 1.0 / args.rate
     t0 = time.perf_counter()
     for i in range(args.count):
@@ -428,22 +457,20 @@ def cmd_pickup(args):
         now = time.perf_counter()
         if at > now:
             time.sleep(at - now)
-        params = json.dumps({"pickup": args.rate, "i": i})
-        proc = subprocess.run([args.ctl, "--config", args.config, "publish", args.event, params],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            fail("ebatsctl publish %s %s exited %d:\n%s" % (args.event, params, proc.returncode, proc.stderr))
+        publish({"pickup": args.rate, "via": via, "i": i})
+    close()
     deadline = time.time() + args.timeout
     while True:
         mine = [r for r in read_records(args.file)
-                if isinstance(r.get("params"), dict) and r["params"].get("pickup") == args.rate]
+                if isinstance(r.get("params"), dict) and r["params"].get("pickup") == args.rate
+                and r["params"].get("via") == via]
         if len(mine) >= args.count or time.time() > deadline:
             break
         time.sleep(0.05)
     if len(mine) < args.count:
         fail("after %s s, %d of %d pickup results in %s" % (args.timeout, len(mine), args.count, args.file))
     waits = sorted(r["started_at"] - r["due_at"] for r in mine)
-    out = {"rate_per_s": args.rate, "events": args.count, "results": len(mine)}
+    out = {"rate_per_s": args.rate, "via": via, "events": args.count, "results": len(mine)}
     out.update(stats_of(waits))
     print(json.dumps(out))
 
@@ -839,6 +866,13 @@ def cmd_summarize(args):
         ("pickup p50, at 100/s", "ms", lambda r: r["pickup"]["100"]["p50"], fmt_ms),
         ("pickup p99, at 100/s", "ms", lambda r: r["pickup"]["100"]["p99"], fmt_ms),
         ("pickup max, at 100/s", "ms", lambda r: r["pickup"]["100"]["max"], fmt_ms),
+        ("pickup p50, published by a long-running producer (Python client) at 20/s", "ms",
+         lambda r: r["pickup_library"]["20"]["p50"], fmt_ms),
+        ("pickup p99, long-running producer at 20/s", "ms", lambda r: r["pickup_library"]["20"]["p99"], fmt_ms),
+        ("pickup max, long-running producer at 20/s", "ms", lambda r: r["pickup_library"]["20"]["max"], fmt_ms),
+        ("pickup p50, long-running producer at 100/s", "ms", lambda r: r["pickup_library"]["100"]["p50"], fmt_ms),
+        ("pickup p99, long-running producer at 100/s", "ms", lambda r: r["pickup_library"]["100"]["p99"], fmt_ms),
+        ("pickup max, long-running producer at 100/s", "ms", lambda r: r["pickup_library"]["100"]["max"], fmt_ms),
         ("peak RSS during W1: scheduler", "MiB", lambda r: r["w1"]["drain"]["peak_rss_kib"]["scheduler"] / 1024,
          lambda x: "%.1f" % x),
         ("peak RSS during W1: ntask worker parent", "MiB", lambda r: r["w1"]["drain"]["peak_rss_kib"]["ntask"] / 1024,
@@ -996,8 +1030,12 @@ One run of `bench/run.sh` does, in a fresh state dir (a new SQLite database and 
    O_APPEND write, so executions are counted exactly). When its 1,000 results exist, lateness =
    `started_at − due_at` of each result record (wall ms); min, p50, p99 (nearest rank) and max are
    reported. A negative value would be a task run before it was due.
-3. **Pickup.** With the three daemons idle, events are published one at a time (one `ebatsctl publish`
-   process each) at 20/s and at 100/s for 5 s each; pickup = `started_at − due_at` of their results.
+3. **Pickup.** With the three daemons idle, events are published one at a time at 20/s and at 100/s for
+   5 s each, first by one `ebatsctl publish` process each, then by a long-running producer: the Python
+   client (`clients/python`) with one publisher kept open, as a web application holds one; pickup =
+   `started_at − due_at` of their results. The first includes the start of a process per event (and
+   SQLite's sync of the database's folder, once per connection); the second is what an application that
+   publishes from its own process sees.
 4. **Physical limit.** `sqlite_limit` (bench/sqlite_limit.cpp) does a task queue's row operations on one
    SQLite file in the same file system, in one process, with nothing else: insert 20,000 task rows in
    transactions of N, then repeatedly claim N with a lease (`UPDATE … RETURNING`, one transaction) and
@@ -1339,13 +1377,14 @@ def main():
     s.add_argument("--expect", type=int, required=True)
     s.add_argument("--record")
     s = sub.add_parser("pickup")
-    s.add_argument("--ctl", required=True)
+    s.add_argument("--ctl", help="ebatsctl: one process per event (without --library)")
     s.add_argument("--config", required=True)
     s.add_argument("--event", required=True)
     s.add_argument("--file", required=True)
     s.add_argument("--rate", type=int, required=True)
     s.add_argument("--count", type=int, required=True)
     s.add_argument("--timeout", type=float, default=60)
+    s.add_argument("--library", help="libebats.so: publish with the Python client, one publisher kept open")
     s = sub.add_parser("retry-gap")
     s.add_argument("--file", required=True)
     s.add_argument("--task", required=True)

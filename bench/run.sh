@@ -18,7 +18,8 @@
 #       registered with `delay: 3s` and measure lateness = started_at - due_at;
 #   pickup: with the three daemons idle, publish events one at a time (one
 #       `ebatsctl publish` each) at 20/s and at 100/s for 5 s each and measure
-#       publish → handler start (started_at - due_at);
+#       publish → handler start (started_at - due_at); then the same published
+#       by a long-running producer (the Python client, one publisher kept open);
 #   the physical-limit program (bench/sqlite_limit.cpp) in the same file system,
 #   twice: as the issue defines it (transactions of 100, every commit fsynced)
 #   and like ebats (transactions of 1024, only the inserts fsynced).
@@ -180,6 +181,12 @@ for run in $(seq 1 "$runs"); do
       --rate "$rate" --count "$((rate * PICKUP_SECONDS))" > "$rd/pickup-$rate.json"
     jq -r '"   pickup at \(.rate_per_s)/s: \(.results) events published one by one, publish → handler start ms min \(.min) p50 \(.p50) p99 \(.p99) max \(.max)"' "$rd/pickup-$rate.json"
   done
+  # The same, published by a long-running producer: the Python client, one publisher kept open.
+  for rate in 20 100; do
+    $tool pickup --library "$build_dir/libebats/libebats.so" --config "$config" --event bench_noop \
+      --file "$state/results.jsonl" --rate "$rate" --count "$((rate * PICKUP_SECONDS))" > "$rd/pickup-lib-$rate.json"
+    jq -r '"   pickup at \(.rate_per_s)/s by a long-running producer: publish → handler start ms min \(.min) p50 \(.p50) p99 \(.p99) max \(.max)"' "$rd/pickup-lib-$rate.json"
+  done
   stop_daemons
 
   # The physical limit, same file system, same run: as the issue defines it,
@@ -195,9 +202,11 @@ for run in $(seq 1 "$runs"); do
         --slurpfile l "$rd/lateness.json" --slurpfile w "$rd/w2_publish.json" --slurpfile s "$rd/limit.json" \
         --slurpfile e "$rd/limit_like_ebats.json" \
         --slurpfile p20 "$rd/pickup-20.json" --slurpfile p100 "$rd/pickup-100.json" \
+        --slurpfile l20 "$rd/pickup-lib-20.json" --slurpfile l100 "$rd/pickup-lib-100.json" \
         --argjson n "$EVENTS" --argjson load "$(cut -d' ' -f1 /proc/loadavg)" \
         '{loadavg: $load, w1: {publish: $p[0], drain: $d[0], verify: $v[0], tasks_per_s: ($n / $d[0].seconds)},
           w2: {publish: $w[0], lateness: $l[0]}, pickup: {"20": $p20[0], "100": $p100[0]},
+          pickup_library: {"20": $l20[0], "100": $l100[0]},
           limit: $s[0], limit_like_ebats: $e[0]}' > "$out/run-$run.json"
   if [ "$keep" = 0 ]; then rm -rf "$state"; fi
   state=
