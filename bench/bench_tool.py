@@ -836,6 +836,17 @@ def finish_section(args, out, part, how_measured, title):
     print("wrote the %s section of %s" % (title, args.doc))
 
 
+def pickup_rows(key, first, each):
+    """Table rows for the pickup results under run key `key`: p50, p99 and max at 20/s, then at 100/s;
+    `first` labels the first row, `each` the others (% (statistic, rate))."""
+    rows = []
+    for rate in ("20", "100"):
+        for stat in ("p50", "p99", "max"):
+            label = first if not rows else each % (stat, rate)
+            rows.append((label, "ms", lambda r, rate=rate, stat=stat: r[key][rate][stat], fmt_ms))
+    return rows
+
+
 def cmd_summarize(args):
     machine = json.load(open(args.machine))
     runs = []
@@ -859,20 +870,10 @@ def cmd_summarize(args):
         ("delayed-task lateness p99 (W2)", "ms", lambda r: r["w2"]["lateness"]["p99"], fmt_ms),
         ("delayed-task lateness min (W2)", "ms", lambda r: r["w2"]["lateness"]["min"], fmt_ms),
         ("delayed-task lateness max (W2)", "ms", lambda r: r["w2"]["lateness"]["max"], fmt_ms),
-        ("pickup p50, events published one at a time at 20/s (publish → handler start)", "ms",
-         lambda r: r["pickup"]["20"]["p50"], fmt_ms),
-        ("pickup p99, at 20/s", "ms", lambda r: r["pickup"]["20"]["p99"], fmt_ms),
-        ("pickup max, at 20/s", "ms", lambda r: r["pickup"]["20"]["max"], fmt_ms),
-        ("pickup p50, at 100/s", "ms", lambda r: r["pickup"]["100"]["p50"], fmt_ms),
-        ("pickup p99, at 100/s", "ms", lambda r: r["pickup"]["100"]["p99"], fmt_ms),
-        ("pickup max, at 100/s", "ms", lambda r: r["pickup"]["100"]["max"], fmt_ms),
-        ("pickup p50, published by a long-running producer (Python client) at 20/s", "ms",
-         lambda r: r["pickup_library"]["20"]["p50"], fmt_ms),
-        ("pickup p99, long-running producer at 20/s", "ms", lambda r: r["pickup_library"]["20"]["p99"], fmt_ms),
-        ("pickup max, long-running producer at 20/s", "ms", lambda r: r["pickup_library"]["20"]["max"], fmt_ms),
-        ("pickup p50, long-running producer at 100/s", "ms", lambda r: r["pickup_library"]["100"]["p50"], fmt_ms),
-        ("pickup p99, long-running producer at 100/s", "ms", lambda r: r["pickup_library"]["100"]["p99"], fmt_ms),
-        ("pickup max, long-running producer at 100/s", "ms", lambda r: r["pickup_library"]["100"]["max"], fmt_ms),
+        *pickup_rows("pickup", "pickup p50, events published one at a time at 20/s (publish → handler start)",
+                     "pickup %s, at %s/s"),
+        *pickup_rows("pickup_library", "pickup p50, published by a long-running producer (Python client) at 20/s",
+                     "pickup %s, long-running producer at %s/s"),
         ("peak RSS during W1: scheduler", "MiB", lambda r: r["w1"]["drain"]["peak_rss_kib"]["scheduler"] / 1024,
          lambda x: "%.1f" % x),
         ("peak RSS during W1: ntask worker parent", "MiB", lambda r: r["w1"]["drain"]["peak_rss_kib"]["ntask"] / 1024,

@@ -85,7 +85,8 @@ TEST_CASE("RabbitMQ: a queue that exists with other arguments stops a daemon wit
   TestSystem sys("  e:\n    - {task: noop, topic: t, delay: 1s}\n");
   std::string out;
   REQUIRE(sys.ebatsctl({"setup"}, &out) == 0);
-  CHECK(out.find("ready") != std::string::npos);
+  CHECK(out.find("ready: on amqp://") != std::string::npos);
+  CHECK(out.find("the delay levels, the dead letters, the results and 1 topic (t) exist") != std::string::npos);
   // Another delay unit means other TTLs on the delay-level queues.
   sys.edit_config("delay_unit: 100ms", "delay_unit: 200ms");
   CHECK(sys.run({bin("ebats-scheduler"), "--config", sys.config_path()}, &out) == 2);

@@ -122,6 +122,7 @@ TEST_CASE("ebatsctl refuses a SQLite database that does not exist, naming it, an
     CHECK_FALSE(std::filesystem::exists(missing));
   }
   REQUIRE(ctl_all(sys, {"setup"}, &out) == 0);
+  CHECK(out == "ready: database " + missing + " is set up\n");
   CHECK(std::filesystem::exists(missing));
   CHECK(ctl_all(sys, {"stats"}, &out) == 0);
   CHECK(ctl_all(sys, {"dead", "list"}, &out) == 0);

@@ -526,8 +526,19 @@ int cmd_setup(const Context& ctx, const std::vector<std::string>& argv) {
   const std::vector<std::string> topics = ctx.config->topics();
   ebats::Status s = (*broker)->setup(topics);
   if (!s.ok()) return report(s);
-  std::cout << "ready: " << (ctx.config->is_amqp() ? "the exchanges and queues of " : "the database of ")
-            << topics.size() << " topic(s) exist\n";
+  if (!ctx.config->is_amqp()) {
+    std::cout << "ready: database " << ctx.config->broker_url.substr(std::string("sqlite://").size())
+              << " is set up\n";
+    return kOk;
+  }
+  std::string names;
+  for (const std::string& topic : topics) names += (names.empty() ? "" : ", ") + topic;
+  std::cout << "ready: on " << ctx.config->broker_url << ", the exchanges and queues of the events, the delay levels, "
+            << "the dead letters, the results and " << topics.size() << (topics.size() == 1 ? " topic" : " topics")
+            << (names.empty() ? std::string() : " (" + names + ")");
+  const size_t sources = ctx.config->sources.size();
+  if (sources > 0) std::cout << ", and the queues of " << sources << (sources == 1 ? " source" : " sources");
+  std::cout << " exist\n";
   return kOk;
 }
 
