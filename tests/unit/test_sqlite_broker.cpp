@@ -758,6 +758,36 @@ TEST_CASE("sqlite broker: the queue counts follow every path that adds or takes 
   CHECK(depth_of(*broker, "").dead == 0);
 }
 
+TEST_CASE("sqlite broker: setup counts the queued rows again after a writer that is not ebats changed them",
+          "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  const std::string db = dir.path() + "/ebats.db";
+  auto broker = open_ok(options_for(db), clock);
+  publish(*broker, {task("t1", clock.wall_now()), task("t2", clock.wall_now()), event("e1")});
+  Batch dead;
+  dead.dead = {raw_dead_letter("r1")};
+  commit_ok(*broker, dead);
+  {
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
+    CHECK(sqlite3_exec(raw, "DELETE FROM tasks WHERE id = 't1'; DELETE FROM dead_letters", nullptr, nullptr,
+                       nullptr) == SQLITE_OK);
+    sqlite3_close(raw);
+  }
+  const QueueDepth stale = depth_of(*broker, "demo");
+  CHECK(stale.ready + stale.delayed == 2);  // the counts do not know
+  const std::string mismatches = test::queue_count_mismatches(db);
+  CHECK(mismatches.find("demo/n: kept 2, rows 1\n") != std::string::npos);
+  CHECK(mismatches.find("/dead: kept 1, rows 0\n") != std::string::npos);
+  REQUIRE(broker->setup({"demo"}).ok());
+  CHECK(test::queue_count_mismatches(db) == "");
+  CHECK(depth_of(*broker, "demo").ready == 1);
+  CHECK(depth_of(*broker, "demo").delayed == 0);
+  CHECK(depth_of(*broker, "").ready == 1);
+  CHECK(depth_of(*broker, "").dead == 0);
+}
+
 TEST_CASE("sqlite broker: depths split ready tasks into due and delayed whichever part is larger",
           "[sqlite][broker]") {
   TempDir dir;

@@ -175,7 +175,8 @@ class EBATS_EXPORT Broker {
   // Declares everything ebats publishes to or consumes from for `topics`
   // (RabbitMQ: the exchanges, the queues of each topic, the delay levels, the
   // dead-letter and results streams, and every source's upstream exchange,
-  // queue and bindings; SQLite: the schema exists once the broker is open).
+  // queue and bindings; SQLite: the schema exists once the broker is open,
+  // and setup counts the queued rows again for depths()).
   // A queue that exists with other arguments is an
   // invalid_argument error naming the queue and the argument.
   virtual Status setup(const std::vector<std::string>& topics) = 0;

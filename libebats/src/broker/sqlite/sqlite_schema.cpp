@@ -121,21 +121,23 @@ PRAGMA user_version = 3;
 
 // Version 4: queue_counts (sqlite_counts.h), the rows each queue holds, kept
 // by every commit that changes them, starting from what the tables hold.
-constexpr const char* kMigrateTo4 = R"sql(
-CREATE TABLE queue_counts (
-  topic   TEXT    NOT NULL,
-  counter TEXT    NOT NULL CHECK (counter IN ('n', 'd', 'e', 'dead')),
-  n       INTEGER NOT NULL,
-  PRIMARY KEY (topic, counter)
-) STRICT, WITHOUT ROWID;
+const std::string kCountQueuedRows = R"sql(
 INSERT INTO queue_counts (topic, counter, n)
   SELECT topic, lane, count(*) FROM tasks WHERE state = 'ready' GROUP BY topic, lane;
 INSERT INTO queue_counts (topic, counter, n)
   SELECT '', 'e', count(*) FROM events WHERE state = 'ready' HAVING count(*) > 0;
 INSERT INTO queue_counts (topic, counter, n)
   SELECT topic, 'dead', count(*) FROM dead_letters GROUP BY topic;
-PRAGMA user_version = 4;
 )sql";
+const std::string kMigrateTo4 = R"sql(
+CREATE TABLE queue_counts (
+  topic   TEXT    NOT NULL,
+  counter TEXT    NOT NULL CHECK (counter IN ('n', 'd', 'e', 'dead')),
+  n       INTEGER NOT NULL,
+  PRIMARY KEY (topic, counter)
+) STRICT, WITHOUT ROWID;
+)sql" + kCountQueuedRows + "PRAGMA user_version = 4;\n";
+const std::string kRecount = "DELETE FROM queue_counts;\n" + kCountQueuedRows;
 
 Result<int> read_user_version(Connection& connection) {
   auto stmt = connection.statement("PRAGMA user_version");
@@ -157,6 +159,14 @@ Status check_version(const Connection& connection, int version) {
 }
 
 }  // namespace
+
+Status recount_queues(Connection& connection) {
+  Transaction txn(connection, Transaction::Mode::immediate);
+  Status status = txn.begin();
+  if (status.ok()) status = connection.exec(kRecount.c_str(), "recounting the queued rows");
+  if (status.ok()) status = txn.commit();
+  return status;
+}
 
 Status ensure_schema(Connection& connection, bool create) {
   // Cheap check first: an up-to-date database needs no write lock.
@@ -191,7 +201,7 @@ Status ensure_schema(Connection& connection, bool create) {
     if (!migrated.ok()) return migrated;
   }
   if (*version < 4) {
-    Status migrated = connection.exec(kMigrateTo4, "migrating the ebats schema to version 4");
+    Status migrated = connection.exec(kMigrateTo4.c_str(), "migrating the ebats schema to version 4");
     if (!migrated.ok()) return migrated;
   }
   return txn.commit();

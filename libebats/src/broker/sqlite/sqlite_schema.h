@@ -24,5 +24,11 @@ constexpr int kSchemaVersion = 4;
 // A newer version than this build knows is `unsupported`.
 Status ensure_schema(Connection& connection, bool create);
 
+// Counts the queued rows and dead letters again into queue_counts
+// (sqlite_counts.h), in one write transaction: what `ebatsctl setup` does
+// after anything but ebats (the sqlite3 shell) changed those tables.
+// REQUIRES: no transaction is open on `connection`.
+Status recount_queues(Connection& connection);
+
 }  // namespace sqlite
 }  // namespace ebats
