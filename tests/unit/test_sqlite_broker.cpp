@@ -753,6 +753,16 @@ TEST_CASE("sqlite broker: the queue counts follow every path that adds or takes 
   CHECK(*emptied == 3);
   audit("purging every dead letter");
 
+  // Tasks taken the scheduler's way: read, then deleted if still ready.
+  auto taken = broker->claim_and_commit(Lane::ntask, "demo", 1, [&](const std::vector<Delivery>& tasks) {
+    Batch b;
+    for (const Delivery& t : tasks) b.settle.push_back(ack(t.token));
+    return b;
+  });
+  REQUIRE(taken.ok());
+  CHECK(*taken == 1);
+  audit("taking a task with claim_and_commit");
+
   const QueueDepth demo = depth_of(*broker, "demo");
   CHECK(demo.ready + demo.delayed + demo.leased > 0);
   CHECK(depth_of(*broker, "").dead == 0);
