@@ -527,8 +527,7 @@ int cmd_setup(const Context& ctx, const std::vector<std::string>& argv) {
   ebats::Status s = (*broker)->setup(topics);
   if (!s.ok()) return report(s);
   if (!ctx.config->is_amqp()) {
-    std::cout << "ready: database " << ctx.config->broker_url.substr(std::string("sqlite://").size())
-              << " is set up\n";
+    std::cout << "ready: database " << ctx.config->sqlite_path() << " is set up\n";
     return kOk;
   }
   std::string names;
