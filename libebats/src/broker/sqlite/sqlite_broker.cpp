@@ -111,9 +111,7 @@ const RecoverySql kRecoverPreviousEvents{"SELECT 1 FROM events WHERE " + kPrevio
 // tasks_due (a range of entries, never rows of the table, whose bodies make a
 // backlog of a million tasks a scan of a gigabyte), with a cap that grows
 // until one part fits under it.
-const std::string kQueueCounts =
-    "SELECT topic, counter, n FROM queue_counts WHERE n <> 0 AND counter IN ('n', 'd', 'dead')";
-const std::string kReadyEventCount = "SELECT n FROM queue_counts WHERE topic = '' AND counter = 'e'";
+const std::string kQueueCounts = "SELECT topic, counter, n FROM queue_counts WHERE n <> 0";
 const std::string kCountReadyUpTo =
     "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = 'n' "
     "AND due_at > ?2 AND due_at <= ?3 LIMIT ?4)";
@@ -136,8 +134,6 @@ const std::string kPruneResultsBySeq =
     "DELETE FROM results WHERE seq IN (SELECT seq FROM results WHERE seq <= ?1 ORDER BY seq LIMIT ?2)";
 
 bool is_event_token(uint64_t token) { return (token & kEventTokenBit) != 0; }
-// The lane of a tasks.lane code ('n' or 'd').
-Lane lane_of_code(const std::string& code) { return code == "d" ? Lane::dtask : Lane::ntask; }
 int64_t row_of(uint64_t token) { return static_cast<int64_t>(token & ~kEventTokenBit); }
 
 // "<pid>.<32 random bits>": pids are reused across reboots, the random part is not.
@@ -419,7 +415,7 @@ Result<bool> SqliteBroker::apply_settle(const Settle& settle, WallMs now, Claim 
   if (!event && ready_changes) {  // RETURNING topic, lane: a row when it changed one
     changed = rc == SQLITE_ROW;
     if (changed) {
-      connection_->counts().add(use.bytes_column(0), ready_counter(lane_of_code(use.bytes_column(1))), delta);
+      connection_->counts().add(use.bytes_column(0), use.bytes_column(1), delta);  // a task's counter is its lane
       rc = use.step();
     }
   } else {
@@ -756,6 +752,8 @@ Result<std::vector<QueueDepth>> SqliteBroker::depths(const std::vector<std::stri
     const uint64_t n = static_cast<uint64_t>(std::max<int64_t>(c.n, 0));
     if (c.counter == kDeadCounter) {
       d.dead = n;
+    } else if (c.counter == ready_counter(Lane::events)) {
+      d.ready = n;  // the events channel, topic ""
     } else if (c.counter == ready_counter(Lane::dtask)) {
       d.delayed += n;
     } else {
@@ -785,23 +783,15 @@ Result<std::vector<QueueDepth>> SqliteBroker::depths(const std::vector<std::stri
       query.apply(depth_of(use.bytes_column(0)), use);
     }
   }
-  // The events channel (and dead letters without a topic) as topic "".
+  // Events held by the scheduler, on the events channel's row (topic "").
   {
-    uint64_t counts[2] = {0, 0};  // ready, leased
-    const std::string* sqls[2] = {&kReadyEventCount, &kLeasedEvents};
-    for (int i = 0; i < 2; ++i) {
-      auto stmt = connection_->statement(*sqls[i]);
-      if (!stmt.ok()) return stmt.status();
-      StatementUse use(*stmt);
-      const int rc = use.step();
-      if (rc == SQLITE_ROW) counts[i] = static_cast<uint64_t>(std::max<int64_t>(use.int_column(0), 0));
-      if (rc != SQLITE_ROW && rc != SQLITE_DONE) return connection_->error(rc, "counting queued events");
-    }
-    if (counts[0] != 0 || counts[1] != 0) {
-      QueueDepth& events = depth_of("");
-      events.ready = counts[0];
-      events.leased = counts[1];
-    }
+    auto stmt = connection_->statement(kLeasedEvents);
+    if (!stmt.ok()) return stmt.status();
+    StatementUse use(*stmt);
+    const int rc = use.step();
+    if (rc != SQLITE_ROW) return connection_->error(rc, "counting leased events");
+    const uint64_t leased = static_cast<uint64_t>(use.int_column(0));
+    if (leased != 0) depth_of("").leased = leased;
   }
   status = txn.commit();
   if (!status.ok()) return status;

@@ -1,9 +1,9 @@
 #include "broker/sqlite/sqlite_counts.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "broker/sqlite/sqlite_connection.h"
+#include "broker/sqlite/sqlite_rows.h"
 
 namespace ebats {
 namespace sqlite {
@@ -15,24 +15,14 @@ const std::string kAddCount =
 
 }  // namespace
 
-const char* ready_counter(Lane lane) {
-  switch (lane) {
-    case Lane::events:
-      return "e";
-    case Lane::dtask:
-      return "d";
-    default:
-      return "n";
-  }
-}
+const char* ready_counter(Lane lane) { return lane == Lane::events ? "e" : task_lane_code(lane); }
 
-void CountDeltas::add(const std::string& topic, const char* counter, int64_t delta) {
+void CountDeltas::add(const std::string& topic, std::string_view counter, int64_t delta) {
   if (delta == 0) return;
-  auto same = std::find_if(entries_.begin(), entries_.end(), [&](const Entry& e) {
-    return e.topic == topic && std::strcmp(e.counter, counter) == 0;
-  });
+  auto same = std::find_if(entries_.begin(), entries_.end(),
+                           [&](const Entry& e) { return e.topic == topic && e.counter == counter; });
   if (same == entries_.end()) {
-    entries_.push_back(Entry{topic, counter, delta});
+    entries_.push_back(Entry{topic, std::string(counter), delta});
   } else {
     same->delta += delta;
   }

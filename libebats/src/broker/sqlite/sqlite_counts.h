@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ebats/broker.h"
@@ -31,15 +32,16 @@ class Connection;
 
 constexpr const char* kDeadCounter = "dead";
 
-// The counter of the ready rows of `lane`: "e", "n" or "d".
-// REQUIRES: lane is events, ntask or dtask.
+// The counter of the ready rows of `lane`: "e", or the task lane's code
+// (task_lane_code(): "n" or "d", as in tasks.lane). REQUIRES: lane is
+// events, ntask or dtask.
 const char* ready_counter(Lane lane);
 
 class CountDeltas {
  public:
-  // Adds `delta` to the count of (topic, counter). `counter` must be one of
-  // the literals above (it is kept as a pointer).
-  void add(const std::string& topic, const char* counter, int64_t delta);
+  // Adds `delta` to the count of (topic, counter); `counter` is one of the
+  // names above.
+  void add(const std::string& topic, std::string_view counter, int64_t delta);
   // Writes the deltas as upserts into queue_counts and forgets them.
   // REQUIRES: inside the write transaction whose row changes they count.
   Status flush(Connection& connection);
@@ -49,7 +51,7 @@ class CountDeltas {
  private:
   struct Entry {
     std::string topic;
-    const char* counter;
+    std::string counter;
     int64_t delta;
   };
   std::vector<Entry> entries_;  // a transaction touches a topic or two: a short list beats a map
