@@ -113,7 +113,7 @@ static double proc_cpu_s(long pid) {
   p = strrchr(buf, ')'); /* the command name may hold spaces */
   if (p == NULL) return -1;
   /* After ") ": field 3 (state) onwards; utime and stime are fields 14 and 15. */
-  for (field = 2; field < 13 && p != NULL; ++field) p = strchr(p + 1, ' ');
+  for (field = 2; field < 14 && p != NULL; ++field) p = strchr(p + 1, ' ');
   if (p == NULL || sscanf(p + 1, "%llu %llu", &utime, &stime) != 2) return -1;
   return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
