@@ -102,7 +102,6 @@ static double proc_cpu_s(long pid) {
   size_t n;
   const char *p;
   unsigned long long utime = 0, stime = 0;
-  int field;
   if (pid <= 0) return -1;
   snprintf(path, sizeof path, "/proc/%ld/stat", pid);
   f = fopen(path, "r");
@@ -112,9 +111,9 @@ static double proc_cpu_s(long pid) {
   buf[n] = '\0';
   p = strrchr(buf, ')'); /* the command name may hold spaces */
   if (p == NULL) return -1;
-  /* After ") ": field 3 (state) onwards; utime and stime are fields 14 and 15. */
-  for (field = 2; field < 14 && p != NULL; ++field) p = strchr(p + 1, ' ');
-  if (p == NULL || sscanf(p + 1, "%llu %llu", &utime, &stime) != 2) return -1;
+  /* After ") ", proc(5)'s fields 3-13 (state; ppid pgrp session tty_nr tpgid;
+   * flags minflt cminflt majflt cmajflt), then 14 utime and 15 stime. */
+  if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) return -1;
   return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
