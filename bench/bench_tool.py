@@ -167,14 +167,36 @@ def cmd_publish(args):
 
 # ------------------------------------------------------------------ wait
 
+def run_order(name):
+    """Sort key of the runs' files and folders: run-2 before run-10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def cpu_seconds(pid):
-    """utime + stime of a live process, in seconds (None if it is gone)."""
+    """The CPU time of a live process, all its threads, in seconds (None if it is gone).
+
+    utime + stime of /proc/PID/stat are whole clock ticks (10 ms), each rounded down: a single
+    reading of a process started inside the window (ebats' daemons) lost 5-10 ms that way, a
+    tenth of a worker's CPU in W1. The run time of each live thread (/proc/PID/task/*/schedstat,
+    nanoseconds) has no such loss but leaves out threads that have exited, which /proc/PID/stat
+    keeps. Both are lower bounds of the same sum; the larger is taken."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    ticks = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    live_ns = 0
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                    live_ns += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass  # a thread that ended meanwhile: /proc/PID/stat has it
+    except OSError:
+        return ticks
+    return max(ticks, live_ns / 1e9)
 
 
 def proc_kib(pid, name, key):
@@ -850,7 +872,7 @@ def pickup_rows(key, first, each):
 def cmd_summarize(args):
     machine = json.load(open(args.machine))
     runs = []
-    for name in sorted(os.listdir(args.runs_dir)):
+    for name in sorted(os.listdir(args.runs_dir), key=run_order):
         if name.startswith("run-") and name.endswith(".json"):
             runs.append(json.load(open(os.path.join(args.runs_dir, name))))
     if not runs:
@@ -1022,7 +1044,9 @@ One run of `bench/run.sh` does, in a fresh state dir (a new SQLite database and 
    their start until the results file holds 20,000 lines (the Python process that watches the file is
    started, and has finished its own start-up, before the clock starts; it polls every 5 ms):
    **events → results per second** = 20,000 / that time, so it includes daemon start-up, fan-out of every event into its task, claim, execution in a
-   child process, result record and acknowledgement. Afterwards the results file and the database's
+   child process, result record and the acknowledgement of every batch but the last (the worker writes a
+   batch's result lines just before its commit, so the last commit, about a millisecond, falls after the
+   clock stops; sqlite_limit's clock stops after its last settle). Afterwards the results file and the database's
    `results` table must hold exactly 20,000 `ok` results for 20,000 distinct task ids, and the `tasks`,
    `events` and `dead_letters` tables must be empty (0 lost, 0 duplicated).
 2. **W2, delayed-task lateness.** With the scheduler and ntask worker still running, `ebats-dtask-worker`
@@ -1034,9 +1058,11 @@ One run of `bench/run.sh` does, in a fresh state dir (a new SQLite database and 
 3. **Pickup.** With the three daemons idle, events are published one at a time at 20/s and at 100/s for
    5 s each, first by one `ebatsctl publish` process each, then by a long-running producer: the Python
    client (`clients/python`) with one publisher kept open, as a web application holds one; pickup =
-   `started_at − due_at` of their results. The first includes the start of a process per event (and
-   SQLite's sync of the database's folder, once per connection); the second is what an application that
-   publishes from its own process sees.
+   `started_at − due_at` of their results. `due_at` is stamped inside the publish, after `ebatsctl` has
+   started, read its configuration and opened the database, so the start of a process per event is not in
+   the first figure, but its competing for the two CPUs while the daemons wake, and SQLite's sync of the
+   database's folder (once per connection), are; the second is what an application that publishes from
+   its own process sees.
 4. **Physical limit.** `sqlite_limit` (bench/sqlite_limit.cpp) does a task queue's row operations on one
    SQLite file in the same file system, in one process, with nothing else: insert 20,000 task rows in
    transactions of N, then repeatedly claim N with a lease (`UPDATE … RETURNING`, one transaction) and
@@ -1119,7 +1145,7 @@ def cmd_summarize_rabbitmq(args):
     envelope = json.load(open(args.envelope))
     idle = json.load(open(args.idle))
     runs = []
-    for name in sorted(os.listdir(args.runs_dir)):
+    for name in sorted(os.listdir(args.runs_dir), key=run_order):
         if name.startswith("run-") and name.endswith(".json"):
             runs.append(json.load(open(os.path.join(args.runs_dir, name))))
     if not runs:
@@ -1315,7 +1341,11 @@ at its end, so no run sees another's queues. In each run, in this order:
    process started, and past its own start-up, before the clock starts; it polls every 5 ms, and
    notes when the first line appears too). **Drain rate** = 20,000 / that time; from the first result =
    19,999 / (time of the 20,000th − time of the first). The worker's time includes its start-up (plugin
-   load in the children, connection, declaring its queues) and its prefetch growing from 4.
+   load in the children, connection, declaring its queues) and its prefetch growing from 4, where
+   amqp_limit's drain starts connected, with its queue declared. It does not include the worker's last
+   commit: a batch's result lines are written just before its commit, so the last acknowledgement and
+   result message (about a millisecond) come after the clock stops, where amqp_limit's clock stops after a
+   round trip behind its last ack.
 3. **Physical limit, after.** The same program again (with the worker of W1 still running, idle). The
    run's limit = 20,000 / the mean of the two drain times; **ratio** = W1's rate / that, per run, so the
    machine's drift between runs cancels out.
@@ -1331,12 +1361,14 @@ at its end, so no run sees another's queues. In each run, in this order:
 6. **Checks.** The results file must hold exactly 20,000 `ok` results of `noop` for 20,000 distinct task
    ids, and `ebatsctl stats --json` afterwards must show nothing pending, delayed or dead.
 
-**CPU per task** = CPU seconds (utime + stime from `/proc/PID/stat`) of every process that handles the
-tasks during the drain window, divided by 20,000. For the limit: `amqp_limit` itself (`getrusage`) plus
+**CPU per task** = CPU seconds of every process that handles the tasks during the drain window, divided
+by 20,000: utime + stime from `/proc/PID/stat`, or, when larger, the run time of the process's live
+threads from `/proc/PID/task/*/schedstat` (nanoseconds; `/proc/PID/stat` rounds each of utime and stime
+down to a 10 ms tick, which a single reading of a process started inside the window does not cancel out). For the limit: `amqp_limit` itself (`getrusage`) plus
 RabbitMQ's VM (`beam.smp`, pid from `DIR/beam.pid`), read at both ends of its drain. For ebats: the
 ntask worker parent and its 2 children (their whole lives: they start with the window) plus the VM's
-CPU between the start line and the 20,000th result. The kernel counts CPU time in ticks of 10 ms, so
-these figures move in steps of 0.5 µs per task. The VM's share is the broker's work for the tasks:
+CPU between the start line and the 20,000th result. Differences of two readings of the VM move in
+steps of 10 ms (0.5 µs per task). The VM's share is the broker's work for the tasks:
 delivering, taking the acks and, for ebats, storing the result records ebats publishes to its
 `PREFIX.results` stream; its idle CPU (measured before the runs, above) is in both. The scheduler and
 `ebatsctl publish` are not in it: both programs' messages are in the queue before the window opens.
