@@ -1367,8 +1367,8 @@ threads from `/proc/PID/task/*/schedstat` (nanoseconds; `/proc/PID/stat` rounds 
 down to a 10 ms tick, which a single reading of a process started inside the window does not cancel out). For the limit: `amqp_limit` itself (`getrusage`) plus
 RabbitMQ's VM (`beam.smp`, pid from `DIR/beam.pid`), read at both ends of its drain. For ebats: the
 ntask worker parent and its 2 children (their whole lives: they start with the window) plus the VM's
-CPU between the start line and the 20,000th result. Differences of two readings of the VM move in
-steps of 10 ms (0.5 µs per task). The VM's share is the broker's work for the tasks:
+CPU between the start line and the 20,000th result, a difference of two readings (what one reading
+rounds off, the other does too). The VM's share is the broker's work for the tasks:
 delivering, taking the acks and, for ebats, storing the result records ebats publishes to its
 `PREFIX.results` stream; its idle CPU (measured before the runs, above) is in both. The scheduler and
 `ebatsctl publish` are not in it: both programs' messages are in the queue before the window opens.
