@@ -1238,14 +1238,19 @@ def cmd_summarize_rabbitmq(args):
          cpu_ratio <= MARK_AMQP_CPU_RATIO, "%.2f × (range %.2f – %.2f); from the first result: %.2f ×" % (
              cpu_ratio, min(col(lambda r, x: x["cpu_ratio"])), max(col(lambda r, x: x["cpu_ratio"])),
              med(lambda r, x: x["first_cpu_ratio"]))),
-        ("delayed-task lateness p99 ≤ %d ms (median over runs)" % MARK_AMQP_P99_MS, p99 <= MARK_AMQP_P99_MS,
-         "%s ms" % fmt_ms(p99)),
+        # A run whose tasks did not all come back (the waits allow it, to report the loss) has its
+        # percentiles over the ones that did: no latency mark is met on such a run.
+        ("delayed-task lateness p99 ≤ %d ms (median over runs)" % MARK_AMQP_P99_MS,
+         w2_exact and p99 <= MARK_AMQP_P99_MS,
+         "%s ms%s" % (fmt_ms(p99), "" if w2_exact else ", over the results of incomplete runs (see 0 lost)")),
         ("never early (every delayed task in every run)", early == 0,
          "%d early; smallest lateness %s ms" % (early, fmt_ms(min_late))),
         ("retry gap within %d ms of the asked delay (median over runs of the p99; no gap below −%d ms in any run)" %
          (MARK_AMQP_RETRY_MS, MARK_AMQP_RETRY_MS),
-         gaps_ok and gap_p99 <= MARK_AMQP_RETRY_MS and gap_min >= -MARK_AMQP_RETRY_MS,
-         ("p99 %s ms; min %s ms, max %s ms over all runs" % (fmt_ms(gap_p99), fmt_ms(gap_min), fmt_ms(gap_max)))
+         w3_exact and gaps_ok and gap_p99 <= MARK_AMQP_RETRY_MS and gap_min >= -MARK_AMQP_RETRY_MS,
+         ("p99 %s ms; min %s ms, max %s ms over all runs%s" % (
+             fmt_ms(gap_p99), fmt_ms(gap_min), fmt_ms(gap_max),
+             "" if w3_exact else ", over the pairs of incomplete runs (see W3)"))
          if gaps_ok else "no complete retry pair in some run"),
         ("0 lost, 0 duplicated (W1 every run, and W2: every delayed task run once)",
          w1_exact and w2_exact and lost == 0 and dups == 0,
