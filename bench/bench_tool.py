@@ -167,9 +167,14 @@ def cmd_publish(args):
 
 # ------------------------------------------------------------------ wait
 
-def run_order(name):
-    """Sort key of the runs' files and folders: run-2 before run-10."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+def load_runs(runs_dir):
+    """The per-run JSON files (run-N.json) of a bench command, in run order: run-2 before run-10."""
+    def run_number(name):
+        return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+    names = sorted((n for n in os.listdir(runs_dir) if n.startswith("run-") and n.endswith(".json")), key=run_number)
+    if not names:
+        fail("no run-*.json in " + runs_dir)
+    return [json.load(open(os.path.join(runs_dir, n))) for n in names]
 
 
 def cpu_seconds(pid):
@@ -871,12 +876,7 @@ def pickup_rows(key, first, each):
 
 def cmd_summarize(args):
     machine = json.load(open(args.machine))
-    runs = []
-    for name in sorted(os.listdir(args.runs_dir), key=run_order):
-        if name.startswith("run-") and name.endswith(".json"):
-            runs.append(json.load(open(os.path.join(args.runs_dir, name))))
-    if not runs:
-        fail("no run-*.json in " + args.runs_dir)
+    runs = load_runs(args.runs_dir)
 
     def col(get):
         return [get(r) for r in runs]
@@ -1144,12 +1144,7 @@ def cmd_summarize_rabbitmq(args):
     machine = json.load(open(args.machine))
     envelope = json.load(open(args.envelope))
     idle = json.load(open(args.idle))
-    runs = []
-    for name in sorted(os.listdir(args.runs_dir), key=run_order):
-        if name.startswith("run-") and name.endswith(".json"):
-            runs.append(json.load(open(os.path.join(args.runs_dir, name))))
-    if not runs:
-        fail("no run-*.json in " + args.runs_dir)
+    runs = load_runs(args.runs_dir)
     n = runs[0]["limit_before"]["tasks"]
     der = [amqp_derived(r, n) for r in runs]
 
