@@ -21,7 +21,13 @@ constexpr uint16_t kPublishChannel = 1;
 constexpr uint16_t kConsumeChannel = 2;
 constexpr uint16_t kRpcChannel = 3;
 constexpr uint16_t kStreamChannel = 4;
-constexpr int kMaxNacks = 3;
+// A refused publish (basic.nack) goes again after a pause that doubles from
+// the first to the longest, for as long as the call's deadline leaves the
+// longest pause for its confirm. A quorum queue refuses while no leader takes
+// it: while its members start (just after another client declared it), while
+// a cluster elects one, while a policy keeps it full.
+constexpr int64_t kFirstNackPauseMs = 20;
+constexpr int64_t kLongestNackPauseMs = 1'000;
 constexpr milliseconds kStreamStall{10'000};
 constexpr int64_t kDeferredAckMaxMs = 50;  // see ack()
 
@@ -608,6 +614,8 @@ bool AmqpSession::publish_all(std::vector<Publish>& messages, SteadyTime deadlin
   std::vector<size_t> todo(messages.size());
   for (size_t i = 0; i < todo.size(); ++i) todo[i] = i;
   std::vector<int> nacks(messages.size(), 0);
+  std::vector<std::string> refusals(messages.size());  // the last basic.nack's detail
+  const SteadyTime started = clock().steady_now();
   std::vector<bool> redeclared(messages.size(), false);
   const uint32_t start_epoch = epoch_.load();
   auto fail = [&](size_t i, const std::string& why) {
@@ -661,6 +669,7 @@ bool AmqpSession::publish_all(std::vector<Publish>& messages, SteadyTime deadlin
     }
     std::vector<size_t> again(round.begin() + static_cast<std::ptrdiff_t>(sent.size()), round.end());
     std::vector<bool> waiting(messages.size(), false);
+    std::vector<size_t> refused;  // nacked in this round
     size_t unsettled = 0;
     for (size_t i : sent) {
       if (!messages[i].message.mandatory && !messages[i].await_confirm) {
@@ -684,11 +693,9 @@ bool AmqpSession::publish_all(std::vector<Publish>& messages, SteadyTime deadlin
             messages[i].confirmed = true;
             break;
           case ConfirmTracker::Outcome::nacked:
-            if (++nacks[i] <= kMaxNacks) {
-              again.push_back(i);
-            } else {
-              fail(i, settled.detail + ", " + std::to_string(kMaxNacks + 1) + " times");
-            }
+            ++nacks[i];
+            refusals[i] = settled.detail;
+            refused.push_back(i);
             break;
           case ConfirmTracker::Outcome::returned:
             // No queue took it: one was deleted meanwhile. Declare everything
@@ -724,9 +731,33 @@ bool AmqpSession::publish_all(std::vector<Publish>& messages, SteadyTime deadlin
         if (waiting[i]) again.push_back(i);  // resent next round, if it may be
       }
     }
+    if (!refused.empty()) {
+      int most = 0;
+      for (size_t i : refused) most = std::max(most, nacks[i]);
+      const int64_t pause = std::min(kLongestNackPauseMs, kFirstNackPauseMs << std::min(most - 1, 16));
+      const SteadyTime resend_at = clock().steady_now() + milliseconds(pause);
+      if (ms_between(resend_at, deadline) < kLongestNackPauseMs) {
+        for (size_t i : refused) {
+          fail(i, refusals[i] + ", " + std::to_string(nacks[i]) + " times in " +
+                      std::to_string(ms_between(started, clock().steady_now())) +
+                      " ms (tried again until broker.amqp.confirm_timeout)");
+        }
+      } else {
+        again.insert(again.end(), refused.begin(), refused.end());
+        // The connection goes on being served meanwhile (heartbeats,
+        // deliveries, confirms of earlier calls).
+        while (connection_ && clock().steady_now() < resend_at) {
+          pump(static_cast<int>(std::max<int64_t>(1, ms_between(clock().steady_now(), resend_at))), false);
+        }
+      }
+    }
     todo.swap(again);
     if (clock().steady_now() >= deadline) {
-      for (size_t i : todo) fail(i, "not confirmed within broker.amqp.confirm_timeout");
+      for (size_t i : todo) {
+        fail(i, refusals[i].empty() ? "not confirmed within broker.amqp.confirm_timeout"
+                                    : refusals[i] + ", " + std::to_string(nacks[i]) +
+                                          " times, until broker.amqp.confirm_timeout");
+      }
       break;
     }
   }

@@ -114,8 +114,10 @@ class AmqpSession {
   // the delay levels, the streams) before they are published.
   Status declare_for(const std::vector<Publish>& messages);
   // Publishes and waits for every confirm until `deadline`. Nacked messages
-  // are sent again (3 times at most); a task no queue takes has its topic's
-  // queues declared and is sent once more. Returns false if any failed.
+  // are sent again after a pause doubling from 20 ms to 1 s, while the
+  // deadline leaves a second for the confirm; a task no queue takes has its
+  // topic's queues declared and is sent once more. Returns false if any
+  // failed.
   bool publish_all(std::vector<Publish>& messages, SteadyTime deadline);
   // Acknowledges deliveries of the live channel; stale tokens are skipped.
   // Returns how many were settled. The oldest unacknowledged deliveries go
