@@ -82,6 +82,15 @@ std::vector<Delivery> claim_until(Broker& b, Lane lane, const std::string& topic
   return got;
 }
 
+// rabbitmqctl arguments that stop or restart (`action`: "stop_server",
+// "restart_server") the Ra member of a quorum queue of the test node: the
+// queue is then as RabbitMQ has it the moment after another client declared
+// it, before its member runs.
+std::string ra_member(const std::string& queue, const std::string& action) {
+  return "eval '{ok, Q} = rabbit_amqqueue:lookup(rabbit_misc:r(<<\"/\">>, queue, <<\"" + queue +
+         "\">>)), ok = ra:" + action + "(quorum_queues, amqqueue:get_pid(Q)).'";
+}
+
 // Publishes probes to topic's queue (or, with a delay, into the delay levels)
 // until RabbitMQ refuses one, for up to 10 s; true when it did.
 bool wait_refused(Broker& b, Node& n, const std::string& topic, int64_t delay_ms = 0) {
@@ -190,9 +199,7 @@ TEST_CASE("amqp session: a quorum queue that refuses while its member is down ge
   // publish, made while ebats-scheduler declared the events queue).
   Node n;
   REQUIRE(n.open()->setup({"q"}).ok());
-  const std::string member = "{ok, Q} = rabbit_amqqueue:lookup(rabbit_misc:r(<<\"/\">>, queue, <<\"" + n.prefix +
-                             ".ntask.q\">>)), P = amqqueue:get_pid(Q), ";
-  n.ctl("eval '" + member + "ok = ra:stop_server(quorum_queues, P).'");
+  n.ctl(ra_member(n.prefix + ".ntask.q", "stop_server"));
   // Refused: with a deadline too short to try again, the publish fails.
   Batch probe;
   probe.publish.push_back(n.task("q", n.clock.wall_now()));
@@ -201,7 +208,7 @@ TEST_CASE("amqp session: a quorum queue that refuses while its member is down ge
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.status().message().find("basic.nack") != std::string::npos);
   // With time to try again, it is taken once the member runs again.
-  const std::string restart_member = Node::ctl_command("eval '" + member + "ok = ra:restart_server(quorum_queues, P).'");
+  const std::string restart_member = Node::ctl_command(ra_member(n.prefix + ".ntask.q", "restart_server"));
   int restarted = -1;
   std::thread restart([&] {
     std::this_thread::sleep_for(milliseconds(1'000));
@@ -219,6 +226,44 @@ TEST_CASE("amqp session: a quorum queue that refuses while its member is down ge
   auto got = claim_until(*broker, Lane::ntask, "q", 2, milliseconds(3'000));
   REQUIRE(got.size() == 1);  // the one taken; the refused probe is not there
   CHECK(got[0].id == batch.publish[0].id);
+}
+
+TEST_CASE("amqp session: a consume RabbitMQ fails on its side is made again once reconnected, not a failed subscribe",
+          "[amqp-broker]") {
+  REQUIRE_AMQP_PASS();
+  // A quorum queue whose member is not running yet (the moment after another
+  // daemon declared it: an ntask and a dtask worker of one topic start
+  // together) answers basic.consume with 541 INTERNAL_ERROR and closes the
+  // connection. A worker starting then stopped with "subscribing to the
+  // topic's queue: ... 541 INTERNAL_ERROR"; it must consume once RabbitMQ can.
+  Node n;
+  auto producer = n.open();
+  REQUIRE(producer->setup({"q"}).ok());
+  n.ctl(ra_member(n.prefix + ".ntask.q", "stop_server"));
+  auto worker = n.open();
+  Status subscribed = worker->subscribe(Lane::ntask, "q", 10);
+  INFO(subscribed.to_string());
+  CHECK(subscribed.ok());
+  n.ctl(ra_member(n.prefix + ".ntask.q", "restart_server"));
+  const OutMsg task = n.task("q", n.clock.wall_now());
+  publish(*producer, {task});
+  auto got = claim_until(*worker, Lane::ntask, "q", 1, milliseconds(15'000));
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].id == task.id);
+}
+
+TEST_CASE("amqp session: a consume refused for what the config asks for still fails the subscribe", "[amqp-broker]") {
+  REQUIRE_AMQP_PASS();
+  // The other side of the case above: a topic queue that exists with other
+  // arguments than the config gives it is the operator's to fix.
+  Node n;
+  n.ctl("eval 'rabbit_amqqueue:declare(rabbit_misc:r(<<\"/\">>, queue, <<\"" + n.prefix +
+        ".ntask.q\">>), true, false, [{<<\"x-queue-type\">>, longstr, <<\"classic\">>}], none, <<\"test\">>).'");
+  auto worker = n.open();
+  Status subscribed = worker->subscribe(Lane::ntask, "q", 10);
+  INFO(subscribed.to_string());
+  CHECK_FALSE(subscribed.ok());
+  CHECK(subscribed.code() == StatusCode::invalid_argument);
 }
 
 TEST_CASE("amqp session: an early arrival that cannot go round the delay levels stays held and is tried again",

@@ -184,6 +184,10 @@ class EBATS_EXPORT Broker {
   // (lane, topic), holding at most `prefetch` unsettled ones (RabbitMQ:
   // declares the queue, basic.qos and basic.consume; SQLite: nothing, claims
   // query the table). Calling it again with another prefetch changes it.
+  // Fails for what the caller must fix (a queue with other arguments, no
+  // access to it); RabbitMQ unreachable, or failing the consume on its side
+  // and closing the connection, is not a failure: the backend consumes once
+  // it is connected again.
   virtual Status subscribe(Lane lane, const std::string& topic, uint32_t prefetch) = 0;
   // True when the broker stops handing out deliveries while `prefetch` of
   // them (subscribe()) are unsettled, finished or not (RabbitMQ's basic.qos):

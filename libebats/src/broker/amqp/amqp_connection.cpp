@@ -284,6 +284,7 @@ int AmqpConnection::fd() const { return amqp_get_sockfd(state_); }
 bool AmqpConnection::buffered() const { return amqp_frames_enqueued(state_) || amqp_data_in_buffer(state_); }
 
 Status AmqpConnection::rpc_error(amqp_rpc_reply_t reply, const std::string& what, uint16_t channel) {
+  last_refusal_ = 0;
   switch (reply.reply_type) {
     case AMQP_RESPONSE_NORMAL:
       return Status();
@@ -296,6 +297,7 @@ Status AmqpConnection::rpc_error(amqp_rpc_reply_t reply, const std::string& what
   }
   const std::string detail = close_text(reply.reply);
   const uint16_t code = close_code(reply.reply);
+  last_refusal_ = code;
   if (reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
     // The broker closed the channel: confirm, so the channel number can be opened again.
     amqp_channel_close_ok_t ok{};

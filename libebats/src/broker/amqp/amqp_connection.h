@@ -100,6 +100,10 @@ class AmqpConnection {
   // True when frames are already read or buffered: poll() on fd() would not see them.
   bool buffered() const;
   const std::string& where() const { return where_; }  // "amqp://user@host:port/vhost"
+  // The reply code of the broker's refusal (channel.close or
+  // connection.close) that answered the last RPC, e.g. 403 ACCESS_REFUSED or
+  // 541 INTERNAL_ERROR; 0 when that RPC was answered or failed otherwise.
+  uint16_t last_refusal() const { return last_refusal_; }
 
   Status open_channel(uint16_t channel);
   Status close_channel(uint16_t channel);
@@ -138,6 +142,7 @@ class AmqpConnection {
 
   amqp_connection_state_t state_;
   int reads_since_release_ = 0;
+  uint16_t last_refusal_ = 0;
   std::string where_;
   int64_t timeout_ms_;
 };

@@ -435,6 +435,7 @@ void AmqpSession::connection_lost(const std::string& why) {
     return;
   }
   last_error_ = why;
+  lost_on_refusal_ = connection_->last_refusal();
   connection_.reset();
   epoch_.fetch_add(1, std::memory_order_acq_rel);
   {
@@ -597,7 +598,19 @@ Status AmqpSession::subscribe(Lane lane, const std::string& topic, uint32_t pref
   }
   it->prefetch = prefetch;
   if (!connection_) return Status();  // consumed once connected again
-  return consume(*it);
+  Status consumed = consume(*it);
+  // What the config asks for and RabbitMQ refuses (a queue with other
+  // arguments, one that is not there, no access to it) is the caller's to
+  // fix. A failure that took the connection with it otherwise is RabbitMQ's
+  // or the network's: a quorum queue whose member is still starting (the
+  // moment after another daemon declared it) answers a consume with
+  // 541 INTERNAL_ERROR and closes the connection. The subscription stays and
+  // is consumed once connected again, as when subscribing while disconnected.
+  if (!consumed.ok() && !connection_ && consumed.code() == StatusCode::io_error &&
+      lost_on_refusal_ != AMQP_ACCESS_REFUSED) {
+    return Status();
+  }
+  return consumed;
 }
 
 // ------------------------------------------------------------- publishing

@@ -191,6 +191,7 @@ class AmqpSession {
   uint64_t publish_calls_ = 0;  // publish_all() calls so far: the high half of every confirm cookie
   std::vector<Subscription> subscriptions_;
   std::set<std::string> declared_;
+  uint16_t lost_on_refusal_ = 0;  // the refusal code that took the last connection (0: none)
   std::unordered_map<uint64_t, OutMsg> held_;   // unacknowledged deliveries: how to publish them again
   std::set<uint64_t> unacked_tags_;              // their delivery tags on the consuming channel, in order
   // Settled deliveries whose ack waits for a lower tag to be settled too, so
