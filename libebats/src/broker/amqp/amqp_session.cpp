@@ -634,6 +634,11 @@ bool AmqpSession::publish_all(std::vector<Publish>& messages, SteadyTime deadlin
   auto fail = [&](size_t i, const std::string& why) {
     if (messages[i].failure.empty()) messages[i].failure = why;
   };
+  auto refused_until_now = [&](size_t i) {
+    return refusals[i] + ", " + std::to_string(nacks[i]) + " times in " +
+           std::to_string(ms_between(started, clock().steady_now())) +
+           " ms (tried again until broker.amqp.confirm_timeout)";
+  };
   auto blocked_failure = [&] {
     return "RabbitMQ blocks publishing (a memory or disk alarm) and did not unblock within " +
            std::to_string(options_.config.confirm_timeout_ms) + " ms (broker.amqp.confirm_timeout)";
@@ -750,11 +755,7 @@ bool AmqpSession::publish_all(std::vector<Publish>& messages, SteadyTime deadlin
       const int64_t pause = std::min(kLongestNackPauseMs, kFirstNackPauseMs << std::min(most - 1, 16));
       const SteadyTime resend_at = clock().steady_now() + milliseconds(pause);
       if (ms_between(resend_at, deadline) < kLongestNackPauseMs) {
-        for (size_t i : refused) {
-          fail(i, refusals[i] + ", " + std::to_string(nacks[i]) + " times in " +
-                      std::to_string(ms_between(started, clock().steady_now())) +
-                      " ms (tried again until broker.amqp.confirm_timeout)");
-        }
+        for (size_t i : refused) fail(i, refused_until_now(i));
       } else {
         again.insert(again.end(), refused.begin(), refused.end());
         // The connection goes on being served meanwhile (heartbeats,
@@ -767,9 +768,7 @@ bool AmqpSession::publish_all(std::vector<Publish>& messages, SteadyTime deadlin
     todo.swap(again);
     if (clock().steady_now() >= deadline) {
       for (size_t i : todo) {
-        fail(i, refusals[i].empty() ? "not confirmed within broker.amqp.confirm_timeout"
-                                    : refusals[i] + ", " + std::to_string(nacks[i]) +
-                                          " times, until broker.amqp.confirm_timeout");
+        fail(i, refusals[i].empty() ? "not confirmed within broker.amqp.confirm_timeout" : refused_until_now(i));
       }
       break;
     }
