@@ -24,10 +24,19 @@
  * the CPU seconds of this process in each, and with --beam-pid those of the
  * RabbitMQ VM too (utime + stime from /proc/PID/stat at the phase's ends).
  *
+ * bench/run.sh runs the phases as two processes, so that the drain is timed
+ * the way a worker daemon's is: --publish-only does phases 1 and 2 and keeps
+ * the queue; --drain-only T0_NS is a fresh process that connects, declares
+ * the queue again (as a worker does), does phase 3 and then 4, and counts its
+ * drain from T0_NS (CLOCK_REALTIME in ns, `date +%s%N`, taken by the caller
+ * just before starting it), with the CPU of the whole process; it prints
+ * drain_from_consume_s too, the drain as one process times it.
+ *
  * Usage:
  *   amqp_limit [--url amqp://USER@HOST:PORT/VHOST | --host H --port N] [--user U]
  *              [--password P] [--vhost V] [--tasks N] [--batch B] [--prefetch P]
  *              [--body-bytes S] [--queue NAME] [--beam-pid PID]
+ *              [--publish-only | --drain-only T0_NS]
  *   amqp_limit [connection options] --peek QUEUE
  *       takes one message from QUEUE (basic.get, auto-ack: it is gone) and
  *       prints its body size and properties as JSON;
@@ -65,6 +74,8 @@ typedef struct options {
   long tasks, batch, prefetch, body_bytes;
   char queue[256];
   long beam_pid;
+  int publish_only, drain_only;
+  long long t0_ns;
   const char *peek;
   const char *delete_queues[MAX_NAMES];
   int n_delete_queues;
@@ -178,7 +189,7 @@ static long number(const char *opt, const char *text, long min, long max) {
 static void usage(void) {
   fputs("usage: amqp_limit [--url amqp://USER@HOST:PORT/VHOST | --host H --port N] [--user U] [--password P]\n"
         "                  [--vhost V] [--tasks N] [--batch B] [--prefetch P] [--body-bytes S] [--queue NAME]\n"
-        "                  [--beam-pid PID]\n"
+        "                  [--beam-pid PID] [--publish-only | --drain-only T0_NS]\n"
         "       amqp_limit [connection options] --peek QUEUE\n"
         "       amqp_limit [connection options] --delete-queue NAME... --delete-exchange NAME...\n"
         "(see the comment at the top of bench/amqp_limit.c)\n",
@@ -220,6 +231,10 @@ static void parse_args(options *o, int argc, char **argv) {
       usage();
       exit(0);
     }
+    if (strcmp(a, "--publish-only") == 0) {
+      o->publish_only = 1;
+      continue;
+    }
     if (v == NULL) {
       usage();
       die("%s needs a value", a);
@@ -238,6 +253,11 @@ static void parse_args(options *o, int argc, char **argv) {
     else if (strcmp(a, "--queue") == 0) copy(o->queue, sizeof o->queue, v);
     else if (strcmp(a, "--beam-pid") == 0) o->beam_pid = number(a, v, 1, 1L << 30);
     else if (strcmp(a, "--peek") == 0) o->peek = v;
+    else if (strcmp(a, "--drain-only") == 0) {
+      o->drain_only = 1;
+      o->t0_ns = strtoll(v, NULL, 10);
+      if (o->t0_ns <= 0) die("--drain-only takes the start time in ns since the epoch (date +%%s%%N), got '%s'", v);
+    }
     else if (strcmp(a, "--delete-queue") == 0) {
       if (o->n_delete_queues == MAX_NAMES) die("too many --delete-queue");
       o->delete_queues[o->n_delete_queues++] = v;
@@ -424,47 +444,46 @@ static void print_phase(const char *name, const phase *p, long tasks, int last) 
   printf("}%s", last ? "" : ",");
 }
 
-int main(int argc, char **argv) {
-  options o;
-  amqp_connection_state_t conn;
-  amqp_table_entry_t arg;
-  amqp_table_t args;
-  amqp_basic_properties_t props;
-  char *body, *confirmed;
-  char message_id[40];
-  char version[64], platform[64];
-  uint64_t next_tag = 1;
-  long sent = 0, acked = 0, redelivered = 0;
-  double t0, c0, b0, t_first = 0;
-  phase pub, drain;
-  struct timeval timeout = {kWaitSeconds, 0};
-  volatile unsigned char sink = 0;
-
-  parse_args(&o, argc, argv);
-  if (o.peek != NULL) return run_peek(&o);
-  if (o.n_delete_queues > 0 || o.n_delete_exchanges > 0) return run_delete(&o);
-
-  conn = connect_broker(&o);
-  server_property(conn, "version", version, sizeof version);
-  server_property(conn, "platform", platform, sizeof platform);
+/* Connects, opens the channels and puts the publishing one in confirm mode.
+ * version/platform receive the server's properties (64 bytes each). */
+static amqp_connection_state_t open_session(const options *o, char *version, char *platform) {
+  amqp_connection_state_t conn = connect_broker(o);
+  server_property(conn, "version", version, 64);
+  server_property(conn, "platform", platform, 64);
   open_channel(conn, PUBLISH_CHANNEL);
   open_channel(conn, CONSUME_CHANNEL);
   amqp_confirm_select(conn, PUBLISH_CHANNEL);
   check_reply(conn, "confirm.select");
+  return conn;
+}
 
+/* Phase 1: declares the durable quorum queue (it may exist already). */
+static void declare_queue(amqp_connection_state_t conn, const options *o) {
+  amqp_table_entry_t arg;
+  amqp_table_t args;
   arg.key = amqp_cstring_bytes("x-queue-type");
   arg.value.kind = AMQP_FIELD_KIND_UTF8;
   arg.value.value.bytes = amqp_cstring_bytes("quorum");
   args.num_entries = 1;
   args.entries = &arg;
-  amqp_queue_declare(conn, PUBLISH_CHANNEL, amqp_cstring_bytes(o.queue), 0, 1, 0, 0, args);
+  amqp_queue_declare(conn, PUBLISH_CHANNEL, amqp_cstring_bytes(o->queue), 0, 1, 0, 0, args);
   check_reply(conn, "declaring the quorum queue");
+}
 
-  body = malloc((size_t)o.body_bytes + 1);
-  confirmed = malloc((size_t)o.batch);
+/* Phase 2: publishes --tasks messages in confirmed batches. */
+static phase publish_all(amqp_connection_state_t conn, const options *o) {
+  amqp_basic_properties_t props;
+  char *body, *confirmed;
+  char message_id[40];
+  uint64_t next_tag = 1;
+  long sent = 0;
+  phase pub;
+  double t0, c0, b0;
+  body = malloc((size_t)o->body_bytes + 1);
+  confirmed = malloc((size_t)o->batch);
   if (body == NULL || confirmed == NULL) die("out of memory");
-  memset(body, 'x', (size_t)o.body_bytes);
-  body[o.body_bytes] = '\0';
+  memset(body, 'x', (size_t)o->body_bytes);
+  body[o->body_bytes] = '\0';
   memset(&props, 0, sizeof props);
   props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
                  AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
@@ -473,21 +492,20 @@ int main(int argc, char **argv) {
   props.type = amqp_cstring_bytes("task");
   props.timestamp = (uint64_t)time(NULL);
 
-  /* Phase 2: publish in confirmed batches. */
   t0 = now_s();
   c0 = self_cpu_s();
-  b0 = proc_cpu_s(o.beam_pid);
-  while (sent < o.tasks) {
-    long n = o.tasks - sent < o.batch ? o.tasks - sent : o.batch;
+  b0 = proc_cpu_s(o->beam_pid);
+  while (sent < o->tasks) {
+    long n = o->tasks - sent < o->batch ? o->tasks - sent : o->batch;
     uint64_t first = next_tag;
     long i;
     for (i = 0; i < n; ++i) {
-      amqp_bytes_t b = {(size_t)o.body_bytes, body};
+      amqp_bytes_t b = {(size_t)o->body_bytes, body};
       int rc;
       /* A UUID-shaped id, different for every message. */
       snprintf(message_id, sizeof message_id, "00000000-0000-4000-8000-%012lx", sent + i);
       props.message_id = amqp_cstring_bytes(message_id);
-      rc = amqp_basic_publish(conn, PUBLISH_CHANNEL, amqp_empty_bytes, amqp_cstring_bytes(o.queue), 0, 0, &props, b);
+      rc = amqp_basic_publish(conn, PUBLISH_CHANNEL, amqp_empty_bytes, amqp_cstring_bytes(o->queue), 0, 0, &props, b);
       if (rc != AMQP_STATUS_OK) die("basic.publish: %s", amqp_error_string2(rc));
       ++next_tag;
     }
@@ -497,26 +515,41 @@ int main(int argc, char **argv) {
   }
   pub.seconds = now_s() - t0;
   pub.client_cpu_s = self_cpu_s() - c0;
-  pub.beam_cpu_s = b0 >= 0 ? proc_cpu_s(o.beam_pid) - b0 : -1;
+  pub.beam_cpu_s = b0 >= 0 ? proc_cpu_s(o->beam_pid) - b0 : -1;
+  free(body);
+  free(confirmed);
+  return pub;
+}
 
-  /* Phase 3: consume with the prefetch, one basic.ack per message. */
-  t0 = now_s();
-  c0 = self_cpu_s();
-  b0 = proc_cpu_s(o.beam_pid);
-  amqp_basic_qos(conn, CONSUME_CHANNEL, 0, (uint16_t)o.prefetch, 0);
+typedef struct drained {
+  double consume_s; /* now_s() when basic.consume was sent */
+  double first_s;   /* now_s() at the first delivery */
+  double end_s;     /* now_s() once RabbitMQ has read the last ack */
+  long redelivered;
+} drained;
+
+/* Phase 3: basic.qos and basic.consume, one basic.ack per delivery after a
+ * no-op, until --tasks were acked; then one round trip on the channel. */
+static drained drain_all(amqp_connection_state_t conn, const options *o) {
+  struct timeval timeout = {kWaitSeconds, 0};
+  volatile unsigned char sink = 0;
+  long acked = 0;
+  drained d = {0, 0, 0, 0};
+  d.consume_s = now_s();
+  amqp_basic_qos(conn, CONSUME_CHANNEL, 0, (uint16_t)o->prefetch, 0);
   check_reply(conn, "basic.qos");
-  amqp_basic_consume(conn, CONSUME_CHANNEL, amqp_cstring_bytes(o.queue), amqp_cstring_bytes("amqp_limit"), 0, 0, 0,
+  amqp_basic_consume(conn, CONSUME_CHANNEL, amqp_cstring_bytes(o->queue), amqp_cstring_bytes("amqp_limit"), 0, 0, 0,
                      amqp_empty_table);
   check_reply(conn, "basic.consume");
-  while (acked < o.tasks) {
+  while (acked < o->tasks) {
     amqp_envelope_t env;
     amqp_rpc_reply_t r;
     amqp_maybe_release_buffers(conn);
     r = amqp_consume_message(conn, &env, &timeout, 0);
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-      if (acked == 0) t_first = now_s();
+      if (acked == 0) d.first_s = now_s();
       if (env.message.body.len > 0) sink ^= ((const unsigned char *)env.message.body.bytes)[0]; /* the no-op */
-      if (env.redelivered) ++redelivered;
+      if (env.redelivered) ++d.redelivered;
       if (amqp_basic_ack(conn, CONSUME_CHANNEL, env.delivery_tag, 0) != AMQP_STATUS_OK) die("basic.ack failed");
       amqp_destroy_envelope(&env);
       ++acked;
@@ -525,48 +558,114 @@ int main(int argc, char **argv) {
       if (amqp_simple_wait_frame(conn, &f) != AMQP_STATUS_OK) die("reading a frame failed");
       unexpected_frame(&f, "consuming");
     } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) {
-      die("no delivery for %d s: %ld of %ld acked", kWaitSeconds, acked, o.tasks);
+      die("no delivery for %d s: %ld of %ld acked", kWaitSeconds, acked, o->tasks);
     } else {
       die("consuming: %s", r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION ? amqp_error_string2(r.library_error)
                                                                             : "server exception");
     }
   }
   /* One round trip on the consuming channel: its reply comes after every ack was read. */
-  amqp_basic_qos(conn, CONSUME_CHANNEL, 0, (uint16_t)o.prefetch, 0);
+  amqp_basic_qos(conn, CONSUME_CHANNEL, 0, (uint16_t)o->prefetch, 0);
   check_reply(conn, "basic.qos after the last ack");
-  drain.seconds = now_s() - t0;
+  d.end_s = now_s();
+  (void)sink;
+  return d;
+}
+
+/* Phase 4: cancels the consumer, deletes the queue, closes the connection. */
+static void clean_up(amqp_connection_state_t conn, const options *o) {
+  amqp_basic_cancel(conn, CONSUME_CHANNEL, amqp_cstring_bytes("amqp_limit"));
+  check_reply(conn, "basic.cancel");
+  amqp_queue_delete(conn, PUBLISH_CHANNEL, amqp_cstring_bytes(o->queue), 0, 0);
+  check_reply(conn, "deleting the queue");
+  close_connection(conn);
+}
+
+static void print_head(const options *o, const char *version, const char *platform, long redelivered) {
+  printf("{\"queue\":");
+  json_string(o->queue, strlen(o->queue));
+  printf(",\"rabbitmq\":");
+  json_string(version, strlen(version));
+  printf(",\"platform\":");
+  json_string(platform, strlen(platform));
+  printf(",\"tasks\":%ld,\"batch\":%ld,\"prefetch\":%ld,\"body_bytes\":%ld,", o->tasks, o->batch, o->prefetch,
+         o->body_bytes);
+  if (redelivered >= 0) printf("\"redelivered\":%ld,", redelivered);
+}
+
+static double realtime_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+/* --drain-only: a process of its own, as a worker daemon is: the clock runs
+ * from --t0-ns (CLOCK_REALTIME, taken by the caller just before starting this
+ * program), so exec, connecting and the queue's declaration count; its CPU is
+ * the whole process's. */
+static int run_drain_only(const options *o) {
+  char version[64], platform[64];
+  const double b0 = proc_cpu_s(o->beam_pid); /* RabbitMQ did nothing for this process before now */
+  const double mono_at = now_s(), real_at = realtime_ns();
+  amqp_connection_state_t conn = open_session(o, version, platform);
+  drained d;
+  phase drain;
+  declare_queue(conn, o);
+  d = drain_all(conn, o);
+  drain.seconds = d.end_s - mono_at + (real_at - (double)o->t0_ns) / 1e9;
+  drain.client_cpu_s = self_cpu_s();
+  drain.beam_cpu_s = b0 >= 0 ? proc_cpu_s(o->beam_pid) - b0 : -1;
+  clean_up(conn, o);
+  print_head(o, version, platform, d.redelivered);
+  print_phase("drain", &drain, o->tasks, 0);
+  printf("\"drain_from_consume_s\":%.6f,\"drain_from_first_s\":%.6f,\"drain_from_first_per_s\":%.1f}\n",
+         d.end_s - d.consume_s, d.end_s - d.first_s, (double)(o->tasks - 1) / (d.end_s - d.first_s));
+  fprintf(stderr, "amqp_limit: drained %ld messages in %.1f ms from the start of this process (%.0f/s), %.1f ms from "
+                  "basic.consume; client CPU %.1f us/task\n",
+          o->tasks, drain.seconds * 1e3, (double)o->tasks / drain.seconds, (d.end_s - d.consume_s) * 1e3,
+          drain.client_cpu_s * 1e6 / (double)o->tasks);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  options o;
+  amqp_connection_state_t conn;
+  char version[64], platform[64];
+  phase pub, drain;
+  drained d;
+  double c0, b0;
+
+  parse_args(&o, argc, argv);
+  if (o.peek != NULL) return run_peek(&o);
+  if (o.n_delete_queues > 0 || o.n_delete_exchanges > 0) return run_delete(&o);
+  if (o.drain_only) return run_drain_only(&o);
+
+  conn = open_session(&o, version, platform);
+  declare_queue(conn, &o);
+  pub = publish_all(conn, &o);
+  if (o.publish_only) {
+    close_connection(conn);
+    print_head(&o, version, platform, -1);
+    print_phase("publish", &pub, o.tasks, 1);
+    printf("}\n");
+    return 0;
+  }
+  c0 = self_cpu_s();
+  b0 = proc_cpu_s(o.beam_pid);
+  d = drain_all(conn, &o);
+  drain.seconds = d.end_s - d.consume_s;
   drain.client_cpu_s = self_cpu_s() - c0;
   drain.beam_cpu_s = b0 >= 0 ? proc_cpu_s(o.beam_pid) - b0 : -1;
-  {
-    double from_first = now_s() - t_first;
-
-    /* Phase 4: clean up. */
-    amqp_basic_cancel(conn, CONSUME_CHANNEL, amqp_cstring_bytes("amqp_limit"));
-    check_reply(conn, "basic.cancel");
-    amqp_queue_delete(conn, PUBLISH_CHANNEL, amqp_cstring_bytes(o.queue), 0, 0);
-    check_reply(conn, "deleting the queue");
-    close_connection(conn);
-
-    printf("{\"queue\":");
-    json_string(o.queue, strlen(o.queue));
-    printf(",\"rabbitmq\":");
-    json_string(version, strlen(version));
-    printf(",\"platform\":");
-    json_string(platform, strlen(platform));
-    printf(",\"tasks\":%ld,\"batch\":%ld,\"prefetch\":%ld,\"body_bytes\":%ld,\"redelivered\":%ld,", o.tasks, o.batch,
-           o.prefetch, o.body_bytes, redelivered);
-    print_phase("publish", &pub, o.tasks, 0);
-    print_phase("drain", &drain, o.tasks, 0);
-    printf("\"drain_from_first_s\":%.6f,\"drain_from_first_per_s\":%.1f,", from_first,
-           (double)(o.tasks - 1) / from_first);
-    printf("\"tasks_per_s\":%.1f}\n", (double)o.tasks / (pub.seconds + drain.seconds));
-    fprintf(stderr, "amqp_limit: %ld messages of %ld bytes: publish %.0f/s (batches of %ld), drain %.0f/s "
-                    "(prefetch %ld), client CPU %.1f us/task in the drain\n",
-            o.tasks, o.body_bytes, (double)o.tasks / pub.seconds, o.batch, (double)o.tasks / drain.seconds,
-            o.prefetch, drain.client_cpu_s * 1e6 / (double)o.tasks);
-  }
-  (void)sink;
-  free(body);
-  free(confirmed);
+  clean_up(conn, &o);
+  print_head(&o, version, platform, d.redelivered);
+  print_phase("publish", &pub, o.tasks, 0);
+  print_phase("drain", &drain, o.tasks, 0);
+  printf("\"drain_from_first_s\":%.6f,\"drain_from_first_per_s\":%.1f,", d.end_s - d.first_s,
+         (double)(o.tasks - 1) / (d.end_s - d.first_s));
+  printf("\"tasks_per_s\":%.1f}\n", (double)o.tasks / (pub.seconds + drain.seconds));
+  fprintf(stderr, "amqp_limit: %ld messages of %ld bytes: publish %.0f/s (batches of %ld), drain %.0f/s "
+                  "(prefetch %ld), client CPU %.1f us/task in the drain\n",
+          o.tasks, o.body_bytes, (double)o.tasks / pub.seconds, o.batch, (double)o.tasks / drain.seconds,
+          o.prefetch, drain.client_cpu_s * 1e6 / (double)o.tasks);
   return 0;
 }

@@ -1111,6 +1111,7 @@ def amqp_derived(r, n):
     x["limit_rate_before"] = lims[0]["drain"]["per_s"]
     x["limit_rate_after"] = lims[1]["drain"]["per_s"]
     x["limit_first_rate"] = (n - 1) / statistics.fmean(l["drain_from_first_s"] for l in lims)
+    x["limit_consume_rate"] = n / statistics.fmean(l["drain_from_consume_s"] for l in lims)
     x["limit_publish_rate"] = n / statistics.fmean(l["publish"]["seconds"] for l in lims)
     x["limit_client_us"] = statistics.fmean(l["drain"]["client_cpu_s"] for l in lims) / n * 1e6
     x["limit_beam_us"] = statistics.fmean(l["drain"]["beam_cpu_s"] for l in lims) / n * 1e6
@@ -1120,6 +1121,7 @@ def amqp_derived(r, n):
     x["first_ms"] = d["first_seconds"] * 1000
     x["ratio"] = x["rate"] / x["limit_rate"]
     x["first_ratio"] = x["first_rate"] / x["limit_first_rate"]
+    x["consume_ratio"] = x["rate"] / x["limit_consume_rate"]
     x["worker_us"] = cpu["ntask"] / n * 1e6
     x["children_us"] = cpu.get("ntask_children", 0.0) / n * 1e6
     x["client_us"] = x["worker_us"] + x["children_us"]
@@ -1157,12 +1159,16 @@ def cmd_summarize_rabbitmq(args):
         ("**W1 drain rate**, ntask worker start → 20,000th result", "tasks/s", lambda r, x: x["rate"], fmt_int),
         ("W1 drain rate, first result → 20,000th result", "tasks/s", lambda r, x: x["first_rate"], fmt_int),
         ("W1 time from the worker's start to its first result", "ms", lambda r, x: x["first_ms"], fmt_int),
-        ("**physical limit** (amqp_limit) drain rate: consume + one ack each, mean of the runs before and after W1",
-         "tasks/s", lambda r, x: x["limit_rate"], fmt_int),
+        ("**physical limit** (amqp_limit) drain rate: start, connect, consume + one ack each, mean of the runs"
+         " before and after W1", "tasks/s", lambda r, x: x["limit_rate"], fmt_int),
         ("physical limit drain rate, run before W1", "tasks/s", lambda r, x: x["limit_rate_before"], fmt_int),
         ("physical limit drain rate, run after W1", "tasks/s", lambda r, x: x["limit_rate_after"], fmt_int),
         ("**ratio W1 / limit** (both from their start)", "", lambda r, x: x["ratio"], f2),
         ("ratio W1 / limit (both from their first delivery or result)", "", lambda r, x: x["first_ratio"], f2),
+        ("physical limit drain rate from its `basic.qos`, connected (the basis until 2026-12-07)", "tasks/s",
+         lambda r, x: x["limit_consume_rate"], fmt_int),
+        ("ratio W1 from its start / that (the headline ratio until 2026-12-07)", "",
+         lambda r, x: x["consume_ratio"], f2),
         ("**CPU per task, ebats** (worker parent + 2 children + RabbitMQ's VM)", "µs", lambda r, x: x["cpu_us"], f1),
         ("… of which ebats' processes (worker parent + children)", "µs", lambda r, x: x["client_us"], f1),
         ("… of which RabbitMQ's VM", "µs", lambda r, x: x["beam_us"], f1),
@@ -1324,15 +1330,19 @@ one `bench_noop` event is published in a throwaway prefix, the scheduler routes 
 uses a name prefix of its own (`broker.amqp.prefix: bench-PID-rRUN`), and deletes its queues and exchanges
 at its end, so no run sees another's queues. In each run, in this order:
 
-1. **Physical limit, before.** `amqp_limit` (bench/amqp_limit.c: plain rabbitmq-c, no framework) declares
-   one durable quorum queue, publishes 20,000 persistent messages with the envelope's body size, content
-   type and a message id, in batches of 1,000 with publisher confirms (every confirm of a batch awaited,
-   `multiple` acks handled), then sets `basic.qos(1024)` (the ntask worker's prefetch with 2 children
-   once it has measured its tasks: min(`claim_batch` 1,024, 512 per child); it starts at 2 per child),
-   consumes, does nothing with each message and sends one `basic.ack` per message, then makes one
-   synchronous round trip on the channel so the broker has read every ack, and deletes the queue. Its
-   **drain** time runs from `basic.qos` to that round trip's reply; it also reports the time from its
-   first delivery.
+1. **Physical limit, before.** `amqp_limit --publish-only` (bench/amqp_limit.c: plain rabbitmq-c, no
+   framework) declares one durable quorum queue and publishes 20,000 persistent messages with the
+   envelope's body size, content type and a message id, in batches of 1,000 with publisher confirms
+   (every confirm of a batch awaited, `multiple` acks handled). Then a second process, `amqp_limit
+   --drain-only T0`, started the way the worker is (T0 = `date +%s%N` just before its start), connects,
+   declares the queue again (as any consumer does), sets `basic.qos(1024)` (the ntask worker's prefetch
+   with 2 children once it has measured its tasks: min(`claim_batch` 1,024, 512 per child); it starts at
+   2 per child), consumes, does nothing with each message and sends one `basic.ack` per message, then
+   makes one synchronous round trip on the channel so the broker has read every ack, and deletes the
+   queue. Its **drain** time runs from T0 to that round trip's reply (exec, connection and declaration
+   included, as they are in the worker's); it also reports the time from its first delivery, and from
+   its `basic.qos` (the basis of these figures until 2026-12-07, when one process published and drained
+   and its clock started connected, with its queue declared).
 2. **W1, drain.** 20,000 `{"n":…}` lines are published with `ebatsctl publish bench_noop --jsonl`
    (publish rate = 20,000 / that command's wall time), `ebats-scheduler` is started alone and stopped
    once `ebatsctl stats --json` shows 20,000 tasks pending on topic `bench` (polled every ≈ 0.1 s; the
@@ -1341,8 +1351,9 @@ at its end, so no run sees another's queues. In each run, in this order:
    process started, and past its own start-up, before the clock starts; it polls every 5 ms, and
    notes when the first line appears too). **Drain rate** = 20,000 / that time; from the first result =
    19,999 / (time of the 20,000th − time of the first). The worker's time includes its start-up (plugin
-   load in the children, connection, declaring its queues) and its prefetch growing from 4, where
-   amqp_limit's drain starts connected, with its queue declared. It does not include the worker's last
+   load in the children, connection, declaring its queues and the 24 delay levels') and its prefetch
+   growing from 4; amqp_limit's includes its own exec, connection and one declaration. The worker's end
+   is seen by the 5 ms poll (≈ 2.5 ms late on average), amqp_limit's by itself. It does not include the worker's last
    commit: a batch's result lines are written just before its commit, so the last acknowledgement and
    result message (about a millisecond) come after the clock stops, where amqp_limit's clock stops after a
    round trip behind its last ack.
@@ -1365,7 +1376,8 @@ at its end, so no run sees another's queues. In each run, in this order:
 by 20,000: utime + stime from `/proc/PID/stat`, or, when larger, the run time of the process's live
 threads from `/proc/PID/task/*/schedstat` (nanoseconds; `/proc/PID/stat` rounds each of utime and stime
 down to a 10 ms tick, which a single reading of a process started inside the window does not cancel out). For the limit: `amqp_limit` itself (`getrusage`) plus
-RabbitMQ's VM (`beam.smp`, pid from `DIR/beam.pid`), read at both ends of its drain. For ebats: the
+RabbitMQ's VM (`beam.smp`, pid from `DIR/beam.pid`), read at the drain process's start and end (its
+whole life, as for the worker). For ebats: the
 ntask worker parent and its 2 children (their whole lives: they start with the window) plus the VM's
 CPU between the start line and the 20,000th result, a difference of two readings (what one reading
 rounds off, the other does too). The VM's share is the broker's work for the tasks:

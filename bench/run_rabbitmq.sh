@@ -9,8 +9,10 @@
 # (default 3), each run with a fresh name prefix (broker.amqp.prefix) and a
 # fresh state dir under DIR (default ${TMPDIR:-/tmp}):
 #   limit   bench/amqp_limit.c: 20,000 persistent messages of that size into one
-#           quorum queue, confirmed batches of 1,000, then consumed with ebats'
-#           prefetch (1,024) and one basic.ack each; run before and after W1;
+#           quorum queue, confirmed batches of 1,000; then a second amqp_limit
+#           process consumes them with ebats' prefetch (1,024) and one
+#           basic.ack each, timed from its start (as the worker is) and from its
+#           first delivery; run before and after W1;
 #   W1      20,000 events published with `ebatsctl publish --jsonl`, routed by
 #           the scheduler until `ebatsctl stats` shows 20,000 pending, scheduler
 #           stopped; then ebats-ntask-worker (2 child processes) timed from its
@@ -197,9 +199,17 @@ t_idle=$(cpu_ticks "$beam"); sleep 2; idle_ticks=$(( $(cpu_ticks "$beam") - t_id
 jq -n --argjson t "$idle_ticks" --argjson hz "$(getconf CLK_TCK)" '{beam_idle_cpu_s_per_s: ($t / $hz / 2)}' > "$out/idle.json"
 jq -r '"   RabbitMQ VM idle: \(.beam_idle_cpu_s_per_s * 1000 | floor) ms of CPU per second"' "$out/idle.json"
 
+# The limit publishes, then drains in a process of its own, timed as the
+# worker is: from just before its start, with its connection and declaration.
 limit_run() {  # limit_run OUTFILE QUEUE
-  "${limit[@]}" --tasks "$TASKS" --batch "$BATCH" --prefetch "$PREFETCH" --body-bytes "$body_bytes" \
-    --queue "$2" --beam-pid "$beam" > "$1" 2>"$1.log" || { cat "$1.log" >&2; return 1; }
+  "${limit[@]}" --publish-only --tasks "$TASKS" --batch "$BATCH" --body-bytes "$body_bytes" \
+    --queue "$2" --beam-pid "$beam" > "$1.publish" 2>"$1.log" || { cat "$1.log" >&2; return 1; }
+  local t0
+  t0=$(date +%s%N)
+  "${limit[@]}" --drain-only "$t0" --tasks "$TASKS" --prefetch "$PREFETCH" --queue "$2" --beam-pid "$beam" \
+    > "$1.drain" 2>>"$1.log" || { cat "$1.log" >&2; return 1; }
+  jq -s '.[0] * .[1]' "$1.publish" "$1.drain" > "$1"
+  rm -f "$1.publish" "$1.drain"
   jq -r '"   limit: publish \(.publish.per_s|floor)/s, drain \(.drain.per_s|floor)/s; drain CPU per task: client \(.drain.client_cpu_s/.tasks*1e6|floor) us + RabbitMQ \(.drain.beam_cpu_s/.tasks*1e6|floor) us"' "$1"
 }
 
