@@ -18,7 +18,7 @@ prints a table and writes docs/benchmarks.md); run.sh collects them per run.
                                            empty, no dead letters (file and database or stats)
   lateness  --file F --task T --expect N [--record R]
                                            started_at - due_at of task T: min/p50/p99/max ms
-  pickup    --ctl BIN --config F --event E --file F --rate R --count N [--library SO]
+  pickup    --ctl BIN --config F --event E --file F --rate R --count N [--library SO] [--record R]
                                            events published one at a time (one `ebatsctl publish`
                                            each, or with --library by the Python client kept open):
                                            started_at - due_at of their tasks
@@ -478,12 +478,14 @@ def cmd_pickup(args):
     via = "library" if args.library else "ebatsctl"
     publish, close = library_publisher(args) if args.library else ctl_publisher(args)
     interval = 1.0 / args.rate
+    published_ns = []
     t0 = time.perf_counter()
     for i in range(args.count):
         at = t0 + i * interval
         now = time.perf_counter()
         if at > now:
             time.sleep(at - now)
+        published_ns.append(time.time_ns())
         publish({"pickup": args.rate, "via": via, "i": i})
     close()
     deadline = time.time() + args.timeout
@@ -499,6 +501,18 @@ def cmd_pickup(args):
     waits = sorted(r["started_at"] - r["due_at"] for r in mine)
     out = {"rate_per_s": args.rate, "via": via, "events": args.count, "results": len(mine)}
     out.update(stats_of(waits))
+    if args.record:
+        # The handler's own CLOCK_REALTIME stamp (bench_stamp) against the time taken just before the
+        # publish call: the same wait, to the microsecond (the records keep whole milliseconds).
+        stamps = {l[0]: int(l[3]) for l in read_executions(args.record, "bench_stamp") if len(l) >= 4}
+        precise = []
+        for r in mine:
+            stamp = stamps.get(r["task_id"])
+            if stamp is None:
+                fail("task %s of pickup event %d has a result but no bench_stamp line in %s" %
+                     (r["task_id"], r["params"]["i"], args.record))
+            precise.append(round((stamp - published_ns[r["params"]["i"]]) / 1e6, 3))
+        out["precise_ms"] = stats_of(precise)
     print(json.dumps(out))
 
 
@@ -864,13 +878,18 @@ def finish_section(args, out, part, how_measured, title):
 
 
 def pickup_rows(key, first, each):
-    """Table rows for the pickup results under run key `key`: p50, p99 and max at 20/s, then at 100/s;
+    """Table rows for the pickup results under run key `key`: p50, p99 and max at 20/s, then at 100/s,
+    in whole ms from the result records, then p50 and p99 to the µs from the handler's stamp;
     `first` labels the first row, `each` the others (% (statistic, rate))."""
     rows = []
     for rate in ("20", "100"):
         for stat in ("p50", "p99", "max"):
             label = first if not rows else each % (stat, rate)
             rows.append((label, "ms", lambda r, rate=rate, stat=stat: r[key][rate][stat], fmt_ms))
+    for rate in ("20", "100"):
+        for stat in ("p50", "p99"):
+            rows.append(((each % (stat, rate)) + ", publish call → handler's own clock stamp", "ms",
+                         lambda r, rate=rate, stat=stat: r[key][rate]["precise_ms"][stat], lambda v: "%.2f" % v))
     return rows
 
 
@@ -1057,12 +1076,15 @@ One run of `bench/run.sh` does, in a fresh state dir (a new SQLite database and 
    reported. A negative value would be a task run before it was due.
 3. **Pickup.** With the three daemons idle, events are published one at a time at 20/s and at 100/s for
    5 s each, first by one `ebatsctl publish` process each, then by a long-running producer: the Python
-   client (`clients/python`) with one publisher kept open, as a web application holds one; pickup =
-   `started_at − due_at` of their results. `due_at` is stamped inside the publish, after `ebatsctl` has
-   started, read its configuration and opened the database, so the start of a process per event is not in
-   the first figure, but its competing for the two CPUs while the daemons wake, and SQLite's sync of the
-   database's folder (once per connection), are; the second is what an application that publishes from
-   its own process sees.
+   client (`clients/python`) with one publisher kept open, as a web application holds one. The event
+   `bench_pickup` is registered to one task, `bench_stamp`, which reads `CLOCK_REALTIME` first thing and
+   records it with its task id (one O_APPEND write). Pickup = `started_at − due_at` of their results, in
+   whole ms as the records keep them, and, to the µs, the handler's stamp − the time taken just before
+   the publish call (for `ebatsctl`, just before starting the process). `due_at` is stamped inside the
+   publish, after `ebatsctl` has started, read its configuration and opened the database, so the start of
+   a process per event is not in the first figure but is in the second; its competing for the two CPUs
+   while the daemons wake, and SQLite's sync of the database's folder (once per connection), are in both;
+   the long-running producer's is what an application that publishes from its own process sees.
 4. **Physical limit.** `sqlite_limit` (bench/sqlite_limit.cpp) does a task queue's row operations on one
    SQLite file in the same file system, in one process, with nothing else: insert 20,000 task rows in
    transactions of N, then repeatedly claim N with a lease (`UPDATE … RETURNING`, one transaction) and
@@ -1430,6 +1452,8 @@ def main():
     s.add_argument("--count", type=int, required=True)
     s.add_argument("--timeout", type=float, default=60)
     s.add_argument("--library", help="libebats.so: publish with the Python client, one publisher kept open")
+    s.add_argument("--record", help="the bench plugin's record file: the event's task is bench_stamp, whose "
+                   "clock stamps give the wait to the microsecond")
     s = sub.add_parser("retry-gap")
     s.add_argument("--file", required=True)
     s.add_argument("--task", required=True)

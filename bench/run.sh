@@ -18,8 +18,9 @@
 #       registered with `delay: 3s` and measure lateness = started_at - due_at;
 #   pickup: with the three daemons idle, publish events one at a time (one
 #       `ebatsctl publish` each) at 20/s and at 100/s for 5 s each and measure
-#       publish → handler start (started_at - due_at); then the same published
-#       by a long-running producer (the Python client, one publisher kept open);
+#       publish → handler start (started_at - due_at, and to the µs with the
+#       bench_stamp task's own clock); then the same published by a
+#       long-running producer (the Python client, one publisher kept open);
 #   the physical-limit program (bench/sqlite_limit.cpp) in the same file system,
 #   twice: as the issue defines it (transactions of 100, every commit fsynced)
 #   and like ebats (transactions of 1024, only the inserts fsynced).
@@ -132,6 +133,8 @@ events:
     - { task: noop, topic: bench }
   bench_delayed:
     - { task: bench_record, topic: bench, delay: $DELAY }
+  bench_pickup:
+    - { task: bench_stamp, topic: bench }
 workers:
   bench: { processes: 2 }
   backlog: { processes: 2 }
@@ -177,15 +180,16 @@ for run in $(seq 1 "$runs"); do
   jq -r '"   W2: \(.results) delayed tasks, lateness ms min \(.min) p50 \(.p50) p99 \(.p99) max \(.max), \(.early) early; \(.executions_recorded) executions recorded"' "$rd/lateness.json"
   # Pickup: events published one at a time, the daemons idle between them.
   for rate in 20 100; do
-    $tool pickup --ctl "$bin/ebatsctl" --config "$config" --event bench_noop --file "$state/results.jsonl" \
-      --rate "$rate" --count "$((rate * PICKUP_SECONDS))" > "$rd/pickup-$rate.json"
-    jq -r '"   pickup at \(.rate_per_s)/s: \(.results) events published one by one, publish → handler start ms min \(.min) p50 \(.p50) p99 \(.p99) max \(.max)"' "$rd/pickup-$rate.json"
+    $tool pickup --ctl "$bin/ebatsctl" --config "$config" --event bench_pickup --file "$state/results.jsonl" \
+      --record "$EBATS_BENCH_RECORD" --rate "$rate" --count "$((rate * PICKUP_SECONDS))" > "$rd/pickup-$rate.json"
+    jq -r '"   pickup at \(.rate_per_s)/s: \(.results) events published one by one, publish → handler start ms min \(.min) p50 \(.p50) p99 \(.p99) max \(.max); to the µs: p50 \(.precise_ms.p50) p99 \(.precise_ms.p99)"' "$rd/pickup-$rate.json"
   done
   # The same, published by a long-running producer: the Python client, one publisher kept open.
   for rate in 20 100; do
-    $tool pickup --library "$build_dir/libebats/libebats.so" --config "$config" --event bench_noop \
-      --file "$state/results.jsonl" --rate "$rate" --count "$((rate * PICKUP_SECONDS))" > "$rd/pickup-lib-$rate.json"
-    jq -r '"   pickup at \(.rate_per_s)/s by a long-running producer: publish → handler start ms min \(.min) p50 \(.p50) p99 \(.p99) max \(.max)"' "$rd/pickup-lib-$rate.json"
+    $tool pickup --library "$build_dir/libebats/libebats.so" --config "$config" --event bench_pickup \
+      --file "$state/results.jsonl" --record "$EBATS_BENCH_RECORD" --rate "$rate" --count "$((rate * PICKUP_SECONDS))" \
+      > "$rd/pickup-lib-$rate.json"
+    jq -r '"   pickup at \(.rate_per_s)/s by a long-running producer: publish → handler start ms min \(.min) p50 \(.p50) p99 \(.p99) max \(.max); to the µs: p50 \(.precise_ms.p50) p99 \(.precise_ms.p99)"' "$rd/pickup-lib-$rate.json"
   done
   stop_daemons
 
