@@ -501,6 +501,35 @@ TEST_CASE("SIGTERM drains: running tasks finish, the rest stay queued, nothing i
   CHECK(duplicates(count_runs(sys.executions())) == 0);
 }
 
+TEST_CASE("a task still running when drain_timeout ends goes back to the queue without costing an attempt",
+          "[integration]") {
+  // A handler that gave up on should_stop() after the shutdown's soft stop was
+  // recorded as its own retry (attempt 1, on the dtask lane after its delay);
+  // with max: 0 it would have been dead-lettered by a restart.
+  TestSystem sys("  e:\n    - {task: sleep, topic: t, retry: {max: 0}}\n", "  t: {processes: 1, drain_timeout: 1s}\n");
+  sys.start_scheduler();
+  auto& worker = sys.start_ntask();
+  REQUIRE(sys.publisher().publish("e", "{\"ms\":60000}").ok());
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 1; }));
+  worker.signal(SIGTERM);
+  CHECK(worker.wait(30s) == 0);
+  const auto results = sys.results();
+  REQUIRE(results.size() == 1);
+  CHECK(results[0].at("status") == "retry");
+  CHECK(results[0].at("message") == "interrupted by shutdown");
+  CHECK(results[0].at("attempt") == "0");
+  CHECK(sys.dead_letters().empty());
+  REQUIRE(TestSystem::wait_until([&] { return sys.ready_tasks() == 1; }));
+  // The next worker runs it again as attempt 0.
+  auto& next = sys.start_ntask();
+  REQUIRE(TestSystem::wait_until([&] { return sys.executions().size() == 2; }));
+  const auto ex = sys.executions();
+  CHECK(ex[1].id == ex[0].id);
+  CHECK(ex[1].attempt == 0);
+  next.signal(SIGTERM);
+  CHECK(next.wait(30s) == 0);
+}
+
 TEST_CASE("malformed and oversized events are dead-lettered with the reason and the scheduler keeps running",
           "[integration]") {
   TestSystem sys("  e:\n    - {task: record, topic: t}\n", "  t: {processes: 1}\n", "limits: {max_message_bytes: 4KiB}\n");

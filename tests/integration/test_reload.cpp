@@ -214,3 +214,37 @@ TEST_CASE("a truncated plugin deployed by rename makes the reload abandon its ro
   }
   fs::remove_all(dir);
 }
+
+TEST_CASE("a roll abandoned after an old child died during it leaves as many children as processes",
+          "[integration]") {
+  // The old child's slot started again with the new config and went with the
+  // refused children: the worker was left with none, its topic stalled.
+  const std::string dir = ebats::test::plugin_dir_with({EBATS_TEST_PLUGIN_DIR "/test_tasks.so"});
+  {
+    TestSystem sys("  e:\n    - {task: record, topic: t}\n  crash:\n    - {task: segfault_once, topic: t}\n",
+                   "  t: {processes: 1, start_timeout: 3s}\n", "", dir);
+    sys.start_scheduler();
+    auto& worker = sys.start_ntask();
+    auto records = [&] {
+      size_t n = 0;
+      for (const auto& e : sys.executions()) n += e.task == "record" ? 1 : 0;
+      return n;
+    };
+    REQUIRE(sys.publisher().publish("e", "{}").ok());
+    REQUIRE(TestSystem::wait_until([&] { return records() == 1; }));
+    // A plugin whose init hangs: the roll's new child never becomes ready.
+    deploy(EBATS_TEST_CRASH_PLUGIN_DIR "/init_hangs.so", dir, "init_hangs.so");
+    worker.signal(SIGHUP);
+    REQUIRE(TestSystem::wait_until([&] { return sys.log_of("ntask").find("config reloaded") != std::string::npos; }));
+    // The old child crashes during the roll; its slot starts a child of the new config, which hangs too.
+    REQUIRE(sys.publisher().publish("crash", "{}").ok());
+    REQUIRE(TestSystem::wait_until([&] { return sys.log_of("ntask").find("reload abandoned") != std::string::npos; }));
+    fs::remove(dir + "/init_hangs.so");
+    for (int i = 0; i < 3; ++i) REQUIRE(sys.publisher().publish("e", "{}").ok());
+    INFO(sys.log_of("ntask"));
+    CHECK(TestSystem::wait_until([&] { return records() == 4; }, 90s));
+    CHECK(worker.running());
+    CHECK(duplicates(sys.executions()) == 0);
+  }
+  fs::remove_all(dir);
+}

@@ -107,6 +107,7 @@ class Worker::Impl {
     bool ready = false;
     bool soft_sent = false;
     bool killed_for_timeout = false;
+    uint64_t timed_out_seq = 0;  // the task it was killed for (killed_for_timeout)
     bool socket_closed = false;  // EOF seen: poll only the pidfd until the exit
     bool killed_for_start = false;  // not ready within start_timeout: killed
     SteadyTime started_at{};
@@ -151,6 +152,9 @@ class Worker::Impl {
   void roll(SteadyTime now);
   void abort_roll(const std::string& why, std::initializer_list<LogField> detail);
   void remove_retired();
+  // Outside a roll, as many children as `processes` that are not retiring:
+  // an abandoned roll can retire more than it put back.
+  void keep_child_count(SteadyTime now);
   // --- children ---
   void spawn_due_children(SteadyTime now);
   void on_child_readable(Slot& s);
@@ -368,13 +372,17 @@ void Worker::Impl::abort_roll(const std::string& why, std::initializer_list<LogF
   config_ = std::move(previous_config_);
   apply_settings();
   rolling_ = false;
-  // The children started for the refused config go; the old ones count as current again.
+  // The children started for the refused config go: one still starting has
+  // taken nothing and is killed (remove_retired), a ready one finishes what it
+  // took, as a replaced child does (a task is never interrupted by a reload).
+  // The old ones count as current again, but one already told to exit (EOF
+  // sent) cannot take tasks again: it goes too. keep_child_count() then starts
+  // new children of the running config for every one that went.
   const uint64_t refused = generation_;
   generation_++;
   for (auto& s : children_) {
-    if (s.generation == refused) {
+    if (s.generation == refused || s.input_ended) {
       s.retiring = true;
-      if (s.proc) s.proc->signal(SIGKILL);
     } else {
       s.generation = generation_;
       s.retiring = false;
@@ -385,6 +393,19 @@ void Worker::Impl::abort_roll(const std::string& why, std::initializer_list<LogF
   log_.error("reload abandoned: " + why + "; the running children and configuration stay", {{"detail", text}});
   metrics_.reload("abandoned");
   notifier_.status("reload abandoned: " + why);
+}
+
+void Worker::Impl::keep_child_count(SteadyTime now) {
+  if (rolling_ || draining_) return;
+  const size_t target = std::max<uint32_t>(1, settings_.processes);
+  size_t active = 0;
+  for (const auto& s : children_) active += s.retiring ? 0 : 1;
+  for (; active < target; ++active) {
+    Slot fresh;
+    fresh.generation = generation_;
+    fresh.respawn_at = now;
+    children_.push_back(std::move(fresh));
+  }
 }
 
 void Worker::Impl::remove_retired() {
@@ -428,6 +449,7 @@ void Worker::Impl::spawn_due_children(SteadyTime now) {
     s.ready = false;
     s.soft_sent = false;
     s.killed_for_timeout = false;
+    s.timed_out_seq = 0;
     s.socket_closed = false;
     s.killed_for_start = false;
     s.started_at = now;
@@ -563,6 +585,13 @@ void Worker::Impl::handle_frame(Slot& s, const FrameBuffer::Frame& f) {
   s.soft_sent = false;
   const double measured = static_cast<double>(std::max<int64_t>(duration_us, 1));
   avg_task_us_ = avg_task_us_ <= 0 ? measured : 0.9 * avg_task_us_ + 0.1 * measured;
+  if (interrupting_ && facts.outcome != Outcome::ok) {
+    // Asked to stop by the shutdown (drain_timeout passed), the handler gave
+    // up: the task goes back due now, without costing an attempt, as if the
+    // child had been killed.
+    release(done.job, "interrupted by shutdown", s.proc->pid());
+    return;
+  }
   complete(done.job, facts, started, finished, duration_us / 1000, s.proc->pid());
 }
 
@@ -573,7 +602,12 @@ void Worker::Impl::on_child_exit(Slot& s, SteadyTime now) {
   if (!s.proc->try_reap(&how)) return;  // pidfd readable but not yet reapable: next round
   const int64_t pid = s.proc->pid();
   const bool was_ready = s.ready;
-  if (!s.pipeline.empty()) {
+  // A child killed for the timeout of a task whose result came in the
+  // meantime died under the task after it, which had no fair run: that one
+  // goes back with those queued behind it, not counted.
+  const bool killed_for_an_earlier_task =
+      s.killed_for_timeout && !s.pipeline.empty() && s.pipeline.front().seq != s.timed_out_seq;
+  if (!s.pipeline.empty() && !killed_for_an_earlier_task) {
     Running head = std::move(s.pipeline.front());
     s.pipeline.pop_front();
     const WallMs wall = clock_.wall_now();
@@ -595,15 +629,15 @@ void Worker::Impl::on_child_exit(Slot& s, SteadyTime now) {
       const int64_t ran_ms = duration_cast<milliseconds>(now - s.head_since).count();
       complete(head.job, facts, wall - ran_ms, wall, ran_ms, pid);
     }
-    // Tasks queued behind the crashed one never started: back to the queue.
-    while (!s.pipeline.empty()) {
-      Running r = std::move(s.pipeline.back());
-      s.pipeline.pop_back();
-      if (draining_) {
-        release(r.job, "interrupted by shutdown", pid);
-      } else {
-        queue_.push_front(std::move(r.job));
-      }
+  }
+  // Tasks queued behind the crashed one never started: back to the queue.
+  while (!s.pipeline.empty()) {
+    Running r = std::move(s.pipeline.back());
+    s.pipeline.pop_back();
+    if (draining_) {
+      release(r.job, "interrupted by shutdown", pid);
+    } else {
+      queue_.push_front(std::move(r.job));
     }
   }
   if (s.retiring) {
@@ -681,6 +715,7 @@ void Worker::Impl::check_timeouts(SteadyTime now) {
     }
     if (elapsed >= timeout + milliseconds(settings_.kill_after_ms) && !s.killed_for_timeout) {
       s.killed_for_timeout = true;
+      s.timed_out_seq = s.pipeline.front().seq;
       log_.warn("task timed out; killing its child",
                 {{"task", env.task}, {"id", env.id}, {"topic", env.topic}, {"pid", std::to_string(s.proc->pid())}});
       s.proc->signal(SIGKILL);
@@ -1219,6 +1254,7 @@ Status Worker::Impl::run(SignalFd& signals) {
     now = clock_.steady_now();
     remove_retired();
     if (rolling_) roll(now);
+    keep_child_count(now);
     spawn_due_children(now);
     claim(now);
     write_results_backlog(now, false);
