@@ -199,8 +199,11 @@ void AmqpSession::loop() {
       early.swap(early_);
       // What could not be sent back is tried again a second later; it stays
       // held (and counted against the prefetch) meanwhile, never stranded.
-      early_ = send_back(std::move(early), "early arrivals going round the delay levels again");
-      if (!early_.empty()) early_retry_at_ = clock().steady_now() + std::chrono::seconds(1);
+      // Early arrivals that came in while send_back() waited for its confirms
+      // are in early_ already: kept beside them, not over them.
+      std::vector<Delivery> kept = send_back(std::move(early), "early arrivals going round the delay levels again");
+      if (!kept.empty()) early_retry_at_ = clock().steady_now() + std::chrono::seconds(1);
+      for (Delivery& d : kept) early_.push_back(std::move(d));
       continue;
     }
     if (!connection_) {
@@ -885,7 +888,12 @@ Result<std::vector<StreamEntry>> AmqpSession::read_stream(const std::string& str
   from_first.key = kStreamOffsetHeader;
   from_first.text = "first";
   auto tag = connection_->consume(kStreamChannel, stream, {from_first});
-  if (!tag.ok()) return tag.status();
+  if (!tag.ok()) {
+    // A refusal closed the channel; a failure that did not (no answer in
+    // time) leaves it open in a state not known: as any other such RPC.
+    if (connection_ && connection_->last_refusal() == 0) connection_lost(tag.status().message());
+    return tag.status();
+  }
   std::vector<StreamEntry> entries;
   stream_sink_ = &entries;
   SteadyTime progress_at = clock().steady_now();
