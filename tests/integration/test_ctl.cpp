@@ -227,6 +227,30 @@ TEST_CASE("ebatsctl dead replay and purge of a filtered set count what they do, 
   CHECK(listed(sys, {}).empty());
 }
 
+TEST_CASE("ebatsctl dead replay and purge refuse --limit, and a list of IDs is checked before any is replayed",
+          "[integration]") {
+  // "dead purge --limit 1" purged every dead letter: --limit is no filter.
+  TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
+  ebats::Batch batch;
+  batch.dead = {dead_task("a", "t", "failed"), dead_task("b", "t", "failed"), dead_task("c", "t", "failed")};
+  REQUIRE(sys.broker().commit(batch).ok());
+  REQUIRE(sys.wait_for_dead_letters(3).size() == 3);
+  std::string out;
+  CHECK(sys.ebatsctl({"dead", "purge", "--limit", "1"}, &out) == 2);
+  CHECK(sys.ebatsctl({"dead", "replay", "--all", "--limit", "1"}, &out) == 2);
+  CHECK(listed(sys, {}).size() == 3);
+  const std::set<uint64_t> ids = listed(sys, {});
+  const std::string first = std::to_string(*ids.begin());
+  // A malformed ID among them: nothing is replayed.
+  CHECK(sys.ebatsctl({"dead", "replay", first, "abc"}, &out) == 2);
+  CHECK(listed(sys, {}).size() == 3);
+  // One that is not there: those before it are replayed, and --json says how many.
+  CHECK(sys.ebatsctl({"dead", "replay", first, "999999", "--json"}, &out) == 3);
+  CHECK(out == "{\"dry_run\":false,\"count\":1}\n");
+  CHECK(listed(sys, {}).size() == 2);
+  CHECK(TestSystem::wait_until([&] { return sys.ready_tasks() == 1; }));
+}
+
 TEST_CASE("ebatsctl task show lists every attempt with where it ran, and the dead letter", "[integration]") {
   TestSystem sys("  e:\n    - {task: retry_once, topic: t}\n    - {task: fail, topic: t}\n");
   std::string retried_id, failed_id;

@@ -130,7 +130,7 @@ int cmd_dead(const Context& ctx, const std::vector<std::string>& argv) {
   }
   const std::vector<std::string> rest(argv.begin() + 1, argv.end());
   const ebats::WallMs now = ctx.clock.wall_now();
-  bool json = false, all = false, dry_run = false;
+  bool json = false, all = false, dry_run = false, limit_given = false;
   uint32_t limit = kDeadListRows;
   Filter filter;
   std::vector<std::string> pos;
@@ -153,6 +153,7 @@ int cmd_dead(const Context& ctx, const std::vector<std::string>& argv) {
         return usage_error("--limit takes a number from 0 (all) to 4294967295, not '" + rest[i] + "'");
       }
       limit = static_cast<uint32_t>(*n);
+      limit_given = true;
     } else if ((a == "--since" || a == "--older-than") && has_value) {
       auto d = ebats::parse_duration(rest[++i]);
       if (!d.ok()) return usage_error(a + ": " + d.status().message());
@@ -172,6 +173,8 @@ int cmd_dead(const Context& ctx, const std::vector<std::string>& argv) {
   if (filter.any() && sub == "show") return usage_error("dead show takes one ID, no filters");
   if (dry_run && (sub == "list" || sub == "show")) return usage_error("--dry-run goes with dead replay and dead purge");
   if (all && sub != "replay") return usage_error("--all goes with dead replay");
+  // Not a filter: "purge --limit 1" must not purge everything.
+  if (limit_given && sub != "list") return usage_error("--limit goes with dead list; replay and purge take filters");
   if (!pos.empty() && (filter.any() || all || dry_run) && sub == "replay") {
     return usage_error("dead replay takes IDs, or --all and filters, not both");
   }
@@ -230,14 +233,28 @@ int cmd_dead(const Context& ctx, const std::vector<std::string>& argv) {
     return kOk;
   }
   if (sub == "replay" && !pos.empty()) {
-    for (const auto& p : pos) {
+    std::vector<uint64_t> ids;
+    for (const auto& p : pos) {  // every ID checked before any is replayed
       auto id = parse_id(p);
       if (!id.ok()) return report(id.status());
-      ebats::Status s = store.replay(*id, now);
-      if (!s.ok()) return report(s);
-      if (!json) std::cout << "replayed " << *id << "\n";
+      ids.push_back(*id);
     }
-    if (json) print_outcome("replay", {}, pos.size(), false, true);
+    uint64_t replayed = 0;
+    for (uint64_t id : ids) {
+      ebats::Status s = store.replay(id, now);
+      if (!s.ok()) {
+        // What was replayed before the failure stays replayed: say how much.
+        if (json) print_outcome("replay", {}, replayed, false, true);
+        if (ids.size() > 1) {
+          std::cerr << "ebatsctl: replayed " << replayed << " of " << ids.size() << " before dead letter " << id
+                    << " failed\n";
+        }
+        return report(s);
+      }
+      ++replayed;
+      if (!json) std::cout << "replayed " << id << "\n";
+    }
+    if (json) print_outcome("replay", {}, replayed, false, true);
     return kOk;
   }
   if (sub == "replay" && !all && !filter.any()) {
