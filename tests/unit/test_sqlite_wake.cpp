@@ -237,3 +237,38 @@ TEST_CASE("sqlite wake: a socket path too long for a sockaddr leaves the daemon 
   CHECK((*broker)->wake_fd() < 0);
   CHECK_THAT(warned, Catch::Contains("no wake-ups") && Catch::Contains("longer than"));
 }
+
+TEST_CASE("sqlite wake: clearing a dead daemon's leftover leaves the live daemons' names alone", "[sqlite][wake]") {
+  // A send that succeeded was taken for a failure when an earlier send had
+  // left ECONNREFUSED in errno: the live daemon's name was unlinked with the
+  // dead one's, and it was never woken again. Leftovers of several dead
+  // daemons make one come before the live name in the folder's order.
+  test::TempDir dir;
+  SystemClock clock;
+  const std::string db = dir.file("ebats.db");
+  auto publisher = open_ok(db, clock, "host/publisher");
+  auto worker = subscribed(db, clock, "host/ntask/demo", Lane::ntask, "demo");
+  const std::string folder = db + ".wake";
+  const std::string live = folder + "/ntask.demo." + std::to_string(::getpid());
+  REQUIRE(std::filesystem::exists(live));
+  for (int i = 0; i < 8; ++i) {
+    const std::string leftover = folder + "/ntask.demo." + std::to_string(999999990 + i);
+    const int fd = ::socket(AF_UNIX, SOCK_DGRAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, leftover.c_str(), sizeof address.sun_path - 1);
+    REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0);
+    ::close(fd);
+  }
+  test::publish(*publisher, {task_for("demo", "t1", clock.wall_now())});
+  size_t left = 0;
+  for (const auto& e : std::filesystem::directory_iterator(folder)) {
+    left += e.path().filename().string().rfind("ntask.demo.99999999", 0) == 0 ? 1 : 0;
+  }
+  CHECK(left == 0);
+  CHECK(std::filesystem::exists(live));
+  // And it is still woken.
+  test::publish(*publisher, {task_for("demo", "t2", clock.wall_now())});
+  CHECK(std::filesystem::exists(live));
+}

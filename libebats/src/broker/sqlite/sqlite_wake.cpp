@@ -152,8 +152,10 @@ void WakeSender::wake(std::vector<std::pair<Lane, std::string>> targets) {
     const std::string path = folder_ + "/" + name;
     sockaddr_un address;
     if (!address_of(path, &address)) continue;
+    // Only a failed send says anything about errno (a successful one returns
+    // 1 and leaves the errno of an earlier failure in place).
     if (::sendto(socket_.get(), "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&address),
-                 sizeof address) != 0 &&
+                 sizeof address) < 0 &&
         errno == ECONNREFUSED) {
       ::unlink(path.c_str());  // its daemon died without removing it
     }
