@@ -2,7 +2,9 @@
 // times, leases and their recovery, settles, dead letters, depths, open errors.
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -465,6 +467,51 @@ TEST_CASE("sqlite broker: a restarted worker recovers its previous incarnation's
   REQUIRE(dead->size() == 1);
   CHECK(dead->front().letter.id == "last");
   CHECK(dead->front().letter.reason == "lease expired");
+}
+
+TEST_CASE("sqlite broker: a restarted worker leaves the leases of a running worker of its topic alone",
+          "[sqlite][broker]") {
+  // Two workers of one topic and lane on one host share the owner prefix: the
+  // restarted one took the other's live leases, so their tasks ran twice (or
+  // were dead-lettered on their last attempt while they ran).
+  TempDir dir;
+  SystemClock clock;
+  const std::string db = dir.path() + "/ebats.db";
+  const WallMs now = clock.wall_now();
+  {
+    auto publisher = open_ok(options_for(db, "host/publisher"), clock);
+    publish(*publisher, {task("a", now), task("b", now)});
+  }
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  const pid_t sibling = ::fork();
+  REQUIRE(sibling >= 0);
+  if (sibling == 0) {  // the running sibling: holds both leases until killed
+    ::close(ready[0]);
+    auto b = open_broker(options_for(db, "host/ntask/demo"), clock);
+    if (!b.ok()) ::_exit(1);
+    auto claimed = (*b)->claim(Lane::ntask, "demo", 10);
+    if (!claimed.ok() || claimed->size() != 2) ::_exit(2);
+    if (::write(ready[1], "x", 1) != 1) ::_exit(3);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  REQUIRE(::read(ready[0], &byte, 1) == 1);
+  ::close(ready[0]);
+  auto restarted = open_ok(options_for(db, "host/ntask/demo"), clock);
+  auto recovered = restarted->recover_previous_incarnation(Lane::ntask, "demo");
+  REQUIRE(recovered.ok());
+  CHECK(*recovered == 0);
+  CHECK(depth_of(*restarted, "demo").leased == 2);
+  // Once it is gone, its leases are the restarted worker's to take back.
+  ::kill(sibling, SIGKILL);
+  int status = 0;
+  REQUIRE(::waitpid(sibling, &status, 0) == sibling);
+  recovered = restarted->recover_previous_incarnation(Lane::ntask, "demo");
+  REQUIRE(recovered.ok());
+  CHECK(*recovered == 2);
+  CHECK(claim_ok(*restarted, Lane::ntask, 10).size() == 2);
 }
 
 TEST_CASE("sqlite broker: a restarted scheduler gets its leased events back", "[sqlite][broker]") {

@@ -1,10 +1,13 @@
 #include "broker/sqlite/sqlite_broker.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <random>
@@ -64,10 +67,17 @@ const std::string kExtendEvent =
     "UPDATE events SET lease_until = ?3 WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2";
 
 // --- recovery --------------------------------------------------------------
-// Parameters: ?1 topic, ?2 lane, ?3 now, ?4 owner prefix + "/", ?5 our owner.
+// Parameters: ?1 topic, ?2 lane, ?3 now; previous incarnation: ?4 its owner.
 const std::string kExpiredTasks = "state = 'leased' AND topic = ?1 AND lane = ?2 AND lease_until < ?3";
-const std::string kPreviousTasks =
-    "state = 'leased' AND topic = ?1 AND lane = ?2 AND substr(lease_owner, 1, length(?4)) = ?4 AND lease_owner <> ?5";
+const std::string kPreviousTasks = "state = 'leased' AND topic = ?1 AND lane = ?2 AND lease_owner = ?4";
+// The other incarnations holding leases under our owner prefix: ?1 topic, ?2
+// lane, ?3 owner prefix + "/", ?4 our owner (events: ?1 prefix, ?2 ours).
+const std::string kOtherTaskOwners =
+    "SELECT DISTINCT lease_owner FROM tasks WHERE state = 'leased' AND topic = ?1 AND lane = ?2 "
+    "AND substr(lease_owner, 1, length(?3)) = ?3 AND lease_owner <> ?4";
+const std::string kOtherEventOwners =
+    "SELECT DISTINCT lease_owner FROM events WHERE state = 'leased' AND substr(lease_owner, 1, length(?1)) = ?1 "
+    "AND lease_owner <> ?2";
 
 struct RecoverySql {
   std::string probe;
@@ -94,10 +104,9 @@ const RecoverySql kRecoverExpiredTasks =
     task_recovery_sql(kExpiredTasks, "'the lease of ' || lease_owner || ' expired at ' || lease_until");
 const RecoverySql kRecoverPreviousTasks =
     task_recovery_sql(kPreviousTasks, "'worker ' || lease_owner || ' restarted while holding the lease'");
-// Events: ?1 now, ?2 owner prefix + "/", ?3 our owner. They go back to ready.
+// Events: ?1 now; previous incarnation: ?2 its owner. They go back to ready.
 const std::string kExpiredEvents = "state = 'leased' AND lease_until < ?1";
-const std::string kPreviousEvents =
-    "state = 'leased' AND substr(lease_owner, 1, length(?2)) = ?2 AND lease_owner <> ?3";
+const std::string kPreviousEvents = "state = 'leased' AND lease_owner = ?2";
 const std::string kRecoverEventsSet = "UPDATE events SET state = 'ready', lease_owner = NULL, lease_until = NULL WHERE ";
 const RecoverySql kRecoverExpiredEvents{"SELECT 1 FROM events WHERE " + kExpiredEvents + " LIMIT 1", "", "",
                                         kRecoverEventsSet + kExpiredEvents};
@@ -148,6 +157,20 @@ std::string incarnation_suffix() {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%ld.%08x", static_cast<long>(getpid()), bits);
   return buffer;
+}
+
+// True when the incarnation that owns `owner` (prefix + "<pid>.<bits>", by
+// incarnation_suffix()) may still run: another process of this host with its
+// pid exists. A worker of the same topic and lane next to ours has our prefix,
+// and its leases are its own; a pid taken over by another program only leaves
+// the leases to expire. Our own process's earlier incarnations (a broker
+// opened again) count as gone, as before.
+bool incarnation_alive(const std::string& owner, size_t prefix_length) {
+  const std::string suffix = owner.substr(std::min(prefix_length, owner.size()));
+  char* end = nullptr;
+  const long pid = std::strtol(suffix.c_str(), &end, 10);
+  if (end == suffix.c_str() || *end != '.' || pid <= 0 || pid == static_cast<long>(getpid())) return false;
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
 }
 
 }  // namespace
@@ -537,24 +560,57 @@ Result<uint32_t> SqliteBroker::recover_previous_incarnation(Lane lane, const std
 }
 
 Result<uint32_t> SqliteBroker::recover(Lane lane, const std::string& topic, Recovery kind) {
+  if (kind == Recovery::expired) return recover_leases(lane, topic, kind, "");
+  // Each earlier incarnation whose process is gone, one by one.
+  std::vector<std::string> owners;
+  {
+    auto stmt = connection_->statement(lane == Lane::events ? kOtherEventOwners : kOtherTaskOwners);
+    if (!stmt.ok()) return stmt.status();
+    StatementUse use(*stmt);
+    if (lane == Lane::events) {
+      use.bind_text(1, owner_prefix_).bind_text(2, owner_);
+    } else {
+      use.bind_text(1, topic).bind_text(2, task_lane_code(lane)).bind_text(3, owner_prefix_).bind_text(4, owner_);
+    }
+    for (;;) {
+      const int rc = use.step();
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) return connection_->error(rc, "listing earlier incarnations' leases");
+      owners.push_back(use.bytes_column(0));
+    }
+  }
+  uint32_t recovered = 0;
+  for (const std::string& owner : owners) {
+    if (incarnation_alive(owner, owner_prefix_.size())) continue;  // its leases are its own, or expire
+    auto n = recover_leases(lane, topic, kind, owner);
+    if (!n.ok()) return n.status();
+    recovered += *n;
+  }
+  return recovered;
+}
+
+Result<uint32_t> SqliteBroker::recover_leases(Lane lane, const std::string& topic, Recovery kind,
+                                              const std::string& owner) {
   const WallMs now = clock_.wall_now();
   const bool expired = kind == Recovery::expired;
   // The reaper runs often; only take the write lock when there is work.
   if (lane == Lane::events) {
     const RecoverySql& sql = expired ? kRecoverExpiredEvents : kRecoverPreviousEvents;
-    auto any = any_row(sql.probe, [&](StatementUse& use) { bind_event_recovery(use, kind, now); });
+    auto any = any_row(sql.probe, [&](StatementUse& use) { bind_event_recovery(use, kind, now, owner); });
     if (!any.ok()) return any.status();
     if (!*any) return 0u;
   } else {
     const RecoverySql& sql = expired ? kRecoverExpiredTasks : kRecoverPreviousTasks;
-    auto any = any_row(sql.probe, [&](StatementUse& use) { bind_task_recovery(use, lane, topic, kind, now); });
+    auto any =
+        any_row(sql.probe, [&](StatementUse& use) { bind_task_recovery(use, lane, topic, kind, now, owner); });
     if (!any.ok()) return any.status();
     if (!*any) return 0u;
   }
   Transaction txn(*connection_, Transaction::Mode::progress);
   Status status = txn.begin();
   if (!status.ok()) return status;
-  auto recovered = lane == Lane::events ? recover_events(kind, now) : recover_tasks(lane, topic, kind, now);
+  auto recovered =
+      lane == Lane::events ? recover_events(kind, now, owner) : recover_tasks(lane, topic, kind, now, owner);
   if (!recovered.ok()) return recovered.status();
   status = txn.commit();
   if (!status.ok()) return status;
@@ -562,27 +618,28 @@ Result<uint32_t> SqliteBroker::recover(Lane lane, const std::string& topic, Reco
 }
 
 void SqliteBroker::bind_task_recovery(StatementUse& use, Lane lane, const std::string& topic, Recovery kind,
-                                      WallMs now) const {
+                                      WallMs now, const std::string& owner) const {
   use.bind_text(1, topic).bind_text(2, task_lane_code(lane)).bind(3, now);
-  if (kind == Recovery::previous_incarnation) use.bind_text(4, owner_prefix_).bind_text(5, owner_);
+  if (kind == Recovery::previous_incarnation) use.bind_text(4, owner);
 }
 
-void SqliteBroker::bind_event_recovery(StatementUse& use, Recovery kind, WallMs now) const {
+void SqliteBroker::bind_event_recovery(StatementUse& use, Recovery kind, WallMs now, const std::string& owner) const {
   if (kind == Recovery::expired) {
     use.bind(1, now);
   } else {
-    use.bind_text(2, owner_prefix_).bind_text(3, owner_);
+    use.bind_text(2, owner);
   }
 }
 
-Result<uint32_t> SqliteBroker::recover_tasks(Lane lane, const std::string& topic, Recovery kind, WallMs now) {
+Result<uint32_t> SqliteBroker::recover_tasks(Lane lane, const std::string& topic, Recovery kind, WallMs now,
+                                             const std::string& owner) {
   const RecoverySql& sql = kind == Recovery::expired ? kRecoverExpiredTasks : kRecoverPreviousTasks;
   uint32_t recovered = 0;
   for (const std::string* text : {&sql.dead, &sql.remove, &sql.retry}) {
     auto stmt = connection_->statement(*text);
     if (!stmt.ok()) return stmt.status();
     StatementUse use(*stmt);
-    bind_task_recovery(use, lane, topic, kind, now);
+    bind_task_recovery(use, lane, topic, kind, now, owner);
     Status status = run_to_completion(*connection_, use, "recovering leases");
     if (!status.ok()) return status;
     const int changes = sqlite3_changes(connection_->db());
@@ -593,12 +650,12 @@ Result<uint32_t> SqliteBroker::recover_tasks(Lane lane, const std::string& topic
   return recovered;
 }
 
-Result<uint32_t> SqliteBroker::recover_events(Recovery kind, WallMs now) {
+Result<uint32_t> SqliteBroker::recover_events(Recovery kind, WallMs now, const std::string& owner) {
   const RecoverySql& sql = kind == Recovery::expired ? kRecoverExpiredEvents : kRecoverPreviousEvents;
   auto stmt = connection_->statement(sql.retry);
   if (!stmt.ok()) return stmt.status();
   StatementUse use(*stmt);
-  bind_event_recovery(use, kind, now);
+  bind_event_recovery(use, kind, now, owner);
   Status status = run_to_completion(*connection_, use, "recovering event leases");
   if (!status.ok()) return status;
   const int changes = sqlite3_changes(connection_->db());

@@ -107,11 +107,16 @@ class SqliteBroker final : public Broker {
   // are due by `now`. REQUIRES: inside the read transaction of depths().
   Result<uint64_t> count_due_tasks(const std::string& topic, uint64_t ready, WallMs now);
   Result<uint32_t> recover(Lane lane, const std::string& topic, Recovery kind);
-  Result<uint32_t> recover_tasks(Lane lane, const std::string& topic, Recovery kind, WallMs now);
-  Result<uint32_t> recover_events(Recovery kind, WallMs now);
+  // One recovery transaction: the expired leases, or those of `owner`, an
+  // earlier incarnation whose process is gone.
+  Result<uint32_t> recover_leases(Lane lane, const std::string& topic, Recovery kind, const std::string& owner);
+  Result<uint32_t> recover_tasks(Lane lane, const std::string& topic, Recovery kind, WallMs now,
+                                 const std::string& owner);
+  Result<uint32_t> recover_events(Recovery kind, WallMs now, const std::string& owner);
   // Bind the parameters of the recovery statements (see sqlite_broker.cpp).
-  void bind_task_recovery(StatementUse& use, Lane lane, const std::string& topic, Recovery kind, WallMs now) const;
-  void bind_event_recovery(StatementUse& use, Recovery kind, WallMs now) const;
+  void bind_task_recovery(StatementUse& use, Lane lane, const std::string& topic, Recovery kind, WallMs now,
+                          const std::string& owner) const;
+  void bind_event_recovery(StatementUse& use, Recovery kind, WallMs now, const std::string& owner) const;
   // True when some row matches the (cheap, indexed, read-only) query `sql`
   // bound by `bind`: lets idle polls skip the write lock.
   template <class Bind>
