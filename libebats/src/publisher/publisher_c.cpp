@@ -7,6 +7,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <string_view>
 
 #include "ebats/publisher.h"
 
@@ -27,11 +28,20 @@ struct ebats_batch {
 
 namespace {
 
-int fail(char** errptr, const char* where, const std::string& message) {
+// Allocates nothing but the message itself (malloc, no exception): it runs
+// outside guarded() too, and in its bad_alloc handler.
+int fail(char** errptr, const char* where, std::string_view message) noexcept {
   if (errptr) {
-    const std::string text = std::string(where) + ": " + message;
-    *errptr = static_cast<char*>(std::malloc(text.size() + 1));
-    if (*errptr) std::memcpy(*errptr, text.c_str(), text.size() + 1);
+    const size_t where_len = std::strlen(where);
+    const size_t len = where_len + 2 + message.size();
+    char* text = static_cast<char*>(std::malloc(len + 1));
+    if (text) {
+      std::memcpy(text, where, where_len);
+      std::memcpy(text + where_len, ": ", 2);
+      std::memcpy(text + where_len + 2, message.data(), message.size());
+      text[len] = '\0';
+    }
+    *errptr = text;
   }
   return -1;
 }

@@ -60,7 +60,7 @@ Result<std::vector<ResultRow>> AmqpBroker::read_results(const ResultQuery&) {
 }
 
 Status AmqpBroker::setup(const std::vector<std::string>& topics) {
-  Status result;
+  Status result = Status::internal("setup did not complete (the process is stopping, or out of memory)");
   session_->run([&] {
     AmqpSession& s = *session_;
     if (!s.connected_by(s.deadline())) {
@@ -84,7 +84,7 @@ Status AmqpBroker::setup(const std::vector<std::string>& topics) {
 }
 
 Status AmqpBroker::subscribe(Lane lane, const std::string& topic, uint32_t prefetch) {
-  Status result;
+  Status result = Status::internal("subscribe did not complete (the process is stopping, or out of memory)");
   session_->run([&] { result = session_->subscribe(lane, topic, prefetch); });
   return result;
 }

@@ -9,6 +9,13 @@
 
 namespace ebats {
 namespace amqp {
+namespace {
+
+// What a call returns when its work never ran or ended in an exception on the
+// I/O thread (AmqpSession::run): never a success, nor a count of 0.
+Status not_run() { return Status::internal("the dead-letter operation did not complete (the process is stopping, or out of memory)"); }
+
+}  // namespace
 
 Result<AmqpDeadLetters::Snapshot> AmqpDeadLetters::read_on_io() {
   if (!session_.connected_by(session_.deadline())) {
@@ -144,7 +151,7 @@ Result<uint64_t> AmqpDeadLetters::replay_on_io(const std::vector<DeadLetterEntry
 }
 
 Status AmqpDeadLetters::replay(uint64_t seq, WallMs now) {
-  Status result;
+  Status result = not_run();
   session_.run([&] {
     auto snapshot = read_on_io();
     if (!snapshot.ok()) {
@@ -163,13 +170,13 @@ Status AmqpDeadLetters::replay(uint64_t seq, WallMs now) {
       return;
     }
     auto replayed = replay_on_io({*found}, now);
-    if (!replayed.ok()) result = replayed.status();
+    result = replayed.ok() ? Status() : replayed.status();
   });
   return result;
 }
 
 Result<uint64_t> AmqpDeadLetters::replay_all(WallMs now) {
-  Result<uint64_t> result = uint64_t{0};
+  Result<uint64_t> result = not_run();
   session_.run([&] {
     auto snapshot = read_on_io();
     result = snapshot.ok() ? replay_on_io(snapshot->entries, now) : Result<uint64_t>(snapshot.status());
@@ -178,14 +185,17 @@ Result<uint64_t> AmqpDeadLetters::replay_all(WallMs now) {
 }
 
 Result<uint64_t> AmqpDeadLetters::purge() {
-  Result<uint64_t> result = uint64_t{0};
+  Result<uint64_t> result = not_run();
   session_.run([&] {
     auto snapshot = read_on_io();
     if (!snapshot.ok()) {
       result = snapshot.status();
       return;
     }
-    if (snapshot->entries.empty()) return;
+    if (snapshot->entries.empty()) {
+      result = uint64_t{0};
+      return;
+    }
     Status marked = tombstone_on_io({}, snapshot->last_offset);
     if (!marked.ok()) {
       result = marked.with_context("purging dead letters");
@@ -211,7 +221,7 @@ std::vector<DeadLetterEntry> selected(const AmqpDeadLetters::Snapshot& snapshot,
 }  // namespace
 
 Result<uint64_t> AmqpDeadLetters::replay_selected(const std::vector<uint64_t>& seqs, WallMs now) {
-  Result<uint64_t> result = uint64_t{0};
+  Result<uint64_t> result = not_run();
   session_.run([&] {
     auto snapshot = read_on_io();
     result = snapshot.ok() ? replay_on_io(selected(*snapshot, seqs), now) : Result<uint64_t>(snapshot.status());
@@ -220,7 +230,7 @@ Result<uint64_t> AmqpDeadLetters::replay_selected(const std::vector<uint64_t>& s
 }
 
 Result<uint64_t> AmqpDeadLetters::purge_selected(const std::vector<uint64_t>& seqs) {
-  Result<uint64_t> result = uint64_t{0};
+  Result<uint64_t> result = not_run();
   session_.run([&] {
     auto snapshot = read_on_io();
     if (!snapshot.ok()) {
@@ -229,7 +239,10 @@ Result<uint64_t> AmqpDeadLetters::purge_selected(const std::vector<uint64_t>& se
     }
     std::vector<uint64_t> offsets;
     for (const DeadLetterEntry& e : selected(*snapshot, seqs)) offsets.push_back(e.seq);
-    if (offsets.empty()) return;
+    if (offsets.empty()) {
+      result = uint64_t{0};
+      return;
+    }
     Status marked = tombstone_on_io(offsets, 0);
     if (!marked.ok()) {
       result = marked.with_context("purging dead letters");
