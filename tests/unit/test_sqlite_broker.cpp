@@ -437,6 +437,40 @@ TEST_CASE("sqlite broker: a stale ack after recovery does not duplicate the retr
   CHECK(commit_ok(*other, Batch{{}, {}, {}, {ack(reclaimed[0].token)}, {}}).settled == 1);
 }
 
+TEST_CASE("sqlite broker: a late settle does not settle another task that got the same row seq", "[sqlite][broker]") {
+  // The row seq is handed out again once the newest row is gone: a worker
+  // whose lease lapsed, and which then claimed a new task under the old seq,
+  // deleted the new task's row with the old task's ack.
+  TempDir dir;
+  FakeClock clock;
+  const std::string db = dir.path() + "/ebats.db";
+  auto slow = open_ok(options_for(db, "host/ntask/demo"), clock);
+  auto other = open_ok(options_for(db, "host/ntask/other"), clock);
+  publish(*slow, {task("a", clock.wall_now())});
+  auto a = claim_ok(*slow, Lane::ntask, 1);
+  REQUIRE(a.size() == 1);
+  clock.advance(milliseconds(kLeaseMs + 1));  // its lease lapses unnoticed
+  REQUIRE(other->recover_expired(Lane::ntask, "demo").ok());
+  auto again = claim_ok(*other, Lane::ntask, 1);
+  REQUIRE(again.size() == 1);
+  Settle done = ack(again[0].token);
+  done.id = again[0].id;
+  REQUIRE(commit_ok(*other, Batch{{}, {}, {}, {done}, {}}).settled == 1);  // the table is empty now
+  publish(*slow, {task("b", clock.wall_now())});
+  auto b = claim_ok(*slow, Lane::ntask, 1);
+  REQUIRE(b.size() == 1);
+  REQUIRE(b[0].token == a[0].token);  // the same seq, another task
+  Settle late = ack(a[0].token);
+  late.id = a[0].id;
+  const CommitReport report = commit_ok(*slow, Batch{{}, {}, {}, {late}, {}});
+  CHECK(report.settled == 0);
+  CHECK(report.stale == 1);
+  CHECK(depth_of(*slow, "demo").leased == 1);  // b is still there, leased
+  Settle mine = ack(b[0].token);
+  mine.id = b[0].id;
+  CHECK(commit_ok(*slow, Batch{{}, {}, {}, {mine}, {}}).settled == 1);
+}
+
 TEST_CASE("sqlite broker: a restarted worker recovers its previous incarnation's leases", "[sqlite][broker]") {
   TempDir dir;
   FakeClock clock;

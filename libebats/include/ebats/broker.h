@@ -94,6 +94,11 @@ struct DeadLetter {
 struct Settle {
   enum class Kind : uint8_t { ack, release } kind = Kind::ack;  // release: back to ready, attempt unchanged
   uint64_t token = 0;
+  // The delivery's id (Delivery::id). SQLite checks it with the token, whose
+  // row seq it hands out again once the newest row is gone: a late settle then
+  // finds another task under its seq, and must not settle it. Empty: the
+  // token alone (RabbitMQ's tokens are never reused).
+  std::string id;
   std::vector<OutMsg> then_publish;      // a retry (one message) or a fan-out (one per registration)
   std::optional<DeadLetter> then_dead;
 };

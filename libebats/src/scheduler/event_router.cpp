@@ -53,6 +53,7 @@ Batch route_events(const std::vector<Delivery>& events, const Config& config, Wa
     Settle settle;
     settle.kind = Settle::Kind::ack;
     settle.token = d.token;
+    settle.id = d.id;
     DecodeResult r = decode_envelope(d.body, config.max_message_bytes);
     if (!r.ok() || r.envelope.kind != EnvelopeKind::event) {
       const std::string reason = r.ok() ? "invalid" : decode_error_reason(r.error);

@@ -132,6 +132,7 @@ Batch route_source_messages(const SourceConfig& source, const std::vector<Delive
     Settle settle;
     settle.kind = Settle::Kind::ack;
     settle.token = d.token;
+    settle.id = d.id;
     Params p = params_of(source, d, config.max_message_bytes);
     if (p.reason.empty()) {
       OutMsg m = message_for(source, d, std::move(p.text), config, now);

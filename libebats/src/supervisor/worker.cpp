@@ -923,6 +923,7 @@ void Worker::Impl::complete(const Job& job, const AttemptFacts& in, WallMs start
   Settle settle;
   settle.kind = Settle::Kind::ack;
   settle.token = job.delivery.token;
+  settle.id = job.delivery.id;
   if (step.action != NextStep::Action::ack) {
     Envelope next = env;
     HistoryEntry h;
@@ -990,6 +991,7 @@ void Worker::Impl::release(const Job& job, const std::string& why, int64_t pid) 
   Settle s;
   s.kind = Settle::Kind::release;
   s.token = job.delivery.token;
+  s.id = job.delivery.id;
   pending_.batch.settle.push_back(std::move(s));
 }
 
@@ -1015,6 +1017,7 @@ void Worker::Impl::dead_letter_delivery(const Delivery& d, const std::string& re
              {{"task", d.name}, {"id", d.id}, {"topic", d.topic}, {"reason", dl.reason}, {"error", dl.error}});
   Settle s;
   s.token = d.token;
+  s.id = d.id;
   s.then_dead = std::move(dl);
   if (pending_.completions == 0) pending_.oldest = clock_.steady_now();
   pending_.completions++;

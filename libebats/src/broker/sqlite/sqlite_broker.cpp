@@ -46,21 +46,26 @@ const std::string kSelectEvents =
     "SELECT seq, id, name, created_at, body FROM events WHERE state = 'ready' ORDER BY seq LIMIT ?1";
 // The statements that take a task row out of 'ready' or put one back return
 // its topic and lane, for the queue counts (sqlite_counts.h).
-const std::string kAckUnleasedTask = "DELETE FROM tasks WHERE seq = ?1 AND state = 'ready' RETURNING topic, lane";
-const std::string kAckUnleasedEvent = "DELETE FROM events WHERE seq = ?1 AND state = 'ready'";
+// ?4 is the settle's id (Settle::id): a row seq is handed out again once the
+// newest row is deleted, so the seq alone may name another task or event by
+// the time a late settle comes.
+const std::string kSameId = " AND (?4 = '' OR id = ?4)";
+const std::string kAckUnleasedTask =
+    "DELETE FROM tasks WHERE seq = ?1 AND state = 'ready'" + kSameId + " RETURNING topic, lane";
+const std::string kAckUnleasedEvent = "DELETE FROM events WHERE seq = ?1 AND state = 'ready'" + kSameId;
 const std::string kNextDueTask =
     "SELECT due_at FROM tasks WHERE state = 'ready' AND topic = ?1 AND lane = ?2 ORDER BY due_at LIMIT 1";
 const std::string kNextDueEvent = "SELECT created_at FROM events WHERE state = 'ready' ORDER BY seq LIMIT 1";
 
 // --- settle / extend -----------------------------------------------------
-const std::string kAckTask = "DELETE FROM tasks WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2";
+const std::string kAckTask = "DELETE FROM tasks WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2" + kSameId;
 const std::string kReleaseTask =
     "UPDATE tasks SET state = 'ready', lease_owner = NULL, lease_until = NULL, updated_at = ?3 "
-    "WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2 RETURNING topic, lane";
-const std::string kAckEvent = "DELETE FROM events WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2";
+    "WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2" + kSameId + " RETURNING topic, lane";
+const std::string kAckEvent = "DELETE FROM events WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2" + kSameId;
 const std::string kReleaseEvent =
     "UPDATE events SET state = 'ready', lease_owner = NULL, lease_until = NULL "
-    "WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2";
+    "WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2" + kSameId;
 const std::string kExtendTask =
     "UPDATE tasks SET lease_until = ?3 WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2";
 const std::string kExtendEvent =
@@ -430,6 +435,7 @@ Result<bool> SqliteBroker::apply_settle(const Settle& settle, WallMs now, Claim 
   use.bind(1, row_of(settle.token));
   if (claim == Claim::leased) use.bind_text(2, owner_);
   if (claim == Claim::leased && !event && !ack) use.bind(3, now);
+  use.bind_text(4, settle.id);
   // An unleased ack takes a row out of 'ready', a release puts one back.
   const bool ready_changes = claim == Claim::unleased || !ack;
   const int64_t delta = claim == Claim::unleased ? -1 : 1;
