@@ -59,6 +59,17 @@ OutMsg task_for(const std::string& topic, const std::string& id, WallMs due_at, 
   return m;
 }
 
+// A socket file nobody listens on, as a killed daemon leaves: bound, then closed.
+void leave_dead_socket(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+  REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0);
+  ::close(fd);
+}
+
 }  // namespace
 
 TEST_CASE("sqlite wake: a commit wakes the daemons of its lane and topic, and no other", "[sqlite][wake]") {
@@ -189,17 +200,8 @@ TEST_CASE("sqlite wake: a daemon's names go with it, and a dead one's leftover i
   }
   CHECK_FALSE(std::filesystem::exists(folder + "/ntask.demo." + std::to_string(::getpid())));
 
-  // A socket file nobody listens on (its daemon was killed): bound, then closed.
   const std::string leftover = folder + "/ntask.demo.999999999";
-  {
-    const int fd = ::socket(AF_UNIX, SOCK_DGRAM, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::strncpy(address.sun_path, leftover.c_str(), sizeof address.sun_path - 1);
-    REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0);
-    ::close(fd);
-  }
+  leave_dead_socket(leftover);
   REQUIRE(std::filesystem::exists(leftover));
   test::publish(*publisher, {task_for("demo", "t1", clock.wall_now())});
   CHECK_FALSE(std::filesystem::exists(leftover));
@@ -251,16 +253,7 @@ TEST_CASE("sqlite wake: clearing a dead daemon's leftover leaves the live daemon
   const std::string folder = db + ".wake";
   const std::string live = folder + "/ntask.demo." + std::to_string(::getpid());
   REQUIRE(std::filesystem::exists(live));
-  for (int i = 0; i < 8; ++i) {
-    const std::string leftover = folder + "/ntask.demo." + std::to_string(999999990 + i);
-    const int fd = ::socket(AF_UNIX, SOCK_DGRAM, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::strncpy(address.sun_path, leftover.c_str(), sizeof address.sun_path - 1);
-    REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0);
-    ::close(fd);
-  }
+  for (int i = 0; i < 8; ++i) leave_dead_socket(folder + "/ntask.demo." + std::to_string(999999990 + i));
   test::publish(*publisher, {task_for("demo", "t1", clock.wall_now())});
   size_t left = 0;
   for (const auto& e : std::filesystem::directory_iterator(folder)) {
