@@ -503,6 +503,38 @@ TEST_CASE("sqlite broker: a restarted worker recovers its previous incarnation's
   CHECK(dead->front().letter.reason == "lease expired");
 }
 
+TEST_CASE("sqlite broker: a task claimed ahead keeps its due time when a restarted worker recovers it",
+          "[sqlite][broker]") {
+  // A dtask worker claims what comes due within one poll interval and holds
+  // it until then. Recovery made such a task due at once: a worker restarted
+  // within that interval after a crash ran it early.
+  TempDir dir;
+  FakeClock clock;
+  const std::string db = dir.path() + "/ebats.db";
+  const WallMs due = clock.wall_now() + 40;
+  auto before = open_ok(options_for(db, "host/dtask/demo"), clock);
+  publish(*before, {task("soon", due, Lane::dtask)});
+  auto ahead = before->claim_ahead(Lane::dtask, "demo", 10, 50);
+  REQUIRE(ahead.ok());
+  REQUIRE(ids_of(*ahead) == std::vector<std::string>{"soon"});
+  before.reset();  // crashed before it came due
+
+  auto after = open_ok(options_for(db, "host/dtask/demo"), clock);
+  auto recovered = after->recover_previous_incarnation(Lane::dtask, "demo");
+  REQUIRE(recovered.ok());
+  REQUIRE(*recovered == 1);
+  CHECK(claim_ok(*after, Lane::dtask, 10).empty());  // not due yet
+  auto next = after->next_due(Lane::dtask, "demo");
+  REQUIRE(next.ok());
+  REQUIRE(next->has_value());
+  CHECK(**next == due);
+  clock.advance(milliseconds(40));
+  auto again = claim_ok(*after, Lane::dtask, 10);
+  REQUIRE(ids_of(again) == std::vector<std::string>{"soon"});
+  CHECK(again[0].due_at == due);
+  CHECK(again[0].attempt == 1);
+}
+
 TEST_CASE("sqlite broker: a restarted worker leaves the leases of a running worker of its topic alone",
           "[sqlite][broker]") {
   // Two workers of one topic and lane on one host share the owner prefix: the

@@ -88,7 +88,10 @@ struct RecoverySql {
   std::string probe;
   std::string dead;    // exhausted rows → dead_letters
   std::string remove;  // exhausted rows go
-  std::string retry;   // the rest → ready, due now, attempt + 1
+  // The rest → ready, attempt + 1, due now, or still at their due time when
+  // that is ahead (a dtask worker claims up to one poll interval early and
+  // holds the task: never early, also after its crash).
+  std::string retry;
 };
 
 RecoverySql task_recovery_sql(const std::string& where, const char* error_text) {
@@ -100,8 +103,8 @@ RecoverySql task_recovery_sql(const std::string& where, const char* error_text) 
           std::string(error_text) + ", attempt + 1, body, created_at, ?3 FROM tasks WHERE " + exhausted +
           " ORDER BY seq",
       "DELETE FROM tasks WHERE " + exhausted,
-      "UPDATE tasks SET state = 'ready', lease_owner = NULL, lease_until = NULL, due_at = ?3, attempt = attempt + 1, "
-      "last_error = 'lease expired', updated_at = ?3 WHERE " +
+      "UPDATE tasks SET state = 'ready', lease_owner = NULL, lease_until = NULL, due_at = MAX(due_at, ?3), "
+      "attempt = attempt + 1, last_error = 'lease expired', updated_at = ?3 WHERE " +
           where};
 }
 
