@@ -227,6 +227,66 @@ def scenarios(build: Path) -> None:
             " Task.create sharing the default publisher")
 
 
+FORK_SCRIPT = r"""
+import json, os, sys, time
+import ebats
+
+before = ebats.Task.create("demo", "orderAsync", {"order_id": "F0"})  # opens the default publisher
+own = ebats.Publisher()
+batch = own.batch()
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    out = {"child": ebats.Task.create("demo", "orderAsync", {"order_id": "F1"})}  # its own default publisher
+    for name, call in (("own", lambda: own.publish("order_paied", {"order_id": "X"})),
+                       ("batch", lambda: batch.add_event("order_paied", {"order_id": "X"}))):
+        try:
+            call()
+            out[name] = "no exception"
+        except ebats.ClosedError as e:
+            out[name] = str(e)
+    os.write(w, json.dumps(out).encode())
+    os.close(w)
+    sys.exit(0)  # a normal exit runs the finalizers: closing the parent's copies hung here
+os.close(w)
+deadline = time.monotonic() + 30
+while True:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    if time.monotonic() > deadline:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        print(json.dumps({"hung": True}))
+        sys.exit(1)
+    time.sleep(0.05)
+child = json.loads(os.read(r, 65536) or b"{}")
+after = ebats.Task.create("demo", "orderAsync", {"order_id": "F2"})  # the parent's connections still work
+own_after = own.create_task("demo", "orderAsync", {"order_id": "F3"})
+batch.close()
+own.close()
+print(json.dumps(dict(child, before=before, after=after, own_after=own_after, status=status)))
+"""
+
+
+def fork_check(build: Path, scratch: Path, env: Dict[str, str]) -> None:
+    (scratch / "fork.py").write_text(FORK_SCRIPT)
+    with harness.Daemons(build) as d:
+        env = dict(daemon_env(d, env), PYTHONPATH=env["TARGET"])
+        out = json.loads(run(["/usr/bin/python3", str(scratch / "fork.py")], scratch, env))
+        assert out["status"] == 0, out
+        for name in ("own", "batch"):
+            assert "before a fork()" in out[name] and "open a new Publisher" in out[name], out
+        ids = [out["before"], out["child"], out["after"], out["own_after"]]
+        results = wait_for(d, ids)
+        for tid, order in zip(ids, ("F0", "F1", "F2", "F3")):
+            check_ok(results[tid], "orderAsync", {"order_id": order})
+    log("ok fork: after fork() the child publishes through its own default publisher and exits normally (the"
+        " parent's handles are forgotten, not closed); the parent's own Publisher and batch refuse the child"
+        " with ClosedError; the parent's default and own publishers keep working")
+
+
 # ---- 3. bad input ----
 
 def bad_input(build: Path) -> None:
@@ -440,6 +500,7 @@ def main() -> int:
     try:
         env = install(source, scratch, page)
         scenarios(build)
+        fork_check(build, scratch, env)
         bad_input(build)
         sqlite_envelopes(build, source)
         examples(build, scratch, env, page)

@@ -1,6 +1,7 @@
 """Batch: many events and tasks published by one commit."""
 from __future__ import annotations
 
+import os
 import weakref
 from types import TracebackType
 from typing import Any, Mapping, Optional, Type
@@ -30,6 +31,10 @@ class Batch:
     def _open_handle(self) -> int:
         if self._handle is None:
             raise ClosedError("the batch is closed (its with block ended, or its publisher was closed)")
+        opener = getattr(self._owner, "opened_by", os.getpid())
+        if opener != os.getpid():
+            raise ClosedError(f"the batch belongs to a publisher opened by process {opener} before a fork();"
+                              " open a new Publisher in this process")
         return self._handle
 
     def add_event(self, event: str, params: Optional[Mapping[str, Any]] = None, *, id: Optional[str] = None,

@@ -2,9 +2,11 @@
 
 The default publisher is the module's only global state: opened on first use from configure()'s arguments,
 else $EBATS_CONFIG / $EBATS_LIBRARY, else the defaults. A lock serialises its use, so threads may share it.
+A child made by fork() opens its own on first use (the parent's stays the parent's).
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Mapping, Optional, Tuple
 
@@ -15,6 +17,15 @@ from .publisher import Publisher
 _lock = threading.RLock()
 _settings: Tuple[Optional[PathArg], Optional[PathArg]] = (None, None)  # configure()'s config, library
 _publisher: Optional[Publisher] = None
+
+
+def _after_fork_in_child() -> None:
+    """A lock held by another thread of the parent at fork() would stay held in the child for good."""
+    global _lock
+    _lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def configure(config: Optional[PathArg] = None, library: Optional[PathArg] = None) -> None:
@@ -31,8 +42,8 @@ def _default_publisher() -> Publisher:
     """The default publisher, opened now if it is not yet (ConfigError, LibraryError)."""
     global _publisher
     with _lock:
-        if _publisher is None or _publisher.closed:
-            _publisher = Publisher(*_settings)
+        if _publisher is None or _publisher.closed or _publisher.opened_by != os.getpid():
+            _publisher = Publisher(*_settings)  # after fork(): the parent's is forgotten, not closed
         return _publisher
 
 

@@ -19,10 +19,20 @@ def config_path(config: Optional[PathArg] = None) -> str:
     return os.fspath(config or os.environ.get("EBATS_CONFIG") or DEFAULT_CONFIG)
 
 
+def _close_in_opener(close: Any, handle: int, pid: int) -> None:
+    """The finalizer of a publisher's handle: closes it in the process that opened it. A child made by fork()
+    only forgets its copy: closing it would wait for the parent's threads, which the child does not have
+    (it hung at exit), and would shut the parent's connection down from the child."""
+    if os.getpid() == pid:
+        close(handle)
+
+
 class Publisher:
     """Publishes events and creates tasks; each call returns once the message is durable.
 
     Not thread-safe: use one Publisher per thread. Close it (or use `with`) to free the connection.
+    Not shared across fork(): a child opens its own (the default publisher does so by itself); the parent's,
+    used in the child, raises ClosedError.
     """
 
     def __init__(self, config: Optional[PathArg] = None, library: Optional[PathArg] = None) -> None:
@@ -32,8 +42,10 @@ class Publisher:
         self.config = config_path(config)
         handle = self._native.open_publisher(_encode.name(self.config, "config path"))
         self._handle: Optional[int] = handle
+        self._pid = os.getpid()
         self._batches: "weakref.WeakSet[Batch]" = weakref.WeakSet()
-        self._finalizer = weakref.finalize(self, self._native.lib.ebats_publisher_close, handle)
+        self._finalizer = weakref.finalize(self, _close_in_opener, self._native.lib.ebats_publisher_close, handle,
+                                           self._pid)
 
     @property
     def library_version(self) -> str:
@@ -43,6 +55,11 @@ class Publisher:
     @property
     def closed(self) -> bool:
         return self._handle is None
+
+    @property
+    def opened_by(self) -> int:
+        """The id of the process that opened it: the only one that may use it."""
+        return self._pid
 
     def close(self) -> None:
         """Drops the batches not committed and closes the connection; closing twice is fine."""
@@ -61,6 +78,9 @@ class Publisher:
     def _open_handle(self) -> int:
         if self._handle is None:
             raise ClosedError(f"the publisher of '{self.config}' is closed")
+        if os.getpid() != self._pid:
+            raise ClosedError(f"the publisher of '{self.config}' was opened by process {self._pid} before a fork();"
+                              " open a new Publisher in this process")
         return self._handle
 
     def publish(self, event: str, params: Optional[Mapping[str, Any]] = None, *, id: Optional[str] = None,
