@@ -38,6 +38,23 @@ def wire_examples(source: Path) -> list[dict]:
     return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
 
 
+def task_ids_follow_section_3(source: Path, examples: list[dict]) -> int:
+    """Every task example made from an event (it names its parent) has the id that the Python sample of
+    WIRE.md §3 computes, run here as the page shows it. Returns how many were checked."""
+    text = (source / "docs" / "WIRE.md").read_text()
+    samples = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "def task_id" in b]
+    assert len(samples) == 1, "docs/WIRE.md §3 lost its Python task_id sample"
+    scope: dict = {}
+    exec(samples[0], scope)
+    checked = 0
+    for e in examples:
+        if e.get("kind") == "task" and "parent" in e and "event" in e:
+            want = scope["task_id"](e["parent"], e["event"], e["task"], e["topic"])
+            assert e["id"] == want, f"docs/WIRE.md: the task example's id {e['id']} is not its §3 id {want}"
+            checked += 1
+    return checked
+
+
 def written_by_libebats(build: Path) -> list[dict]:
     with Daemons(build, start=False) as d:
         d.ctl("publish", "order_paied", '{"order_id":"FB138020392193312","warehouse_busy":true}',
@@ -101,6 +118,9 @@ def main() -> int:
     assert len(examples) >= 2, "docs/WIRE.md lost its json examples"
     validate_envelopes(examples, args.source)
     print(f"{len(examples)} examples of docs/WIRE.md validate")
+    checked = task_ids_follow_section_3(args.source, examples)
+    assert checked >= 1, "docs/WIRE.md has no task example made from an event"
+    print(f"{checked} task example(s) of docs/WIRE.md carry the id that §3 computes")
 
     written = written_by_libebats(args.build)
     validate_envelopes(written, args.source)
