@@ -139,6 +139,28 @@ TEST_CASE("sources: each upstream message becomes a task with the body as its pa
   CHECK(is_valid_uuid(empty.envelope.id));
 }
 
+TEST_CASE("sources: a message id that is a UUID in capitals gives the same stable task id", "[sources]") {
+  // UUID text is case-insensitive (RFC 9562); some upstream systems write
+  // capitals. Such an id made a new task id per delivery, so a message
+  // redelivered after a crash became a second, different task.
+  const ConfigLoad l = load(kAmqpHead + kArticleSource);
+  INFO(l.error_text());
+  REQUIRE(l.config != nullptr);
+  const SourceConfig& source = l.config->sources.at("shzf_order_paied");
+  Delivery upper = message(R"({"order_id":1})");
+  upper.id = "0B7E4A52-9C1F-4D7E-8A34-2F6C1D9E0A11";
+  SourceSummary first, again;
+  const Batch a = route_source_messages(source, {upper}, *l.config, 1'000'000, &first);
+  const Batch b = route_source_messages(source, {upper}, *l.config, 2'000'000, &again);
+  REQUIRE(a.settle.size() == 1);
+  REQUIRE(b.settle.size() == 1);
+  REQUIRE(a.settle[0].then_publish.size() == 1);
+  REQUIRE(b.settle[0].then_publish.size() == 1);
+  CHECK(a.settle[0].then_publish[0].id ==
+        task_uuid("0b7e4a52-9c1f-4d7e-8a34-2f6c1d9e0a11", "shzf_order_paied", "orderAsync", "demo"));
+  CHECK(b.settle[0].then_publish[0].id == a.settle[0].then_publish[0].id);
+}
+
 TEST_CASE("sources: a body that cannot be params is dead-lettered with the reason and its raw bytes",
           "[sources]") {
   const ConfigLoad l = load(kAmqpHead + "limits: {max_message_bytes: 1KiB}\n" + kArticleSource +

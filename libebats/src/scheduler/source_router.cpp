@@ -76,13 +76,19 @@ Params params_of(const SourceConfig& source, const Delivery& d, uint64_t max_byt
 
 OutMsg message_for(const SourceConfig& source, const Delivery& d, std::string params, const Config& config,
                    WallMs now) {
-  const bool uuid_id = is_valid_uuid(d.id);
+  // UUID text is case-insensitive (RFC 9562): an upstream id in capitals
+  // names the same message, so it gives the same stable id.
+  std::string upstream_id = d.id;
+  for (char& c : upstream_id) {
+    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+  }
+  const bool uuid_id = is_valid_uuid(upstream_id);
   Envelope e;
   e.created_at = now;
   e.params = std::move(params);
   if (!source.event.empty()) {
     e.kind = EnvelopeKind::event;
-    e.id = uuid_id ? d.id : new_uuid_v7(now);
+    e.id = uuid_id ? upstream_id : new_uuid_v7(now);
     e.event = source.event;
     OutMsg m;
     m.lane = Lane::events;
@@ -93,7 +99,7 @@ OutMsg message_for(const SourceConfig& source, const Delivery& d, std::string pa
     return m;
   }
   e.kind = EnvelopeKind::task;
-  e.id = uuid_id ? task_uuid(d.id, source.name, source.task, source.topic) : new_uuid_v7(now);
+  e.id = uuid_id ? task_uuid(upstream_id, source.name, source.task, source.topic) : new_uuid_v7(now);
   e.task = source.task;
   e.topic = source.topic;
   e.due_at = now;
