@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
+#include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -350,6 +352,75 @@ TEST_CASE("amqp session: early arrivals that come while others go round the dela
   }
   CHECK(in_levels == 600);
   CHECK(claim_until(*broker, Lane::dtask, "t", 1, milliseconds(100)).empty());
+}
+
+TEST_CASE("amqp session: tasks left unclaimed too long go back to their queue with their attempt unchanged",
+          "[amqp-broker]") {
+  REQUIRE_AMQP_PASS();
+  // A worker is delivered up to its prefetch and takes only what its
+  // children can start: with slow tasks the rest waited unacknowledged until
+  // RabbitMQ's consumer_timeout closed the channel, and each came back with a
+  // delivery counted, an attempt lost without a run (dead-lettered as
+  // "worker lost" after a few rounds).
+  Node n;
+  BrokerOptions o = test::test_broker_options("", n.prefix);
+  o.amqp_max_unclaimed_ms = 300;
+  std::mutex events_mutex;
+  std::vector<std::string> warnings;
+  o.on_event = [&](const BrokerEvent& e) {
+    std::lock_guard<std::mutex> lock(events_mutex);
+    if (e.level == BrokerEvent::Level::warn) warnings.push_back(e.message);
+  };
+  auto opened = open_broker(o, n.clock);
+  REQUIRE(opened.ok());
+  auto broker = std::move(opened).value();
+  REQUIRE(broker->setup({"slow"}).ok());
+  std::vector<OutMsg> tasks;
+  for (int i = 0; i < 6; ++i) tasks.push_back(n.task("slow", n.clock.wall_now()));
+  publish(*broker, tasks);
+  REQUIRE(broker->subscribe(Lane::ntask, "slow", 10).ok());
+  const auto running = claim_until(*broker, Lane::ntask, "slow", 2);  // the children's share
+  REQUIRE(running.size() == 2);
+  // The other four go back and come in again (this is the only consumer).
+  auto sent_back = [&] {
+    std::lock_guard<std::mutex> lock(events_mutex);
+    for (const std::string& w : warnings) {
+      if (w.find("waited unclaimed") != std::string::npos) return true;
+    }
+    return false;
+  };
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!sent_back() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(milliseconds(20));
+  REQUIRE(sent_back());
+  {
+    std::lock_guard<std::mutex> lock(events_mutex);
+    CHECK_THAT(warnings.front(), Catch::Contains("tasks waited unclaimed in this worker for over 300ms") &&
+                                     Catch::Contains("workers.<topic>.prefetch"));
+  }
+  auto rest = claim_until(*broker, Lane::ntask, "slow", 4);
+  REQUIRE(rest.size() == 4);
+  std::set<std::string> ids;
+  for (const Delivery& d : running) ids.insert(d.id);
+  for (const Delivery& d : rest) {
+    ids.insert(d.id);
+    CHECK(d.attempt == 0);       // no attempt counted for the wait
+    CHECK(d.redeliveries == 0);  // published again, not redelivered
+  }
+  CHECK(ids.size() == 6);
+  // The two taken before are still this worker's to settle.
+  for (const Delivery& d : running) CHECK(broker->alive(d.token));
+  Batch done;
+  std::vector<Delivery> all(running.begin(), running.end());
+  all.insert(all.end(), rest.begin(), rest.end());
+  for (const Delivery& d : all) {
+    Settle s;
+    s.token = d.token;
+    s.id = d.id;
+    done.settle.push_back(s);
+  }
+  auto committed = broker->commit(done);
+  REQUIRE(committed.ok());
+  CHECK(committed->settled == 6);
 }
 
 TEST_CASE("amqp connection: declares go in one round trip, and a refusal names the object refused", "[amqp-broker]") {

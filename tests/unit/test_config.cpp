@@ -583,6 +583,28 @@ TEST_CASE("AMQP settings that cannot work are errors", "[config][amqp]") {
         "t.yaml:5:43: error: events.e[0]: timeout + kill_after (1m5s) must stay below broker.amqp.consumer_timeout "
         "(1m), RabbitMQ's consumer_timeout, or RabbitMQ closes the channel of a long task and every task it holds "
         "runs again; shorten the timeout or raise consumer_timeout in rabbitmq.conf and here");
+  // A delayed task waits in its worker for up to 1.5 x delay_unit before it is
+  // due: that wait and the longest task must fit in consumer_timeout too.
+  const std::string held_too_long = only_error(amqp + "  amqp: {delay_unit: 1h}\nplugins: {dir: /p}\n");
+  CHECK_THAT(held_too_long, Catch::StartsWith("t.yaml:3:") &&
+                                Catch::Contains("broker.amqp.delay_unit: a delayed task waits in its worker for up to "
+                                                "1.5 x delay_unit (1h30m) before it is due, then runs for up to the "
+                                                "longest timeout + kill_after (1m5s); together they must stay below "
+                                                "broker.amqp.consumer_timeout (30m)"));
+  {
+    const ConfigLoad fits = load(amqp + "  amqp: {delay_unit: 10m}\nplugins: {dir: /p}\n");
+    INFO(fits.error_text());
+    REQUIRE(fits.config);
+    CHECK(fits.config->longest_task_ms() == 65'000);
+    CHECK(fits.config->amqp_max_unclaimed_ms() == (1'800'000 - 900'000 - 65'000) / 2);
+  }
+  {
+    const ConfigLoad l = load(amqp + "plugins: {dir: /p}\nevents: {e: [{task: a, topic: t, timeout: 10m}]}\n"
+                                     "workers: {t: {timeout: 10s, kill_after: 2s}, u: {timeout: 20s}}\n");
+    INFO(l.error_text());
+    REQUIRE(l.config);
+    CHECK(l.config->longest_task_ms() == 602'000);  // the registration's own timeout + its topic's kill_after
+  }
   // The same timeouts are fine on SQLite, and AMQP keys there only draw a warning.
   const ConfigLoad l = load("broker: {url: \"sqlite:///x.db\", amqp: {heartbeat: 5s}}\nplugins: {dir: /p}\n"
                             "workers:\n  demo: {timeout: 30m}\n");

@@ -299,6 +299,12 @@ struct BrokerOptions {
   // their bodies reach this many bytes (always at least one), so a batch of
   // large messages does not take max x limits.max_message_bytes of memory.
   uint64_t read_budget_bytes = uint64_t{64} << 20;
+  // AMQP: a task delivery left unclaimed this long (more were delivered than
+  // the worker's children can start) is published to its queue again and
+  // acknowledged, before RabbitMQ's consumer_timeout closes the channel and
+  // counts an attempt against every delivery it held; 0 = never
+  // (Config::amqp_max_unclaimed_ms()).
+  int64_t amqp_max_unclaimed_ms = 0;
 };
 
 // The options of the broker `config` names, for a process known as `owner`

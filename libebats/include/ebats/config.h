@@ -142,6 +142,18 @@ struct EBATS_EXPORT Config {
   std::vector<std::string> topics() const;
   // Registrations of an event, or nullptr when the event is not registered.
   const std::vector<Registration>* registrations(const std::string& event) const;
+  // The longest a task may run before its worker kills it: timeout +
+  // kill_after, over every topic's worker settings (the defaults for a topic
+  // without a workers entry, and for tasks enqueued to any other topic) and
+  // every registration's own timeout.
+  int64_t longest_task_ms() const;
+  // RabbitMQ: how long a task delivery may wait unclaimed in a worker (more
+  // were delivered than its children can start) before it goes back to its
+  // queue. RabbitMQ closes the channel of a delivery unacknowledged for
+  // consumer_timeout; waiting there, then held until due (up to 1.5 x
+  // delay_unit) and running for the longest task must stay within it. Half
+  // of what the other two leave of it, at least 1 s.
+  int64_t amqp_max_unclaimed_ms() const;
 };
 
 struct ConfigLoad {

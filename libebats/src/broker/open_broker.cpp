@@ -15,6 +15,7 @@ BrokerOptions broker_options(const Config& config, std::string owner) {
   bo.password_file = config.broker_password_file;
   bo.sources = config.sources;
   bo.max_message_bytes = config.max_message_bytes;
+  if (config.is_amqp()) bo.amqp_max_unclaimed_ms = config.amqp_max_unclaimed_ms();
   bo.owner = std::move(owner);
   return bo;
 }

@@ -1,6 +1,7 @@
 // The plain methods of Config, Diagnostic and ConfigLoad (loading is in config_loader.cpp).
 #include "ebats/config.h"
 
+#include <algorithm>
 #include <set>
 
 namespace ebats {
@@ -46,6 +47,26 @@ std::vector<std::string> Config::topics() const {
     if (!source.topic.empty()) names.insert(source.topic);
   }
   return {names.begin(), names.end()};
+}
+
+int64_t Config::longest_task_ms() const {
+  const WorkerConfig fallback = worker("");  // the defaults
+  int64_t longest = fallback.timeout_ms + fallback.kill_after_ms;
+  for (const std::string& topic : topics()) {
+    const WorkerConfig w = worker(topic);
+    longest = std::max(longest, w.timeout_ms + w.kill_after_ms);
+  }
+  for (const auto& [event, registrations] : events) {
+    for (const Registration& r : registrations) {
+      if (r.timeout_ms > 0) longest = std::max(longest, r.timeout_ms + worker(r.topic).kill_after_ms);
+    }
+  }
+  return longest;
+}
+
+int64_t Config::amqp_max_unclaimed_ms() const {
+  const int64_t hold = amqp.delay_unit_ms + amqp.delay_unit_ms / 2;  // as the topology's hold_ms()
+  return std::max<int64_t>(1'000, (amqp.consumer_timeout_ms - hold - longest_task_ms()) / 2);
 }
 
 const std::vector<Registration>* Config::registrations(const std::string& event) const {

@@ -88,6 +88,7 @@ class ConfigParser {
     if (const Field* f = top.find("events")) parse_events(*f, config);
     if (const Field* f = top.find("sources")) parse_sources(*f, config);
     if (const Field* f = top.find("metrics")) parse_metrics(*f, config);
+    check_delayed_hold(root.Mark(), config);
   }
 
  private:
@@ -220,6 +221,9 @@ class ConfigParser {
       if (auto v = read_integer(*levels, 1, kMaxDelayLevels, d_)) amqp.delay_levels = static_cast<uint32_t>(*v);
     }
     read_duration_into(fields, "delay_unit", 1, amqp.delay_unit_ms);
+    for (const char* key : {"delay_unit", "consumer_timeout"}) {
+      if (const Field* given = fields.find(key); given != nullptr && !hold_mark_) hold_mark_ = given->mark();
+    }
     if (const Field* limit = fields.find("delivery_limit")) {
       if (auto v = read_integer(*limit, 0, kMaxDeliveryLimit, d_)) amqp.delivery_limit = static_cast<uint32_t>(*v);
     }
@@ -794,6 +798,25 @@ class ConfigParser {
                      "it holds runs again; shorten the timeout or raise consumer_timeout in rabbitmq.conf and here");
   }
 
+  // On RabbitMQ a delayed task comes to its worker up to 1.5 x delay_unit
+  // before it is due and waits there unacknowledged: that wait and the
+  // longest task together must stay below consumer_timeout too.
+  void check_delayed_hold(const YAML::Mark& root, const Config& config) {
+    if (!config.is_amqp()) return;
+    const int64_t hold = config.amqp.delay_unit_ms + config.amqp.delay_unit_ms / 2;
+    const int64_t longest = config.longest_task_ms();
+    if (longest >= config.amqp.consumer_timeout_ms || hold + longest < config.amqp.consumer_timeout_ms) return;
+    d_.error(hold_mark_.value_or(root),
+             "broker.amqp.delay_unit: a delayed task waits in its worker for up to 1.5 x delay_unit (" +
+                 format_duration(std::chrono::milliseconds(hold)) +
+                 ") before it is due, then runs for up to the longest timeout + kill_after (" +
+                 format_duration(std::chrono::milliseconds(longest)) +
+                 "); together they must stay below broker.amqp.consumer_timeout (" +
+                 format_duration(std::chrono::milliseconds(config.amqp.consumer_timeout_ms)) +
+                 "), or RabbitMQ closes the worker's channel and every task it holds is counted an attempt; lower "
+                 "delay_unit, or raise consumer_timeout in rabbitmq.conf and here");
+  }
+
   // Stores the required name `key` ("task" or "topic") of the registration
   // `item` into `out`. Returns false, with an error, when it is missing, not
   // a string or breaks `valid` (whose rule `rule` explains).
@@ -836,6 +859,7 @@ class ConfigParser {
 
   fs::path base_dir_;
   DiagnosticList& d_;
+  std::optional<YAML::Mark> hold_mark_;  // broker.amqp.delay_unit, else consumer_timeout, where given
 };
 
 fs::path absolute_path(const std::string& path) {

@@ -32,6 +32,7 @@ Result<std::unique_ptr<AmqpBroker>> AmqpBroker::open(const BrokerOptions& option
   so.config = options.amqp;
   so.sources = options.sources;
   so.max_message_bytes = options.max_message_bytes;
+  so.max_unclaimed_ms = options.amqp_max_unclaimed_ms;
   so.clock = &clock;
   so.on_event = options.on_event;
   auto session = AmqpSession::start(std::move(so));

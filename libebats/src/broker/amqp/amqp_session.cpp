@@ -8,8 +8,10 @@
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <unordered_set>
 
 #include "broker/amqp/amqp_messages.h"
+#include "ebats/duration.h"
 
 namespace ebats {
 namespace amqp {
@@ -206,6 +208,11 @@ void AmqpSession::loop() {
       for (Delivery& d : kept) early_.push_back(std::move(d));
       continue;
     }
+    if (connection_ && options_.max_unclaimed_ms > 0 && clock().steady_now() >= next_unclaimed_check_) {
+      next_unclaimed_check_ =
+          clock().steady_now() + milliseconds(std::clamp<int64_t>(options_.max_unclaimed_ms / 4, 10, 1000));
+      if (send_back_long_unclaimed()) continue;
+    }
     if (!connection_) {
       const SteadyTime now = clock().steady_now();
       if (now >= next_reconnect_ && reconnect()) continue;
@@ -216,6 +223,10 @@ void AmqpSession::loop() {
     }
     int wait = idle_wait;
     if (!early_.empty()) wait = static_cast<int>(std::clamp<int64_t>(ms_between(clock().steady_now(), early_retry_at_), 1, idle_wait));
+    if (options_.max_unclaimed_ms > 0) {
+      wait = std::min(wait, static_cast<int>(std::clamp<int64_t>(
+                                ms_between(clock().steady_now(), next_unclaimed_check_), 1, idle_wait)));
+    }
     if (!deferred_acks_.empty()) {
       const SteadyTime due = deferred_since_ + milliseconds(kDeferredAckMaxMs);
       if (clock().steady_now() >= due) {
@@ -345,6 +356,9 @@ void AmqpSession::on_delivery(Incoming& in) {
   copy.body = d.redeliveries > 0 ? with_attempt(in.body, d.attempt, options_.max_message_bytes) : std::move(in.body);
   held_[token] = std::move(copy);
   unacked_tags_.insert(in.delivery_tag);
+  if (options_.max_unclaimed_ms > 0 && (lane == Lane::ntask || lane == Lane::dtask)) {
+    arrivals_.emplace_back(token, last_received_);
+  }
   // The arrival guard: a task that comes earlier than the levels let it (a
   // delay beyond the levels, clock skew between hosts) goes back through the
   // delay levels instead of waiting in a worker's memory.
@@ -397,6 +411,46 @@ std::vector<Delivery> AmqpSession::send_back(std::vector<Delivery> deliveries, c
   return kept;
 }
 
+bool AmqpSession::send_back_long_unclaimed() {
+  const SteadyTime cutoff = clock().steady_now() - milliseconds(options_.max_unclaimed_ms);
+  // Settled, or of a closed channel: not held any more.
+  while (!arrivals_.empty() && (!alive(arrivals_.front().first) || held_.count(arrivals_.front().first) == 0)) {
+    arrivals_.pop_front();
+  }
+  if (arrivals_.empty() || arrivals_.front().second > cutoff) return false;
+  std::unordered_set<uint64_t> waited_long;  // those the worker may have taken meanwhile too
+  for (const auto& [token, at] : arrivals_) {
+    if (at > cutoff) break;
+    waited_long.insert(token);
+  }
+  std::vector<Delivery> unclaimed;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = deliveries_.begin(); it != deliveries_.end();) {
+      if (waited_long.count(it->token) != 0 && it->attempt < it->max_attempts) {
+        unclaimed.push_back(std::move(*it));
+        it = deliveries_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (deliveries_.empty()) clear_fd(deliveries_ready_.get());
+  }
+  if (unclaimed.empty()) return false;
+  const size_t taken = unclaimed.size();
+  std::vector<Delivery> kept = send_back(std::move(unclaimed), "waited unclaimed too long");
+  if (kept.size() < taken) {
+    report(BrokerEvent::Level::warn,
+           std::to_string(taken - kept.size()) + " tasks waited unclaimed in this worker for over " +
+               format_duration(milliseconds(options_.max_unclaimed_ms)) +
+               " (more were delivered than its children could start): sent back to their queue, so that RabbitMQ's "
+               "consumer_timeout does not close the channel and count an attempt against each; a smaller "
+               "workers.<topic>.prefetch keeps fewer waiting");
+  }
+  if (!kept.empty()) give_back(std::move(kept));  // tried again at the next check
+  return true;
+}
+
 void AmqpSession::shut_down() {
   if (connection_) {
     for (Subscription& s : subscriptions_) {
@@ -414,7 +468,13 @@ void AmqpSession::shut_down() {
     }
     // Put them back without the redelivery that closing the channel would
     // count against each as an attempt. What fails goes back when the
-    // connection closes, one attempt more.
+    // connection closes, one attempt more. Those whose redeliveries used up
+    // their attempts go back that way too: published again, they would carry
+    // attempt = max_attempts in the body, which reads as a forged count,
+    // while a redelivery is dead-lettered as "worker lost", which it is.
+    unclaimed.erase(std::remove_if(unclaimed.begin(), unclaimed.end(),
+                                   [](const Delivery& d) { return d.attempt >= d.max_attempts; }),
+                    unclaimed.end());
     if (connection_) send_back(std::move(unclaimed), "the process stops; RabbitMQ takes them back as it closes");
     flush_deferred_acks();
   }

@@ -50,6 +50,9 @@ struct SessionOptions {
   AmqpConfig config;
   std::map<std::string, SourceConfig> sources;  // the config's custom schedulers
   uint64_t max_message_bytes = uint64_t{1} << 20;
+  // A task delivery unclaimed this long goes back to its queue (0: never);
+  // see send_back_long_unclaimed().
+  int64_t max_unclaimed_ms = 0;
   const Clock* clock = nullptr;  // thread-safe (read on the I/O thread)
   std::function<void(const BrokerEvent&)> on_event;
 };
@@ -178,6 +181,12 @@ class AmqpSession {
   // delay levels, and on shutdown puts unclaimed deliveries back: published
   // again, then acknowledged. Returns those still held that could not be.
   std::vector<Delivery> send_back(std::vector<Delivery> deliveries, const char* why);
+  // Task deliveries that waited unclaimed longer than max_unclaimed_ms go
+  // back to their queues (send_back: published again with their attempt,
+  // then acknowledged), so that RabbitMQ's consumer_timeout does not close
+  // the channel and count an attempt against each. Those whose attempts are
+  // used up stay, for the worker to dead-letter. True if any went.
+  bool send_back_long_unclaimed();
   void shut_down();
   void report(BrokerEvent::Level level, const std::string& message) const;
   uint64_t token_of(uint64_t delivery_tag) const { return (uint64_t{epoch_.load()} << kTagBits) | delivery_tag; }
@@ -203,6 +212,10 @@ class AmqpSession {
   std::map<std::string, std::pair<Lane, std::string>> consumers_;  // consumer tag -> (lane, topic)
   uint64_t next_stream_ack_ = 0;
   std::vector<Delivery> early_;                 // arrived too early: back into the delay levels
+  // (token, when it came) of each task delivery, oldest first, while held;
+  // see send_back_long_unclaimed().
+  std::deque<std::pair<uint64_t, SteadyTime>> arrivals_;
+  SteadyTime next_unclaimed_check_{};
   SteadyTime early_retry_at_{};                 // when to try early_ again after a failed send-back
   std::vector<StreamEntry>* stream_sink_ = nullptr;
   bool blocked_ = false;
