@@ -621,6 +621,30 @@ TEST_CASE("conformance: unclaimed deliveries are put back without costing an att
   for (const Delivery& d : got) CHECK(d.attempt == 0);
 }
 
+TEST_CASE("conformance: depths of an idle broker have the events row and every topic asked about, at zero",
+          "[conformance]") {
+  // A monitor reads the events row and its topics' rows: SQLite left out
+  // whatever had no message (stats printed [] on a fresh database).
+  Fixture f;
+  auto broker = f.open();
+  REQUIRE(broker->setup({"demo", "other"}).ok());
+  auto depths = broker->depths({"demo", "other"});
+  INFO(depths.status().to_string());
+  REQUIRE(depths.ok());
+  const QueueDepth* events = row(*depths, QueueDepth::Row::events);
+  REQUIRE(events != nullptr);
+  CHECK(events->ready == 0);
+  CHECK(events->dead == 0);
+  for (const char* topic : {"demo", "other"}) {
+    const QueueDepth* t = row(*depths, QueueDepth::Row::topic, topic);
+    INFO(topic);
+    REQUIRE(t != nullptr);
+    CHECK(t->ready == 0);
+    CHECK(t->delayed == 0);
+    CHECK(t->dead == 0);
+  }
+}
+
 TEST_CASE("conformance: depths count what is ready, delayed and dead", "[conformance]") {
   Fixture f;
   auto broker = f.open();

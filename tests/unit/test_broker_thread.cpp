@@ -184,6 +184,7 @@ TEST_CASE("broker thread: destroying it runs every call posted so far", "[broker
   CHECK(ran == 50);
   auto depths = setup.broker->depths({});
   REQUIRE(depths.ok());
-  REQUIRE(depths->size() == 1);
-  CHECK(depths->front().ready == 50);
+  REQUIRE(depths->size() == 2);  // the events row, then the topic
+  CHECK(depths->front().row == QueueDepth::Row::events);
+  CHECK(depths->back().ready == 50);
 }

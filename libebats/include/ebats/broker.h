@@ -253,9 +253,10 @@ class EBATS_EXPORT Broker {
   // Releases every lease held by an earlier incarnation of this worker (same
   // lease owner prefix), as recover_expired() does, at startup.
   virtual Result<uint32_t> recover_previous_incarnation(Lane lane, const std::string& topic) = 0;
-  // Queue depths per topic: every topic the backend has messages for
-  // (SQLite), or those of `topics` (RabbitMQ cannot list its queues), plus
-  // an events row and, on RabbitMQ, a row for the delay levels.
+  // Queue depths per topic: those of `topics`, with zeros where nothing is
+  // queued, and on SQLite every other topic it has messages for too
+  // (RabbitMQ cannot list its queues); plus an events row always and, on
+  // RabbitMQ, a row for the delay levels.
   virtual Result<std::vector<QueueDepth>> depths(const std::vector<std::string>& topics) = 0;
   virtual DeadLetterStore& dead_letters() = 0;
   // Retention (results.keep, results.keep_rows): deletes, in one short

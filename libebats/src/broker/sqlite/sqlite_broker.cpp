@@ -781,7 +781,7 @@ Result<uint64_t> SqliteBroker::count_due_tasks(const std::string& topic, uint64_
   }
 }
 
-Result<std::vector<QueueDepth>> SqliteBroker::depths(const std::vector<std::string>&) {
+Result<std::vector<QueueDepth>> SqliteBroker::depths(const std::vector<std::string>& topics) {
   const WallMs now = clock_.wall_now();
   std::map<std::string, QueueDepth> by_topic;
   auto depth_of = [&](const std::string& topic) -> QueueDepth& {
@@ -790,6 +790,9 @@ Result<std::vector<QueueDepth>> SqliteBroker::depths(const std::vector<std::stri
     if (topic.empty()) d.row = QueueDepth::Row::events;  // events and their dead letters
     return d;
   };
+  // The events row and the topics asked about, zeros included, as on RabbitMQ.
+  depth_of("");
+  for (const std::string& topic : topics) depth_of(topic);
   // One read transaction: every count comes from the same snapshot.
   Transaction txn(*connection_, Transaction::Mode::deferred);
   Status status = txn.begin();
