@@ -156,6 +156,45 @@ TEST_CASE("ebatsctl enqueue --jsonl creates one task per line and stops at a bad
   CHECK(sys.ebatsctl({"enqueue", "t", "noop", "{}", "--jsonl"}) == 2);
 }
 
+TEST_CASE("ebatsctl publish and enqueue refuse a bad name or trace as a usage error before reading any line",
+          "[integration]") {
+  // With --jsonl they were checked with the first line: an empty input
+  // exited 0, and a bad argument was reported as line 1's fault.
+  TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
+  const std::string empty = sys.dir() + "/empty.jsonl";
+  const std::string lines = sys.dir() + "/lines.jsonl";
+  std::ofstream(empty) << "";
+  std::ofstream(lines) << "{\"n\":1}\n{\"n\":2}\n";
+  const std::string trace129(129, 'x');
+  struct Case {
+    std::string args;
+    std::string says;
+  };
+  const Case cases[] = {
+      {"publish 'bad name!' --jsonl", "invalid event name 'bad name!'"},
+      {"publish e --trace " + trace129 + " --jsonl", "trace is longer than 128 bytes"},
+      {"enqueue 'bad topic' noop --jsonl", "invalid topic 'bad topic'"},
+      {"enqueue t 'bad/task' --jsonl", "invalid task name 'bad/task'"},
+      {"enqueue t noop --trace " + trace129 + " --jsonl", "trace is longer than 128 bytes"},
+  };
+  for (const Case& c : cases) {
+    for (const std::string& input : {empty, lines}) {
+      std::string out;
+      const std::string cmd = kCtl + " --config " + sys.config_path() + " " + c.args + " < " + input;
+      INFO(cmd);
+      CHECK(sys.run({"/bin/sh", "-c", cmd}, &out) == 2);
+      INFO(out);
+      CHECK(out.find(c.says) != std::string::npos);
+      CHECK(out.find("line") == std::string::npos);
+      CHECK(out.find("warning") == std::string::npos);  // no plugin was loaded to check the task
+    }
+  }
+  // One task with a trace too long was published, then dead-lettered unrun.
+  std::string out;
+  CHECK(ctl_all(sys, {"enqueue", "t", "noop", "{}", "--trace", trace129}, &out) == 2);
+  CHECK(sys.ready_tasks() == 0);
+}
+
 TEST_CASE("ebatsctl dead list filters by event, task, topic, kind, reason and time", "[integration]") {
   TestSystem sys("  e:\n    - {task: noop, topic: t}\n");
   ebats::Batch batch;

@@ -716,6 +716,18 @@ TEST_CASE("normalize_params compacts one JSON object and refuses everything else
     CHECK(r.status().code() == ebats::StatusCode::too_large);
     CHECK(r.status().message() == "params: 12 bytes, limit 11");
   }
+  SECTION("whitespace does not count against the limit, up to four times it as given") {
+    const std::string padded = "{" + std::string(3000, ' ') + "\"a\": 1}";  // compact: {"a":1}
+    const auto r = ebats::normalize_params(padded, 2048);
+    REQUIRE(r.ok());
+    CHECK(*r == R"({"a":1})");
+    const std::string huge = "{" + std::string(9000, ' ') + "\"a\": 1}";
+    const auto refused = ebats::normalize_params(huge, 2048);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.status().code() == ebats::StatusCode::too_large);
+    CHECK(refused.status().message() ==
+          "params: 9008 bytes as given, whitespace included; limit 8192 as given and 2048 compacted");
+  }
   SECTION("nesting past 128 levels is refused") {
     const std::string deep = "{\"d\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
     const auto r = ebats::normalize_params(deep, kLimit);

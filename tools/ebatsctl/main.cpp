@@ -341,6 +341,13 @@ int cmd_publish(const Context& ctx, const std::vector<std::string>& argv) {
     }
   }
   const std::string& event = pos[0];
+  {
+    ebats::EventOptions given;
+    given.id = id;
+    given.trace = trace;
+    // Before any line is read: a bad argument is a usage error, not line 1's.
+    if (ebats::Status s = ebats::check_event_options(event, given); !s.ok()) return usage_error(s.message());
+  }
   if (!ctx.config->registrations(event)) {
     std::cerr << "ebatsctl: warning: event '" << event << "' has no registration in " << ctx.config->path
               << "; the scheduler will dead-letter it\n";
@@ -419,6 +426,8 @@ int cmd_enqueue(const Context& ctx, const std::vector<std::string>& argv) {
     if (!d.ok()) return usage_error("--delay: " + d.status().message());
     to.delay = *d;
   }
+  // Before any line is read, and before the plugins are loaded to check the task.
+  if (ebats::Status s = ebats::check_task_options(pos[0], pos[1], to); !s.ok()) return usage_error(s.message());
   warn_if_unhandled(ctx, pos[0], pos[1]);
   std::optional<ebats::SignalFd> stop_signals;
   if (jsonl) {

@@ -78,8 +78,9 @@ struct DecodeResult {
 EBATS_EXPORT DecodeResult decode_envelope(std::string_view bytes, uint64_t max_bytes);
 EBATS_EXPORT std::string encode_envelope(const Envelope& e);
 
-// Checks that `json` is one JSON object no larger than max_bytes; on success
-// returns its compact form.
+// Checks that `json` is one JSON object whose compact form is no larger than
+// max_bytes (and that, as given, is at most 4 x max_bytes); on success returns
+// its compact form.
 EBATS_EXPORT Result<std::string> normalize_params(std::string_view json, uint64_t max_bytes);
 
 // Name rules (see docs/WIRE.md).

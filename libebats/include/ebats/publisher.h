@@ -35,8 +35,15 @@ struct EventOptions {
 
 struct TaskOptions {
   std::chrono::milliseconds delay{0};  // > 0: dtask lane, due after the delay
-  std::string trace;
+  std::string trace;                   // correlation id (<= 128 bytes)
 };
+
+// What publish() and add_event() check of an event before its params: its
+// name, id and trace. OK, or invalid_argument saying what is wrong, so a
+// caller can refuse a bad argument before it has params (ebatsctl --jsonl).
+EBATS_EXPORT Status check_event_options(std::string_view event, const EventOptions& o);
+// The same for enqueue_task() and add_task(): topic, task name, delay, trace.
+EBATS_EXPORT Status check_task_options(std::string_view topic, std::string_view task, const TaskOptions& o);
 
 class Publisher;
 

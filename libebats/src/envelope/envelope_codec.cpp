@@ -1,5 +1,6 @@
 // decode_envelope(), encode_envelope(), normalize_params(): the JSON wire
 // format of docs/WIRE.md.
+#include <cstdint>
 #include <cstring>
 
 #include <rapidjson/document.h>
@@ -17,6 +18,10 @@ namespace {
 // The DOM holds only the small top-level members (params go elsewhere), so a
 // stack buffer usually serves the whole parse without a heap chunk.
 constexpr size_t kDomStackBuffer = 4096;
+
+// normalize_params(): how much larger than the limit params may come, as
+// given, for the whitespace compacting removes.
+constexpr uint64_t kParamsWhitespaceFactor = 4;
 
 std::string size_detail(uint64_t size, uint64_t limit) {
   return std::to_string(size) + " bytes, limit " + std::to_string(limit);
@@ -249,7 +254,16 @@ std::string encode_envelope(const Envelope& e) {
 }
 
 Result<std::string> normalize_params(std::string_view json, uint64_t max_bytes) {
-  if (json.size() > max_bytes) return Status::error(StatusCode::too_large, "params: " + size_detail(json.size(), max_bytes));
+  // The limit is on the compact form; whitespace as given counts only past
+  // four times it (ebatsctl --jsonl reads lines up to that), so no huge input is parsed.
+  const uint64_t max_as_given = max_bytes > UINT64_MAX / kParamsWhitespaceFactor ? UINT64_MAX
+                                                                                 : max_bytes * kParamsWhitespaceFactor;
+  if (json.size() > max_as_given) {
+    return Status::error(StatusCode::too_large, "params: " + std::to_string(json.size()) +
+                                                    " bytes as given, whitespace included; limit " +
+                                                    std::to_string(max_as_given) + " as given and " +
+                                                    std::to_string(max_bytes) + " compacted");
+  }
   std::string out;
   std::string detail;
   switch (json::compact_object(json, &out, &detail)) {

@@ -23,6 +23,8 @@ Status check_encoded_size(const OutMsg& m, const char* what, uint64_t limit) {
 // of its tasks.
 size_t task_overhead_bound(const Registration& reg) { return 1024 + 24 * reg.retry.backoff_ms.size(); }
 
+constexpr size_t kMaxTraceBytes = 128;  // docs/WIRE.md §2
+
 }  // namespace
 
 Result<std::unique_ptr<Publisher>> Publisher::open(const std::string& config_path) {
@@ -43,14 +45,36 @@ Result<std::unique_ptr<Publisher>> Publisher::open(std::shared_ptr<const Config>
 
 Publisher::~Publisher() = default;
 
-Result<OutMsg> Publisher::make_event(std::string_view event, std::string_view params_json, const EventOptions& o) {
+Status check_event_options(std::string_view event, const EventOptions& o) {
   if (!is_valid_event_name(event)) {
     return Status::invalid("invalid event name '" + std::string(event) + "': use 1-128 of [A-Za-z0-9_.:-]");
   }
   if (!o.id.empty() && !is_valid_uuid(o.id)) {
     return Status::invalid("invalid event id '" + o.id + "': expected a lowercase UUID");
   }
-  if (o.trace.size() > 128) return Status::invalid("trace is longer than 128 bytes");
+  if (o.trace.size() > kMaxTraceBytes) return Status::invalid("trace is longer than 128 bytes");
+  return Status();
+}
+
+Status check_task_options(std::string_view topic, std::string_view task, const TaskOptions& o) {
+  if (!is_valid_topic(topic)) {
+    return Status::invalid("invalid topic '" + std::string(topic) + "': use 1-64 of [A-Za-z0-9_-]");
+  }
+  if (!is_valid_task_name(task)) {
+    return Status::invalid("invalid task name '" + std::string(task) + "': use 1-128 of [A-Za-z0-9_.:-]");
+  }
+  if (o.delay.count() < 0) return Status::invalid("delay must not be negative");
+  if (o.delay > kMaxDuration) {
+    return Status::invalid("delay " + std::to_string(o.delay.count()) + "ms is longer than the maximum of " +
+                           kMaxDurationText);
+  }
+  // A longer one would be published, then dead-lettered unrun as invalid.
+  if (o.trace.size() > kMaxTraceBytes) return Status::invalid("trace is longer than 128 bytes");
+  return Status();
+}
+
+Result<OutMsg> Publisher::make_event(std::string_view event, std::string_view params_json, const EventOptions& o) {
+  if (Status s = check_event_options(event, o); !s.ok()) return s;
   auto params = normalize_params(params_json, config_->max_message_bytes);
   if (!params.ok()) return params.status().with_context("params of event " + std::string(event));
   Envelope e;
@@ -88,17 +112,7 @@ Result<OutMsg> Publisher::make_event(std::string_view event, std::string_view pa
 
 Result<OutMsg> Publisher::make_task(std::string_view topic, std::string_view task, std::string_view params_json,
                                     const TaskOptions& o) {
-  if (!is_valid_topic(topic)) {
-    return Status::invalid("invalid topic '" + std::string(topic) + "': use 1-64 of [A-Za-z0-9_-]");
-  }
-  if (!is_valid_task_name(task)) {
-    return Status::invalid("invalid task name '" + std::string(task) + "': use 1-128 of [A-Za-z0-9_.:-]");
-  }
-  if (o.delay.count() < 0) return Status::invalid("delay must not be negative");
-  if (o.delay > kMaxDuration) {
-    return Status::invalid("delay " + std::to_string(o.delay.count()) + "ms is longer than the maximum of " +
-                           kMaxDurationText);
-  }
+  if (Status s = check_task_options(topic, task, o); !s.ok()) return s;
   auto params = normalize_params(params_json, config_->max_message_bytes);
   if (!params.ok()) return params.status().with_context("params of task " + std::string(task));
   Envelope e;
