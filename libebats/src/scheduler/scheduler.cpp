@@ -46,7 +46,10 @@ Result<size_t> Scheduler::route_once(bool* full) {
     metrics_.routed(summary.events, summary.unroutable, summary.invalid, summary.tasks);
     log_summary(summary);
   }
-  if (full) *full = *handled == kEventBatch;
+  // Whatever was read, more may wait: a batch stops at kEventBatch events or
+  // at the broker's read budget of bytes (large events), whichever comes
+  // first. The next look costs one read when nothing waits.
+  if (full) *full = *handled > 0;
   size_t total = *handled;
   for (const auto& [name, source] : config_->sources) {
     auto routed = route_source(source, full);

@@ -27,8 +27,9 @@ class Scheduler {
   Scheduler(std::shared_ptr<const Config> config, Broker& broker, const Clock& clock, const Logger& log,
             const ServiceNotifier& notifier, metrics::Registry* metrics = nullptr);
   // Routes one batch of ready events, then one of each source's messages.
-  // Returns how many were handled; `full` (may be null) is set when a batch
-  // was full, so that more is probably waiting.
+  // Returns how many were handled; `full` (may be null) is set when events
+  // were read, so that more may be waiting (a batch ends at 512 events or at
+  // the broker's read budget) and the loop looks again at once.
   Result<size_t> route_once(bool* full = nullptr);
   // Runs until SIGTERM/SIGINT on `signals`; SIGHUP reloads the config file
   // (reload()).
