@@ -189,6 +189,15 @@ TEST_CASE("ebatsctl publish and enqueue refuse a bad name or trace as a usage er
       CHECK(out.find("warning") == std::string::npos);  // no plugin was loaded to check the task
     }
   }
+  // Standard input closed: read as empty, not waited on (the stop signals'
+  // descriptor took its number, and the command hung until a signal).
+  {
+    std::string closed;
+    const std::string cmd = kCtl + " --config " + sys.config_path() + " publish e --jsonl <&-";
+    INFO(cmd);
+    CHECK(sys.run({"/bin/sh", "-c", cmd}, &closed) == 0);
+    CHECK(closed.find("published 0 events from 0 lines") != std::string::npos);
+  }
   // One task with a trace too long was published, then dead-lettered unrun.
   std::string out;
   CHECK(ctl_all(sys, {"enqueue", "t", "noop", "{}", "--trace", trace129}, &out) == 2);

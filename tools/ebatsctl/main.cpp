@@ -3,6 +3,7 @@
 // help is printed from kCommands, which tests/integration/test_ctl.cpp holds
 // against docs/CLI.md. Exit codes: 0 ok, 1 operational error, 2 usage or
 // config error, 3 not found, 128+N publish --jsonl stopped by signal N.
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -609,9 +610,22 @@ int run(int argc, char** argv) {
   return usage_error("unknown command '" + command + "'");
 }
 
+// Standard input, output or error closed by the caller (`<&-`) would be
+// taken by the next file opened: the stop signals' fd read as stdin, and
+// `publish --jsonl` waited on it for good. Each one closed reads or writes
+// /dev/null instead.
+void open_closed_standard_fds() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    const int opened = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);  // the lowest free fd: this one
+    if (opened != fd && opened >= 0) ::close(opened);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  open_closed_standard_fds();
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {
