@@ -413,9 +413,13 @@ std::vector<Delivery> AmqpSession::send_back(std::vector<Delivery> deliveries, c
 
 bool AmqpSession::send_back_long_unclaimed() {
   const SteadyTime cutoff = clock().steady_now() - milliseconds(options_.max_unclaimed_ms);
-  // Settled, or of a closed channel: not held any more.
-  while (!arrivals_.empty() && (!alive(arrivals_.front().first) || held_.count(arrivals_.front().first) == 0)) {
-    arrivals_.pop_front();
+  // Forget the settled and those of a closed channel. A long task at the
+  // front holds its place, so the others are swept out too once they are
+  // most of the list: it stays within twice what is held (a prefetch).
+  auto gone = [&](const std::pair<uint64_t, SteadyTime>& a) { return !alive(a.first) || held_.count(a.first) == 0; };
+  while (!arrivals_.empty() && gone(arrivals_.front())) arrivals_.pop_front();
+  if (arrivals_.size() > 2 * held_.size() + 64) {
+    arrivals_.erase(std::remove_if(arrivals_.begin(), arrivals_.end(), gone), arrivals_.end());
   }
   if (arrivals_.empty() || arrivals_.front().second > cutoff) return false;
   std::unordered_set<uint64_t> waited_long;  // those the worker may have taken meanwhile too
