@@ -202,7 +202,7 @@ std::vector<DeadLetterEntry> TestSystem::wait_for_dead_letters(size_t n) {
 }
 
 std::vector<QueueDepth> TestSystem::depths() {
-  auto depths = broker_->depths(publisher_->config().topics());
+  auto depths = broker_->depths(publisher_->config().topics(), DeadLetterCount::counted);
   INFO(depths.status().to_string());
   REQUIRE(depths.ok());
   return *depths;

@@ -16,6 +16,7 @@
 #include "integration/harness.h"
 #include "support/http_exchange.h"
 #include "support/scoped_env.h"
+#include "support/test_backend.h"
 
 using ebats::test::Daemon;
 using ebats::test::http_exchange;
@@ -118,7 +119,14 @@ TEST_CASE("metrics: a scrape of each daemon counts a known run exactly, and junk
     if (row.row == ebats::QueueDepth::Row::topic && row.topic == "t") dead = row.dead;
   }
   CHECK(dead == 3);
-  CHECK(wait_for_value(scheduler, R"(ebats_queue_depth{topic="t",state="dead"})", 3) == 3);
+  if (ebats::test::amqp_backend()) {
+    // Counting RabbitMQ's dead letters reads their whole stream: the
+    // scheduler's every-5-s poll leaves them out (ebatsctl stats counts them).
+    CHECK(wait_for_value(scheduler, R"(ebats_queue_depth{topic="t",state="ready"})", 0) == 0);
+    CHECK(value_of(scrape(scheduler), R"(ebats_queue_depth{topic="t",state="dead"})") == -1);
+  } else {
+    CHECK(wait_for_value(scheduler, R"(ebats_queue_depth{topic="t",state="dead"})", 3) == 3);
+  }
   CHECK(wait_for_value(scheduler, R"(ebats_queue_depth{topic="t",state="ready"})", 0) == 0);
 
   // Junk: not HTTP, a 1 MB header, half a request and gone, a POST, another path.

@@ -199,7 +199,7 @@ TEST_CASE("amqp session: replacements confirmed before another failed are not pu
     CHECK_FALSE(r.ok());  // b refuses
   }
   // a's task went out once, not once per try.
-  auto depths = broker->depths({"a", "b"});
+  auto depths = broker->depths({"a", "b"}, DeadLetterCount::counted);
   REQUIRE(depths.ok());
   for (const QueueDepth& d : *depths) {
     if (d.row == QueueDepth::Row::topic && d.topic == "a") CHECK(d.ready == 1);
@@ -344,7 +344,7 @@ TEST_CASE("amqp session: early arrivals that come while others go round the dela
   uint64_t in_levels = 0;
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (in_levels < 600 && std::chrono::steady_clock::now() < until) {
-    auto depths = (*observer)->depths({"t"});
+    auto depths = (*observer)->depths({"t"}, DeadLetterCount::counted);
     REQUIRE(depths.ok());
     in_levels = 0;
     for (const QueueDepth& d : *depths) in_levels += d.row == QueueDepth::Row::delay_levels ? d.delayed : 0;

@@ -182,7 +182,7 @@ TEST_CASE("broker thread: destroying it runs every call posted so far", "[broker
   }
   setup.thread.reset();  // destroyed with (probably) most calls still queued
   CHECK(ran == 50);
-  auto depths = setup.broker->depths({});
+  auto depths = setup.broker->depths({}, DeadLetterCount::counted);
   REQUIRE(depths.ok());
   REQUIRE(depths->size() == 2);  // the events row, then the topic
   CHECK(depths->front().row == QueueDepth::Row::events);

@@ -80,7 +80,7 @@ std::vector<std::string> ids_left(const std::string& path) {
 }
 
 QueueDepth demo_depth(Broker& broker) {
-  auto depths = broker.depths({});
+  auto depths = broker.depths({}, DeadLetterCount::counted);
   REQUIRE(depths.ok());
   for (const QueueDepth& d : *depths) {
     if (d.topic == "demo") return d;

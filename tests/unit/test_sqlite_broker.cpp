@@ -97,7 +97,7 @@ std::vector<std::string> ids_of(const std::vector<Delivery>& deliveries) {
 }
 
 QueueDepth depth_of(Broker& broker, const std::string& topic) {
-  auto depths = broker.depths({});
+  auto depths = broker.depths({}, DeadLetterCount::counted);
   REQUIRE(depths.ok());
   for (const QueueDepth& d : *depths) {
     if (d.topic == topic) return d;
@@ -735,7 +735,7 @@ TEST_CASE("sqlite broker: depths per topic", "[sqlite][broker]") {
   batch.dead = {dead, raw_dead_letter("r")};
   commit_ok(*broker, batch);
 
-  auto depths = broker->depths({});
+  auto depths = broker->depths({}, DeadLetterCount::counted);
   REQUIRE(depths.ok());
   std::vector<std::string> topics;
   for (const QueueDepth& d : *depths) topics.push_back(d.topic);

@@ -137,7 +137,7 @@ TEST_CASE("sqlite broker: processes claiming one file never run a task twice", "
   FakeClock clock;
   auto broker = open_broker(options_for(db, "testhost/ebatsctl"), clock);
   REQUIRE(broker.ok());
-  auto depths = (*broker)->depths({});
+  auto depths = (*broker)->depths({}, DeadLetterCount::counted);
   REQUIRE(depths.ok());
   for (const QueueDepth& d : *depths) {
     CHECK(d.ready == 0);
@@ -185,7 +185,7 @@ TEST_CASE("sqlite broker: a database locked beyond busy_timeout is reported busy
   auto next = broker.next_due(Lane::ntask, "demo");
   REQUIRE(next.ok());
   CHECK(next->has_value());
-  CHECK(broker.depths({}).ok());
+  CHECK(broker.depths({}, DeadLetterCount::counted).ok());
 
   REQUIRE(sqlite3_exec(other.get(), "ROLLBACK", nullptr, nullptr, nullptr) == SQLITE_OK);
   report = broker.commit(batch);
@@ -222,7 +222,7 @@ TEST_CASE("sqlite broker: processes opening a new database at once all get it", 
           std::fprintf(stderr, "child %d: %s\n", i, broker.status().message().c_str());
           ::_exit(1);
         }
-        ::_exit((*broker)->depths({}).ok() ? 0 : 2);
+        ::_exit((*broker)->depths({}, DeadLetterCount::counted).ok() ? 0 : 2);
       }
       children.push_back(pid);
     }

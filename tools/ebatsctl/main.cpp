@@ -474,7 +474,7 @@ int cmd_stats(const Context& ctx, const std::vector<std::string>& argv) {
   }
   auto broker = open_broker(ctx);
   if (!broker.ok()) return report(broker.status());
-  auto depths = (*broker)->depths(ctx.config->topics());
+  auto depths = (*broker)->depths(ctx.config->topics(), ebats::DeadLetterCount::counted);
   if (!depths.ok()) return report(depths.status());
   if (json) {
     std::string out;

@@ -132,7 +132,14 @@ struct QueueDepth {
   uint64_t dead = 0;           // dead letters
   bool leased_known = true;    // RabbitMQ cannot count unacknowledged messages
   bool done_known = true;      // RabbitMQ keeps no count of finished tasks
+  bool dead_known = true;      // false when depths() was asked to skip what costs a read of every dead letter
 };
+
+// Whether depths() counts dead letters where that costs a read of all of
+// them (RabbitMQ's dead-letter stream, and a marker appended to it per read):
+// what `ebatsctl stats` wants, not a poll every few seconds. SQLite counts
+// them either way (its commits keep the counts).
+enum class DeadLetterCount : uint8_t { counted, skipped_if_costly };
 
 // Which stored results read_results() returns.
 struct ResultQuery {
@@ -256,8 +263,8 @@ class EBATS_EXPORT Broker {
   // Queue depths per topic: those of `topics`, with zeros where nothing is
   // queued, and on SQLite every other topic it has messages for too
   // (RabbitMQ cannot list its queues); plus an events row always and, on
-  // RabbitMQ, a row for the delay levels.
-  virtual Result<std::vector<QueueDepth>> depths(const std::vector<std::string>& topics) = 0;
+  // RabbitMQ, a row for the delay levels. `dead`: see DeadLetterCount.
+  virtual Result<std::vector<QueueDepth>> depths(const std::vector<std::string>& topics, DeadLetterCount dead) = 0;
   virtual DeadLetterStore& dead_letters() = 0;
   // Retention (results.keep, results.keep_rows): deletes, in one short
   // transaction, at most `max_rows` of the oldest result rows that finished

@@ -171,7 +171,7 @@ void SchedulerMetrics::depths(const std::vector<QueueDepth>& rows) {
     set("ready", row.ready);
     set("delayed", row.delayed);
     if (row.leased_known) set("leased", row.leased);
-    set("dead", row.dead);
+    if (row.dead_known) set("dead", row.dead);
   }
 }
 

@@ -175,8 +175,10 @@ Status Scheduler::run(SignalFd& signals) {
     }
     if (metrics_.on() && clock_.steady_now() >= next_depths) {
       // Queue depths for the metrics: one read (SQLite) or a passive declare
-      // per queue (RabbitMQ), so every few seconds, here alone (workers do not poll them).
-      auto rows = broker_.depths(config_->topics());
+      // per queue (RabbitMQ), so every few seconds, here alone (workers do not
+      // poll them). Not RabbitMQ's dead letters: counting them reads the whole
+      // dead-letter stream and appends a marker to it, each time.
+      auto rows = broker_.depths(config_->topics(), DeadLetterCount::skipped_if_costly);
       if (rows.ok()) metrics_.depths(*rows);
       next_depths = clock_.steady_now() + kDepthsEvery;
     }

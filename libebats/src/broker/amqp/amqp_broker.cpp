@@ -204,8 +204,10 @@ Result<CommitReport> AmqpBroker::commit_on_io(const Batch& batch) {
   // for: they are notices for whoever listens, not what replaces a delivery
   // (the results file, written before the commit, is the record). Waiting
   // made each commit a round trip longer and cost about a tenth of the
-  // drain rate (bench/notes.md).
-  if (!results.empty()) {
+  // drain rate (bench/notes.md). Only once the whole commit went through:
+  // the worker sends a failed commit again, records and all, and a queue
+  // bound to the results exchange got them once per try.
+  if (!results.empty() && failed == 0) {
     std::vector<Publish> notices;
     for (OutMessage& m : results) {
       Publish p;
@@ -223,7 +225,7 @@ Result<CommitReport> AmqpBroker::commit_on_io(const Batch& batch) {
   return report;
 }
 
-Result<std::vector<QueueDepth>> AmqpBroker::depths(const std::vector<std::string>& topics) {
+Result<std::vector<QueueDepth>> AmqpBroker::depths(const std::vector<std::string>& topics, DeadLetterCount dead) {
   Result<std::vector<QueueDepth>> result = Status::internal("depths did not run");
   session_->run([&] {
     AmqpSession& s = *session_;
@@ -271,6 +273,17 @@ Result<std::vector<QueueDepth>> AmqpBroker::depths(const std::vector<std::string
       }
       d.ready = *n;
       d.delayed = *dn;
+    }
+    if (dead == DeadLetterCount::skipped_if_costly) {
+      events.dead_known = delays.dead_known = false;
+      out.push_back(events);
+      for (auto& [topic, d] : by_topic) {
+        d.dead_known = false;
+        out.push_back(d);
+      }
+      out.push_back(delays);
+      result = std::move(out);
+      return;
     }
     // Dead letters per topic, from the dead-letter stream.
     AmqpDeadLetters reader(s);

@@ -47,7 +47,7 @@ class AmqpBroker final : public Broker {
   Status extend(const std::vector<uint64_t>&) override { return Status(); }
   Result<uint32_t> recover_expired(Lane, const std::string&) override { return 0u; }
   Result<uint32_t> recover_previous_incarnation(Lane, const std::string&) override { return 0u; }
-  Result<std::vector<QueueDepth>> depths(const std::vector<std::string>& topics) override;
+  Result<std::vector<QueueDepth>> depths(const std::vector<std::string>& topics, DeadLetterCount dead) override;
   DeadLetterStore& dead_letters() override;
   // No results table to prune: results go to the results exchange, and the
   // results stream (amqp.results_stream) ages out by amqp.results_max_age.

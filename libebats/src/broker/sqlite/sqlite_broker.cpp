@@ -781,7 +781,7 @@ Result<uint64_t> SqliteBroker::count_due_tasks(const std::string& topic, uint64_
   }
 }
 
-Result<std::vector<QueueDepth>> SqliteBroker::depths(const std::vector<std::string>& topics) {
+Result<std::vector<QueueDepth>> SqliteBroker::depths(const std::vector<std::string>& topics, DeadLetterCount) {
   const WallMs now = clock_.wall_now();
   std::map<std::string, QueueDepth> by_topic;
   auto depth_of = [&](const std::string& topic) -> QueueDepth& {

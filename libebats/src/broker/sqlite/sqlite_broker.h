@@ -57,7 +57,7 @@ class SqliteBroker final : public Broker {
   Status extend(const std::vector<uint64_t>& tokens) override;
   Result<uint32_t> recover_expired(Lane lane, const std::string& topic) override;
   Result<uint32_t> recover_previous_incarnation(Lane lane, const std::string& topic) override;
-  Result<std::vector<QueueDepth>> depths(const std::vector<std::string>& topics) override;
+  Result<std::vector<QueueDepth>> depths(const std::vector<std::string>& topics, DeadLetterCount dead) override;
   // The schema exists once the broker is open: nothing to declare. Counts
   // the queued rows again into queue_counts (sqlite_schema.h).
   Status setup(const std::vector<std::string>&) override { return recount_queues(*connection_); }
