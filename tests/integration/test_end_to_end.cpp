@@ -530,6 +530,57 @@ TEST_CASE("a task still running when drain_timeout ends goes back to the queue w
   CHECK(next.wait(30s) == 0);
 }
 
+TEST_CASE("a task queued in its child behind a slow one still gets its whole timeout", "[integration]") {
+  // The soft deadline was set when the parent sent a task to its child, not
+  // when the child started it: tasks queued behind a 0.9 s task with a 1 s
+  // timeout saw should_stop() within 0.1 s of starting and were charged a
+  // retry ("stopped") for the other task's time.
+  TestSystem sys("  e:\n    - {task: noop, topic: t}\n", "  t: {processes: 1, timeout: 1s}\n");
+  auto batch = sys.publisher().batch();
+  for (int i = 0; i < 300; ++i) REQUIRE(batch.add_task("t", "noop", "{}").ok());  // the worker sends many at once
+  REQUIRE(batch.add_task("t", "sleep", "{\"ms\":900}").ok());
+  for (int i = 0; i < 5; ++i) REQUIRE(batch.add_task("t", "sleep", "{\"ms\":50}").ok());
+  REQUIRE(batch.commit().ok());
+  sys.start_ntask();
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() >= 306; }));
+  for (const auto& r : sys.results()) {
+    INFO(r.at("task") << " " << r.at("status") << " " << r.at("message"));
+    CHECK(r.at("status") == "ok");
+  }
+}
+
+TEST_CASE("tasks queued behind a task killed at shutdown leave no result record: they never started",
+          "[integration]") {
+  // They were released with the child's pid, as if they had run, and each
+  // left a "retry, interrupted by shutdown" line.
+  TestSystem sys("  e:\n    - {task: noop, topic: t}\n",
+                 "  t: {processes: 1, timeout: 20m, drain_timeout: 500ms, kill_after: 500ms}\n");
+  auto batch = sys.publisher().batch();
+  for (int i = 0; i < 300; ++i) REQUIRE(batch.add_task("t", "noop", "{}").ok());
+  REQUIRE(batch.add_task("t", "hang", "{}").ok());
+  for (int i = 0; i < 5; ++i) REQUIRE(batch.add_task("t", "record", "{}").ok());
+  REQUIRE(batch.commit().ok());
+  auto& worker = sys.start_ntask();
+  REQUIRE(TestSystem::wait_until([&] {
+    for (const auto& e : sys.executions()) {
+      if (e.task == "hang") return true;
+    }
+    return false;
+  }));
+  worker.signal(SIGTERM);
+  CHECK(worker.wait(30s) == 0);
+  size_t hang = 0, record = 0;
+  for (const auto& r : sys.results()) {
+    if (r.at("task") == "hang") ++hang;
+    if (r.at("task") == "record") ++record;
+  }
+  size_t record_runs = 0;
+  for (const auto& e : sys.executions()) record_runs += e.task == "record" ? 1 : 0;
+  CHECK(hang == 1);               // it ran: interrupted by shutdown
+  CHECK(record == record_runs);   // one line per execution, none for those that never started
+  CHECK(sys.ready_tasks() == 1 + 5 - record_runs);  // nothing lost
+}
+
 TEST_CASE("malformed and oversized events are dead-lettered with the reason and the scheduler keeps running",
           "[integration]") {
   TestSystem sys("  e:\n    - {task: record, topic: t}\n", "  t: {processes: 1}\n", "limits: {max_message_bytes: 4KiB}\n");

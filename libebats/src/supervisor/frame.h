@@ -14,7 +14,9 @@
 //                then, of each plugin, u32 n + n x str version, u32 n + n x
 //                str ABI ("1.0"), u32 n + n x str file (absent from older children)
 //   RUN    P->C  u64 seq, str id, str name, str topic, str trace, str params,
-//                u32 attempt, u32 max_attempts, i64 deadline_ms
+//                u32 attempt, u32 max_attempts, i64 timeout_ms (the child
+//                sets the deadline when it starts the task: one queued behind
+//                a slow task still gets its whole timeout)
 //   RESULT C->P  u64 seq, u8 outcome, u8 has_retry_after, i64 retry_after_ms,
 //                u8 has_retry_limit, u32 retry_limit, i64 started_at,
 //                i64 finished_at, i64 duration_us, str message

@@ -635,7 +635,7 @@ void Worker::Impl::on_child_exit(Slot& s, SteadyTime now) {
     Running r = std::move(s.pipeline.back());
     s.pipeline.pop_back();
     if (draining_) {
-      release(r.job, "interrupted by shutdown", pid);
+      release(r.job, "released by shutdown", 0);  // never started: no result record
     } else {
       queue_.push_front(std::move(r.job));
     }
@@ -873,7 +873,7 @@ void Worker::Impl::dispatch(SteadyTime now) {
     FieldWriter w(best->out, FrameType::run);
     const Envelope& e = r.job.env;
     w.u64(r.seq).str(e.id).str(e.task).str(e.topic).str(e.trace).str(e.params);
-    w.u32(e.attempt).u32(e.max_attempts).i64(clock_.wall_now() + timeout);
+    w.u32(e.attempt).u32(e.max_attempts).i64(timeout);
     w.finish();
     if (best->pipeline.empty()) {
       best->head_since = now;

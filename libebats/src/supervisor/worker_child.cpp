@@ -127,10 +127,14 @@ int run_worker_child(int fd, const WorkerChildOptions& options) {
       req.params = r.str();
       req.attempt = r.u32();
       req.max_attempts = r.u32();
-      req.deadline_ms = r.i64();
+      const int64_t timeout_ms = r.i64();
       if (r.failed()) return 2;
 
+      // A stop signal meant for the task before (sent as it finished) is not
+      // this one's.
+      stop.clear();
       const WallMs started = clock.wall_now();
+      req.deadline_ms = timeout_ms > 0 ? started + timeout_ms : 0;
       const SteadyTime t0 = clock.steady_now();
       TaskRunResult res = runner.run(req);
       const SteadyTime t1 = clock.steady_now();
