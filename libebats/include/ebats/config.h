@@ -88,6 +88,10 @@ struct AmqpConfig {
   int64_t reconnect_min_ms = 500;
   int64_t reconnect_max_ms = 30'000;
   AmqpTlsConfig tls;
+  // How long before its due time a delayed task may reach its worker and
+  // wait there unacknowledged: 1.5 x delay_unit (the delay levels' slack,
+  // amqp::Topology::hold_ms()).
+  int64_t hold_ms() const { return delay_unit_ms + delay_unit_ms / 2; }
 };
 
 // A custom scheduler (the original's Consumer), RabbitMQ only: ebats-scheduler

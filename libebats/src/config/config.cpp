@@ -65,8 +65,7 @@ int64_t Config::longest_task_ms() const {
 }
 
 int64_t Config::amqp_max_unclaimed_ms() const {
-  const int64_t hold = amqp.delay_unit_ms + amqp.delay_unit_ms / 2;  // as the topology's hold_ms()
-  return std::max<int64_t>(1'000, (amqp.consumer_timeout_ms - hold - longest_task_ms()) / 2);
+  return std::max<int64_t>(1'000, (amqp.consumer_timeout_ms - amqp.hold_ms() - longest_task_ms()) / 2);
 }
 
 const std::vector<Registration>* Config::registrations(const std::string& event) const {

@@ -803,7 +803,7 @@ class ConfigParser {
   // longest task together must stay below consumer_timeout too.
   void check_delayed_hold(const YAML::Mark& root, const Config& config) {
     if (!config.is_amqp()) return;
-    const int64_t hold = config.amqp.delay_unit_ms + config.amqp.delay_unit_ms / 2;
+    const int64_t hold = config.amqp.hold_ms();
     const int64_t longest = config.longest_task_ms();
     if (longest >= config.amqp.consumer_timeout_ms || hold + longest < config.amqp.consumer_timeout_ms) return;
     d_.error(hold_mark_.value_or(root),
