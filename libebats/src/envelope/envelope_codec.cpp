@@ -15,9 +15,14 @@
 namespace ebats {
 namespace {
 
-// The DOM holds only the small top-level members (params go elsewhere), so a
-// stack buffer usually serves the whole parse without a heap chunk.
-constexpr size_t kDomStackBuffer = 4096;
+// The DOM holds only the small top-level members (params go elsewhere); with
+// the parser's, the DOM's and the writers' stacks (json::PoolAllocator) a
+// buffer of this size on the stack usually serves the whole parse without a
+// heap allocation (a task envelope took 6 mallocs for those stacks before).
+constexpr size_t kDomStackBuffer = 6144;
+// Initial stack sizes, in bytes; each grows (from the pool) when needed.
+constexpr size_t kParserStack = 256;
+constexpr size_t kDomStack = 512;
 
 // normalize_params(): how much larger than the limit params may come, as
 // given, for the whitespace compacting removes.
@@ -70,16 +75,17 @@ InputShape shape_of(std::string_view bytes) {
   return shape;
 }
 
-// One pass of `splitter` over `in`, filling `doc` with the known members.
+// One pass of `splitter` over `in`, filling `doc` with the known members; the
+// parser's stack comes from `pool`.
 // ASCII input is parsed without the per-character UTF-8 validation (it is
 // valid UTF-8), which is most of a task envelope's decoding time; anything
 // else is validated as it is read, and its errors say where.
-rapidjson::ParseResult split(rapidjson::MemoryStream& in, EnvelopeSplitter& splitter, rapidjson::Document& doc,
-                             InputShape shape = InputShape{false, true}) {
+rapidjson::ParseResult split(rapidjson::MemoryStream& in, EnvelopeSplitter& splitter, json::PoolDocument& doc,
+                             json::PoolAllocator& pool, InputShape shape = InputShape{false, true}) {
   splitter.set_input_has_escapes(shape.escapes);
   rapidjson::ParseResult parsed;
-  auto parse = [&](rapidjson::Document&) {
-    rapidjson::Reader reader;
+  auto parse = [&](json::PoolDocument&) {
+    json::PoolReader reader(&pool, kParserStack);
     parsed = shape.ascii ? reader.Parse<json::kReadFlags & ~rapidjson::kParseValidateEncodingFlag>(in, splitter)
                          : reader.Parse<json::kReadFlags>(in, splitter);
     return !parsed.IsError();
@@ -95,14 +101,14 @@ rapidjson::ParseResult split(rapidjson::MemoryStream& in, EnvelopeSplitter& spli
 // caller put there. Nothing when `unknown` is not one JSON object.
 void append_unknown_members(const std::string& unknown, std::string* out) {
   if (unknown.empty()) return;
-  char dom_buffer[1024];
-  rapidjson::MemoryPoolAllocator<> pool(dom_buffer, sizeof dom_buffer);
-  rapidjson::Document doc(&pool);
+  char dom_buffer[kDomStackBuffer];
+  json::PoolAllocator pool(dom_buffer, sizeof dom_buffer);
+  json::PoolDocument doc(&pool, kDomStack, &pool);
   std::string ignored_params;
   std::string members;
-  EnvelopeSplitter splitter(&doc, &ignored_params, &members);
+  EnvelopeSplitter splitter(&doc, &ignored_params, &members, &pool);
   rapidjson::MemoryStream in(unknown.data(), unknown.size());
-  if (split(in, splitter, doc).IsError() || in.Tell() != unknown.size() || members.size() <= 2) return;
+  if (split(in, splitter, doc, pool).IsError() || in.Tell() != unknown.size() || members.size() <= 2) return;
   out->pop_back();  // the '}' of the known members
   out->push_back(',');
   out->append(members, 1, std::string::npos);  // the members and their '}'
@@ -130,14 +136,15 @@ DecodeResult decode_envelope(std::string_view bytes, uint64_t max_bytes) {
   }
 
   Envelope& e = out.envelope;
+  // Not reserved: small params (most) fit the string's own buffer, and
+  // large ones grow by doubling.
   e.params.clear();
-  e.params.reserve(bytes.size());
   char dom_buffer[kDomStackBuffer];
-  rapidjson::MemoryPoolAllocator<> pool(dom_buffer, sizeof dom_buffer);
-  rapidjson::Document doc(&pool);
-  EnvelopeSplitter splitter(&doc, &e.params, &e.unknown_members);
+  json::PoolAllocator pool(dom_buffer, sizeof dom_buffer);
+  json::PoolDocument doc(&pool, kDomStack, &pool);
+  EnvelopeSplitter splitter(&doc, &e.params, &e.unknown_members, &pool);
   rapidjson::MemoryStream in(bytes.data(), bytes.size());
-  const rapidjson::ParseResult parsed = split(in, splitter, doc, shape_of(bytes));
+  const rapidjson::ParseResult parsed = split(in, splitter, doc, pool, shape_of(bytes));
 
   if (splitter.root_not_object()) {
     out.error = DecodeError::malformed;

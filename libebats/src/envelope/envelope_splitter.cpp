@@ -5,13 +5,19 @@
 #include <string_view>
 
 namespace ebats {
+namespace {
+// The writers' level stacks start this deep (they grow, from the pool, for
+// deeper params): 16 bytes a level.
+constexpr size_t kWriterLevels = 16;
+}  // namespace
 
-EnvelopeSplitter::EnvelopeSplitter(rapidjson::Document* doc, std::string* params_out, std::string* unknown_out)
+EnvelopeSplitter::EnvelopeSplitter(json::PoolDocument* doc, std::string* params_out, std::string* unknown_out,
+                                   json::PoolAllocator* pool)
     : doc_(doc),
       params_sink_(params_out),
-      params_writer_(params_sink_),
+      params_writer_(params_sink_, pool, kWriterLevels),
       unknown_sink_(unknown_out),
-      unknown_writer_(unknown_sink_) {}
+      unknown_writer_(unknown_sink_, pool, kWriterLevels) {}
 
 template <class ToDom, class ToWriter>
 bool EnvelopeSplitter::dispatch(ToDom to_dom, ToWriter to_writer) {
@@ -88,37 +94,37 @@ bool EnvelopeSplitter::number_to_dom(const char* s, size_t n) {
 }
 
 bool EnvelopeSplitter::Null() {
-  return scalar(rapidjson::kNullType, [&] { return doc_->Null(); }, [&](json::Writer& w) { return w.Null(); });
+  return scalar(rapidjson::kNullType, [&] { return doc_->Null(); }, [&](json::PoolWriter& w) { return w.Null(); });
 }
 
 bool EnvelopeSplitter::Bool(bool b) {
   return scalar(b ? rapidjson::kTrueType : rapidjson::kFalseType, [&] { return doc_->Bool(b); },
-                [&](json::Writer& w) { return w.Bool(b); });
+                [&](json::PoolWriter& w) { return w.Bool(b); });
 }
 
 // With kParseNumbersAsStringsFlag numbers arrive only through RawNumber; the
 // typed callbacks exist because the handler concept requires them.
 bool EnvelopeSplitter::Int(int i) {
-  return scalar(rapidjson::kNumberType, [&] { return doc_->Int(i); }, [&](json::Writer& w) { return w.Int(i); });
+  return scalar(rapidjson::kNumberType, [&] { return doc_->Int(i); }, [&](json::PoolWriter& w) { return w.Int(i); });
 }
 bool EnvelopeSplitter::Uint(unsigned u) {
-  return scalar(rapidjson::kNumberType, [&] { return doc_->Uint(u); }, [&](json::Writer& w) { return w.Uint(u); });
+  return scalar(rapidjson::kNumberType, [&] { return doc_->Uint(u); }, [&](json::PoolWriter& w) { return w.Uint(u); });
 }
 bool EnvelopeSplitter::Int64(int64_t i) {
-  return scalar(rapidjson::kNumberType, [&] { return doc_->Int64(i); }, [&](json::Writer& w) { return w.Int64(i); });
+  return scalar(rapidjson::kNumberType, [&] { return doc_->Int64(i); }, [&](json::PoolWriter& w) { return w.Int64(i); });
 }
 bool EnvelopeSplitter::Uint64(uint64_t u) {
   return scalar(rapidjson::kNumberType, [&] { return doc_->Uint64(u); },
-                [&](json::Writer& w) { return w.Uint64(u); });
+                [&](json::PoolWriter& w) { return w.Uint64(u); });
 }
 bool EnvelopeSplitter::Double(double d) {
   return scalar(rapidjson::kNumberType, [&] { return doc_->Double(d); },
-                [&](json::Writer& w) { return w.Double(d); });
+                [&](json::PoolWriter& w) { return w.Double(d); });
 }
 
 bool EnvelopeSplitter::RawNumber(const char* s, rapidjson::SizeType n, bool) {
   return scalar(rapidjson::kNumberType, [&] { return number_to_dom(s, n); },
-                [&](json::Writer& w) { return json::write_raw_number(w, s, n); });
+                [&](json::PoolWriter& w) { return json::write_raw_number(w, s, n); });
 }
 
 bool EnvelopeSplitter::String(const char* s, rapidjson::SizeType n, bool) {
@@ -127,7 +133,7 @@ bool EnvelopeSplitter::String(const char* s, rapidjson::SizeType n, bool) {
     return false;
   }
   return scalar(rapidjson::kStringType, [&] { return doc_->String(s, n, true); },
-                [&](json::Writer& w) { return w.String(s, n); });
+                [&](json::PoolWriter& w) { return w.String(s, n); });
 }
 
 bool EnvelopeSplitter::Key(const char* s, rapidjson::SizeType n, bool) {
@@ -136,7 +142,7 @@ bool EnvelopeSplitter::Key(const char* s, rapidjson::SizeType n, bool) {
     return false;
   }
   if (depth_ != 1) {
-    return dispatch([&] { return doc_->Key(s, n, true); }, [&](json::Writer& w) { return w.Key(s, n); });
+    return dispatch([&] { return doc_->Key(s, n, true); }, [&](json::PoolWriter& w) { return w.Key(s, n); });
   }
   const std::optional<EnvelopeField> field = envelope_field_named(std::string_view(s, n));
   if (!field) {
@@ -170,20 +176,20 @@ bool EnvelopeSplitter::Key(const char* s, rapidjson::SizeType n, bool) {
 
 bool EnvelopeSplitter::StartObject() {
   return open(rapidjson::kObjectType, [&] { return doc_->StartObject(); },
-              [&](json::Writer& w) { return w.StartObject(); });
+              [&](json::PoolWriter& w) { return w.StartObject(); });
 }
 
 bool EnvelopeSplitter::EndObject(rapidjson::SizeType members) {
-  return close([&] { return doc_->EndObject(members); }, [&](json::Writer& w) { return w.EndObject(members); });
+  return close([&] { return doc_->EndObject(members); }, [&](json::PoolWriter& w) { return w.EndObject(members); });
 }
 
 bool EnvelopeSplitter::StartArray() {
   return open(rapidjson::kArrayType, [&] { return doc_->StartArray(); },
-              [&](json::Writer& w) { return w.StartArray(); });
+              [&](json::PoolWriter& w) { return w.StartArray(); });
 }
 
 bool EnvelopeSplitter::EndArray(rapidjson::SizeType elements) {
-  return close([&] { return doc_->EndArray(elements); }, [&](json::Writer& w) { return w.EndArray(elements); });
+  return close([&] { return doc_->EndArray(elements); }, [&](json::PoolWriter& w) { return w.EndArray(elements); });
 }
 
 }  // namespace ebats

@@ -24,10 +24,12 @@ namespace ebats {
 
 class EnvelopeSplitter {
  public:
-  // REQUIRES: *doc is empty; all three outlive the splitter. *params_out
+  // REQUIRES: *doc is empty; all four outlive the splitter. *params_out
   // receives the compact params text, *unknown_out the unknown top-level
   // members as one compact object (both appended; nothing when there are none).
-  EnvelopeSplitter(rapidjson::Document* doc, std::string* params_out, std::string* unknown_out);
+  // The two writers keep their stacks in *pool.
+  EnvelopeSplitter(json::PoolDocument* doc, std::string* params_out, std::string* unknown_out,
+                   json::PoolAllocator* pool);
   // Input with no backslash cannot decode to a lone surrogate: its strings
   // need no check after the parser (decoded_string_is_valid()).
   void set_input_has_escapes(bool has) { check_strings_ = has; }
@@ -77,11 +79,11 @@ class EnvelopeSplitter {
   bool number_to_dom(const char* s, size_t n);
   bool refuse_root(rapidjson::Type t);
 
-  rapidjson::Document* doc_;
+  json::PoolDocument* doc_;
   json::StringSink params_sink_;
-  json::Writer params_writer_;
+  json::PoolWriter params_writer_;
   json::StringSink unknown_sink_;
-  json::Writer unknown_writer_;
+  json::PoolWriter unknown_writer_;
   bool unknown_open_ = false;          // the unknown members' object has been started
   std::vector<std::string> unknown_names_;  // in order; few, so a list
   std::string repeated_unknown_;

@@ -7,6 +7,8 @@
 // Nothing throws; all functions are pure and thread-safe.
 #pragma once
 
+#include <rapidjson/allocators.h>
+#include <rapidjson/document.h>
 #include <rapidjson/reader.h>
 #include <rapidjson/writer.h>
 
@@ -36,13 +38,24 @@ class StringSink {
 
 using Writer = rapidjson::Writer<StringSink>;
 
+// For short-lived parses on a hot path: the parser's stack, a DOM's stack and
+// values, and a Writer's level stack all drawn from one pool the caller backs
+// with a buffer on its stack. A small document is then read without a heap
+// allocation; with the default CrtAllocator each of those stacks allocates
+// its allocator object and its buffer on first use (two mallocs apiece).
+using PoolAllocator = rapidjson::MemoryPoolAllocator<>;
+using PoolReader = rapidjson::GenericReader<rapidjson::UTF8<>, rapidjson::UTF8<>, PoolAllocator>;
+using PoolDocument = rapidjson::GenericDocument<rapidjson::UTF8<>, PoolAllocator, PoolAllocator>;
+using PoolWriter = rapidjson::Writer<StringSink, rapidjson::UTF8<>, rapidjson::UTF8<>, PoolAllocator>;
+
 // Writes `s` as a JSON string; invalid UTF-8 becomes U+FFFD, so the output
 // stays valid JSON whatever the bytes were.
 void write_string(Writer& w, std::string_view s);
 
 // Writes a number that the parser delivered as text (kParseNumbersAsStringsFlag).
 // RapidJSON 1.1's Writer::RawNumber would quote it, hence RawValue.
-inline bool write_raw_number(Writer& w, const char* text, size_t length) {
+template <class AnyWriter>
+inline bool write_raw_number(AnyWriter& w, const char* text, size_t length) {
   return w.RawValue(text, length, rapidjson::kNumberType);
 }
 

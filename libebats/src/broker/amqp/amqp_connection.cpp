@@ -160,7 +160,7 @@ void harden_socket(int fd, int64_t heartbeat_ms, int64_t timeout_ms) {
 
 std::string status_text(int status) { return amqp_error_string2(status); }
 
-const HeaderValue* MessageProperties::header(const std::string& key) const {
+const HeaderValue* MessageProperties::header(std::string_view key) const {
   for (const HeaderValue& h : headers) {
     if (h.key == key) return &h;
   }

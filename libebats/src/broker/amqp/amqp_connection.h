@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "broker/amqp/amqp_url.h"
@@ -46,7 +47,7 @@ struct MessageProperties {
   int64_t timestamp = 0;  // seconds
   bool persistent = true;
   std::vector<HeaderValue> headers;
-  const HeaderValue* header(const std::string& key) const;
+  const HeaderValue* header(std::string_view key) const;
 };
 
 // What the next frame meant.
