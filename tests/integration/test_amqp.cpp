@@ -9,6 +9,7 @@
 #include <chrono>
 #include <thread>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -76,6 +77,15 @@ ebats::Envelope task_envelope(const std::string& task, const std::string& topic)
   e.due_at = e.created_at;
   e.max_attempts = 3;
   return e;
+}
+
+// Runs the scheduler and the ntask worker of topic t until `done`, then stops them.
+void stop_after(TestSystem& sys, const std::function<bool()>& done) {
+  auto& scheduler = sys.start_scheduler();
+  auto& worker = sys.start_ntask();
+  REQUIRE(TestSystem::wait_until(done));
+  for (auto* d : {&scheduler, &worker}) d->signal(SIGTERM);
+  for (auto* d : {&scheduler, &worker}) CHECK(d->wait(20s) == 0);
 }
 
 }  // namespace
@@ -348,6 +358,129 @@ TEST_CASE("RabbitMQ: a user whose permissions cover only the prefix's objects ca
   }
   ctl({"delete_vhost", vhost});
   ctl({"delete_user", user});
+}
+
+TEST_CASE("RabbitMQ: two dead-letter replays at once replay each letter once", "[integration][amqp-only]") {
+  // A stream cannot delete an entry: a replay publishes the replacements,
+  // then a tombstone. Two replays that both read the stream before either
+  // tombstone would each replay every letter; the lock (an exclusive queue)
+  // makes the second read after the first is done.
+  constexpr int kLetters = 30;
+  TestSystem sys("  e:\n    - {task: fail, topic: t}\n");
+  for (int i = 0; i < kLetters; ++i) REQUIRE(sys.publisher().publish("e", "{\"n\":" + std::to_string(i) + "}").ok());
+  stop_after(sys, [&] { return sys.dead_letters().size() == kLetters; });  // the replayed tasks stay queued
+  for (int round = 0; round < 3; ++round) {
+    std::string outs[2];
+    int codes[2] = {-1, -1};
+    // TestSystem::run() gives each call a log of its own (ebatsctl() shares one file).
+    const std::vector<std::string> replay{bin("ebatsctl"), "--config", sys.config_path(), "dead", "replay", "--all"};
+    std::thread other([&] { codes[1] = sys.run(replay, &outs[1]); });
+    codes[0] = sys.run(replay, &outs[0]);
+    other.join();
+    INFO("round " << round << ": " << outs[0] << " | " << outs[1]);
+    REQUIRE(codes[0] == 0);
+    REQUIRE(codes[1] == 0);
+    uint64_t replayed = 0;
+    for (const std::string& out : outs) {
+      REQUIRE(out.rfind("replayed ", 0) == 0);
+      replayed += std::stoull(out.substr(9));
+    }
+    CHECK(replayed == (round == 0 ? kLetters : 0));
+  }
+  CHECK(sys.dead_letters().empty());
+  // Every letter once in the task queue: 30 tasks, not 60.
+  CHECK(TestSystem::wait_until([&] { return sys.ready_tasks() == kLetters; }));
+  std::this_thread::sleep_for(500ms);
+  CHECK(sys.ready_tasks() == kLetters);
+}
+
+TEST_CASE("RabbitMQ: a dead-letter replay waits for a lock another holds and then says who holds it",
+          "[integration][amqp-only]") {
+  TestSystem sys("  e:\n    - {task: fail, topic: t}\n");
+  sys.edit_config("confirm_timeout: 10s", "confirm_timeout: 2s");
+  REQUIRE(sys.publisher().publish("e", "{\"n\":1}").ok());
+  stop_after(sys, [&] { return sys.dead_letters().size() == 1; });
+  const std::string lock = sys.prefix() + ".dead.lock";
+  {
+    auto holder = foreign_connection();
+    REQUIRE(holder->declare_exclusive(1, lock).ok());
+    // A second connection cannot take it: RabbitMQ answers 405 RESOURCE_LOCKED.
+    auto other = foreign_connection();
+    CHECK(other->declare_exclusive(1, lock).code() == ebats::StatusCode::busy);
+    std::string out;  // stdout and stderr
+    const std::vector<std::string> ctl{bin("ebatsctl"), "--config", sys.config_path(), "dead"};
+    auto with = [&](std::vector<std::string> argv, const std::string& arg) {
+      argv.push_back(arg);
+      return argv;
+    };
+    CHECK(sys.run(with(with(ctl, "replay"), "--all"), &out) == 1);
+    CHECK(out.find("another process is replaying or purging these dead letters") != std::string::npos);
+    CHECK(out.find("'" + lock + "'") != std::string::npos);
+    CHECK(sys.run(with(ctl, "purge"), &out) == 1);
+    CHECK(out.find("'" + lock + "'") != std::string::npos);
+    CHECK(sys.dead_letters().size() == 1);  // nothing changed
+  }  // the holder's connection closes: RabbitMQ deletes its exclusive queue
+  std::string out;
+  REQUIRE(sys.ebatsctl({"dead", "replay", "--all"}, &out) == 0);
+  CHECK(out == "replayed 1 dead letter(s)\n");
+  CHECK(sys.dead_letters().empty());
+  // The lock is released when the replay is done, not held until the process ends.
+  auto after = foreign_connection();
+  CHECK(after->declare_exclusive(1, lock).ok());
+}
+
+TEST_CASE("RabbitMQ: a task RabbitMQ dead-letters itself at its delivery limit is listed as delivery limit",
+          "[integration][amqp-only]") {
+  // broker.amqp.delivery_limit is the quorum queues' backstop: a message
+  // returned more often (by consumers that are not ebats workers, which
+  // dead-letter a task themselves first) goes to the dead letters through
+  // RabbitMQ's own dead-lettering, with x-first-death-* headers and the
+  // properties it was published with, an hour ago here.
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n");
+  sys.edit_config("reconnect: {min: 100ms, max: 1s}", "reconnect: {min: 100ms, max: 1s}, delivery_limit: 1");
+  std::string out;
+  REQUIRE(sys.ebatsctl({"setup"}, &out) == 0);
+  const std::string queue = sys.prefix() + ".ntask.t";
+  const int64_t now_s = ebats::SystemClock().wall_now() / 1000;
+  {
+    auto producer = foreign_connection();
+    amqp::OutMessage m;
+    m.routing_key = queue;
+    m.body = ebats::encode_envelope(task_envelope("record", "t"));
+    m.properties.type = "task";
+    m.properties.timestamp = now_s - 3600;
+    m.mandatory = false;
+    REQUIRE(producer->publish(1, m).ok());
+  }
+  // Taken and returned unacknowledged (the consumer's connection closes) until RabbitMQ gives up on it.
+  for (int i = 0; i < 5 && sys.dead_letters().empty(); ++i) {
+    auto consumer = foreign_connection();
+    auto tag = consumer->consume(1, queue, {});
+    REQUIRE(tag.ok());
+    bool got = false;
+    for (int tries = 0; tries < 50 && !got; ++tries) {
+      auto in = consumer->next(100);
+      REQUIRE(in.ok());
+      got = in->has_value() && (*in)->kind == amqp::Incoming::Kind::deliver;
+    }
+    if (!got) break;  // dead-lettered meanwhile
+  }
+  std::vector<ebats::DeadLetterEntry> dead;
+  REQUIRE(TestSystem::wait_until([&] { return (dead = sys.dead_letters()).size() == 1; }, 30s));
+  const ebats::DeadLetter& d = dead.front().letter;
+  CHECK(d.reason == "delivery limit");
+  CHECK_THAT(d.error, Catch::Contains("'" + queue + "'"));
+  CHECK(d.kind == "task");
+  CHECK(d.topic == "t");
+  // Neither x-death nor x-delivery-count reaches the stream: the attempts are
+  // the envelope's, the time the publish time.
+  CHECK(d.attempts == 0);
+  CHECK(d.dead_at == (now_s - 3600) * 1000);
+  // It replays like any other: the task runs.
+  REQUIRE(sys.ebatsctl({"dead", "replay", "--all"}, &out) == 0);
+  sys.start_ntask();
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() == 1; }));
+  CHECK(sys.results().front().at("status") == "ok");
 }
 
 TEST_CASE("RabbitMQ: an event published after its queue was deleted is kept: the queue is declared again",

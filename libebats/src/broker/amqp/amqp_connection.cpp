@@ -309,6 +309,7 @@ Status AmqpConnection::rpc_error(amqp_rpc_reply_t reply, const std::string& what
   }
   if (code == AMQP_PRECONDITION_FAILED) return Status::invalid(what + ": " + detail);
   if (code == AMQP_NOT_FOUND) return Status::not_found(what + ": " + detail);
+  if (code == AMQP_RESOURCE_LOCKED) return Status::error(StatusCode::busy, what + ": " + detail);
   return Status::io(what + " on " + where_ + ": " + detail);
 }
 
@@ -424,7 +425,8 @@ Status AmqpConnection::declare(uint16_t channel, const TopologySpec& spec) {
   }
   // A refusal closed the channel; reopen it so the caller can go on (the
   // declare channel holds no deliveries).
-  if (s.code() == StatusCode::invalid_argument || s.code() == StatusCode::not_found) {
+  if (s.code() == StatusCode::invalid_argument || s.code() == StatusCode::not_found ||
+      s.code() == StatusCode::busy) {
     Status reopened = open_channel(channel);
     if (!reopened.ok()) return reopened;
   }
@@ -458,6 +460,27 @@ Result<QueueCounts> AmqpConnection::inspect(uint16_t channel, const std::string&
   counts.messages = ok->message_count;
   counts.consumers = ok->consumer_count;
   return counts;
+}
+
+Status AmqpConnection::declare_exclusive(uint16_t channel, const std::string& queue) {
+  amqp_queue_declare(state_, channel, bytes(queue), /*passive=*/0, /*durable=*/0, /*exclusive=*/1,
+                     /*auto_delete=*/1, amqp_empty_table);
+  Status s = check_reply("declaring the exclusive queue '" + queue + "'", channel);
+  if (s.code() == StatusCode::busy) {
+    Status reopened = open_channel(channel);
+    if (!reopened.ok()) return reopened;
+  }
+  return s;
+}
+
+Status AmqpConnection::delete_queue(uint16_t channel, const std::string& queue) {
+  amqp_queue_delete(state_, channel, bytes(queue), /*if_unused=*/0, /*if_empty=*/0);
+  Status s = check_reply("deleting queue '" + queue + "'", channel);
+  if (s.code() == StatusCode::not_found || s.code() == StatusCode::busy) {
+    Status reopened = open_channel(channel);
+    if (!reopened.ok()) return reopened;
+  }
+  return s.code() == StatusCode::not_found ? Status() : s;
 }
 
 Status AmqpConnection::qos(uint16_t channel, uint32_t prefetch) {

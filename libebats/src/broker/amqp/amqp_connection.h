@@ -115,6 +115,13 @@ class AmqpConnection {
   Status declare(uint16_t channel, const TopologySpec& spec);
   // Passive queue.declare. not_found when the queue does not exist.
   Result<QueueCounts> inspect(uint16_t channel, const std::string& queue);
+  // Declares `queue` exclusive to this connection (not durable, gone when
+  // the connection closes): a lock across processes and hosts. busy when
+  // another connection holds it (405 RESOURCE_LOCKED); the channel is
+  // reopened after that refusal.
+  Status declare_exclusive(uint16_t channel, const std::string& queue);
+  // queue.delete (a queue that is not there is no error).
+  Status delete_queue(uint16_t channel, const std::string& queue);
   Status qos(uint16_t channel, uint32_t prefetch);
   // basic.consume without auto-ack; returns the consumer tag. A refusal
   // leaves the channel closed (RabbitMQ closes it).

@@ -17,6 +17,45 @@ Status not_run() { return Status::internal("the dead-letter operation did not co
 
 }  // namespace
 
+// The dead letters' lock (Topology::dead_lock_queue()), held on the I/O
+// thread by every call that settles entries (replays and purges), so that two
+// of them at once, from any hosts, never replay one entry twice: the second
+// reads the stream once the first has released the lock, its tombstone
+// confirmed. A connection lost meanwhile loses the lock (RabbitMQ deletes an
+// exclusive queue with its connection): held() says so.
+class DeadLetterLock {
+ public:
+  explicit DeadLetterLock(AmqpSession& session)
+      : session_(session), name_(session.topology().dead_lock_queue()) {
+    status_ = session.take_lock(name_, session.deadline());
+    generation_ = session.connection_generation();
+    if (status_.code() == StatusCode::busy) {
+      status_ = Status::error(StatusCode::busy,
+                              "another process is replaying or purging these dead letters (it holds the exclusive "
+                              "queue '" + name_ + "'); gave up waiting for it after broker.amqp.confirm_timeout: "
+                              "try again once it is done");
+    }
+  }
+  ~DeadLetterLock() {
+    if (held()) session_.release_lock(name_);
+  }
+  DeadLetterLock(const DeadLetterLock&) = delete;
+  DeadLetterLock& operator=(const DeadLetterLock&) = delete;
+
+  const Status& status() const { return status_; }
+  bool held() const { return status_.ok() && session_.connection_generation() == generation_; }
+  Status lost() const {
+    return Status::io("the connection to RabbitMQ was lost during the operation, and with it the lock on the dead "
+                      "letters; nothing more was changed: run it again");
+  }
+
+ private:
+  AmqpSession& session_;
+  std::string name_;
+  Status status_;
+  uint64_t generation_ = 0;
+};
+
 Result<AmqpDeadLetters::Snapshot> AmqpDeadLetters::read_on_io() {
   if (!session_.connected_by(session_.deadline())) {
     return Status::io("RabbitMQ is unavailable: " + session_.last_error());
@@ -112,7 +151,8 @@ Status AmqpDeadLetters::tombstone_on_io(const std::vector<uint64_t>& offsets, ui
   return Status();
 }
 
-Result<uint64_t> AmqpDeadLetters::replay_on_io(const std::vector<DeadLetterEntry>& entries, WallMs now) {
+Result<uint64_t> AmqpDeadLetters::replay_on_io(const std::vector<DeadLetterEntry>& entries, WallMs now,
+                                                const DeadLetterLock& lock) {
   std::vector<Publish> replays;
   std::vector<uint64_t> offsets;
   for (const DeadLetterEntry& e : entries) {
@@ -124,7 +164,10 @@ Result<uint64_t> AmqpDeadLetters::replay_on_io(const std::vector<DeadLetterEntry
     offsets.push_back(e.seq);
   }
   if (replays.empty()) return uint64_t{0};
-  // The replacements first, then one tombstone for those RabbitMQ confirmed.
+  if (!lock.held()) return lock.lost();
+  // The replacements first, then one tombstone for those RabbitMQ confirmed
+  // (also when the connection, and the lock, went meanwhile: the tombstone
+  // is what keeps a later replay from repeating them).
   session_.publish_all(replays, session_.deadline());
   std::vector<uint64_t> done;
   std::string failure;
@@ -153,6 +196,11 @@ Result<uint64_t> AmqpDeadLetters::replay_on_io(const std::vector<DeadLetterEntry
 Status AmqpDeadLetters::replay(uint64_t seq, WallMs now) {
   Status result = not_run();
   session_.run([&] {
+    DeadLetterLock lock(session_);
+    if (!lock.status().ok()) {
+      result = lock.status();
+      return;
+    }
     auto snapshot = read_on_io();
     if (!snapshot.ok()) {
       result = snapshot.status();
@@ -169,7 +217,7 @@ Status AmqpDeadLetters::replay(uint64_t seq, WallMs now) {
       result = m.status();
       return;
     }
-    auto replayed = replay_on_io({*found}, now);
+    auto replayed = replay_on_io({*found}, now, lock);
     result = replayed.ok() ? Status() : replayed.status();
   });
   return result;
@@ -178,8 +226,13 @@ Status AmqpDeadLetters::replay(uint64_t seq, WallMs now) {
 Result<uint64_t> AmqpDeadLetters::replay_all(WallMs now) {
   Result<uint64_t> result = not_run();
   session_.run([&] {
+    DeadLetterLock lock(session_);
+    if (!lock.status().ok()) {
+      result = lock.status();
+      return;
+    }
     auto snapshot = read_on_io();
-    result = snapshot.ok() ? replay_on_io(snapshot->entries, now) : Result<uint64_t>(snapshot.status());
+    result = snapshot.ok() ? replay_on_io(snapshot->entries, now, lock) : Result<uint64_t>(snapshot.status());
   });
   return result;
 }
@@ -187,6 +240,11 @@ Result<uint64_t> AmqpDeadLetters::replay_all(WallMs now) {
 Result<uint64_t> AmqpDeadLetters::purge() {
   Result<uint64_t> result = not_run();
   session_.run([&] {
+    DeadLetterLock lock(session_);
+    if (!lock.status().ok()) {
+      result = lock.status();
+      return;
+    }
     auto snapshot = read_on_io();
     if (!snapshot.ok()) {
       result = snapshot.status();
@@ -194,6 +252,10 @@ Result<uint64_t> AmqpDeadLetters::purge() {
     }
     if (snapshot->entries.empty()) {
       result = uint64_t{0};
+      return;
+    }
+    if (!lock.held()) {
+      result = lock.lost();
       return;
     }
     Status marked = tombstone_on_io({}, snapshot->last_offset);
@@ -223,8 +285,13 @@ std::vector<DeadLetterEntry> selected(const AmqpDeadLetters::Snapshot& snapshot,
 Result<uint64_t> AmqpDeadLetters::replay_selected(const std::vector<uint64_t>& seqs, WallMs now) {
   Result<uint64_t> result = not_run();
   session_.run([&] {
+    DeadLetterLock lock(session_);
+    if (!lock.status().ok()) {
+      result = lock.status();
+      return;
+    }
     auto snapshot = read_on_io();
-    result = snapshot.ok() ? replay_on_io(selected(*snapshot, seqs), now) : Result<uint64_t>(snapshot.status());
+    result = snapshot.ok() ? replay_on_io(selected(*snapshot, seqs), now, lock) : Result<uint64_t>(snapshot.status());
   });
   return result;
 }
@@ -232,6 +299,11 @@ Result<uint64_t> AmqpDeadLetters::replay_selected(const std::vector<uint64_t>& s
 Result<uint64_t> AmqpDeadLetters::purge_selected(const std::vector<uint64_t>& seqs) {
   Result<uint64_t> result = not_run();
   session_.run([&] {
+    DeadLetterLock lock(session_);
+    if (!lock.status().ok()) {
+      result = lock.status();
+      return;
+    }
     auto snapshot = read_on_io();
     if (!snapshot.ok()) {
       result = snapshot.status();
@@ -241,6 +313,10 @@ Result<uint64_t> AmqpDeadLetters::purge_selected(const std::vector<uint64_t>& se
     for (const DeadLetterEntry& e : selected(*snapshot, seqs)) offsets.push_back(e.seq);
     if (offsets.empty()) {
       result = uint64_t{0};
+      return;
+    }
+    if (!lock.held()) {
+      result = lock.lost();
       return;
     }
     Status marked = tombstone_on_io(offsets, 0);

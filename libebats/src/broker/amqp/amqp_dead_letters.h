@@ -7,7 +7,10 @@
 // settles entries (by offset, or every offset up to one), after the
 // replacement is confirmed. Every call reads the stream from its first entry
 // up to what it held when the call began (O(entries), fine for dead letters;
-// set a max-age policy on the stream to bound it).
+// set a max-age policy on the stream to bound it). Replays and purges hold a
+// lock (an exclusive queue, Topology::dead_lock_queue()) from before their
+// read to after their tombstone, so two at once never settle or replay an
+// entry twice; the second waits up to broker.amqp.confirm_timeout.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +21,8 @@
 
 namespace ebats {
 namespace amqp {
+
+class DeadLetterLock;
 
 class AmqpDeadLetters final : public DeadLetterStore {
  public:
@@ -46,7 +51,7 @@ class AmqpDeadLetters final : public DeadLetterStore {
   Result<OutMsg> replacement(const DeadLetterEntry& entry, WallMs now) const;
   // The I/O thread only: replays the replayable ones of `entries` (their
   // replacements confirmed, then one tombstone for them); returns how many.
-  Result<uint64_t> replay_on_io(const std::vector<DeadLetterEntry>& entries, WallMs now);
+  Result<uint64_t> replay_on_io(const std::vector<DeadLetterEntry>& entries, WallMs now, const DeadLetterLock& lock);
   // The I/O thread only: a tombstone settling `offsets`, or all up to `upto`.
   Status tombstone_on_io(const std::vector<uint64_t>& offsets, uint64_t upto);
 

@@ -285,6 +285,9 @@ DeadLetter dead_letter_from_message(const Incoming& in, uint64_t max_message_byt
   // Dead-lettered by RabbitMQ itself (the delivery limit of a queue).
   d.reason = broker_reason(header_text(p, kFirstDeathReasonHeader));
   d.error = "RabbitMQ dead-lettered the message from queue '" + header_text(p, "x-first-death-queue") + "'";
+  // RabbitMQ 3.10 records no time of death that a reader of the stream sees
+  // (no x-death reaches it, only x-first-death-*): the time the message was
+  // published stands in (docs/RABBITMQ.md).
   d.dead_at = ms_of_seconds(p.timestamp);
   DecodeResult r = decode_envelope(in.body, max_message_bytes);
   if (!r.ok()) {

@@ -80,6 +80,7 @@ Result<std::unique_ptr<AmqpSession>> AmqpSession::start(SessionOptions options) 
   auto connection = AmqpConnection::open(session->options_.connect);
   if (!connection.ok()) return connection.status();
   session->connection_ = std::move(connection).value();
+  ++session->connection_generation_;
   Status channels = session->open_channels();
   if (!channels.ok()) return channels;
   session->last_received_ = session->clock().steady_now();
@@ -543,6 +544,7 @@ bool AmqpSession::reconnect() {
     return false;
   }
   connection_ = std::move(connection).value();
+  ++connection_generation_;
   last_received_ = clock().steady_now();
   Status s = open_channels();
   for (Subscription& sub : subscriptions_) {
@@ -933,6 +935,25 @@ Result<QueueCounts> AmqpSession::inspect(const std::string& queue) {
   auto counts = connection_->inspect(kRpcChannel, queue);
   if (!counts.ok() && counts.status().code() == StatusCode::io_error) connection_lost(counts.status().message());
   return counts;
+}
+
+Status AmqpSession::take_lock(const std::string& queue, SteadyTime deadline) {
+  milliseconds pause(20);
+  for (;;) {
+    if (!connected_by(deadline)) return Status::io("RabbitMQ is unavailable: " + last_error_);
+    Status s = connection_->declare_exclusive(kRpcChannel, queue);
+    if (s.code() == StatusCode::io_error) connection_lost(s.message());
+    if (s.code() != StatusCode::busy) return s;
+    if (clock().steady_now() + pause >= deadline) return s;
+    pump(static_cast<int>(pause.count()), false);
+    pause = std::min(pause * 2, milliseconds(500));
+  }
+}
+
+void AmqpSession::release_lock(const std::string& queue) {
+  if (!connection_) return;  // gone with the connection
+  Status s = connection_->delete_queue(kRpcChannel, queue);
+  if (s.code() == StatusCode::io_error) connection_lost(s.message());
 }
 
 Result<std::vector<StreamEntry>> AmqpSession::read_stream(const std::string& stream, const std::string& exchange) {

@@ -147,6 +147,15 @@ class AmqpSession {
   const OutMsg* held_copy(uint64_t token) const;
   Status subscribe(Lane lane, const std::string& topic, uint32_t prefetch);
   Result<QueueCounts> inspect(const std::string& queue);
+  // Takes the lock `queue` names: an exclusive queue (AmqpConnection::
+  // declare_exclusive), which one connection at a time may hold, on any
+  // host. While another holds it, tries again after pauses doubling from
+  // 20 ms to 500 ms (heartbeats serviced meanwhile) until `deadline`, then
+  // returns busy. The lock ends with release_lock() or with the connection.
+  Status take_lock(const std::string& queue, SteadyTime deadline);
+  // The incarnation of the connection: a lock taken on an earlier one is gone.
+  uint64_t connection_generation() const { return connection_generation_; }
+  void release_lock(const std::string& queue);
   // Every entry of a stream from its first offset up to what it held when the
   // read began (markers left out). `exchange` is the one the stream is bound
   // to ('#'): the read's marker goes through it.
@@ -201,6 +210,7 @@ class AmqpSession {
   std::vector<Subscription> subscriptions_;
   std::set<std::string> declared_;
   uint16_t lost_on_refusal_ = 0;  // the refusal code that took the last connection (0: none)
+  uint64_t connection_generation_ = 0;  // +1 for every connection opened
   std::unordered_map<uint64_t, OutMsg> held_;   // unacknowledged deliveries: how to publish them again
   std::set<uint64_t> unacked_tags_;              // their delivery tags on the consuming channel, in order
   // Settled deliveries whose ack waits for a lower tag to be settled too, so

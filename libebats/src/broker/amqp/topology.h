@@ -17,6 +17,8 @@
 //                                P.delay.(LL-1), P.dtask below level 00
 //   exchange P.dead     topic    dead letters (ebats' and the broker's)
 //   stream   P.dead              bound '#'; browsed by `ebatsctl dead`
+//   queue    P.dead.lock classic exclusive, only while `ebatsctl dead replay`
+//                                or `purge` runs: one at a time, on any host
 //   exchange P.results  topic    result records, routing key = topic; a
 //                                consumer anywhere binds a queue of its own
 //   stream   P.results           only with broker.amqp.results_stream: bound
@@ -111,6 +113,9 @@ class Topology {
   std::string delay_queue(uint32_t level) const;
   const std::string& dead_exchange() const { return dead_; }
   const std::string& dead_stream() const { return dead_; }
+  // The lock of `ebatsctl dead replay` and `purge`: an exclusive queue
+  // (AmqpSession::take_lock), declared only while one holds it.
+  std::string dead_lock_queue() const { return dead_ + ".lock"; }
   const std::string& results_exchange() const { return results_; }
   const std::string& results_stream() const { return results_; }
   // The queue a subscription to (lane, topic) consumes.
