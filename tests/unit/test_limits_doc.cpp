@@ -338,6 +338,8 @@ TEST_CASE("limits doc: worker, plugin and ebatsctl bounds match the code", "[doc
   CHECK(documented("Config::result_message_bytes") == ebats::Config{}.result_message_bytes);
   const std::string worker = "libebats/src/supervisor/worker.cpp";
   CHECK(documented("kMaxResultParams") == source_constant(worker, "kMaxResultParams"));
+  CHECK(documented("kMaxHeaderText") ==
+        source_constant("libebats/src/broker/amqp/amqp_messages.h", "kMaxHeaderText"));
   CHECK(documented("kMaxLogMessageBytes") ==
         source_constant("libebats/src/plugin/task_runner.cpp", "kMaxLogMessageBytes"));
   CHECK(documented("kMaxAutoHeldPerChild") == source_constant(worker, "kMaxAutoHeldPerChild"));
