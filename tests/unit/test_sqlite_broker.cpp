@@ -325,19 +325,20 @@ TEST_CASE("sqlite broker: an expired lease is recovered with attempt + 1", "[sql
   TempDir dir;
   FakeClock clock;
   auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  auto other = open_ok(options_for(dir.path() + "/ebats.db", "host-b/ntask/demo"), clock);
   publish(*broker, {task("t1", clock.wall_now())});
   REQUIRE(claim_ok(*broker, Lane::ntask, 1).size() == 1);
 
   clock.advance(milliseconds(kLeaseMs));
-  auto recovered = broker->recover_expired(Lane::ntask, "demo");
+  auto recovered = other->recover_expired(Lane::ntask, "demo");
   REQUIRE(recovered.ok());
   CHECK(*recovered == 0);  // the lease holds until its last millisecond
-  recovered = broker->recover_expired(Lane::dtask, "demo");
+  recovered = other->recover_expired(Lane::dtask, "demo");
   REQUIRE(recovered.ok());
   CHECK(*recovered == 0);  // other lane
 
   clock.advance(milliseconds(1));
-  recovered = broker->recover_expired(Lane::ntask, "demo");
+  recovered = other->recover_expired(Lane::ntask, "demo");
   REQUIRE(recovered.ok());
   CHECK(*recovered == 1);
   auto again = claim_ok(*broker, Lane::ntask, 1);
@@ -347,10 +348,37 @@ TEST_CASE("sqlite broker: an expired lease is recovered with attempt + 1", "[sql
   CHECK(again[0].due_at == clock.wall_now());
 }
 
+TEST_CASE("sqlite broker: a holder never recovers its own lapsed lease: it extends it again", "[sqlite][broker]") {
+  // A worker whose lease lapsed while the database was locked longer than the
+  // lease still runs the task: had its own reaper put the task back, it
+  // would have claimed and run it a second time beside the first.
+  TempDir dir;
+  FakeClock clock;
+  auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  publish(*broker, {task("t1", clock.wall_now()), event("e1")});
+  auto tasks = claim_ok(*broker, Lane::ntask, 1);
+  auto events = claim_ok(*broker, Lane::events, 1);
+  REQUIRE(tasks.size() == 1);
+  REQUIRE(events.size() == 1);
+  clock.advance(milliseconds(3 * kLeaseMs));
+  CHECK(*broker->recover_expired(Lane::ntask, "demo") == 0);
+  CHECK(*broker->recover_expired(Lane::events, "") == 0);
+  CHECK(claim_ok(*broker, Lane::ntask, 10).empty());  // not handed out again
+  CHECK(depth_of(*broker, "demo").leased == 1);
+  // The late extension takes: the lease is current again, for others too.
+  REQUIRE(broker->extend({tasks[0].token, events[0].token}).ok());
+  auto other = open_ok(options_for(dir.path() + "/ebats.db", "host-b/ntask/demo"), clock);
+  CHECK(*other->recover_expired(Lane::ntask, "demo") == 0);
+  CHECK(*other->recover_expired(Lane::events, "") == 0);
+  // And its settle counts.
+  CHECK(commit_ok(*broker, Batch{{}, {}, {}, {ack(tasks[0].token)}, {}}).settled == 1);
+}
+
 TEST_CASE("sqlite broker: extend keeps a lease alive", "[sqlite][broker]") {
   TempDir dir;
   FakeClock clock;
   auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  auto other = open_ok(options_for(dir.path() + "/ebats.db", "host-b/ntask/demo"), clock);
   publish(*broker, {task("t1", clock.wall_now()), event("e1")});
   auto tasks = claim_ok(*broker, Lane::ntask, 1);
   auto events = claim_ok(*broker, Lane::events, 1);
@@ -360,11 +388,11 @@ TEST_CASE("sqlite broker: extend keeps a lease alive", "[sqlite][broker]") {
   clock.advance(milliseconds(kLeaseMs - 1'000));
   REQUIRE(broker->extend({tasks[0].token, events[0].token}).ok());
   clock.advance(milliseconds(2'000));  // past the first lease, within the extended one
-  CHECK(*broker->recover_expired(Lane::ntask, "demo") == 0);
-  CHECK(*broker->recover_expired(Lane::events, "") == 0);
+  CHECK(*other->recover_expired(Lane::ntask, "demo") == 0);
+  CHECK(*other->recover_expired(Lane::events, "") == 0);
   clock.advance(milliseconds(kLeaseMs));
-  CHECK(*broker->recover_expired(Lane::ntask, "demo") == 1);
-  CHECK(*broker->recover_expired(Lane::events, "") == 1);
+  CHECK(*other->recover_expired(Lane::ntask, "demo") == 1);
+  CHECK(*other->recover_expired(Lane::events, "") == 1);
   auto event_again = claim_ok(*broker, Lane::events, 1);
   REQUIRE(event_again.size() == 1);
   CHECK(event_again[0].attempt == 0);  // events are not counted
@@ -374,11 +402,12 @@ TEST_CASE("sqlite broker: an exhausted expired lease becomes a dead letter", "[s
   TempDir dir;
   FakeClock clock;
   auto broker = open_ok(options_for(dir.path() + "/ebats.db"), clock);
+  auto other = open_ok(options_for(dir.path() + "/ebats.db", "host-b/dtask/demo"), clock);
   const OutMsg last_try = task("t1", clock.wall_now(), Lane::dtask, 1, 2);
   publish(*broker, {last_try});
   REQUIRE(claim_ok(*broker, Lane::dtask, 1).size() == 1);
   clock.advance(milliseconds(kLeaseMs + 1));
-  auto recovered = broker->recover_expired(Lane::dtask, "demo");
+  auto recovered = other->recover_expired(Lane::dtask, "demo");
   REQUIRE(recovered.ok());
   CHECK(*recovered == 1);
 
@@ -828,10 +857,11 @@ TEST_CASE("sqlite broker: the queue counts follow every path that adds or takes 
   REQUIRE(claim_ok(*broker, Lane::ntask, 10).size() == 3);
   REQUIRE(claim_ok(*broker, Lane::events, 10, "").size() == 1);
   clock.advance(milliseconds(kLeaseMs + 1));
-  auto recovered = broker->recover_expired(Lane::ntask, "demo");
+  auto reaper = open_ok(options_for(db, "testhost/ntask/reaper"), clock);  // the holder leaves its own
+  auto recovered = reaper->recover_expired(Lane::ntask, "demo");
   REQUIRE(recovered.ok());
   CHECK(*recovered == 3);
-  recovered = broker->recover_expired(Lane::events, "");
+  recovered = reaper->recover_expired(Lane::events, "");
   REQUIRE(recovered.ok());
   CHECK(*recovered == 1);
   audit("recovering expired leases");

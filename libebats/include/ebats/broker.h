@@ -253,9 +253,13 @@ class EBATS_EXPORT Broker {
   virtual Result<CommitReport> commit(const Batch& batch) = 0;
   // Extends the leases of held deliveries by the configured lease time.
   virtual Status extend(const std::vector<uint64_t>& tokens) = 0;
-  // Returns expired leases of (lane, topic) to ready with attempt+1, or
-  // dead-letters them ("lease expired") when that exhausts them. Returns how
-  // many were recovered.
+  // Returns expired leases of (lane, topic) held by others to ready with
+  // attempt+1, or dead-letters them ("lease expired") when that exhausts
+  // them. Returns how many were recovered. This broker's own leases are left
+  // alone however late: their holder is alive (it is asking) and extends or
+  // settles them; recovering them would run a task a second time beside
+  // itself once its lease lapsed, say while the database was locked longer
+  // than the lease. Those of an earlier incarnation: recover_previous_incarnation().
   virtual Result<uint32_t> recover_expired(Lane lane, const std::string& topic) = 0;
   // Releases every lease held by an earlier incarnation of this worker (same
   // lease owner prefix), as recover_expired() does, at startup.

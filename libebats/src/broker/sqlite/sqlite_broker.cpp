@@ -72,8 +72,10 @@ const std::string kExtendEvent =
     "UPDATE events SET lease_until = ?3 WHERE seq = ?1 AND state = 'leased' AND lease_owner = ?2";
 
 // --- recovery --------------------------------------------------------------
-// Parameters: ?1 topic, ?2 lane, ?3 now; previous incarnation: ?4 its owner.
-const std::string kExpiredTasks = "state = 'leased' AND topic = ?1 AND lane = ?2 AND lease_until < ?3";
+// Parameters: ?1 topic, ?2 lane, ?3 now; ?4 our owner (expired: leases of
+// others only, see Broker::recover_expired()) or the previous incarnation's.
+const std::string kExpiredTasks =
+    "state = 'leased' AND topic = ?1 AND lane = ?2 AND lease_until < ?3 AND lease_owner <> ?4";
 const std::string kPreviousTasks = "state = 'leased' AND topic = ?1 AND lane = ?2 AND lease_owner = ?4";
 // The other incarnations holding leases under our owner prefix: ?1 topic, ?2
 // lane, ?3 owner prefix + "/", ?4 our owner (events: ?1 prefix, ?2 ours).
@@ -112,8 +114,8 @@ const RecoverySql kRecoverExpiredTasks =
     task_recovery_sql(kExpiredTasks, "'the lease of ' || lease_owner || ' expired at ' || lease_until");
 const RecoverySql kRecoverPreviousTasks =
     task_recovery_sql(kPreviousTasks, "'worker ' || lease_owner || ' restarted while holding the lease'");
-// Events: ?1 now; previous incarnation: ?2 its owner. They go back to ready.
-const std::string kExpiredEvents = "state = 'leased' AND lease_until < ?1";
+// Events: ?1 now; ?2 our owner (expired) or the previous incarnation's. They go back to ready.
+const std::string kExpiredEvents = "state = 'leased' AND lease_until < ?1 AND lease_owner <> ?2";
 const std::string kPreviousEvents = "state = 'leased' AND lease_owner = ?2";
 const std::string kRecoverEventsSet = "UPDATE events SET state = 'ready', lease_owner = NULL, lease_until = NULL WHERE ";
 const RecoverySql kRecoverExpiredEvents{"SELECT 1 FROM events WHERE " + kExpiredEvents + " LIMIT 1", "", "",
@@ -569,7 +571,7 @@ Result<uint32_t> SqliteBroker::recover_previous_incarnation(Lane lane, const std
 }
 
 Result<uint32_t> SqliteBroker::recover(Lane lane, const std::string& topic, Recovery kind) {
-  if (kind == Recovery::expired) return recover_leases(lane, topic, kind, "");
+  if (kind == Recovery::expired) return recover_leases(lane, topic, kind, owner_);  // all but ours
   // Each earlier incarnation whose process is gone, one by one.
   std::vector<std::string> owners;
   {
@@ -611,7 +613,7 @@ Result<uint32_t> SqliteBroker::recover_leases(Lane lane, const std::string& topi
   } else {
     const RecoverySql& sql = expired ? kRecoverExpiredTasks : kRecoverPreviousTasks;
     auto any =
-        any_row(sql.probe, [&](StatementUse& use) { bind_task_recovery(use, lane, topic, kind, now, owner); });
+        any_row(sql.probe, [&](StatementUse& use) { bind_task_recovery(use, lane, topic, now, owner); });
     if (!any.ok()) return any.status();
     if (!*any) return 0u;
   }
@@ -626,18 +628,14 @@ Result<uint32_t> SqliteBroker::recover_leases(Lane lane, const std::string& topi
   return *recovered;
 }
 
-void SqliteBroker::bind_task_recovery(StatementUse& use, Lane lane, const std::string& topic, Recovery kind,
+void SqliteBroker::bind_task_recovery(StatementUse& use, Lane lane, const std::string& topic,
                                       WallMs now, const std::string& owner) const {
-  use.bind_text(1, topic).bind_text(2, task_lane_code(lane)).bind(3, now);
-  if (kind == Recovery::previous_incarnation) use.bind_text(4, owner);
+  use.bind_text(1, topic).bind_text(2, task_lane_code(lane)).bind(3, now).bind_text(4, owner);
 }
 
 void SqliteBroker::bind_event_recovery(StatementUse& use, Recovery kind, WallMs now, const std::string& owner) const {
-  if (kind == Recovery::expired) {
-    use.bind(1, now);
-  } else {
-    use.bind_text(2, owner);
-  }
+  if (kind == Recovery::expired) use.bind(1, now);
+  use.bind_text(2, owner);
 }
 
 Result<uint32_t> SqliteBroker::recover_tasks(Lane lane, const std::string& topic, Recovery kind, WallMs now,
@@ -648,7 +646,7 @@ Result<uint32_t> SqliteBroker::recover_tasks(Lane lane, const std::string& topic
     auto stmt = connection_->statement(*text);
     if (!stmt.ok()) return stmt.status();
     StatementUse use(*stmt);
-    bind_task_recovery(use, lane, topic, kind, now, owner);
+    bind_task_recovery(use, lane, topic, now, owner);
     Status status = run_to_completion(*connection_, use, "recovering leases");
     if (!status.ok()) return status;
     const int changes = sqlite3_changes(connection_->db());

@@ -114,7 +114,7 @@ class SqliteBroker final : public Broker {
                                  const std::string& owner);
   Result<uint32_t> recover_events(Recovery kind, WallMs now, const std::string& owner);
   // Bind the parameters of the recovery statements (see sqlite_broker.cpp).
-  void bind_task_recovery(StatementUse& use, Lane lane, const std::string& topic, Recovery kind, WallMs now,
+  void bind_task_recovery(StatementUse& use, Lane lane, const std::string& topic, WallMs now,
                           const std::string& owner) const;
   void bind_event_recovery(StatementUse& use, Recovery kind, WallMs now, const std::string& owner) const;
   // True when some row matches the (cheap, indexed, read-only) query `sql`
