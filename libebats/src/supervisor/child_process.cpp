@@ -141,6 +141,18 @@ bool ChildProcess::signal(int sig) const {
   return sent;
 }
 
+bool ChildProcess::stop_task(uint64_t seq) const {
+  if (reaped_ || !pidfd_.valid()) return false;
+  siginfo_t info;
+  std::memset(&info, 0, sizeof info);
+  info.si_signo = SIGUSR1;
+  info.si_code = SI_QUEUE;  // a user code: the kernel takes it from another process
+  info.si_pid = ::getpid();
+  info.si_uid = ::getuid();
+  info.si_value.sival_ptr = reinterpret_cast<void*>(static_cast<uintptr_t>(seq));
+  return ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGUSR1, &info, 0) == 0;
+}
+
 bool ChildProcess::try_reap(std::string* description) {
   if (reaped_) return true;
   int status = 0;

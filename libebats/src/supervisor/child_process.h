@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,10 @@ class ChildProcess {
   // Sends a signal through the pidfd; false if the child is already gone.
   // SIGKILL goes to the child's whole process group.
   bool signal(int sig) const;
+  // The soft stop of the task the parent numbered `seq`: SIGUSR1 queued with
+  // `seq` as its value (si_code SI_QUEUE), so a child that already went on
+  // to its next task can tell it is not meant for that one (worker_child.cpp).
+  bool stop_task(uint64_t seq) const;
   // Reaps the child if it has exited (non-blocking). Returns true once reaped;
   // `description` then says how it ended: "exit status 3", "killed by SIGSEGV".
   bool try_reap(std::string* description);

@@ -711,7 +711,7 @@ void Worker::Impl::check_timeouts(SteadyTime now) {
     const auto elapsed = now - s.head_since;
     if (elapsed >= timeout && !s.soft_sent) {
       s.soft_sent = true;
-      s.proc->signal(SIGUSR1);  // should_stop() turns 1
+      s.proc->stop_task(s.pipeline.front().seq);  // should_stop() turns 1 in that task only
     }
     if (elapsed >= timeout + milliseconds(settings_.kill_after_ms) && !s.killed_for_timeout) {
       s.killed_for_timeout = true;
@@ -1269,7 +1269,7 @@ Status Worker::Impl::run(SignalFd& signals) {
       interrupting_ = true;
       kill_deadline_ = now + milliseconds(settings_.kill_after_ms);
       for (auto& s : children_) {
-        if (s.proc && !s.pipeline.empty()) s.proc->signal(SIGUSR1);
+        if (s.proc && !s.pipeline.empty()) s.proc->stop_task(s.pipeline.front().seq);
       }
     }
     if (interrupting_ && now >= kill_deadline_) {

@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -18,10 +20,13 @@ namespace {
 
 // The soft stop: SIGUSR1 from the parent ("the soft timeout passed, or we are
 // shutting down"), which handlers see through should_stop(). It is taken by a
-// thread of its own with sigwait(), never by a signal handler, so it cuts no
-// system call of a running task short (a handler's sleep() used to return
-// early when a handler caught it). REQUIRES: SIGUSR1 blocked in every thread
-// (block_stop_signal(), before any thread exists).
+// thread of its own with sigwaitinfo(), never by a signal handler, so it cuts
+// no system call of a running task short (a handler's sleep() used to return
+// early when a handler caught it). The parent queues it with the number of
+// the task it means (ChildProcess::stop_task()): one sent as a task finished
+// reaches the child when it may already run the next, which it must not
+// stop. A plain SIGUSR1 (kill -USR1) stops whatever runs. REQUIRES: SIGUSR1
+// blocked in every thread (block_stop_signal(), before any thread exists).
 class StopListener {
  public:
   StopListener() : thread_([this] { listen(); }) {}
@@ -34,7 +39,13 @@ class StopListener {
   StopListener& operator=(const StopListener&) = delete;
 
   const std::atomic<bool>* flag() const { return &stop_; }
-  void clear() { stop_.store(false); }
+  // The task numbered `seq` starts (0: none runs): a stop asked for it
+  // already, which came before the child got to it, takes effect now.
+  void running(uint64_t seq) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    running_ = seq;
+    stop_.store(seq != 0 && requested_ == seq);
+  }
 
  private:
   void listen() {
@@ -42,13 +53,22 @@ class StopListener {
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
     for (;;) {
-      int sig = 0;
-      if (::sigwait(&set, &sig) != 0) continue;
+      siginfo_t info;
+      if (::sigwaitinfo(&set, &info) < 0) continue;
       if (quit_.load()) return;
-      stop_.store(true);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (info.si_code == SI_QUEUE) {
+        requested_ = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(info.si_value.sival_ptr));
+        stop_.store(running_ != 0 && requested_ == running_);
+      } else {
+        stop_.store(running_ != 0);
+      }
     }
   }
 
+  std::mutex mutex_;       // orders running() against a stop that comes in
+  uint64_t running_ = 0;   // guarded by mutex_
+  uint64_t requested_ = 0; // guarded by mutex_: the last task a stop named
   std::atomic<bool> stop_{false};
   std::atomic<bool> quit_{false};
   std::thread thread_;  // last: started once the flags exist
@@ -130,16 +150,15 @@ int run_worker_child(int fd, const WorkerChildOptions& options) {
       const int64_t timeout_ms = r.i64();
       if (r.failed()) return 2;
 
-      // A stop signal meant for the task before (sent as it finished) is not
-      // this one's.
-      stop.clear();
+      // A stop meant for the task before (sent as it finished) is not this one's.
+      stop.running(seq);
       const WallMs started = clock.wall_now();
       req.deadline_ms = timeout_ms > 0 ? started + timeout_ms : 0;
       const SteadyTime t0 = clock.steady_now();
       TaskRunResult res = runner.run(req);
       const SteadyTime t1 = clock.steady_now();
       const WallMs finished = clock.wall_now();
-      stop.clear();
+      stop.running(0);
 
       out.clear();
       FieldWriter w(out, FrameType::result);
