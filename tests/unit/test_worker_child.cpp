@@ -1,58 +1,46 @@
-// The worker child's loop (supervisor/worker_child.h) driven over its socket
-// as the worker parent drives it, in a forked process: here, the soft stop.
-// The parent queues SIGUSR1 with the number of the task it means; one sent as
-// a task finished may reach the child while it already runs the next, which
-// must not see should_stop() for it.
+// The worker child (ebats-worker-child, supervisor/worker_child.h) driven
+// over its socket as the worker parent drives it: here, the soft stop. The
+// parent queues SIGUSR1 with the number of the task it means
+// (ChildProcess::stop_task()); one sent as a task finished may reach the
+// child while it already runs the next, which must not see should_stop()
+// for it.
+#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 
+#include "supervisor/child_process.h"
+#include "supervisor/child_program.h"
 #include "supervisor/frame.h"
-#include "supervisor/worker_child.h"
 
 using namespace ebats;
 using namespace std::chrono_literals;
 
 namespace {
 
-// One forked child running run_worker_child() on a socketpair, with the test
-// plugins loaded; killed and reaped at the end.
-class ForkedChild {
+// One ebats-worker-child with the test plugins loaded, started as a worker
+// starts it; killed and reaped at the end (ChildProcess).
+class TestChild {
  public:
-  ForkedChild() {
-    int fds[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      ::close(fds[0]);
-      WorkerChildOptions options;
-      options.plugins_dir = EBATS_TEST_PLUGIN_DIR;
-      options.topic = "t";
-      options.log.level = LogLevel::error;
-      ::_exit(run_worker_child(fds[1], options));
-    }
-    ::close(fds[1]);
-    fd_ = fds[0];
+  TestChild() {
+    auto program = ChildProgram::locate();
+    REQUIRE(program.ok());
+    sigset_t empty;
+    sigemptyset(&empty);
+    auto child = ChildProcess::spawn(*program, {"--plugins-dir", EBATS_TEST_PLUGIN_DIR, "--log-level", "error"}, empty,
+                                     "");
+    REQUIRE(child.ok());
+    proc_.emplace(std::move(child).value());
     std::string settings;
     write_settings_frame(settings, PluginSettings{});
-    REQUIRE(write_all(fd_, settings));
+    REQUIRE(write_all(proc_->socket(), settings));
     REQUIRE(next_frame().type == FrameType::ready);
   }
-  ~ForkedChild() {
-    ::close(fd_);
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
-  ForkedChild(const ForkedChild&) = delete;
-  ForkedChild& operator=(const ForkedChild&) = delete;
 
   void run(uint64_t seq, const std::string& task, const std::string& params) {
     std::string out;
@@ -60,15 +48,10 @@ class ForkedChild {
     w.u64(seq).str("0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b").str(task).str("t").str("").str(params);
     w.u32(0).u32(3).i64(60'000);
     w.finish();
-    REQUIRE(write_all(fd_, out));
+    REQUIRE(write_all(proc_->socket(), out));
   }
-  // The soft stop of task `seq`, as ChildProcess::stop_task() sends it.
-  void stop(uint64_t seq) const {
-    sigval value{};
-    value.sival_ptr = reinterpret_cast<void*>(static_cast<uintptr_t>(seq));
-    REQUIRE(::sigqueue(pid_, SIGUSR1, value) == 0);
-  }
-  pid_t pid() const { return pid_; }
+  void stop(uint64_t seq) const { REQUIRE(proc_->stop_task(seq)); }
+  void signal(int sig) const { REQUIRE(proc_->signal(sig)); }
   // The next RESULT: its task number and message, "2 slept stop=0".
   std::string result() {
     const FrameBuffer::Frame frame = next_frame();
@@ -92,19 +75,20 @@ class ForkedChild {
   FrameBuffer::Frame next_frame() {
     for (;;) {
       if (auto frame = in_.next()) return *frame;
-      REQUIRE(in_.read_from(fd_) > 0);
+      pollfd p{proc_->socket(), POLLIN, 0};  // the worker's end is non-blocking
+      REQUIRE(::poll(&p, 1, 60'000) == 1);
+      REQUIRE(in_.read_from(proc_->socket()) > 0);
     }
   }
 
-  pid_t pid_ = -1;
-  int fd_ = -1;
+  std::optional<ChildProcess> proc_;
   FrameBuffer in_{max_frame_bytes(1u << 20)};
 };
 
 }  // namespace
 
 TEST_CASE("worker child: a soft stop meant for a finished task does not stop the next one", "[supervisor][child]") {
-  ForkedChild child;
+  TestChild child;
   child.run(1, "noop", "{}");
   child.run(2, "sleep_through", "{\"ms\":400}");
   CHECK(child.result() == "1 ");
@@ -120,7 +104,7 @@ TEST_CASE("worker child: a soft stop meant for a finished task does not stop the
 }
 
 TEST_CASE("worker child: a soft stop that comes before its task starts stops it when it starts", "[supervisor][child]") {
-  ForkedChild child;
+  TestChild child;
   child.run(1, "sleep_through", "{\"ms\":400}");
   child.run(2, "check_stop", "{}");
   std::this_thread::sleep_for(100ms);  // task 1 runs, task 2 waits in the child
@@ -133,9 +117,9 @@ TEST_CASE("worker child: a soft stop that comes before its task starts stops it 
 }
 
 TEST_CASE("worker child: a plain SIGUSR1 stops whatever task runs", "[supervisor][child]") {
-  ForkedChild child;
+  TestChild child;
   child.run(7, "sleep_through", "{\"ms\":400}");
   std::this_thread::sleep_for(100ms);
-  REQUIRE(::kill(child.pid(), SIGUSR1) == 0);
+  child.signal(SIGUSR1);  // as `kill -USR1` would
   CHECK(child.result() == "7 slept stop=1");
 }
