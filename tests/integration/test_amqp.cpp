@@ -429,6 +429,27 @@ TEST_CASE("RabbitMQ: a dead-letter replay waits for a lock another holds and the
   CHECK(after->declare_exclusive(1, lock).ok());
 }
 
+TEST_CASE("RabbitMQ: a queue that takes the dead letters' lock name without being exclusive is a clear error",
+          "[integration][amqp-only]") {
+  TestSystem sys("  e:\n    - {task: record, topic: t}\n");
+  std::string out;
+  REQUIRE(sys.ebatsctl({"setup"}, &out) == 0);
+  const std::string lock = sys.prefix() + ".dead.lock";
+  auto c = foreign_connection();
+  amqp::TopologySpec squatter;
+  squatter.queues.push_back({lock, {}});  // durable, not exclusive
+  REQUIRE(c->declare(1, squatter).ok());
+  // RabbitMQ refuses it as if another connection held the lock (405); the
+  // message says what to do in either case.
+  sys.edit_config("confirm_timeout: 10s", "confirm_timeout: 1s");
+  CHECK(sys.run({bin("ebatsctl"), "--config", sys.config_path(), "dead", "purge"}, &out) == 1);
+  CHECK(out.find("'" + lock + "'") != std::string::npos);
+  CHECK(out.find("a queue of that name that is not exclusive is in the way: delete it") != std::string::npos);
+  // The refusal closed the channel of the declare; it was opened again.
+  CHECK(c->declare_exclusive(1, lock).code() == ebats::StatusCode::busy);
+  CHECK(c->inspect(1, lock).ok());
+}
+
 TEST_CASE("RabbitMQ: a task RabbitMQ dead-letters itself at its delivery limit is listed as delivery limit",
           "[integration][amqp-only]") {
   // broker.amqp.delivery_limit is the quorum queues' backstop: a message

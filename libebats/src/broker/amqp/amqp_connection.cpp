@@ -466,6 +466,8 @@ Status AmqpConnection::declare_exclusive(uint16_t channel, const std::string& qu
   amqp_queue_declare(state_, channel, bytes(queue), /*passive=*/0, /*durable=*/0, /*exclusive=*/1,
                      /*auto_delete=*/1, amqp_empty_table);
   Status s = check_reply("declaring the exclusive queue '" + queue + "'", channel);
+  // A refusal closed the channel: held by another connection, or a queue of
+  // that name that is not exclusive (RabbitMQ answers both with 405).
   if (s.code() == StatusCode::busy) {
     Status reopened = open_channel(channel);
     if (!reopened.ok()) return reopened;

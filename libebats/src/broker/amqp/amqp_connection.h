@@ -117,8 +117,9 @@ class AmqpConnection {
   Result<QueueCounts> inspect(uint16_t channel, const std::string& queue);
   // Declares `queue` exclusive to this connection (not durable, gone when
   // the connection closes): a lock across processes and hosts. busy when
-  // another connection holds it (405 RESOURCE_LOCKED); the channel is
-  // reopened after that refusal.
+  // another connection holds it, or a queue of that name exists that is not
+  // exclusive (405 RESOURCE_LOCKED either way); the channel is reopened
+  // after that refusal.
   Status declare_exclusive(uint16_t channel, const std::string& queue);
   // queue.delete (a queue that is not there is no error).
   Status delete_queue(uint16_t channel, const std::string& queue);

@@ -33,7 +33,8 @@ class DeadLetterLock {
       status_ = Status::error(StatusCode::busy,
                               "another process is replaying or purging these dead letters (it holds the exclusive "
                               "queue '" + name_ + "'); gave up waiting for it after broker.amqp.confirm_timeout: "
-                              "try again once it is done");
+                              "try again once it is done (if none runs, a queue of that name that is not "
+                              "exclusive is in the way: delete it)");
     }
   }
   ~DeadLetterLock() {
