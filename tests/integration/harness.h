@@ -7,7 +7,6 @@
 
 #include <sys/types.h>
 
-#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -109,7 +108,7 @@ class TestSystem {
   std::unique_ptr<Broker> broker_;
   std::vector<std::unique_ptr<Daemon>> daemons_;
   int next_log_ = 0;
-  mutable std::atomic<int> next_run_{0};  // run() may be called from several threads at once
+  mutable int next_run_ = 0;
 };
 
 }  // namespace ebats::test

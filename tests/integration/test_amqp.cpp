@@ -38,6 +38,13 @@ std::string read_text(const std::string& path) {
   return text;
 }
 
+std::string read_all(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 // A connection of a foreign producer, straight to the private node.
 std::unique_ptr<amqp::AmqpConnection> foreign_connection() {
   auto endpoint = amqp::parse_amqp_url(ebats::test::amqp_url());
@@ -369,14 +376,16 @@ TEST_CASE("RabbitMQ: two dead-letter replays at once replay each letter once", "
   TestSystem sys("  e:\n    - {task: fail, topic: t}\n");
   for (int i = 0; i < kLetters; ++i) REQUIRE(sys.publisher().publish("e", "{\"n\":" + std::to_string(i) + "}").ok());
   stop_after(sys, [&] { return sys.dead_letters().size() == kLetters; });  // the replayed tasks stay queued
+  const std::vector<std::string> replay{bin("ebatsctl"), "--config", sys.config_path(), "dead", "replay", "--all"};
   for (int round = 0; round < 3; ++round) {
-    std::string outs[2];
-    int codes[2] = {-1, -1};
-    // TestSystem::run() gives each call a log of its own (ebatsctl() shares one file).
-    const std::vector<std::string> replay{bin("ebatsctl"), "--config", sys.config_path(), "dead", "replay", "--all"};
-    std::thread other([&] { codes[1] = sys.run(replay, &outs[1]); });
-    codes[0] = sys.run(replay, &outs[0]);
-    other.join();
+    // Two processes started one after the other, then both waited for: no
+    // threads (Catch's assertions are not thread-safe).
+    std::string logs[2], outs[2];
+    for (int i = 0; i < 2; ++i) logs[i] = sys.dir() + "/replay." + std::to_string(round) + "." + std::to_string(i) + ".log";
+    ebats::test::Daemon first(replay, {}, logs[0]);
+    ebats::test::Daemon second(replay, {}, logs[1]);
+    const int codes[2] = {first.wait(60s), second.wait(60s)};
+    for (int i = 0; i < 2; ++i) outs[i] = read_all(logs[i]);
     INFO("round " << round << ": " << outs[0] << " | " << outs[1]);
     REQUIRE(codes[0] == 0);
     REQUIRE(codes[1] == 0);
