@@ -194,79 +194,52 @@ Result<uint64_t> AmqpDeadLetters::replay_on_io(const std::vector<DeadLetterEntry
   return static_cast<uint64_t>(done.size());
 }
 
-Status AmqpDeadLetters::replay(uint64_t seq, WallMs now) {
-  Status result = not_run();
+Result<uint64_t> AmqpDeadLetters::purge_on_io(const std::vector<uint64_t>& offsets, uint64_t upto, uint64_t count,
+                                               const DeadLetterLock& lock) {
+  if (count == 0) return uint64_t{0};
+  if (!lock.held()) return lock.lost();
+  Status marked = tombstone_on_io(offsets, upto);
+  if (!marked.ok()) return marked.with_context("purging dead letters");
+  return count;
+}
+
+template <class Settle>
+Result<uint64_t> AmqpDeadLetters::settle_locked(Settle settle) {
+  Result<uint64_t> result = not_run();
   session_.run([&] {
     DeadLetterLock lock(session_);
     if (!lock.status().ok()) {
       result = lock.status();
       return;
     }
-    auto snapshot = read_on_io();
-    if (!snapshot.ok()) {
-      result = snapshot.status();
-      return;
-    }
-    auto found = std::find_if(snapshot->entries.begin(), snapshot->entries.end(),
-                              [&](const DeadLetterEntry& e) { return e.seq == seq; });
-    if (found == snapshot->entries.end()) {
-      result = no_dead_letter(seq);
-      return;
-    }
-    auto m = replacement(*found, now);  // says why one cannot be replayed
-    if (!m.ok()) {
-      result = m.status();
-      return;
-    }
-    auto replayed = replay_on_io({*found}, now, lock);
-    result = replayed.ok() ? Status() : replayed.status();
+    auto snapshot = read_on_io();  // once the lock is held: after the last holder's tombstone
+    result = snapshot.ok() ? settle(*snapshot, lock) : Result<uint64_t>(snapshot.status());
   });
   return result;
+}
+
+Status AmqpDeadLetters::replay(uint64_t seq, WallMs now) {
+  auto replayed = settle_locked([&](const Snapshot& snapshot, const DeadLetterLock& lock) -> Result<uint64_t> {
+    auto found = std::find_if(snapshot.entries.begin(), snapshot.entries.end(),
+                              [&](const DeadLetterEntry& e) { return e.seq == seq; });
+    if (found == snapshot.entries.end()) return no_dead_letter(seq);
+    auto m = replacement(*found, now);  // says why one cannot be replayed
+    if (!m.ok()) return m.status();
+    return replay_on_io({*found}, now, lock);
+  });
+  return replayed.ok() ? Status() : replayed.status();
 }
 
 Result<uint64_t> AmqpDeadLetters::replay_all(WallMs now) {
-  Result<uint64_t> result = not_run();
-  session_.run([&] {
-    DeadLetterLock lock(session_);
-    if (!lock.status().ok()) {
-      result = lock.status();
-      return;
-    }
-    auto snapshot = read_on_io();
-    result = snapshot.ok() ? replay_on_io(snapshot->entries, now, lock) : Result<uint64_t>(snapshot.status());
+  return settle_locked([&](const Snapshot& snapshot, const DeadLetterLock& lock) {
+    return replay_on_io(snapshot.entries, now, lock);
   });
-  return result;
 }
 
 Result<uint64_t> AmqpDeadLetters::purge() {
-  Result<uint64_t> result = not_run();
-  session_.run([&] {
-    DeadLetterLock lock(session_);
-    if (!lock.status().ok()) {
-      result = lock.status();
-      return;
-    }
-    auto snapshot = read_on_io();
-    if (!snapshot.ok()) {
-      result = snapshot.status();
-      return;
-    }
-    if (snapshot->entries.empty()) {
-      result = uint64_t{0};
-      return;
-    }
-    if (!lock.held()) {
-      result = lock.lost();
-      return;
-    }
-    Status marked = tombstone_on_io({}, snapshot->last_offset);
-    if (!marked.ok()) {
-      result = marked.with_context("purging dead letters");
-      return;
-    }
-    result = static_cast<uint64_t>(snapshot->entries.size());
+  return settle_locked([&](const Snapshot& snapshot, const DeadLetterLock& lock) {
+    return purge_on_io({}, snapshot.last_offset, snapshot.entries.size(), lock);
   });
-  return result;
 }
 
 namespace {
@@ -284,50 +257,17 @@ std::vector<DeadLetterEntry> selected(const AmqpDeadLetters::Snapshot& snapshot,
 }  // namespace
 
 Result<uint64_t> AmqpDeadLetters::replay_selected(const std::vector<uint64_t>& seqs, WallMs now) {
-  Result<uint64_t> result = not_run();
-  session_.run([&] {
-    DeadLetterLock lock(session_);
-    if (!lock.status().ok()) {
-      result = lock.status();
-      return;
-    }
-    auto snapshot = read_on_io();
-    result = snapshot.ok() ? replay_on_io(selected(*snapshot, seqs), now, lock) : Result<uint64_t>(snapshot.status());
+  return settle_locked([&](const Snapshot& snapshot, const DeadLetterLock& lock) {
+    return replay_on_io(selected(snapshot, seqs), now, lock);
   });
-  return result;
 }
 
 Result<uint64_t> AmqpDeadLetters::purge_selected(const std::vector<uint64_t>& seqs) {
-  Result<uint64_t> result = not_run();
-  session_.run([&] {
-    DeadLetterLock lock(session_);
-    if (!lock.status().ok()) {
-      result = lock.status();
-      return;
-    }
-    auto snapshot = read_on_io();
-    if (!snapshot.ok()) {
-      result = snapshot.status();
-      return;
-    }
+  return settle_locked([&](const Snapshot& snapshot, const DeadLetterLock& lock) {
     std::vector<uint64_t> offsets;
-    for (const DeadLetterEntry& e : selected(*snapshot, seqs)) offsets.push_back(e.seq);
-    if (offsets.empty()) {
-      result = uint64_t{0};
-      return;
-    }
-    if (!lock.held()) {
-      result = lock.lost();
-      return;
-    }
-    Status marked = tombstone_on_io(offsets, 0);
-    if (!marked.ok()) {
-      result = marked.with_context("purging dead letters");
-      return;
-    }
-    result = static_cast<uint64_t>(offsets.size());
+    for (const DeadLetterEntry& e : selected(snapshot, seqs)) offsets.push_back(e.seq);
+    return purge_on_io(offsets, 0, offsets.size(), lock);
   });
-  return result;
 }
 
 }  // namespace amqp

@@ -54,6 +54,14 @@ class AmqpDeadLetters final : public DeadLetterStore {
   Result<uint64_t> replay_on_io(const std::vector<DeadLetterEntry>& entries, WallMs now, const DeadLetterLock& lock);
   // The I/O thread only: a tombstone settling `offsets`, or all up to `upto`.
   Status tombstone_on_io(const std::vector<uint64_t>& offsets, uint64_t upto);
+  // The I/O thread only: a purge of `count` entries, `offsets` or all up to
+  // `upto` (one tombstone); 0 when there are none; refused once the lock is lost.
+  Result<uint64_t> purge_on_io(const std::vector<uint64_t>& offsets, uint64_t upto, uint64_t count,
+                               const DeadLetterLock& lock);
+  // Runs settle(snapshot, lock) on the I/O thread with the lock held and the
+  // stream read after it was taken: every replay and purge goes through here.
+  template <class Settle>
+  Result<uint64_t> settle_locked(Settle settle);
 
   AmqpSession& session_;
 };
