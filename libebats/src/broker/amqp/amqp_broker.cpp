@@ -274,35 +274,29 @@ Result<std::vector<QueueDepth>> AmqpBroker::depths(const std::vector<std::string
       d.ready = *n;
       d.delayed = *dn;
     }
-    if (dead == DeadLetterCount::skipped_if_costly) {
+    if (dead == DeadLetterCount::counted) {
+      // Dead letters per topic, from the dead-letter stream.
+      AmqpDeadLetters reader(s);
+      auto snapshot = reader.read_on_io();
+      if (!snapshot.ok()) {
+        result = snapshot.status();
+        return;
+      }
+      for (const DeadLetterEntry& e : snapshot->entries) {
+        if (e.letter.topic.empty()) {
+          ++events.dead;
+          continue;
+        }
+        QueueDepth& d = by_topic[e.letter.topic];
+        if (d.topic.empty()) {
+          d.topic = e.letter.topic;
+          d.leased_known = d.done_known = false;
+        }
+        ++d.dead;
+      }
+    } else {
       events.dead_known = delays.dead_known = false;
-      out.push_back(events);
-      for (auto& [topic, d] : by_topic) {
-        d.dead_known = false;
-        out.push_back(d);
-      }
-      out.push_back(delays);
-      result = std::move(out);
-      return;
-    }
-    // Dead letters per topic, from the dead-letter stream.
-    AmqpDeadLetters reader(s);
-    auto snapshot = reader.read_on_io();
-    if (!snapshot.ok()) {
-      result = snapshot.status();
-      return;
-    }
-    for (const DeadLetterEntry& e : snapshot->entries) {
-      if (e.letter.topic.empty()) {
-        ++events.dead;
-        continue;
-      }
-      QueueDepth& d = by_topic[e.letter.topic];
-      if (d.topic.empty()) {
-        d.topic = e.letter.topic;
-        d.leased_known = d.done_known = false;
-      }
-      ++d.dead;
+      for (auto& [topic, d] : by_topic) d.dead_known = false;
     }
     out.push_back(events);
     for (auto& [topic, d] : by_topic) out.push_back(d);
