@@ -41,6 +41,9 @@ class Daemon {
   int exit_code_ = -1;
 };
 
+// CPU seconds (user + system) a live process has used so far.
+double cpu_seconds(pid_t pid);
+
 // A fresh plugin folder under /tmp (mode 0755) holding copies of `files`
 // (mode 0755); the caller removes it.
 std::string plugin_dir_with(const std::vector<std::string>& files);

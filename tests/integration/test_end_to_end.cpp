@@ -20,6 +20,7 @@
 #include "integration/harness.h"
 #include "support/test_backend.h"
 
+using ebats::test::cpu_seconds;
 using ebats::test::Execution;
 using ebats::test::TestSystem;
 using namespace std::chrono_literals;
@@ -46,20 +47,6 @@ size_t count_status(const std::vector<std::map<std::string, std::string>>& rows,
     if (r.at("task") == task && r.at("status") == status) ++n;
   }
   return n;
-}
-
-// CPU seconds (user + system) a live process has used so far.
-double cpu_seconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) stime = std::stoull(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 }  // namespace

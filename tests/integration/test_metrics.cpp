@@ -205,3 +205,39 @@ TEST_CASE("metrics: a --metrics-listen that is not HOST:PORT is a usage error", 
                 &out, {{"EBATS_METRICS_LISTEN", "127.0.0.1:99999"}}) == 2);
   CHECK(out.find("$EBATS_METRICS_LISTEN") != std::string::npos);
 }
+
+TEST_CASE("metrics: a worker with route_events counts the events it routes, and a plain worker exports no such series",
+          "[integration][metrics][sqlite]") {
+  TestSystem sys("  ok_e:\n    - {task: record, topic: t}\n    - {task: noop, topic: u}\n",
+                 "  t: {processes: 1, route_events: true}\n  u: {processes: 1}\n");
+  ScopedEnv listen("EBATS_METRICS_LISTEN", "127.0.0.1:0");
+  sys.start_ntask("t");  // routes; no scheduler
+  const uint16_t routing = metrics_port(sys, "ntask");
+  auto batch = sys.publisher().batch();
+  for (int i = 0; i < 7; ++i) REQUIRE(batch.add_event("ok_e", "{\"i\":" + std::to_string(i) + "}").ok());
+  REQUIRE(batch.add_event("nobody_listens", "{}").ok());
+  REQUIRE(batch.commit().ok());
+  INFO(sys.log_of(""));
+  CHECK(wait_for_value(routing, "ebats_events_received_total", 8) == 8);
+  CHECK(wait_for_value(routing, "ebats_events_routed_total", 7) == 7);
+  CHECK(wait_for_value(routing, "ebats_events_unregistered_total", 1) == 1);
+  CHECK(wait_for_value(routing, "ebats_event_tasks_published_total", 14) == 14);
+  const std::string n = R"(lane="ntask",topic="t",task=)";
+  CHECK(wait_for_value(routing, "ebats_tasks_finished_total{" + n + R"("record",status="ok"})", 7) == 7);
+  // The worker of the other topic routes nothing and says nothing about routing.
+  sys.start_ntask("u");
+  REQUIRE(TestSystem::wait_until([&] { return sys.results().size() >= 14; }));
+  uint16_t plain = 0;
+  REQUIRE(TestSystem::wait_until([&] {
+    static const std::regex re(R"(metrics listening.*address="?127\.0\.0\.1:(\d+))");
+    const std::string log = sys.log_of("ntask");
+    std::vector<uint16_t> ports;
+    for (auto it = std::sregex_iterator(log.begin(), log.end(), re); it != std::sregex_iterator(); ++it) {
+      ports.push_back(static_cast<uint16_t>(std::stoi((*it)[1])));
+    }
+    if (ports.size() < 2) return false;
+    plain = ports[0] == routing ? ports[1] : ports[0];
+    return true;
+  }));
+  CHECK(value_of(scrape(plain), "ebats_events_received_total") == -1);
+}

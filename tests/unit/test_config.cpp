@@ -153,7 +153,7 @@ TEST_CASE("every optional key is read", "[config]") {
       "events:\n"
       "  a.b:c-d_1: [{task: t.1, topic: web-1, timeout: 3s}]\n"
       "workers:\n"
-      "  web-1: {processes: 4, prefetch: 8, timeout: 30s, kill_after: 2s, drain_timeout: 1m}\n"
+      "  web-1: {processes: 4, prefetch: 8, timeout: 30s, kill_after: 2s, drain_timeout: 1m, route_events: true}\n"
       "  idle: {}\n");
   INFO(all_errors(l));
   REQUIRE(l.errors.empty());
@@ -183,6 +183,8 @@ TEST_CASE("every optional key is read", "[config]") {
   CHECK(w.timeout_ms == 30'000);
   CHECK(w.kill_after_ms == 2'000);
   CHECK(w.drain_timeout_ms == 60'000);
+  CHECK(w.route_events);
+  CHECK_FALSE(c.worker("idle").route_events);
   // A workers entry without timeout inherits defaults.timeout; so does an unlisted topic.
   CHECK(c.worker("idle").timeout_ms == 45'000);
   CHECK(c.worker("idle").processes == 1);
@@ -605,6 +607,10 @@ TEST_CASE("AMQP settings that cannot work are errors", "[config][amqp]") {
     REQUIRE(l.config);
     CHECK(l.config->longest_task_ms() == 602'000);  // the registration's own timeout + its topic's kill_after
   }
+  // On RabbitMQ the scheduler routes the events; a worker cannot.
+  CHECK(only_error(amqp + "plugins: {dir: /p}\nworkers:\n  demo: {route_events: true}\n") ==
+        "t.yaml:5:10: error: workers.demo.route_events needs the SQLite broker (sqlite://): on RabbitMQ, "
+        "ebats-scheduler routes the events");
   // The same timeouts are fine on SQLite, and AMQP keys there only draw a warning.
   const ConfigLoad l = load("broker: {url: \"sqlite:///x.db\", amqp: {heartbeat: 5s}}\nplugins: {dir: /p}\n"
                             "workers:\n  demo: {timeout: 30m}\n");

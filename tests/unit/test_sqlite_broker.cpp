@@ -1314,6 +1314,80 @@ TEST_CASE("sqlite broker: two claim_and_commit routing the same event fan it out
   CHECK(claim_ok(*first, Lane::events, 10, "").empty());
 }
 
+TEST_CASE("sqlite broker: route_and_claim claims what was queued first and leases the routed tasks it has room for",
+          "[sqlite][broker]") {
+  TempDir dir;
+  FakeClock clock;
+  const std::string db = dir.path() + "/q.db";
+  auto broker = open_ok(options_for(db), clock);
+  const WallMs now = clock.wall_now();
+  OutMsg mail = task("mail-e0", now);
+  mail.topic = "mail";
+  publish(*broker, {task("old-1", now), task("old-2", now), event("e1"), event("e2"), event("e3")});
+  auto route = [&](const std::vector<Delivery>& events) {
+    Batch b;
+    for (const auto& e : events) {
+      Settle s = ack(e.token);
+      s.then_publish.push_back(task("of-" + e.id, now));
+      OutMsg later = task("later-" + e.id, now + 60'000);  // not due: stays queued
+      s.then_publish.push_back(later);
+      OutMsg other = task("mail-" + e.id, now);  // another topic's
+      other.topic = "mail";
+      s.then_publish.push_back(other);
+      b.settle.push_back(std::move(s));
+    }
+    return b;
+  };
+  auto r = broker->route_and_claim(512, route, "demo", 4);
+  INFO(r.status().to_string());
+  REQUIRE(r.ok());
+  CHECK(r->events == 3);
+  // Oldest first: the two queued before, then the routed ones while room lasts.
+  CHECK(ids_of(r->claimed) == std::vector<std::string>{"old-1", "old-2", "of-e1", "of-e2"});
+  for (const Delivery& d : r->claimed) {
+    CHECK(d.lane == Lane::ntask);
+    CHECK(d.topic == "demo");
+    CHECK(d.name == "closeOrder");
+    CHECK(d.max_attempts == 3);
+    CHECK_FALSE(d.body.empty());
+  }
+  CHECK(test::queue_count_mismatches(db) == "");
+  // The rest are queued as the scheduler would have left them.
+  const auto rest = claim_ok(*broker, Lane::ntask, 10);
+  CHECK(ids_of(rest) == std::vector<std::string>{"of-e3"});
+  CHECK(ids_of(claim_ok(*broker, Lane::ntask, 10, "mail")) ==
+        std::vector<std::string>{"mail-e1", "mail-e2", "mail-e3"});
+  CHECK(claim_ok(*broker, Lane::events, 10, "").empty());
+  // What it leased is held like any claim: extended, and settled by its token and id.
+  std::vector<uint64_t> tokens;
+  for (const Delivery& d : r->claimed) tokens.push_back(d.token);
+  REQUIRE(broker->extend(tokens).ok());
+  Batch done;
+  std::vector<Delivery> held_now = r->claimed;
+  held_now.insert(held_now.end(), rest.begin(), rest.end());
+  for (const Delivery& d : held_now) {
+    Settle s = ack(d.token);
+    s.id = d.id;
+    done.settle.push_back(s);
+  }
+  CHECK(commit_ok(*broker, done).settled == 5);
+  CHECK(test::queue_count_mismatches(db) == "");
+  // Another worker of the topic recovers such leases once they expire, as any others.
+  publish(*broker, {event("e4")});
+  auto held = broker->route_and_claim(512, route, "demo", 1);
+  REQUIRE(held.ok());
+  REQUIRE(ids_of(held->claimed) == std::vector<std::string>{"of-e4"});
+  auto other = open_ok(options_for(db, "otherhost/ntask/demo"), clock);
+  clock.advance(std::chrono::milliseconds(kLeaseMs + 1));
+  auto recovered = other->recover_expired(Lane::ntask, "demo");
+  REQUIRE(recovered.ok());
+  CHECK(*recovered == 1);
+  auto again = claim_ok(*other, Lane::ntask, 10);
+  CHECK(ids_of(again) == std::vector<std::string>{"of-e4"});
+  CHECK(again.front().attempt == 1);
+  CHECK(test::queue_count_mismatches(db) == "");
+}
+
 namespace {
 
 // A scheduler's broker whose claim_and_commit reads at most `budget` bytes.

@@ -241,6 +241,23 @@ class EBATS_EXPORT Broker {
   // BrokerOptions::read_budget_bytes.
   using RouteFn = std::function<Batch(const std::vector<Delivery>&)>;
   virtual Result<size_t> claim_and_commit(Lane lane, const std::string& topic, uint32_t max, const RouteFn& route) = 0;
+  // What route_and_claim() did: the events it read (and routed), and the
+  // tasks it claimed.
+  struct RoutedClaim {
+    size_t events = 0;
+    std::vector<Delivery> claimed;
+  };
+  // For a worker that routes events itself (workers.<topic>.route_events):
+  // claim_and_commit(Lane::events, "", max_events, route), then, as
+  // claim(Lane::ntask, claim_topic, claim_max) does, a claim of up to
+  // `claim_max` tasks of `claim_topic` that are due now, the ones the routing
+  // just published among them. SQLite commits both in one transaction: one
+  // commit where the scheduler and the worker make two, and no task row
+  // written twice. The default runs the two calls in turn. `claim_max` 0 only
+  // routes. A claim that fails after the routing committed returns its error;
+  // the routed tasks stay queued.
+  virtual Result<RoutedClaim> route_and_claim(uint32_t max_events, const RouteFn& route,
+                                              const std::string& claim_topic, uint32_t claim_max);
   // The earliest due time of a ready message in (lane, topic), if any: lets the
   // dtask worker sleep exactly until the next task comes due.
   virtual Result<std::optional<WallMs>> next_due(Lane lane, const std::string& topic) = 0;

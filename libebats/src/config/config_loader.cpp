@@ -513,7 +513,9 @@ class ConfigParser {
       }
       if (!check_map(topic, true, "demo: {processes: 2}", d_)) continue;
       const MapFields fields(topic.value, topic.path,
-                             {"processes", "prefetch", "timeout", "kill_after", "drain_timeout", "start_timeout"}, d_,
+                             {"processes", "prefetch", "timeout", "kill_after", "drain_timeout", "start_timeout",
+                              "route_events"},
+                             d_,
                              {"ntask", "dtask", "metrics_port"});
       WorkerConfig worker;
       worker.timeout_ms = config.default_timeout_ms;
@@ -527,6 +529,13 @@ class ConfigParser {
       read_duration_into(fields, "kill_after", 0, worker.kill_after_ms);
       read_duration_into(fields, "drain_timeout", 0, worker.drain_timeout_ms);
       read_duration_into(fields, "start_timeout", 1, worker.start_timeout_ms);
+      if (const Field* route = fields.find("route_events")) {
+        if (auto v = read_bool(*route, d_)) worker.route_events = *v;
+        if (worker.route_events && config.is_amqp()) {
+          d_.error(route->key_mark(), route->path + " needs the SQLite broker (sqlite://): on RabbitMQ, "
+                                                    "ebats-scheduler routes the events");
+        }
+      }
       check_consumer_timeout(topic.mark(), topic.path, worker.timeout_ms, worker.kill_after_ms, config);
       config.workers[name] = worker;
     }

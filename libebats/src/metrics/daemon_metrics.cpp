@@ -118,16 +118,33 @@ void WorkerMetrics::reload(const char* outcome) {
   reloads_.labels({outcome}).inc();
 }
 
-SchedulerMetrics::SchedulerMetrics(Registry* registry)
+RoutingMetrics::RoutingMetrics(Registry* registry)
     : on_(registry != nullptr),
       r_(or_own(registry, &own_)),
-      received_(r_.counter("ebats_events_received_total", "Events the scheduler took from the events queue.")),
+      received_(r_.counter("ebats_events_received_total",
+                           "Events taken from the events queue (by the scheduler, or a worker with route_events).")),
       routed_(r_.counter("ebats_events_routed_total", "Events routed into their registered tasks.")),
       unregistered_(r_.counter("ebats_events_unregistered_total",
                                "Events with no registration under events: (dead-lettered).")),
       invalid_(r_.counter("ebats_events_invalid_total",
                           "Events dead-lettered as invalid (malformed, too large, unsupported).")),
-      tasks_(r_.counter("ebats_event_tasks_published_total", "Tasks the scheduler published for routed events.")),
+      tasks_(r_.counter("ebats_event_tasks_published_total", "Tasks published for routed events.")) {
+  for (auto* c : {&received_, &routed_, &unregistered_, &invalid_, &tasks_}) c->labels();
+}
+
+void RoutingMetrics::routed(uint64_t events, uint64_t unregistered, uint64_t invalid, uint64_t tasks) {
+  if (!on_) return;
+  received_.labels().inc(events);
+  unregistered_.labels().inc(unregistered);
+  invalid_.labels().inc(invalid);
+  routed_.labels().inc(events - std::min(events, unregistered + invalid));
+  tasks_.labels().inc(tasks);
+}
+
+SchedulerMetrics::SchedulerMetrics(Registry* registry)
+    : on_(registry != nullptr),
+      r_(or_own(registry, &own_)),
+      routing_(registry),
       depth_(r_.gauge("ebats_queue_depth",
                       "Tasks per topic by state: ready (due, not claimed), delayed (not yet due, or waiting in the "
                       "dtask lane), leased (claimed by a worker; SQLite only), dead (dead letters). Refreshed "
@@ -145,16 +162,7 @@ SchedulerMetrics::SchedulerMetrics(Registry* registry)
                           "Config reloads (SIGHUP) by outcome: ok, refused (config errors or the broker refused "
                           "the new topics).",
                           {"outcome"})) {
-  for (auto* c : {&received_, &routed_, &unregistered_, &invalid_, &tasks_, &commit_errors_}) c->labels();
-}
-
-void SchedulerMetrics::routed(uint64_t events, uint64_t unregistered, uint64_t invalid, uint64_t tasks) {
-  if (!on_) return;
-  received_.labels().inc(events);
-  unregistered_.labels().inc(unregistered);
-  invalid_.labels().inc(invalid);
-  routed_.labels().inc(events - std::min(events, unregistered + invalid));
-  tasks_.labels().inc(tasks);
+  commit_errors_.labels();
 }
 
 void SchedulerMetrics::depths(const std::vector<QueueDepth>& rows) {

@@ -51,15 +51,12 @@ class WorkerMetrics {
   CounterFamily& reloads_;
 };
 
-class SchedulerMetrics {
+// What routing did with the events: the scheduler's, and a worker's with
+// workers.<topic>.route_events.
+class RoutingMetrics {
  public:
-  explicit SchedulerMetrics(Registry* registry);
-
+  explicit RoutingMetrics(Registry* registry);
   void routed(uint64_t events, uint64_t unregistered, uint64_t invalid, uint64_t tasks);
-  void depths(const std::vector<QueueDepth>& rows);
-  void commit(double seconds, bool ok);
-  void reload(const char* outcome);
-  bool on() const { return on_; }
 
  private:
   const bool on_;
@@ -70,6 +67,25 @@ class SchedulerMetrics {
   CounterFamily& unregistered_;
   CounterFamily& invalid_;
   CounterFamily& tasks_;
+};
+
+class SchedulerMetrics {
+ public:
+  explicit SchedulerMetrics(Registry* registry);
+
+  void routed(uint64_t events, uint64_t unregistered, uint64_t invalid, uint64_t tasks) {
+    routing_.routed(events, unregistered, invalid, tasks);
+  }
+  void depths(const std::vector<QueueDepth>& rows);
+  void commit(double seconds, bool ok);
+  void reload(const char* outcome);
+  bool on() const { return on_; }
+
+ private:
+  const bool on_;
+  std::unique_ptr<Registry> own_;
+  Registry& r_;
+  RoutingMetrics routing_;
   GaugeFamily& depth_;
   GaugeFamily& events_depth_;
   HistogramFamily& commit_;

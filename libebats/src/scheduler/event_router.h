@@ -29,6 +29,10 @@ struct RouteSummary {
 // delays count from now instead.
 constexpr int64_t kMaxEventClockSkewMs = 5 * 60 * 1000;
 
+// Events routed in one commit at most (by the scheduler, or by a worker that
+// routes them itself).
+constexpr uint32_t kEventBatch = 512;
+
 Batch route_events(const std::vector<Delivery>& events, const Config& config, WallMs now, RouteSummary* summary);
 
 // The task `reg` makes of `event` at `now`: what route_events() publishes, and

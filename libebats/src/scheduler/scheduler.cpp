@@ -15,8 +15,6 @@
 namespace ebats {
 
 namespace {
-constexpr uint32_t kEventBatch = 512;
-constexpr int64_t kUnknownEventLogEveryMs = 60'000;
 constexpr std::chrono::seconds kDepthsEvery{5};
 }  // namespace
 
@@ -27,6 +25,7 @@ Scheduler::Scheduler(std::shared_ptr<const Config> config, Broker& broker, const
       clock_(clock),
       log_(log),
       notifier_(notifier),
+      routing_log_(log),
       metrics_(metrics),
       pruner_(ResultsPruner::settings_of(*config_), broker, clock, log) {}
 
@@ -44,7 +43,7 @@ Result<size_t> Scheduler::route_once(bool* full) {
   if (!handled.ok()) return handled.status().with_context("routing events");
   if (*handled > 0) {
     metrics_.routed(summary.events, summary.unroutable, summary.invalid, summary.tasks);
-    log_summary(summary);
+    routing_log_.log(summary, *config_, clock_.wall_now());
   }
   // Whatever was read, more may wait: a batch stops at kEventBatch events or
   // at the broker's read budget of bytes (large events), whichever comes
@@ -75,19 +74,6 @@ Result<size_t> Scheduler::route_source(const SourceConfig& source, bool* full) {
                                  {"published", std::to_string(summary.published)}});
   }
   return *handled;
-}
-
-void Scheduler::log_summary(const RouteSummary& s) {
-  const WallMs now = clock_.wall_now();
-  for (const auto& name : s.unknown_events) {
-    auto it = unknown_logged_at_.find(name);
-    if (it != unknown_logged_at_.end() && now - it->second < kUnknownEventLogEveryMs) continue;
-    unknown_logged_at_[name] = now;
-    log_.warn("event has no registration; dead-lettered",
-              {{"event", name}, {"config", config_->path}, {"hint", "register it under events: and replay it"}});
-  }
-  for (const auto& d : s.invalid_details) log_.error("invalid event dead-lettered", {{"detail", d}});
-  log_.debug("routed", {{"events", std::to_string(s.events)}, {"tasks", std::to_string(s.tasks)}});
 }
 
 void Scheduler::reload() {

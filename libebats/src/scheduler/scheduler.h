@@ -6,7 +6,6 @@
 // or a dead letter. Single-threaded; not thread-safe.
 #pragma once
 
-#include <map>
 #include <memory>
 
 #include "daemon/logger.h"
@@ -18,6 +17,7 @@
 #include "metrics/daemon_metrics.h"
 #include "scheduler/event_router.h"
 #include "scheduler/results_pruner.h"
+#include "scheduler/routing_log.h"
 #include "scheduler/source_router.h"
 
 namespace ebats {
@@ -36,7 +36,6 @@ class Scheduler {
   Status run(SignalFd& signals);
 
  private:
-  void log_summary(const RouteSummary& s);
   // Loads the config file again and routes with it from the next batch on; a
   // file with errors (or new topics the broker refuses) keeps the running
   // config. sd_notify: RELOADING=1, then READY=1 with a STATUS= saying which.
@@ -47,7 +46,7 @@ class Scheduler {
   const Clock& clock_;
   const Logger& log_;
   const ServiceNotifier& notifier_;
-  std::map<std::string, WallMs> unknown_logged_at_;
+  RoutingLog routing_log_;
   metrics::SchedulerMetrics metrics_;  // docs/METRICS.md
   ResultsPruner pruner_;  // results.keep / keep_rows: one batch per turn when due
 };

@@ -24,6 +24,8 @@
 #include "ebats/retry.h"
 #include "envelope/task_message.h"
 #include "results/results_file.h"
+#include "scheduler/event_router.h"
+#include "scheduler/routing_log.h"
 #include "supervisor/broker_thread.h"
 #include "supervisor/child_process.h"
 #include "supervisor/frame.h"
@@ -78,7 +80,10 @@ class Worker::Impl {
         notifier_(notifier),
         host_(host_name()),
         child_title_(std::string("ebats-") + lane_name(setup_.lane) + "-worker child, topic " + setup_.topic),
-        metrics_(setup_.metrics, setup_.lane) {
+        metrics_(setup_.metrics, setup_.lane),
+        routes_(setup_.lane == Lane::ntask && settings_.route_events),
+        routing_log_(log),
+        routing_metrics_(routes_ ? setup_.metrics : nullptr) {
     apply_settings();
     children_.resize(std::max<uint32_t>(1, settings_.processes));
     lease_ = milliseconds(config_->sqlite.lease_ms);
@@ -142,6 +147,9 @@ class Worker::Impl {
     uint32_t want = 0;
     Result<std::vector<Delivery>> got = std::vector<Delivery>();
     Result<std::optional<WallMs>> next_due = std::optional<WallMs>();
+    bool routed = false;        // route_and_claim(): events were looked for too
+    size_t events = 0;          // ...and this many read and routed
+    RouteSummary summary;
   };
 
   // --- reload ---
@@ -166,8 +174,13 @@ class Worker::Impl {
   size_t capacity() const;  // how many tasks to hold (claimed, queued or running)
   // --- tasks ---
   bool may_claim() const;
+  // Posts a claim when one is due and may happen; a worker that routes events
+  // routes (and claims, if it may) in the same call, and routes even while it
+  // cannot claim, so that the other topics' tasks never wait for its children.
   void claim(SteadyTime now);
   void on_claimed(Claimed& claimed);
+  // A route_and_claim() came back: logs what the routing did, and when to look again.
+  void on_routed(const Claimed& claimed, SteadyTime now);
   void enqueue_by_due(Job job);
   void dispatch(SteadyTime now);
   void complete(const Job& job, const AttemptFacts& facts, WallMs started, WallMs finished, int64_t time_ms, int64_t pid);
@@ -232,6 +245,7 @@ class Worker::Impl {
   double avg_task_us_ = 0.0;  // moving average of a task's run time; 0 until one has been measured
   uint64_t claimed_body_bytes_ = 0;  // largest body of the latest non-empty claim; 0 until one
   SteadyTime next_claim_at_{};
+  SteadyTime next_route_at_{};  // routes_: the next look for events while no claim may happen
   SteadyTime next_flush_try_{};
   milliseconds flush_backoff_{0};
   SteadyTime next_extend_{};
@@ -255,6 +269,9 @@ class Worker::Impl {
   uint64_t dropped_stale_ = 0;        // deliveries dropped unstarted: their channel closed
   metrics::WorkerMetrics metrics_;
   SteadyTime commit_posted_at_{};
+  const bool routes_;  // workers.<topic>.route_events (ntask lane), fixed at start
+  RoutingLog routing_log_;
+  metrics::RoutingMetrics routing_metrics_;  // routes_ only
   void update_child_gauges();
 };
 
@@ -286,6 +303,9 @@ void Worker::Impl::reload() {
                     " running; reload refused (config errors), running the previous configuration");
     metrics_.reload("refused");
     return;
+  }
+  if (r.config->worker(setup_.topic).route_events != config_->worker(setup_.topic).route_events) {
+    r.restart_needed.push_back("workers." + setup_.topic + ".route_events");
   }
   for (const auto& what : r.restart_needed) {
     log_.warn("reload: a setting changed that applies only at a restart; keeping its running value",
@@ -551,7 +571,9 @@ void Worker::Impl::handle_frame(Slot& s, const FrameBuffer::Frame& f) {
       notifier_.ready(std::string(lane_name(setup_.lane)) + " worker for topic " + setup_.topic + " running");
       const std::string prefetch = settings_.prefetch > 0 ? std::to_string(settings_.prefetch)
                                                           : "auto (up to " + std::to_string(max_capacity_) + ")";
-      log_.info("ready", {{"processes", std::to_string(active_children())}, {"prefetch", prefetch}});
+      log_.info("ready", {{"processes", std::to_string(active_children())},
+                          {"prefetch", prefetch},
+                          {"route_events", routes_ ? "yes" : "no"}});
     }
     return;
   }
@@ -749,9 +771,34 @@ bool Worker::Impl::may_claim() const {
 }
 
 void Worker::Impl::claim(SteadyTime now) {
-  if (claim_in_flight_ || now < next_claim_at_ || !may_claim()) return;
-  const uint32_t want = static_cast<uint32_t>(std::min<size_t>(capacity() - held(), config_->sqlite.claim_batch));
+  if (claim_in_flight_) return;
+  const bool claiming = now >= next_claim_at_ && may_claim();
+  const bool routing_only = !claiming && routes_ && !draining_ && now >= next_route_at_;
+  if (!claiming && !routing_only) return;
+  const uint32_t want =
+      claiming ? static_cast<uint32_t>(std::min<size_t>(capacity() - held(), config_->sqlite.claim_batch)) : 0;
   claim_in_flight_ = true;
+  if (routes_) {
+    broker_thread_->post([this, want, topic = setup_.topic, config = config_](Broker& broker) -> BrokerThread::Completion {
+      auto claimed = std::make_shared<Claimed>();
+      claimed->want = want;
+      claimed->routed = true;
+      auto routed = broker.route_and_claim(
+          kEventBatch,
+          [&](const std::vector<Delivery>& events) {
+            return route_events(events, *config, clock_.wall_now(), &claimed->summary);
+          },
+          topic, want);
+      if (routed.ok()) {
+        claimed->events = routed->events;
+        claimed->got = std::move(routed->claimed);
+      } else {
+        claimed->got = routed.status().with_context("routing events");
+      }
+      return [this, claimed] { on_claimed(*claimed); };
+    });
+    return;
+  }
   broker_thread_->post([this, want, lane = setup_.lane, topic = setup_.topic,
                         lookahead = lookahead_.count()](Broker& broker) -> BrokerThread::Completion {
     auto claimed = std::make_shared<Claimed>();
@@ -765,9 +812,23 @@ void Worker::Impl::claim(SteadyTime now) {
   });
 }
 
+void Worker::Impl::on_routed(const Claimed& claimed, SteadyTime now) {
+  if (claimed.events > 0) {
+    const RouteSummary& s = claimed.summary;
+    routing_log_.log(s, *config_, clock_.wall_now());
+    routing_metrics_.routed(s.events, s.unroutable, s.invalid, s.tasks);
+  }
+  // Events read: more may wait (a look stops at kEventBatch or the read
+  // budget). None: the next event's wake-up, or a slow look now and then.
+  next_route_at_ = claimed.events > 0 && claimed.got.ok()
+                       ? now
+                       : now + (broker_.wake_fd() >= 0 ? std::max(poll_interval_, kSignalledLookEvery) : poll_interval_);
+}
+
 void Worker::Impl::on_claimed(Claimed& claimed) {
   claim_in_flight_ = false;
   const SteadyTime now = clock_.steady_now();
+  if (claimed.routed) on_routed(claimed, now);
   if (!claimed.got.ok()) {
     log_.error("claim failed; retrying", {{"error", claimed.got.status().message()}});
     next_claim_at_ = now + poll_interval_;
@@ -827,6 +888,7 @@ void Worker::Impl::on_claimed(Claimed& claimed) {
   // no polling; a slow look now and then only guards against a missed signal.
   next_claim_at_ = now + (broker_.wake_fd() >= 0 ? std::max(poll_interval_, kSignalledLookEvery)
                                                  : claim_backoff_.after_look(!got.empty()));
+  if (routes_) next_claim_at_ = std::min(next_claim_at_, next_route_at_);  // routed events made tasks
   if (claimed.next_due.ok() && claimed.next_due->has_value()) {
     // Sleep exactly until the next delayed task comes due, if that is sooner.
     const int64_t wait = **claimed.next_due - clock_.wall_now() - lookahead_.count();
@@ -1232,6 +1294,12 @@ Status Worker::Impl::run(SignalFd& signals) {
   const uint32_t consumer_prefetch = settings_.prefetch > 0 ? settings_.prefetch : max_capacity_;
   Status subscribed = broker_.subscribe(setup_.lane, setup_.topic, consumer_prefetch);
   if (!subscribed.ok()) return subscribed.with_context("subscribing to the topic's queue");
+  if (routes_) {
+    // Woken by published events as the scheduler is (the config loader
+    // refused route_events on RabbitMQ, where the scheduler routes).
+    subscribed = broker_.subscribe(Lane::events, "", 2 * kEventBatch);
+    if (!subscribed.ok()) return subscribed.with_context("subscribing to the events queue (route_events)");
+  }
   // Finished tasks hold RabbitMQ's window until their commit: committing once
   // half of it has finished lets the broker refill that half while the other
   // runs, instead of the worker running dry between commits (bench/notes.md).
@@ -1283,6 +1351,7 @@ Status Worker::Impl::run(SignalFd& signals) {
     SteadyTime wake = now + std::chrono::seconds(1);
     // Only when a claim could happen: with the queue full, waking for it would spin.
     if (may_claim() && !claim_in_flight_) wake = std::min(wake, next_claim_at_);
+    if (routes_ && !draining_ && !claim_in_flight_) wake = std::min(wake, next_route_at_);
     if (pending_.completions > 0 && !commit_in_flight_) {
       wake = std::min(wake, std::max(flush_due_at(), next_flush_try_));
     }
@@ -1317,7 +1386,10 @@ Status Worker::Impl::run(SignalFd& signals) {
     owners.push_back(nullptr);
     // Deliveries waiting in the broker (RabbitMQ): a claim now, rather than
     // at the next poll; only while a claim could take them.
-    const bool watch_deliveries = broker_.wake_fd() >= 0 && may_claim() && !claim_in_flight_;
+    // A worker that routes events watches until it stops: SQLite's wake
+    // socket is read at every look, so it cannot keep the loop spinning.
+    const bool watch_deliveries =
+        broker_.wake_fd() >= 0 && (may_claim() || (routes_ && !draining_)) && !claim_in_flight_;
     fds.push_back({watch_deliveries ? broker_.wake_fd() : -1, POLLIN, 0});
     owners.push_back(nullptr);
     for (auto& s : children_) {
@@ -1349,7 +1421,7 @@ Status Worker::Impl::run(SignalFd& signals) {
       }
     }
     if (fds[1].revents & POLLIN) broker_thread_->run_completions();
-    if (fds[2].revents & POLLIN) next_claim_at_ = now;
+    if (fds[2].revents & POLLIN) next_claim_at_ = next_route_at_ = now;
     for (size_t i = 3; i < fds.size(); i += 2) {
       Slot& s = *owners[i];
       if (!s.proc) continue;

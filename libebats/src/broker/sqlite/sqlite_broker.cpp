@@ -324,6 +324,42 @@ Result<size_t> SqliteBroker::claim_and_commit(Lane lane, const std::string& topi
   return read.size();
 }
 
+Result<Broker::RoutedClaim> SqliteBroker::route_and_claim(uint32_t max_events, const RouteFn& route,
+                                                          const std::string& claim_topic, uint32_t claim_max) {
+  RoutedClaim out;
+  wake_.drain();  // before the look: a commit during it wakes the next one
+  // As claim_and_commit(): the events read and routed outside the write lock.
+  std::vector<Delivery> read;
+  Status status = max_events == 0 ? Status() : claim_rows(Lane::events, "", max_events, clock_.wall_now(),
+                                                          clock_.wall_now(), &read, Claim::unleased);
+  if (!status.ok()) return status;
+  if (read.empty()) {
+    if (claim_max == 0) return out;
+    auto claimed = claim(Lane::ntask, claim_topic, claim_max);
+    if (!claimed.ok()) return claimed.status();
+    out.claimed = std::move(claimed).value();
+    return out;
+  }
+  const Batch batch = route(read);
+  Transaction txn(*connection_, commit_mode(batch));
+  status = txn.begin();
+  CommitReport report;
+  woken_.clear();
+  const WallMs now = clock_.wall_now();
+  // First what was queued before (oldest first), then, while room is left,
+  // the routed tasks, inserted leased: no second write of their rows.
+  if (status.ok() && claim_max > 0) {
+    status = claim_task_rows(Lane::ntask, claim_topic, claim_max, now, now, &out.claimed, Claim::leased);
+  }
+  LeaseInserted lease{claim_topic, claim_max - std::min<size_t>(claim_max, out.claimed.size()), out.claimed};
+  if (status.ok()) status = apply_batch(batch, now, &report, Claim::unleased, &lease);
+  if (status.ok()) status = txn.commit();
+  if (!status.ok()) return status;
+  wake_written();
+  out.events = read.size();
+  return out;
+}
+
 Status SqliteBroker::claim_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, WallMs due_by,
                                 std::vector<Delivery>* out, Claim claim) {
   return lane == Lane::events ? claim_event_rows(max, now, out, claim)
@@ -473,7 +509,39 @@ Result<CommitReport> SqliteBroker::commit(const Batch& batch) {
   return report;
 }
 
-Status SqliteBroker::apply_batch(const Batch& batch, WallMs now, CommitReport* report, Claim claim) {
+Status SqliteBroker::publish_row(const OutMsg& msg, WallMs now, CommitReport* report, LeaseInserted* lease) {
+  if (lease != nullptr && lease->room > 0 && msg.lane == Lane::ntask && msg.topic == lease->topic &&
+      msg.due_at <= now) {
+    auto seq = insert_leased_task(*connection_, msg, now, owner_, now + lease_ms_);
+    if (!seq.ok()) return seq.status();
+    if (*seq == 0) return Status();  // queued already
+    ++report->published;
+    --lease->room;
+    Delivery d;
+    d.token = static_cast<uint64_t>(*seq);
+    d.lane = msg.lane;
+    d.topic = msg.topic;
+    d.id = msg.id;
+    d.name = msg.name;
+    d.body = msg.body;
+    d.attempt = msg.attempt;
+    d.max_attempts = msg.max_attempts;
+    d.due_at = msg.due_at;
+    d.created_at = now;
+    lease->out.push_back(std::move(d));
+    return Status();  // ours: nobody to wake
+  }
+  auto inserted = insert_message(*connection_, msg, now);
+  if (!inserted.ok()) return inserted.status();
+  if (*inserted) {
+    ++report->published;
+    woken_.emplace_back(msg.lane, msg.topic);
+  }
+  return Status();
+}
+
+Status SqliteBroker::apply_batch(const Batch& batch, WallMs now, CommitReport* report, Claim claim,
+                                 LeaseInserted* lease) {
   // Settles first: a retry deletes the row before re-inserting the same id.
   bool released = false;
   for (const Settle& settle : batch.settle) {
@@ -486,12 +554,8 @@ Status SqliteBroker::apply_batch(const Batch& batch, WallMs now, CommitReport* r
     released = released || settle.kind == Settle::Kind::release;
     ++report->settled;
     for (const OutMsg& msg : settle.then_publish) {
-      auto inserted = insert_message(*connection_, msg, now);
-      if (!inserted.ok()) return inserted.status();
-      if (*inserted) {
-        ++report->published;
-        woken_.emplace_back(msg.lane, msg.topic);
-      }
+      Status published = publish_row(msg, now, report, lease);
+      if (!published.ok()) return published;
     }
     if (settle.then_dead) {
       Status status = insert_dead_letter(*connection_, *settle.then_dead, now);
@@ -504,12 +568,8 @@ Status SqliteBroker::apply_batch(const Batch& batch, WallMs now, CommitReport* r
     woken_.insert(woken_.end(), subscriptions_.begin(), subscriptions_.end());
   }
   for (const OutMsg& msg : batch.publish) {
-    auto inserted = insert_message(*connection_, msg, now);
-    if (!inserted.ok()) return inserted.status();
-    if (*inserted) {
-      ++report->published;
-      woken_.emplace_back(msg.lane, msg.topic);
-    }
+    Status published = publish_row(msg, now, report, lease);
+    if (!published.ok()) return published;
   }
   for (const DeadLetter& letter : batch.dead) {
     Status status = insert_dead_letter(*connection_, letter, now);

@@ -54,6 +54,9 @@ class SqliteBroker final : public Broker {
   Result<std::optional<WallMs>> next_due(Lane lane, const std::string& topic) override;
   Result<CommitReport> commit(const Batch& batch) override;
   Result<size_t> claim_and_commit(Lane lane, const std::string& topic, uint32_t max, const RouteFn& route) override;
+  // One transaction: the routed batch applied, then the claim (broker.h).
+  Result<RoutedClaim> route_and_claim(uint32_t max_events, const RouteFn& route, const std::string& claim_topic,
+                                      uint32_t claim_max) override;
   Status extend(const std::vector<uint64_t>& tokens) override;
   Result<uint32_t> recover_expired(Lane lane, const std::string& topic) override;
   Result<uint32_t> recover_previous_incarnation(Lane lane, const std::string& topic) override;
@@ -94,9 +97,20 @@ class SqliteBroker final : public Broker {
   Status claim_task_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, WallMs due_by,
                          std::vector<Delivery>* out, Claim claim);
   Status claim_event_rows(uint32_t max, WallMs now, std::vector<Delivery>* out, Claim claim);
+  // route_and_claim(): the tasks of (ntask, topic) due by then that a batch
+  // publishes are inserted leased to this broker, while `room` lasts, and
+  // appended to `out` as deliveries.
+  struct LeaseInserted {
+    const std::string& topic;
+    size_t room = 0;
+    std::vector<Delivery>& out;
+  };
   // Applies a batch inside the open transaction; settles refer to rows held as `claim` says.
-  // Adds to woken_ the (lane, topic) of every message it inserts.
-  Status apply_batch(const Batch& batch, WallMs now, CommitReport* report, Claim claim);
+  // Adds to woken_ the (lane, topic) of every message it inserts ready.
+  Status apply_batch(const Batch& batch, WallMs now, CommitReport* report, Claim claim,
+                     LeaseInserted* lease = nullptr);
+  // Inserts one message for apply_batch().
+  Status publish_row(const OutMsg& msg, WallMs now, CommitReport* report, LeaseInserted* lease);
   // After a commit: wakes the daemons of woken_, and empties it.
   void wake_written();
   // Adds the ok results of a batch to topic_totals, one row per topic.

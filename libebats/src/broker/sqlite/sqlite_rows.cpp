@@ -10,6 +10,10 @@ const std::string kInsertEvent =
 const std::string kInsertTask =
     "INSERT INTO tasks (id, topic, task, lane, state, due_at, attempt, max_attempts, body, created_at, updated_at) "
     "VALUES (?1, ?2, ?3, ?4, 'ready', ?5, ?6, ?7, ?8, ?9, ?9) ON CONFLICT (id) DO NOTHING";
+const std::string kInsertLeasedTask =
+    "INSERT INTO tasks (id, topic, task, lane, state, due_at, attempt, max_attempts, body, created_at, updated_at, "
+    "lease_owner, lease_until) VALUES (?1, ?2, ?3, ?4, 'leased', ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11) "
+    "ON CONFLICT (id) DO NOTHING RETURNING seq";
 const std::string kInsertDeadLetter =
     "INSERT INTO dead_letters (id, kind, topic, name, reason, error, attempts, body, first_seen, dead_at) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
@@ -25,30 +29,19 @@ Result<bool> run_insert(Connection& connection, StatementUse& use, const char* w
   return sqlite3_changes(connection.db()) > 0;
 }
 
-}  // namespace
-
-const char* task_lane_code(Lane lane) { return lane == Lane::dtask ? "d" : "n"; }
-
-Result<bool> insert_message(Connection& connection, const OutMsg& msg, WallMs now) {
+Status check_message(const OutMsg& msg) {
   if (msg.id.empty()) {
     return Status::invalid(std::string("cannot publish to the ") + lane_name(msg.lane) + " lane: the message has no id");
   }
-  if (msg.lane == Lane::events) {
-    auto stmt = connection.statement(kInsertEvent);
-    if (!stmt.ok()) return stmt.status();
-    StatementUse use(*stmt);
-    use.bind_text(1, msg.id).bind_text(2, msg.name).bind_blob(3, msg.body).bind(4, now);
-    auto inserted = run_insert(connection, use, "publishing event ", msg.id);
-    if (inserted.ok() && *inserted) connection.counts().add("", ready_counter(Lane::events), 1);
-    return inserted;
-  }
-  if (msg.topic.empty() || msg.name.empty()) {
+  if (msg.lane != Lane::events && (msg.topic.empty() || msg.name.empty())) {
     return Status::invalid("cannot publish task " + msg.id + " to the " + lane_name(msg.lane) + " lane: its " +
                            (msg.topic.empty() ? "topic" : "task name") + " is empty");
   }
-  auto stmt = connection.statement(kInsertTask);
-  if (!stmt.ok()) return stmt.status();
-  StatementUse use(*stmt);
+  return Status();
+}
+
+// Binds ?1..?9 of kInsertTask / kInsertLeasedTask.
+void bind_task(StatementUse& use, const OutMsg& msg, WallMs now) {
   use.bind_text(1, msg.id)
       .bind_text(2, msg.topic)
       .bind_text(3, msg.name)
@@ -58,9 +51,51 @@ Result<bool> insert_message(Connection& connection, const OutMsg& msg, WallMs no
       .bind(7, msg.max_attempts)
       .bind_blob(8, msg.body)
       .bind(9, now);
+}
+
+}  // namespace
+
+const char* task_lane_code(Lane lane) { return lane == Lane::dtask ? "d" : "n"; }
+
+Result<bool> insert_message(Connection& connection, const OutMsg& msg, WallMs now) {
+  Status checked = check_message(msg);
+  if (!checked.ok()) return checked;
+  if (msg.lane == Lane::events) {
+    auto stmt = connection.statement(kInsertEvent);
+    if (!stmt.ok()) return stmt.status();
+    StatementUse use(*stmt);
+    use.bind_text(1, msg.id).bind_text(2, msg.name).bind_blob(3, msg.body).bind(4, now);
+    auto inserted = run_insert(connection, use, "publishing event ", msg.id);
+    if (inserted.ok() && *inserted) connection.counts().add("", ready_counter(Lane::events), 1);
+    return inserted;
+  }
+  auto stmt = connection.statement(kInsertTask);
+  if (!stmt.ok()) return stmt.status();
+  StatementUse use(*stmt);
+  bind_task(use, msg, now);
   auto inserted = run_insert(connection, use, "publishing task ", msg.id);
   if (inserted.ok() && *inserted) connection.counts().add(msg.topic, ready_counter(msg.lane), 1);
   return inserted;
+}
+
+Result<int64_t> insert_leased_task(Connection& connection, const OutMsg& msg, WallMs now, const std::string& owner,
+                                   WallMs lease_until) {
+  if (msg.lane == Lane::events) return Status::invalid("insert_leased_task: " + msg.id + " is an event");
+  Status checked = check_message(msg);
+  if (!checked.ok()) return checked;
+  auto stmt = connection.statement(kInsertLeasedTask);
+  if (!stmt.ok()) return stmt.status();
+  StatementUse use(*stmt);
+  bind_task(use, msg, now);
+  use.bind_text(10, owner).bind(11, lease_until);
+  int rc = use.step();
+  int64_t seq = 0;
+  if (rc == SQLITE_ROW) {  // RETURNING seq: inserted (no row: the id was queued already)
+    seq = use.int_column(0);
+    rc = use.step();
+  }
+  if (rc != SQLITE_DONE) return connection.error(rc, "publishing task " + msg.id);
+  return seq;
 }
 
 Status insert_dead_letter(Connection& connection, const DeadLetter& letter, WallMs now) {

@@ -24,6 +24,13 @@ const char* task_lane_code(Lane lane);
 // message that lacks its id, or a task that lacks its topic or name.
 Result<bool> insert_message(Connection& connection, const OutMsg& msg, WallMs now);
 
+// Inserts a ntask/dtask task already leased to `owner` until `lease_until`,
+// for a caller that runs it at once (Broker::route_and_claim). Returns its
+// row seq, or 0, inserting nothing, when a task with the same id is already
+// queued. Errors as insert_message().
+Result<int64_t> insert_leased_task(Connection& connection, const OutMsg& msg, WallMs now, const std::string& owner,
+                                   WallMs lease_until);
+
 // Appends a dead letter; dead_at 0 means now. invalid_argument for an unknown kind.
 Status insert_dead_letter(Connection& connection, const DeadLetter& letter, WallMs now);
 
