@@ -44,6 +44,7 @@ constexpr milliseconds kFlushAge{20};           // ...or once the oldest complet
 // With a broker that signals new work, the look for work nobody signalled
 // (a writer without wake-ups) comes this often, or every poll_interval if longer.
 constexpr milliseconds kSignalledLookEvery{1000};
+constexpr uint32_t kMinEventsPerLook = 64;      // route_events: a look that claims reads at least this many events
 constexpr int64_t kTargetPipelineUs = 5000;     // work queued inside one child, in time
 constexpr uint32_t kMaxAutoHeldPerChild = 512;  // automatic prefetch: at most this many per child
 constexpr size_t kMaxPipeline = 32;
@@ -181,6 +182,13 @@ class Worker::Impl {
   void on_claimed(Claimed& claimed);
   // A route_and_claim() came back: logs what the routing did, and when to look again.
   void on_routed(const Claimed& claimed, SteadyTime now);
+  // When a route-only look is due (SteadyTime::max() if never). While the
+  // worker claims, its claims route the events, and the tasks of its topic
+  // are inserted leased; a route-only look, which inserts them ready to be
+  // claimed by a second write, is for when claims stop (its children all
+  // busy), so that the other topics do not wait: one poll_interval after the
+  // last claim at the earliest. Its own commits wake the worker too.
+  SteadyTime route_only_at() const;
   void enqueue_by_due(Job job);
   void dispatch(SteadyTime now);
   void complete(const Job& job, const AttemptFacts& facts, WallMs started, WallMs finished, int64_t time_ms, int64_t pid);
@@ -246,6 +254,7 @@ class Worker::Impl {
   uint64_t claimed_body_bytes_ = 0;  // largest body of the latest non-empty claim; 0 until one
   SteadyTime next_claim_at_{};
   SteadyTime next_route_at_{};  // routes_: the next look for events while no claim may happen
+  SteadyTime last_claim_posted_at_{};  // the latest look that claimed
   SteadyTime next_flush_try_{};
   milliseconds flush_backoff_{0};
   SteadyTime next_extend_{};
@@ -773,18 +782,22 @@ bool Worker::Impl::may_claim() const {
 void Worker::Impl::claim(SteadyTime now) {
   if (claim_in_flight_) return;
   const bool claiming = now >= next_claim_at_ && may_claim();
-  const bool routing_only = !claiming && routes_ && !draining_ && now >= next_route_at_;
+  const bool routing_only = !claiming && now >= route_only_at();
   if (!claiming && !routing_only) return;
   const uint32_t want =
       claiming ? static_cast<uint32_t>(std::min<size_t>(capacity() - held(), config_->sqlite.claim_batch)) : 0;
   claim_in_flight_ = true;
+  if (claiming) last_claim_posted_at_ = now;
   if (routes_) {
     broker_thread_->post([this, want, topic = setup_.topic, config = config_](Broker& broker) -> BrokerThread::Completion {
       auto claimed = std::make_shared<Claimed>();
       claimed->want = want;
       claimed->routed = true;
+      // No more events than it can claim tasks for: the rest of a look's
+      // tasks would be inserted ready, and claimed later by a second write.
+      const uint32_t max_events = want > 0 ? std::min(kEventBatch, std::max(want, kMinEventsPerLook)) : kEventBatch;
       auto routed = broker.route_and_claim(
-          kEventBatch,
+          max_events,
           [&](const std::vector<Delivery>& events) {
             return route_events(events, *config, clock_.wall_now(), &claimed->summary);
           },
@@ -818,11 +831,16 @@ void Worker::Impl::on_routed(const Claimed& claimed, SteadyTime now) {
     routing_log_.log(s, *config_, clock_.wall_now());
     routing_metrics_.routed(s.events, s.unroutable, s.invalid, s.tasks);
   }
-  // Events read: more may wait (a look stops at kEventBatch or the read
+  // Events read: more may wait (a look stops at its batch or the read
   // budget). None: the next event's wake-up, or a slow look now and then.
   next_route_at_ = claimed.events > 0 && claimed.got.ok()
                        ? now
                        : now + (broker_.wake_fd() >= 0 ? std::max(poll_interval_, kSignalledLookEvery) : poll_interval_);
+}
+
+SteadyTime Worker::Impl::route_only_at() const {
+  if (!routes_ || draining_) return SteadyTime::max();
+  return std::max(next_route_at_, last_claim_posted_at_ + poll_interval_);
 }
 
 void Worker::Impl::on_claimed(Claimed& claimed) {
@@ -888,7 +906,7 @@ void Worker::Impl::on_claimed(Claimed& claimed) {
   // no polling; a slow look now and then only guards against a missed signal.
   next_claim_at_ = now + (broker_.wake_fd() >= 0 ? std::max(poll_interval_, kSignalledLookEvery)
                                                  : claim_backoff_.after_look(!got.empty()));
-  if (routes_) next_claim_at_ = std::min(next_claim_at_, next_route_at_);  // routed events made tasks
+  if (claimed.events > 0) next_claim_at_ = now;  // it routed events: more may wait
   if (claimed.next_due.ok() && claimed.next_due->has_value()) {
     // Sleep exactly until the next delayed task comes due, if that is sooner.
     const int64_t wait = **claimed.next_due - clock_.wall_now() - lookahead_.count();
@@ -1351,7 +1369,7 @@ Status Worker::Impl::run(SignalFd& signals) {
     SteadyTime wake = now + std::chrono::seconds(1);
     // Only when a claim could happen: with the queue full, waking for it would spin.
     if (may_claim() && !claim_in_flight_) wake = std::min(wake, next_claim_at_);
-    if (routes_ && !draining_ && !claim_in_flight_) wake = std::min(wake, next_route_at_);
+    if (!claim_in_flight_) wake = std::min(wake, route_only_at());
     if (pending_.completions > 0 && !commit_in_flight_) {
       wake = std::min(wake, std::max(flush_due_at(), next_flush_try_));
     }

@@ -13,7 +13,7 @@ const std::string kInsertTask =
 const std::string kInsertLeasedTask =
     "INSERT INTO tasks (id, topic, task, lane, state, due_at, attempt, max_attempts, body, created_at, updated_at, "
     "lease_owner, lease_until) VALUES (?1, ?2, ?3, ?4, 'leased', ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11) "
-    "ON CONFLICT (id) DO NOTHING RETURNING seq";
+    "ON CONFLICT (id) DO NOTHING";
 const std::string kInsertDeadLetter =
     "INSERT INTO dead_letters (id, kind, topic, name, reason, error, attempts, body, first_seen, dead_at) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
@@ -88,14 +88,11 @@ Result<int64_t> insert_leased_task(Connection& connection, const OutMsg& msg, Wa
   StatementUse use(*stmt);
   bind_task(use, msg, now);
   use.bind_text(10, owner).bind(11, lease_until);
-  int rc = use.step();
-  int64_t seq = 0;
-  if (rc == SQLITE_ROW) {  // RETURNING seq: inserted (no row: the id was queued already)
-    seq = use.int_column(0);
-    rc = use.step();
-  }
-  if (rc != SQLITE_DONE) return connection.error(rc, "publishing task " + msg.id);
-  return seq;
+  auto inserted = run_insert(connection, use, "publishing task ", msg.id);
+  if (!inserted.ok()) return inserted.status();
+  // seq is the rowid. (RETURNING seq cost as much again as the insert itself,
+  // per row, in a profile of the worker routing events: bench/notes.md.)
+  return *inserted ? sqlite3_last_insert_rowid(connection.db()) : int64_t{0};
 }
 
 Status insert_dead_letter(Connection& connection, const DeadLetter& letter, WallMs now) {
