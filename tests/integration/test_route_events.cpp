@@ -1,6 +1,6 @@
 // workers.<topic>.route_events (SQLite): an ntask worker that routes the
 // events itself, with no ebats-scheduler running, and claims its topic's
-// tasks in the same commit (Broker::route_and_claim). The real daemons, as in
+// tasks in the same commit (Broker::read_events, commit_routed). The real daemons, as in
 // test_end_to_end.cpp; no test asserts on how long something took.
 #include <signal.h>
 

@@ -241,23 +241,34 @@ class EBATS_EXPORT Broker {
   // BrokerOptions::read_budget_bytes.
   using RouteFn = std::function<Batch(const std::vector<Delivery>&)>;
   virtual Result<size_t> claim_and_commit(Lane lane, const std::string& topic, uint32_t max, const RouteFn& route) = 0;
-  // What route_and_claim() did: the events it read (and routed), and the
-  // tasks it claimed.
+  // What commit_routed() did: how many events it was given, and the tasks it
+  // claimed.
   struct RoutedClaim {
     size_t events = 0;
     std::vector<Delivery> claimed;
   };
-  // For a worker that routes events itself (workers.<topic>.route_events):
-  // claim_and_commit(Lane::events, "", max_events, route), then, as
-  // claim(Lane::ntask, claim_topic, claim_max) does, a claim of up to
-  // `claim_max` tasks of `claim_topic` that are due now, the ones the routing
-  // just published among them. SQLite commits both in one transaction: one
-  // commit where the scheduler and the worker make two, and no task row
-  // written twice. The default runs the two calls in turn. `claim_max` 0 only
-  // routes. A claim that fails after the routing committed returns its error;
-  // the routed tasks stay queued.
-  virtual Result<RoutedClaim> route_and_claim(uint32_t max_events, const RouteFn& route,
-                                              const std::string& claim_topic, uint32_t claim_max);
+  // claim_and_commit(Lane::events, ...) in two halves, for a worker that routes
+  // the events itself (workers.<topic>.route_events) on another thread while
+  // this broker's thread goes on with other calls. read_events() returns up to
+  // `max` events that claim() would return, without leasing them (reading
+  // stops early at BrokerOptions::read_budget_bytes, as claim_and_commit()
+  // does); the caller routes them and hands the batch, built from those
+  // deliveries as claim_and_commit()'s `route` builds it, to commit_routed()
+  // with the same deliveries. commit_routed() commits it as claim_and_commit()
+  // commits its batch, then, as claim(Lane::ntask, claim_topic, claim_max)
+  // does, claims up to `claim_max` of the topic's due tasks, the ones just
+  // routed among them. SQLite does both in one transaction (one commit where a
+  // scheduler and a worker make two; the topic's routed tasks are inserted
+  // leased, so no task row is written twice), and does not hold the events
+  // read meanwhile: a crash between the halves leaves them ready. RabbitMQ
+  // holds them unacknowledged, as claim() does, runs the commit and the claim
+  // in turn, and hands back what the commit did not settle. With no events,
+  // commit_routed() is claim(); with claim_max 0 it only commits. A claim
+  // that fails after the commit returns its error; the routed tasks stay
+  // queued.
+  virtual Result<std::vector<Delivery>> read_events(uint32_t max) = 0;
+  virtual Result<RoutedClaim> commit_routed(std::vector<Delivery> read, const Batch& routed,
+                                            const std::string& claim_topic, uint32_t claim_max) = 0;
   // The earliest due time of a ready message in (lane, topic), if any: lets the
   // dtask worker sleep exactly until the next task comes due.
   virtual Result<std::optional<WallMs>> next_due(Lane lane, const std::string& topic) = 0;

@@ -53,7 +53,7 @@ struct WorkerConfig {
   int64_t drain_timeout_ms = 30'000;
   int64_t start_timeout_ms = 30'000;  // a child not ready by then (a plugin's init hangs) is killed
   // The ntask worker also routes events, as ebats-scheduler does, and claims
-  // its topic's tasks in the same commit (SQLite only; Broker::route_and_claim).
+  // its topic's tasks in the same commit (SQLite only; Broker::commit_routed).
   bool route_events = false;
 };
 

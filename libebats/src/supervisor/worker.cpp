@@ -148,7 +148,7 @@ class Worker::Impl {
     uint32_t want = 0;
     Result<std::vector<Delivery>> got = std::vector<Delivery>();
     Result<std::optional<WallMs>> next_due = std::optional<WallMs>();
-    bool routed = false;        // route_and_claim(): events were looked for too
+    bool routed = false;        // commit_routed(): events were looked for too
     size_t events = 0;          // ...and this many read and routed
     RouteSummary summary;
   };
@@ -180,7 +180,20 @@ class Worker::Impl {
   // cannot claim, so that the other topics' tasks never wait for its children.
   void claim(SteadyTime now);
   void on_claimed(Claimed& claimed);
-  // A route_and_claim() came back: logs what the routing did, and when to look again.
+  // How many tasks a claim now may take (0 when none may be claimed).
+  uint32_t claim_room() const;
+  // routes_: posts a read of events (Broker::read_events), as many as `room`
+  // tasks need (at least kMinEventsPerLook; kEventBatch with room 0).
+  void read_events(uint32_t room);
+  // routes_: the `asked` events read came back; routes them on the loop's
+  // thread into routed_ahead_ and commits it (commit_look()).
+  void route_read(uint32_t asked, Result<std::vector<Delivery>> read);
+  // routes_: posts routed_ahead_'s commit with a claim (Broker::commit_routed)
+  // once the topic has room for its tasks, or at once when `route_only`
+  // (routed with no room: its tasks go in ready) or stopping; after a full
+  // read, also the next read, whose routing overlaps this commit.
+  void commit_look(SteadyTime now, bool route_only);
+  // A commit_routed() came back: logs what the routing did, and when to look again.
   void on_routed(const Claimed& claimed, SteadyTime now);
   // When a route-only look is due (SteadyTime::max() if never). While the
   // worker claims, its claims route the events, and the tasks of its topic
@@ -233,7 +246,7 @@ class Worker::Impl {
   milliseconds results_backoff_{0};
   // Every broker call after startup runs here; the loop only posts and reaps.
   std::unique_ptr<BrokerThread> broker_thread_;
-  bool claim_in_flight_ = false;
+  size_t claims_in_flight_ = 0;  // claims (routes_: reads of events and their commits) posted, not yet back
   bool commit_in_flight_ = false;
   bool extend_in_flight_ = false;
   bool recover_in_flight_ = false;
@@ -255,6 +268,14 @@ class Worker::Impl {
   SteadyTime next_claim_at_{};
   SteadyTime next_route_at_{};  // routes_: the next look for events while no claim may happen
   SteadyTime last_claim_posted_at_{};  // the latest look that claimed
+  // routes_: events read and routed, waiting for the topic to have room.
+  struct RoutedLook {
+    std::vector<Delivery> read;
+    Batch batch;
+    RouteSummary summary;
+    bool full = false;  // as many events as asked for were read: more may wait
+  };
+  std::shared_ptr<RoutedLook> routed_ahead_;
   SteadyTime next_flush_try_{};
   milliseconds flush_backoff_{0};
   SteadyTime next_extend_{};
@@ -779,39 +800,26 @@ bool Worker::Impl::may_claim() const {
          queue_.size() <= capacity() / 2 && held() < capacity();
 }
 
+uint32_t Worker::Impl::claim_room() const {
+  return may_claim() ? static_cast<uint32_t>(std::min<size_t>(capacity() - held(), config_->sqlite.claim_batch)) : 0;
+}
+
 void Worker::Impl::claim(SteadyTime now) {
-  if (claim_in_flight_) return;
+  if (routed_ahead_) {  // a routed look waits for room, or for a route-only look's time
+    commit_look(now, now >= route_only_at());
+    return;
+  }
+  if (claims_in_flight_ > 0) return;
   const bool claiming = now >= next_claim_at_ && may_claim();
   const bool routing_only = !claiming && now >= route_only_at();
   if (!claiming && !routing_only) return;
-  const uint32_t want =
-      claiming ? static_cast<uint32_t>(std::min<size_t>(capacity() - held(), config_->sqlite.claim_batch)) : 0;
-  claim_in_flight_ = true;
-  if (claiming) last_claim_posted_at_ = now;
+  const uint32_t want = claiming ? claim_room() : 0;
   if (routes_) {
-    broker_thread_->post([this, want, topic = setup_.topic, config = config_](Broker& broker) -> BrokerThread::Completion {
-      auto claimed = std::make_shared<Claimed>();
-      claimed->want = want;
-      claimed->routed = true;
-      // No more events than it can claim tasks for: the rest of a look's
-      // tasks would be inserted ready, and claimed later by a second write.
-      const uint32_t max_events = want > 0 ? std::min(kEventBatch, std::max(want, kMinEventsPerLook)) : kEventBatch;
-      auto routed = broker.route_and_claim(
-          max_events,
-          [&](const std::vector<Delivery>& events) {
-            return route_events(events, *config, clock_.wall_now(), &claimed->summary);
-          },
-          topic, want);
-      if (routed.ok()) {
-        claimed->events = routed->events;
-        claimed->got = std::move(routed->claimed);
-      } else {
-        claimed->got = routed.status().with_context("routing events");
-      }
-      return [this, claimed] { on_claimed(*claimed); };
-    });
+    read_events(want);
     return;
   }
+  ++claims_in_flight_;
+  last_claim_posted_at_ = now;
   broker_thread_->post([this, want, lane = setup_.lane, topic = setup_.topic,
                         lookahead = lookahead_.count()](Broker& broker) -> BrokerThread::Completion {
     auto claimed = std::make_shared<Claimed>();
@@ -823,6 +831,71 @@ void Worker::Impl::claim(SteadyTime now) {
     }
     return [this, claimed] { on_claimed(*claimed); };
   });
+}
+
+void Worker::Impl::read_events(uint32_t room) {
+  // No more events than it can claim tasks for: the rest of a look's tasks
+  // would be inserted ready, and claimed later by a second write.
+  const uint32_t max_events = room > 0 ? std::min(kEventBatch, std::max(room, kMinEventsPerLook)) : kEventBatch;
+  ++claims_in_flight_;
+  broker_thread_->post([this, max_events](Broker& broker) -> BrokerThread::Completion {
+    auto read = std::make_shared<Result<std::vector<Delivery>>>(broker.read_events(max_events));
+    return [this, max_events, read] { route_read(max_events, std::move(*read)); };
+  });
+}
+
+void Worker::Impl::route_read(uint32_t asked, Result<std::vector<Delivery>> read) {
+  --claims_in_flight_;
+  if (!read.ok()) {
+    Claimed failed;
+    failed.routed = true;
+    failed.got = read.status().with_context("reading events to route");
+    ++claims_in_flight_;  // on_claimed() counts it back
+    on_claimed(failed);
+    return;
+  }
+  // Routed here, on the loop's thread, while the broker thread commits.
+  auto look = std::make_shared<RoutedLook>();
+  look->read = std::move(read).value();
+  look->full = look->read.size() >= asked;
+  if (!look->read.empty() && !draining_) {  // stopping: what was read stays ready
+    look->batch = route_events(look->read, *config_, clock_.wall_now(), &look->summary);
+  }
+  routed_ahead_ = std::move(look);
+  commit_look(clock_.steady_now(), false);
+}
+
+void Worker::Impl::commit_look(SteadyTime now, bool route_only) {
+  if (!routed_ahead_) return;
+  // Committed once this topic has room for its tasks (they go in leased);
+  // while it has none, held, but not longer than a route-only look would
+  // wait, so that other topics' tasks are not held back. Stopping: the
+  // events are handed back unrouted.
+  const uint32_t room = draining_ ? 0 : claim_room();
+  if (room == 0 && !draining_ && !route_only && !routed_ahead_->read.empty()) return;
+  std::shared_ptr<RoutedLook> look = std::move(routed_ahead_);
+  routed_ahead_.reset();
+  auto claimed = std::make_shared<Claimed>();
+  claimed->routed = true;
+  claimed->want = room;
+  claimed->summary = std::move(look->summary);
+  if (draining_) look->batch = Batch();
+  if (room > 0) last_claim_posted_at_ = now;
+  ++claims_in_flight_;
+  broker_thread_->post([this, claimed, look, topic = setup_.topic](Broker& broker) -> BrokerThread::Completion {
+    auto committed = broker.commit_routed(std::move(look->read), look->batch, topic, claimed->want);
+    if (committed.ok()) {
+      claimed->events = committed->events;
+      claimed->got = std::move(committed->claimed);
+    } else {
+      claimed->got = committed.status().with_context("routing events");
+    }
+    return [this, claimed] { on_claimed(*claimed); };
+  });
+  // A full read: more events wait. The next read goes behind this commit on
+  // the broker thread (so it finds these events gone), and its routing here
+  // overlaps the commit.
+  if (look->full && !draining_) read_events(claim_room());
 }
 
 void Worker::Impl::on_routed(const Claimed& claimed, SteadyTime now) {
@@ -844,7 +917,7 @@ SteadyTime Worker::Impl::route_only_at() const {
 }
 
 void Worker::Impl::on_claimed(Claimed& claimed) {
-  claim_in_flight_ = false;
+  --claims_in_flight_;
   const SteadyTime now = clock_.steady_now();
   if (claimed.routed) on_routed(claimed, now);
   if (!claimed.got.ok()) {
@@ -1368,8 +1441,8 @@ Status Worker::Impl::run(SignalFd& signals) {
     // Sleep until the earliest thing we have to do.
     SteadyTime wake = now + std::chrono::seconds(1);
     // Only when a claim could happen: with the queue full, waking for it would spin.
-    if (may_claim() && !claim_in_flight_) wake = std::min(wake, next_claim_at_);
-    if (!claim_in_flight_) wake = std::min(wake, route_only_at());
+    if (may_claim() && claims_in_flight_ == 0) wake = std::min(wake, next_claim_at_);
+    if (claims_in_flight_ == 0) wake = std::min(wake, route_only_at());
     if (pending_.completions > 0 && !commit_in_flight_) {
       wake = std::min(wake, std::max(flush_due_at(), next_flush_try_));
     }
@@ -1407,7 +1480,7 @@ Status Worker::Impl::run(SignalFd& signals) {
     // A worker that routes events watches until it stops: SQLite's wake
     // socket is read at every look, so it cannot keep the loop spinning.
     const bool watch_deliveries =
-        broker_.wake_fd() >= 0 && (may_claim() || (routes_ && !draining_)) && !claim_in_flight_;
+        broker_.wake_fd() >= 0 && (may_claim() || (routes_ && !draining_)) && claims_in_flight_ == 0;
     fds.push_back({watch_deliveries ? broker_.wake_fd() : -1, POLLIN, 0});
     owners.push_back(nullptr);
     for (auto& s : children_) {

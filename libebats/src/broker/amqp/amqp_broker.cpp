@@ -99,19 +99,43 @@ Result<size_t> AmqpBroker::claim_and_commit(Lane lane, const std::string& topic,
   std::vector<Delivery> deliveries = session_->take(lane, topic, max, read_budget_bytes_);
   if (deliveries.empty()) return size_t{0};
   const size_t read = deliveries.size();
-  Batch batch = route(deliveries);
+  const Batch batch = route(deliveries);
+  auto report = commit_taken(std::move(deliveries), batch);
+  if (!report.ok()) return report.status();
+  return read;
+}
+
+Result<CommitReport> AmqpBroker::commit_taken(std::vector<Delivery> read, const Batch& batch) {
   Result<CommitReport> report = Status::internal("commit did not run");
   std::vector<Delivery> unsettled;
   session_->run([&] {
     report = commit_on_io(batch);
     // What was not acknowledged (its replacement failed) is routed again next time.
-    for (Delivery& d : deliveries) {
+    for (Delivery& d : read) {
       if (session_->held_copy(d.token) != nullptr) unsettled.push_back(std::move(d));
     }
   });
   if (!unsettled.empty()) session_->give_back(std::move(unsettled));
-  if (!report.ok()) return report.status();
-  return read;
+  return report;
+}
+
+Result<std::vector<Delivery>> AmqpBroker::read_events(uint32_t max) {
+  return session_->take(Lane::events, "", max, read_budget_bytes_);
+}
+
+Result<Broker::RoutedClaim> AmqpBroker::commit_routed(std::vector<Delivery> read, const Batch& routed,
+                                                      const std::string& claim_topic, uint32_t claim_max) {
+  RoutedClaim out;
+  out.events = read.size();
+  if (!read.empty()) {
+    auto report = commit_taken(std::move(read), routed);
+    if (!report.ok()) return report.status();
+  }
+  if (claim_max == 0) return out;
+  auto claimed = claim(Lane::ntask, claim_topic, claim_max);
+  if (!claimed.ok()) return claimed.status();
+  out.claimed = std::move(claimed).value();
+  return out;
 }
 
 Result<CommitReport> AmqpBroker::commit(const Batch& batch) {

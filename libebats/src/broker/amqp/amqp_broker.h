@@ -40,6 +40,11 @@ class AmqpBroker final : public Broker {
   Result<std::vector<Delivery>> claim_ahead(Lane lane, const std::string& topic, uint32_t max,
                                             int64_t lookahead_ms) override;
   Result<size_t> claim_and_commit(Lane lane, const std::string& topic, uint32_t max, const RouteFn& route) override;
+  // The events received (held unacknowledged); then their batch committed as
+  // claim_and_commit() commits it, and a claim (broker.h).
+  Result<std::vector<Delivery>> read_events(uint32_t max) override;
+  Result<RoutedClaim> commit_routed(std::vector<Delivery> read, const Batch& routed, const std::string& claim_topic,
+                                    uint32_t claim_max) override;
   // RabbitMQ delivers delayed tasks when they come due: nothing to wait for.
   Result<std::optional<WallMs>> next_due(Lane, const std::string&) override { return std::optional<WallMs>(); }
   Result<CommitReport> commit(const Batch& batch) override;
@@ -61,6 +66,10 @@ class AmqpBroker final : public Broker {
   AmqpBroker(std::unique_ptr<AmqpSession> session, const BrokerOptions& options);
   // The I/O thread's half of commit().
   Result<CommitReport> commit_on_io(const Batch& batch);
+  // Commits `batch`, built from `read` (deliveries taken unleased, as
+  // claim_and_commit() takes them), and hands back to the session those of
+  // `read` it did not settle (their replacement failed): they are routed again.
+  Result<CommitReport> commit_taken(std::vector<Delivery> read, const Batch& batch);
 
   std::unique_ptr<AmqpSession> session_;
   uint64_t read_budget_bytes_;

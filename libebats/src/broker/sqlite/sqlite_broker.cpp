@@ -313,26 +313,24 @@ Result<size_t> SqliteBroker::claim_and_commit(Lane lane, const std::string& topi
   if (!status.ok()) return status;
   if (read.empty()) return size_t{0};
   const Batch batch = route(read);
-  Transaction txn(*connection_, commit_mode(batch));
-  status = txn.begin();
-  CommitReport report;
-  woken_.clear();
-  if (status.ok()) status = apply_batch(batch, clock_.wall_now(), &report, Claim::unleased);
-  if (status.ok()) status = txn.commit();
-  if (!status.ok()) return status;
-  wake_written();
-  return read.size();
+  auto committed = commit_routed(std::move(read), batch, "", 0);
+  if (!committed.ok()) return committed.status();
+  return committed->events;
 }
 
-Result<Broker::RoutedClaim> SqliteBroker::route_and_claim(uint32_t max_events, const RouteFn& route,
-                                                          const std::string& claim_topic, uint32_t claim_max) {
-  RoutedClaim out;
-  wake_.drain();  // before the look: a commit during it wakes the next one
-  // As claim_and_commit(): the events read and routed outside the write lock.
+Result<std::vector<Delivery>> SqliteBroker::read_events(uint32_t max) {
   std::vector<Delivery> read;
-  Status status = max_events == 0 ? Status() : claim_rows(Lane::events, "", max_events, clock_.wall_now(),
-                                                          clock_.wall_now(), &read, Claim::unleased);
+  if (max == 0) return read;
+  wake_.drain();  // before the look: a commit during it wakes the next one
+  const WallMs now = clock_.wall_now();
+  Status status = claim_rows(Lane::events, "", max, now, now, &read, Claim::unleased);
   if (!status.ok()) return status;
+  return read;
+}
+
+Result<Broker::RoutedClaim> SqliteBroker::commit_routed(std::vector<Delivery> read, const Batch& routed,
+                                                        const std::string& claim_topic, uint32_t claim_max) {
+  RoutedClaim out;
   if (read.empty()) {
     if (claim_max == 0) return out;
     auto claimed = claim(Lane::ntask, claim_topic, claim_max);
@@ -340,9 +338,8 @@ Result<Broker::RoutedClaim> SqliteBroker::route_and_claim(uint32_t max_events, c
     out.claimed = std::move(claimed).value();
     return out;
   }
-  const Batch batch = route(read);
-  Transaction txn(*connection_, commit_mode(batch));
-  status = txn.begin();
+  Transaction txn(*connection_, commit_mode(routed));
+  Status status = txn.begin();
   CommitReport report;
   woken_.clear();
   const WallMs now = clock_.wall_now();
@@ -352,7 +349,7 @@ Result<Broker::RoutedClaim> SqliteBroker::route_and_claim(uint32_t max_events, c
     status = claim_task_rows(Lane::ntask, claim_topic, claim_max, now, now, &out.claimed, Claim::leased);
   }
   LeaseInserted lease{claim_topic, claim_max - std::min<size_t>(claim_max, out.claimed.size()), out.claimed};
-  if (status.ok()) status = apply_batch(batch, now, &report, Claim::unleased, &lease);
+  if (status.ok()) status = apply_batch(routed, now, &report, Claim::unleased, &lease);
   if (status.ok()) status = txn.commit();
   if (!status.ok()) return status;
   wake_written();

@@ -54,9 +54,12 @@ class SqliteBroker final : public Broker {
   Result<std::optional<WallMs>> next_due(Lane lane, const std::string& topic) override;
   Result<CommitReport> commit(const Batch& batch) override;
   Result<size_t> claim_and_commit(Lane lane, const std::string& topic, uint32_t max, const RouteFn& route) override;
-  // One transaction: the routed batch applied, then the claim (broker.h).
-  Result<RoutedClaim> route_and_claim(uint32_t max_events, const RouteFn& route, const std::string& claim_topic,
-                                      uint32_t claim_max) override;
+  // claim_and_commit()'s read of events; then one transaction: the topic's
+  // tasks queued before claimed, the routed batch applied with the topic's
+  // due tasks inserted leased while room lasts (broker.h).
+  Result<std::vector<Delivery>> read_events(uint32_t max) override;
+  Result<RoutedClaim> commit_routed(std::vector<Delivery> read, const Batch& routed, const std::string& claim_topic,
+                                    uint32_t claim_max) override;
   Status extend(const std::vector<uint64_t>& tokens) override;
   Result<uint32_t> recover_expired(Lane lane, const std::string& topic) override;
   Result<uint32_t> recover_previous_incarnation(Lane lane, const std::string& topic) override;
@@ -97,7 +100,7 @@ class SqliteBroker final : public Broker {
   Status claim_task_rows(Lane lane, const std::string& topic, uint32_t max, WallMs now, WallMs due_by,
                          std::vector<Delivery>* out, Claim claim);
   Status claim_event_rows(uint32_t max, WallMs now, std::vector<Delivery>* out, Claim claim);
-  // route_and_claim(): the tasks of (ntask, topic) due by then that a batch
+  // commit_routed(): the tasks of (ntask, topic) due by then that a batch
   // publishes are inserted leased to this broker, while `room` lasts, and
   // appended to `out` as deliveries.
   struct LeaseInserted {

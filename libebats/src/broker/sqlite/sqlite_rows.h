@@ -25,7 +25,7 @@ const char* task_lane_code(Lane lane);
 Result<bool> insert_message(Connection& connection, const OutMsg& msg, WallMs now);
 
 // Inserts a ntask/dtask task already leased to `owner` until `lease_until`,
-// for a caller that runs it at once (Broker::route_and_claim). Returns its
+// for a caller that runs it at once (Broker::commit_routed). Returns its
 // row seq, or 0, inserting nothing, when a task with the same id is already
 // queued. Errors as insert_message().
 Result<int64_t> insert_leased_task(Connection& connection, const OutMsg& msg, WallMs now, const std::string& owner,
