@@ -935,6 +935,21 @@ def cmd_summarize(args):
          lambda x: "%.2f" % x),
         ("ratio end to end / limit B", "", lambda r: r["w1"]["tasks_per_s"] / r["limit_like_ebats"]["tasks_per_s"],
          lambda x: "%.2f" % x),
+        ("W1R: events → results with the worker routing (`route_events`, no scheduler)", "tasks/s",
+         lambda r: r["w1_route"]["tasks_per_s"], fmt_int),
+        ("ratio W1R / limit B", "", lambda r: r["w1_route"]["tasks_per_s"] / r["limit_like_ebats"]["tasks_per_s"],
+         lambda x: "%.2f" % x),
+        ("W1R: CPU of the worker parent and its children", "s",
+         lambda r: r["w1_route"]["drain"]["cpu_s"]["ntask"] + r["w1_route"]["drain"]["cpu_s"]["ntask_children"],
+         lambda x: "%.2f" % x),
+        ("W1: CPU of the scheduler, the worker parent and its children", "s",
+         lambda r: r["w1"]["drain"]["cpu_s"]["scheduler"] + r["w1"]["drain"]["cpu_s"]["ntask"] +
+         r["w1"]["drain"]["cpu_s"]["ntask_children"], lambda x: "%.2f" % x),
+        ("peak RSS during W1R: the three processes together (worker parent and children)", "MiB",
+         lambda r: (r["w1_route"]["drain"]["peak_rss_kib"]["ntask"] +
+                    sum(r["w1_route"]["drain"]["peak_rss_kib"]["ntask_children"])) / 1024, lambda x: "%.1f" % x),
+        *pickup_rows("pickup_route", "pickup p50, long-running producer, the worker routing (no scheduler), at 20/s",
+                     "pickup %s, long-running producer, the worker routing, at %s/s"),
     ]
     rows = []
     for label, unit, get, f in metrics:
@@ -946,9 +961,9 @@ def cmd_summarize(args):
     med_p99 = statistics.median(col(lambda r: r["w2"]["lateness"]["p99"]))
     early = sum(col(lambda r: r["w2"]["lateness"]["early"]))
     min_late = min(col(lambda r: r["w2"]["lateness"]["min"]))
-    lost = sum(col(lambda r: r["w1"]["verify"]["lost"]))
-    dups = sum(col(lambda r: r["w1"]["verify"]["duplicates"]))
-    exact_w1 = all(col(lambda r: r["w1"]["verify"]["exact"]))
+    lost = sum(col(lambda r: r["w1"]["verify"]["lost"] + r["w1_route"]["verify"]["lost"]))
+    dups = sum(col(lambda r: r["w1"]["verify"]["duplicates"] + r["w1_route"]["verify"]["duplicates"]))
+    exact_w1 = all(col(lambda r: r["w1"]["verify"]["exact"] and r["w1_route"]["verify"]["exact"]))
     exact_w2 = all(col(lambda r: r["w2"]["lateness"]["exact"]))
     marks = [
         ("≥ %s tasks/s end to end (median)" % fmt_int(MARK_TASKS_PER_S), med_rate >= MARK_TASKS_PER_S,
@@ -956,7 +971,7 @@ def cmd_summarize(args):
         ("lateness p99 ≤ %d ms (median)" % MARK_P99_MS, med_p99 <= MARK_P99_MS, "%s ms" % fmt_ms(med_p99)),
         ("never early (every delayed task in every run)", early == 0,
          "%d early; smallest lateness %s ms" % (early, fmt_ms(min_late))),
-        ("0 lost, 0 duplicated (W1 and W2, every run)", exact_w1 and exact_w2 and lost == 0 and dups == 0,
+        ("0 lost, 0 duplicated (W1, W1R and W2, every run)", exact_w1 and exact_w2 and lost == 0 and dups == 0,
          "%d lost, %d duplicated" % (lost, dups)),
     ]
 
@@ -1085,6 +1100,9 @@ One run of `bench/run.sh` does, in a fresh state dir (a new SQLite database and 
    a process per event is not in the first figure but is in the second; its competing for the two CPUs
    while the daemons wake, and SQLite's sync of the database's folder (once per connection), are in both;
    the long-running producer's is what an application that publishes from its own process sees.
+   **W1R** then repeats W1 in a fresh state dir with no scheduler, the ntask worker routing the events itself
+   (`workers.bench.route_events: true`), timed, verified and its CPU and peak RSS taken the same way, and then
+   the long-running producer's pickup at 20/s and 100/s against that worker alone.
 4. **Physical limit.** `sqlite_limit` (bench/sqlite_limit.cpp) does a task queue's row operations on one
    SQLite file in the same file system, in one process, with nothing else: insert 20,000 task rows in
    transactions of N, then repeatedly claim N with a lease (`UPDATE … RETURNING`, one transaction) and

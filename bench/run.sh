@@ -21,6 +21,9 @@
 #       publish → handler start (started_at - due_at, and to the µs with the
 #       bench_stamp task's own clock); then the same published by a
 #       long-running producer (the Python client, one publisher kept open);
+#   W1R and its pickup: W1 again in a fresh state dir with no scheduler, the
+#       ntask worker routing the events itself (`route_events: true`), then
+#       the long-running producer's pickup against that worker alone;
 #   the physical-limit program (bench/sqlite_limit.cpp) in the same file system,
 #   twice: as the issue defines it (transactions of 100, every commit fsynced)
 #   and like ebats (transactions of 1024, only the inserts fsynced).
@@ -121,7 +124,7 @@ on_exit() {
 }
 # The config of every run and of the backlog run (whose ready tasks are of
 # topic backlog, served by a worker of its own).
-write_config() {  # write_config FILE
+write_config() {  # write_config FILE [ROUTE_EVENTS]
   cat > "$1" <<YAML
 # Written by bench/run.sh.
 version: 1
@@ -136,9 +139,55 @@ events:
   bench_pickup:
     - { task: bench_stamp, topic: bench }
 workers:
-  bench: { processes: 2 }
+  bench: { processes: 2, route_events: ${2:-false} }
   backlog: { processes: 2 }
 YAML
+}
+# drain_w1 NAME PREFIX DAEMON...: publishes W1's events into $state (no daemon
+# running), starts the daemons named (scheduler, ntask) and times them until
+# every result is in, then verifies the results; writes $rd/PREFIXpublish.json,
+# PREFIXdrain.json and PREFIXverify.json and prints them as NAME.
+drain_w1() {
+  local name=$1 prefix=$2 daemon t0 start_line
+  shift 2
+  $tool publish --ctl "$bin/ebatsctl" --config "$config" --event bench_noop --input "$out/w1.jsonl" \
+    > "$rd/${prefix}publish.json"
+  # The waiter starts first and is told the start time and pids through a
+  # FIFO: Python's own start-up (0.05-0.2 CPU s) stays out of the timed window.
+  mkfifo "$state/start.fifo"
+  $tool wait --file "$state/results.jsonl" --count "$EVENTS" --timeout 120 --start-fifo "$state/start.fifo" \
+    > "$rd/${prefix}drain.json" & waiter=$!
+  for _ in $(seq 1 1000); do [ -e "$state/start.fifo.ready" ] && break; sleep 0.01; done
+  [ -e "$state/start.fifo.ready" ] || { echo "bench/run.sh: the results waiter did not start" >&2; exit 1; }
+  t0=$(date +%s%N)
+  start_line=$t0
+  for daemon in "$@"; do
+    case "$daemon" in
+      scheduler) "$bin/ebats-scheduler" --config "$config" 2>"$state/scheduler.log" & ;;
+      ntask) "$bin/ebats-ntask-worker" --config "$config" --topic bench 2>"$state/ntask.log" & ;;
+    esac
+    pids+=($!)
+    start_line="$start_line $daemon=$!"
+  done
+  echo "$start_line" > "$state/start.fifo"
+  wait "$waiter"
+  $tool verify --file "$state/results.jsonl" --db "$state/ebats.db" --task noop --expect "$EVENTS" \
+    > "$rd/${prefix}verify.json"
+  jq -r --arg w "$name" '"   \($w): published \(.events) events in \(.seconds*1000|floor) ms (\(.events_per_s|floor) events/s)"' "$rd/${prefix}publish.json"
+  jq -r --arg w "$name" --argjson n "$EVENTS" '"   \($w): \($n) results in \(.seconds*1000|floor) ms: \($n/.seconds|floor) tasks/s end to end; CPU s: \(.cpu_s|to_entries|map(select(.key|endswith("_n")|not)|"\(.key) \(.value)")|join(", "))"' "$rd/${prefix}drain.json"
+  jq -r --arg w "$name" '"   \($w): \(.results) results, \(.distinct_ids) distinct, \(.lost) lost, \(.duplicates) duplicated\(if .exact then "" else ": " + (.problems|join("; ")) end)"' "$rd/${prefix}verify.json"
+}
+# pickup_by_library NAME WHAT: pickup at 20/s and 100/s, the events published
+# by the Python client with one publisher kept open, against the daemons
+# running on $config; writes $rd/pickup-NAME-RATE.json and prints them.
+pickup_by_library() {
+  local name=$1 what=$2 rate
+  for rate in 20 100; do
+    $tool pickup --library "$build_dir/libebats/libebats.so" --config "$config" --event bench_pickup \
+      --file "$state/results.jsonl" --record "$EBATS_BENCH_RECORD" --rate "$rate" --count "$((rate * PICKUP_SECONDS))" \
+      > "$rd/pickup-$name-$rate.json"
+    jq -r --arg what "$what" '"   pickup at \(.rate_per_s)/s \($what): publish → handler start ms min \(.min) p50 \(.p50) p99 \(.p99) max \(.max); to the µs: p50 \(.precise_ms.p50) p99 \(.precise_ms.p99)"' "$rd/pickup-$name-$rate.json"
+  done
 }
 trap on_exit EXIT
 trap 'exit 130' INT TERM
@@ -153,23 +202,7 @@ for run in $(seq 1 "$runs"); do
   echo "== run $run/$runs (state dir $state)"
 
   # W1: publish with no daemon running, then drain.
-  $tool publish --ctl "$bin/ebatsctl" --config "$config" --event bench_noop --input "$out/w1.jsonl" > "$rd/publish.json"
-  # The waiter starts first and is told the start time and pids through a
-  # FIFO: Python's own start-up (0.05-0.2 CPU s) stays out of the timed window.
-  mkfifo "$state/start.fifo"
-  $tool wait --file "$state/results.jsonl" --count "$EVENTS" --timeout 120 --start-fifo "$state/start.fifo" \
-    > "$rd/drain.json" & waiter=$!
-  for _ in $(seq 1 1000); do [ -e "$state/start.fifo.ready" ] && break; sleep 0.01; done
-  [ -e "$state/start.fifo.ready" ] || { echo "bench/run.sh: the results waiter did not start" >&2; exit 1; }
-  t0=$(date +%s%N)
-  "$bin/ebats-scheduler" --config "$config" 2>"$state/scheduler.log" & pids+=($!); sched=$!
-  "$bin/ebats-ntask-worker" --config "$config" --topic bench 2>"$state/ntask.log" & pids+=($!); ntask=$!
-  echo "$t0 scheduler=$sched ntask=$ntask" > "$state/start.fifo"
-  wait "$waiter"
-  $tool verify --file "$state/results.jsonl" --db "$state/ebats.db" --task noop --expect "$EVENTS" > "$rd/verify.json"
-  jq -r --argjson n "$EVENTS" '"   W1: published \(.events) events in \(.seconds*1000|floor) ms (\(.events_per_s|floor) events/s)"' "$rd/publish.json"
-  jq -r --argjson n "$EVENTS" '"   W1: \($n) results in \(.seconds*1000|floor) ms: \($n/.seconds|floor) tasks/s end to end; CPU s: \(.cpu_s|to_entries|map(select(.key|endswith("_n")|not)|"\(.key) \(.value)")|join(", "))"' "$rd/drain.json"
-  jq -r '"   W1: \(.results) results, \(.distinct_ids) distinct, \(.lost) lost, \(.duplicates) duplicated\(if .exact then "" else ": " + (.problems|join("; ")) end)"' "$rd/verify.json"
+  drain_w1 W1 "" scheduler ntask
 
   # W2: delayed tasks with all three daemons.
   "$bin/ebats-dtask-worker" --config "$config" --topic bench 2>"$state/dtask.log" & pids+=($!)
@@ -185,12 +218,17 @@ for run in $(seq 1 "$runs"); do
     jq -r '"   pickup at \(.rate_per_s)/s: \(.results) events published one by one, publish → handler start ms min \(.min) p50 \(.p50) p99 \(.p99) max \(.max); to the µs: p50 \(.precise_ms.p50) p99 \(.precise_ms.p99)"' "$rd/pickup-$rate.json"
   done
   # The same, published by a long-running producer: the Python client, one publisher kept open.
-  for rate in 20 100; do
-    $tool pickup --library "$build_dir/libebats/libebats.so" --config "$config" --event bench_pickup \
-      --file "$state/results.jsonl" --record "$EBATS_BENCH_RECORD" --rate "$rate" --count "$((rate * PICKUP_SECONDS))" \
-      > "$rd/pickup-lib-$rate.json"
-    jq -r '"   pickup at \(.rate_per_s)/s by a long-running producer: publish → handler start ms min \(.min) p50 \(.p50) p99 \(.p99) max \(.max); to the µs: p50 \(.precise_ms.p50) p99 \(.precise_ms.p99)"' "$rd/pickup-lib-$rate.json"
-  done
+  pickup_by_library lib "by a long-running producer"
+  stop_daemons
+  if [ "$keep" = 0 ]; then rm -rf "$state"; fi
+
+  # W1R: the same drain with the worker routing the events itself (no scheduler).
+  state=$(mktemp -d "$base/ebats-bench.XXXXXX")
+  config=$state/ebats.yaml
+  write_config "$config" true
+  export EBATS_BENCH_RECORD=$state/executions.txt
+  drain_w1 "W1R (the worker routes, no scheduler)" route_ ntask
+  pickup_by_library route "by a long-running producer, the worker routing"
   stop_daemons
 
   # The physical limit, same file system, same run: as the issue defines it,
@@ -207,10 +245,14 @@ for run in $(seq 1 "$runs"); do
         --slurpfile e "$rd/limit_like_ebats.json" \
         --slurpfile p20 "$rd/pickup-20.json" --slurpfile p100 "$rd/pickup-100.json" \
         --slurpfile l20 "$rd/pickup-lib-20.json" --slurpfile l100 "$rd/pickup-lib-100.json" \
+        --slurpfile rd "$rd/route_drain.json" --slurpfile rv "$rd/route_verify.json" \
+        --slurpfile r20 "$rd/pickup-route-20.json" --slurpfile r100 "$rd/pickup-route-100.json" \
         --argjson n "$EVENTS" --argjson load "$(cut -d' ' -f1 /proc/loadavg)" \
         '{loadavg: $load, w1: {publish: $p[0], drain: $d[0], verify: $v[0], tasks_per_s: ($n / $d[0].seconds)},
           w2: {publish: $w[0], lateness: $l[0]}, pickup: {"20": $p20[0], "100": $p100[0]},
           pickup_library: {"20": $l20[0], "100": $l100[0]},
+          w1_route: {drain: $rd[0], verify: $rv[0], tasks_per_s: ($n / $rd[0].seconds)},
+          pickup_route: {"20": $r20[0], "100": $r100[0]},
           limit: $s[0], limit_like_ebats: $e[0]}' > "$out/run-$run.json"
   if [ "$keep" = 0 ]; then rm -rf "$state"; fi
   state=
