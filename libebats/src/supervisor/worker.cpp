@@ -175,9 +175,10 @@ class Worker::Impl {
   size_t capacity() const;  // how many tasks to hold (claimed, queued or running)
   // --- tasks ---
   bool may_claim() const;
-  // Posts a claim when one is due and may happen; a worker that routes events
-  // routes (and claims, if it may) in the same call, and routes even while it
-  // cannot claim, so that the other topics' tasks never wait for its children.
+  // Posts a claim when one is due and may happen. A worker that routes events
+  // starts a look instead (read, route, then commit with a claim), and looks
+  // even while it cannot claim, so that the other topics' tasks never wait
+  // for its children.
   void claim(SteadyTime now);
   void on_claimed(Claimed& claimed);
   // How many tasks a claim now may take (0 when none may be claimed).
@@ -845,15 +846,14 @@ void Worker::Impl::read_events(uint32_t room) {
 }
 
 void Worker::Impl::route_read(uint32_t asked, Result<std::vector<Delivery>> read) {
-  --claims_in_flight_;
   if (!read.ok()) {
     Claimed failed;
     failed.routed = true;
     failed.got = read.status().with_context("reading events to route");
-    ++claims_in_flight_;  // on_claimed() counts it back
-    on_claimed(failed);
+    on_claimed(failed);  // counts the read back
     return;
   }
+  --claims_in_flight_;  // the read is back; commit_look() posts its commit
   // Routed here, on the loop's thread, while the broker thread commits.
   auto look = std::make_shared<RoutedLook>();
   look->read = std::move(read).value();
@@ -879,7 +879,10 @@ void Worker::Impl::commit_look(SteadyTime now, bool route_only) {
   claimed->routed = true;
   claimed->want = room;
   claimed->summary = std::move(look->summary);
-  if (draining_) look->batch = Batch();
+  if (draining_) {  // routed before the stop: nothing of it is committed
+    look->batch = Batch();
+    claimed->summary = RouteSummary();
+  }
   if (room > 0) last_claim_posted_at_ = now;
   ++claims_in_flight_;
   broker_thread_->post([this, claimed, look, topic = setup_.topic](Broker& broker) -> BrokerThread::Completion {
