@@ -2,6 +2,8 @@
 // PRAGMA synchronous they run under, and which batches count as progress.
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "broker/sqlite/sqlite_broker.h"
@@ -17,6 +19,15 @@ constexpr int64_t kNormal = 1;  // PRAGMA synchronous values
 constexpr int64_t kFull = 2;
 
 using ebats::test::TempDir;
+
+// The value a one-row PRAGMA query answers.
+int64_t pragma(Connection& connection, const std::string& query) {
+  auto stmt = connection.statement(query);
+  REQUIRE(stmt.ok());
+  StatementUse use(*stmt);
+  REQUIRE(use.step() == SQLITE_ROW);
+  return use.int_column(0);
+}
 
 // The PRAGMA synchronous in effect inside a transaction of `mode`.
 int64_t synchronous_inside(Connection& connection, Transaction::Mode mode) {
@@ -87,4 +98,17 @@ TEST_CASE("sqlite durability: only a batch that just settles deliveries is progr
   Batch dead = worker;  // a dead letter of its own: durable
   dead.dead.push_back(DeadLetter{});
   CHECK(commit_mode(dead) == Transaction::Mode::immediate);
+}
+
+TEST_CASE("sqlite connection: the settings docs/BROKER.md lists are the ones in effect", "[sqlite][docs]") {
+  TempDir db;
+  auto connection = open_with(db, true, false);
+  CHECK(pragma(*connection, "PRAGMA cache_size") == -Connection::kPageCacheKiB);
+  CHECK(pragma(*connection, "PRAGMA journal_size_limit") == Connection::kWalSizeLimitBytes);
+  CHECK(pragma(*connection, "PRAGMA temp_store") == 2);  // MEMORY
+  std::ifstream in(std::string(EBATS_SOURCE_DIR) + "/docs/BROKER.md");
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK_THAT(doc, Catch::Contains("`PRAGMA cache_size=-" + std::to_string(Connection::kPageCacheKiB) + "`"));
+  CHECK_THAT(doc, Catch::Contains("`PRAGMA temp_store=MEMORY`"));
+  CHECK_THAT(doc, Catch::Contains("`journal_size_limit` to " + std::to_string(Connection::kWalSizeLimitBytes >> 20) + " MiB"));
 }

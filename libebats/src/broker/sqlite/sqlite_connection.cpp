@@ -146,6 +146,9 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& path, co
   const std::string wal_limit = "PRAGMA journal_size_limit=" + std::to_string(kWalSizeLimitBytes);
   Status limit = connection->exec(wal_limit.c_str(), "setting journal_size_limit");
   if (!limit.ok()) return limit;
+  const std::string cache = "PRAGMA cache_size=-" + std::to_string(kPageCacheKiB);
+  Status cached = connection->exec(cache.c_str(), "setting cache_size");
+  if (!cached.ok()) return cached;
   return connection;
 }
 

@@ -27,9 +27,15 @@ class Connection {
   // the settings of `config`. Does not touch the schema (see sqlite_schema.h).
   // Errors: io_error for an unusable folder or file (naming the path, the OS
   // error and a fix), not_found when !create and the file is missing.
-  // It also sets journal_size_limit to kWalSizeLimitBytes.
+  // It also sets journal_size_limit to kWalSizeLimitBytes and the page
+  // cache to kPageCacheKiB.
   static Result<std::unique_ptr<Connection>> open(const std::string& path, const SqliteConfig& config, bool create);
   static constexpr int64_t kWalSizeLimitBytes = int64_t{64} << 20;
+  // SQLite's default is 2,000 KiB per connection. The hot pages of a queue
+  // are few (the heads of the indexes, the pages a batch touches), and the
+  // OS keeps the file's pages anyway, so a smaller cache costs a pread now
+  // and then and saves each daemon most of those 2 MiB (bench/notes.md).
+  static constexpr int kPageCacheKiB = 512;
 
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
