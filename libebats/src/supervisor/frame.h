@@ -95,7 +95,11 @@ class FrameBuffer {
   explicit FrameBuffer(size_t max_frame) : max_frame_(max_frame) {}
   // At most this many bytes per read_from(): fewer means the socket had no
   // more at that moment, and a poll, not another read, finds what follows.
-  static constexpr size_t kReadChunk = 256 * 1024;
+  // 64 KiB holds some 300 result frames or 200 task frames; the buffer is
+  // that size (zero-filled, so resident) in the worker for each child and in
+  // each child, and a larger one (256 KiB until 2026-12-08) bought nothing
+  // measurable but memory (bench/notes.md).
+  static constexpr size_t kReadChunk = 64 * 1024;
   // Reads what is available from `fd` (non-blocking or blocking once).
   // Returns bytes read, 0 at EOF, -1 on error (errno set; EAGAIN = nothing now).
   ssize_t read_from(int fd);

@@ -137,6 +137,7 @@ class Worker::Impl {
       batch.dead.clear();
       batch.results.clear();
       batch.settle.clear();
+      lines.swap(batch.results_jsonl);  // flush() lent it the lines' buffer: one buffer of lines per batch, not two
       batch.results_jsonl.clear();
       lines.clear();
       oldest = SteadyTime{};
@@ -1215,7 +1216,13 @@ void Worker::Impl::flush(SteadyTime now, bool force) {
                  {{"error", s.message()}});
     }
   }
-  pending_.batch.results_jsonl += pending_.lines;  // the same lines, for a broker that publishes them
+  // The same lines, for a broker that publishes them, moved rather than
+  // copied: a batch of 1,000 holds some 300 KB of them (clear() swaps back).
+  if (pending_.batch.results_jsonl.empty()) {
+    pending_.batch.results_jsonl.swap(pending_.lines);
+  } else {
+    pending_.batch.results_jsonl += pending_.lines;  // a failed commit's batch, going again with more
+  }
   pending_.lines.clear();
   auto sent = std::make_shared<Pending>(std::move(pending_));
   pending_ = std::move(spare_);  // the buffers of the batch committed before
