@@ -5,7 +5,10 @@
 #include <poll.h>
 #include <signal.h>
 
+#include <sys/wait.h>
+
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -35,6 +38,19 @@ std::string run_to_end(const ChildProgram& program, bool pinned) {
     ::poll(&p, 1, 10);
   }
   return how;
+}
+
+// Runs `program` with `args` (shell words), stdin closed; its exit code and
+// what it wrote on stdout and stderr.
+std::pair<int, std::string> run_with(const ChildProgram& program, const std::string& args) {
+  FILE* pipe = ::popen((program.path() + " " + args + " </dev/null 2>&1").c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  REQUIRE(WIFEXITED(status));
+  return {WEXITSTATUS(status), out};
 }
 
 // The DT_NEEDED entries of a 64-bit ELF file: the shared libraries it names.
@@ -83,9 +99,36 @@ TEST_CASE("child program: ebats-worker-child links none of the daemons' broker, 
   CHECK_FALSE(needed.empty());  // it is a dynamic executable: libc at least
   for (const std::string& name : needed) {
     INFO(name);
-    for (const char* banned : {"libsqlite3", "librabbitmq", "libssl", "libcrypto", "libsystemd", "libyaml-cpp"}) {
+    for (const char* banned :
+         {"libsqlite3", "librabbitmq", "libssl", "libcrypto", "libsystemd", "libyaml-cpp", "libboost_program_options"}) {
       CHECK(name.rfind(banned, 0) != 0);
     }
+  }
+}
+
+TEST_CASE("child program: ebats-worker-child reads its options and refuses bad ones with exit code 2",
+          "[supervisor][child]") {
+  auto program = ChildProgram::locate();
+  REQUIRE(program.ok());
+  auto [help_code, help] = run_with(*program, "--help");
+  CHECK(help_code == 0);
+  for (const char* option : {"--plugins-dir", "--max-frame", "--message-limit", "--log-level", "--log-format", "--log-name"}) {
+    CHECK_THAT(help, Catch::Contains(option));
+  }
+  struct Refused {
+    const char* args;
+    const char* says;
+  };
+  for (const Refused& bad : {Refused{"", "--plugins-dir is required"},
+                             Refused{"--plugins-dir /tmp --max-frame 12x", "--max-frame takes a number of bytes, not '12x'"},
+                             Refused{"--plugins-dir /tmp --colour", "unknown option '--colour'"},
+                             Refused{"--plugins-dir", "--plugins-dir needs a value"},
+                             Refused{"--plugins-dir=/tmp --log-level loud", "--log-level takes debug, info, warn or error"},
+                             Refused{"--plugins-dir /tmp extra", "unexpected argument 'extra'"}}) {
+    INFO(bad.args);
+    auto [code, said] = run_with(*program, bad.args);
+    CHECK(code == 2);
+    CHECK_THAT(said, Catch::Contains(bad.says));
   }
 }
 
