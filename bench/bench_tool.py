@@ -18,9 +18,10 @@ prints a table and writes docs/benchmarks.md); run.sh collects them per run.
                                            empty, no dead letters (file and database or stats)
   lateness  --file F --task T --expect N [--record R]
                                            started_at - due_at of task T: min/p50/p99/max ms
-  pickup    --ctl BIN --config F --event E --file F --rate R --count N [--library SO] [--record R]
-                                           events published one at a time (one `ebatsctl publish`
-                                           each, or with --library by the Python client kept open):
+  pickup    --ctl BIN --config F --event E --file F --rate R --count N [--library SO | --producer BIN]
+            [--record R]               events published one at a time (one `ebatsctl publish`
+                                           each, with --library by the Python client kept open, with
+                                           --producer by pickup_producer, the C API kept open):
                                            started_at - due_at of their tasks
   retry-gap --file F --task T --expect N --delay-ms D [--record R]
                                            tasks run twice (attempt 0 asks for a retry after D
@@ -468,26 +469,44 @@ def library_publisher(args):
     return (lambda params: publisher.publish(args.event, params)), publisher.close
 
 
+def c_producer_times(args, via):
+    """Runs pickup_producer (bench/pickup_producer.c), which publishes the events itself on the same
+    schedule with the C API; its wall ns before and after each call, by event number."""
+    proc = subprocess.run([args.producer, args.config, args.event, str(args.rate), str(args.count), via],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        fail("%s exited %d:\n%s" % (args.producer, proc.returncode, proc.stderr))
+    lines = [l.split() for l in proc.stdout.splitlines()]
+    if [int(l[0]) for l in lines] != list(range(args.count)):
+        fail("%s printed %d lines, not events 0..%d in order" % (args.producer, len(lines), args.count - 1))
+    return [int(l[1]) for l in lines], [int(l[2]) for l in lines]
+
+
 def cmd_pickup(args):
     """Publishes COUNT events one at a time at RATE per second, on a fixed schedule, with the daemons
     running: one `ebatsctl publish` each, or with --library one call each on a publisher kept open;
     waits for their results and reports started_at - due_at (the task's due time is its event's
     publish time): how long a published event waits for its handler."""
-    if not args.library and not args.ctl:
-        fail("pickup needs --ctl (one ebatsctl per event) or --library (the Python client)")
-    via = "library" if args.library else "ebatsctl"
-    publish, close = library_publisher(args) if args.library else ctl_publisher(args)
-    interval = 1.0 / args.rate
-    published_ns = []
-    t0 = time.perf_counter()
-    for i in range(args.count):
-        at = t0 + i * interval
-        now = time.perf_counter()
-        if at > now:
-            time.sleep(at - now)
-        published_ns.append(time.time_ns())
-        publish({"pickup": args.rate, "via": via, "i": i})
-    close()
+    if not args.library and not args.ctl and not args.producer:
+        fail("pickup needs --ctl (one ebatsctl per event), --library (the Python client) or --producer "
+             "(pickup_producer, the C API)")
+    via = "c" if args.producer else "library" if args.library else "ebatsctl"
+    if args.producer:
+        published_ns, returned_ns = c_producer_times(args, via)
+    else:
+        publish, close = library_publisher(args) if args.library else ctl_publisher(args)
+        interval = 1.0 / args.rate
+        published_ns, returned_ns = [], []
+        t0 = time.perf_counter()
+        for i in range(args.count):
+            at = t0 + i * interval
+            now = time.perf_counter()
+            if at > now:
+                time.sleep(at - now)
+            published_ns.append(time.time_ns())
+            publish({"pickup": args.rate, "via": via, "i": i})
+            returned_ns.append(time.time_ns())
+        close()
     deadline = time.time() + args.timeout
     while True:
         mine = [r for r in read_records(args.file)
@@ -505,14 +524,21 @@ def cmd_pickup(args):
         # The handler's own CLOCK_REALTIME stamp (bench_stamp) against the time taken just before the
         # publish call: the same wait, to the microsecond (the records keep whole milliseconds).
         stamps = {l[0]: int(l[3]) for l in read_executions(args.record, "bench_stamp") if len(l) >= 4}
-        precise = []
+        # Split in two: the publish call itself (the event's durable commit, and with --ctl the process),
+        # and from its return to the handler's stamp (the daemons' part; negative if the handler started
+        # before the call had returned).
+        precise, after_return = [], []
         for r in mine:
             stamp = stamps.get(r["task_id"])
             if stamp is None:
                 fail("task %s of pickup event %d has a result but no bench_stamp line in %s" %
                      (r["task_id"], r["params"]["i"], args.record))
-            precise.append(round((stamp - published_ns[r["params"]["i"]]) / 1e6, 3))
+            i = r["params"]["i"]
+            precise.append(round((stamp - published_ns[i]) / 1e6, 3))
+            after_return.append(round((stamp - returned_ns[i]) / 1e6, 3))
         out["precise_ms"] = stats_of(precise)
+        out["publish_call_ms"] = stats_of([round((b - a) / 1e6, 3) for a, b in zip(published_ns, returned_ns)])
+        out["after_return_ms"] = stats_of(after_return)
     print(json.dumps(out))
 
 
@@ -890,6 +916,14 @@ def pickup_rows(key, first, each):
         for stat in ("p50", "p99"):
             rows.append(((each % (stat, rate)) + ", publish call → handler's own clock stamp", "ms",
                          lambda r, rate=rate, stat=stat: r[key][rate]["precise_ms"][stat], lambda v: "%.2f" % v))
+    # The same wait in two parts: the publish call alone, and from its return to the handler's stamp
+    # (what the daemons add). Runs from before 2026-12-08 have neither.
+    for part, what in (("publish_call_ms", "the publish call alone"),
+                       ("after_return_ms", "publish call's return → handler's own clock stamp")):
+        for rate in ("20", "100"):
+            rows.append(((each % ("p99", rate)) + ", " + what, "ms",
+                         lambda r, rate=rate, part=part: r[key][rate].get(part, {}).get("p99"),
+                         lambda v: "–" if v is None else "%.2f" % v))
     return rows
 
 
@@ -950,10 +984,19 @@ def cmd_summarize(args):
                     sum(r["w1_route"]["drain"]["peak_rss_kib"]["ntask_children"])) / 1024, lambda x: "%.1f" % x),
         *pickup_rows("pickup_route", "pickup p50, long-running producer, the worker routing (no scheduler), at 20/s",
                      "pickup %s, long-running producer, the worker routing, at %s/s"),
+        *pickup_rows("pickup_route_c", "pickup p50, C API producer (bench/pickup_producer.c), the worker routing, "
+                     "at 20/s", "pickup %s, C API producer, the worker routing, at %s/s"),
+        *[("physical limit: one event row per durable commit at %s/s (sqlite_limit --commit-rate), %s" % (rate, stat),
+           "ms", lambda r, rate=rate, stat=stat: r.get("limit_commit", {}).get(rate, {}).get("commit_ms", {}).get(stat),
+           lambda v: "–" if v is None else "%.2f" % v)
+          for rate in ("20", "100") for stat in ("p50", "p99")],
     ]
     rows = []
     for label, unit, get, f in metrics:
         values = col(get)
+        if any(v is None for v in values):  # a figure that runs from before it was measured lack
+            rows.append((label, unit, "–", "", ", ".join("–" if v is None else f(v) for v in values)))
+            continue
         rows.append((label, unit, f(statistics.median(values)), "%s – %s" % (f(min(values)), f(max(values))),
                      ", ".join(f(v) for v in values)))
 
@@ -1102,7 +1145,11 @@ One run of `bench/run.sh` does, in a fresh state dir (a new SQLite database and 
    the long-running producer's is what an application that publishes from its own process sees.
    **W1R** then repeats W1 in a fresh state dir with no scheduler, the ntask worker routing the events itself
    (`workers.bench.route_events: true`), timed, verified and its CPU and peak RSS taken the same way, and then
-   the long-running producer's pickup at 20/s and 100/s against that worker alone.
+   the long-running producer's pickup at 20/s and 100/s against that worker alone, by the Python client and
+   by `pickup_producer` (bench/pickup_producer.c: the C API, one publisher kept open, the same schedule and
+   params). For the long-running producers each pickup is also split in two: the publish call alone (the
+   event's durable commit, and the wake-up datagrams it sends after it) and from the call's return to the
+   handler's stamp (what the daemons add).
 4. **Physical limit.** `sqlite_limit` (bench/sqlite_limit.cpp) does a task queue's row operations on one
    SQLite file in the same file system, in one process, with nothing else: insert 20,000 task rows in
    transactions of N, then repeatedly claim N with a lease (`UPDATE … RETURNING`, one transaction) and
@@ -1111,7 +1158,11 @@ One run of `bench/run.sh` does, in a fresh state dir (a new SQLite database and 
    and **B** with ebats' batch size and durability (N = 1024; the inserts fsynced like a publish, the
    claims and settles not, like ebats' consumer progress: docs/BROKER.md, "Durability").
    Ratios = W1's end-to-end rate / each, from the same run. ebats runs its parts in several processes at
-   once, the limit program one after the other, so ebats can exceed 1.
+   once, the limit program one after the other, so ebats can exceed 1. Then, for the pickup, the floor of
+   its publish: `sqlite_limit --commit-rate R` inserts one row per transaction into a table shaped like
+   ebats' `events` (its id index and ready index), each commit fsynced, on a fixed schedule of R a second
+   (20 and 100, as many as the pickup publishes), in the database its drain has just used (so the WAL has
+   grown and is rewritten from its start, as ebats' is after W1), and reports each commit's time.
 
 After the runs, once, in a state dir of its own, **the backlog run** (`--backlog N`, default 1,000,000;
 `--backlog 0` leaves it out): `ebatsctl enqueue backlog noop --jsonl` puts N ready tasks on a topic no
@@ -1470,6 +1521,7 @@ def main():
     s.add_argument("--count", type=int, required=True)
     s.add_argument("--timeout", type=float, default=60)
     s.add_argument("--library", help="libebats.so: publish with the Python client, one publisher kept open")
+    s.add_argument("--producer", help="pickup_producer: publish with the C API, one publisher kept open")
     s.add_argument("--record", help="the bench plugin's record file: the event's task is bench_stamp, whose "
                    "clock stamps give the wait to the microsecond")
     s = sub.add_parser("retry-gap")

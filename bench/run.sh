@@ -23,10 +23,14 @@
 #       long-running producer (the Python client, one publisher kept open);
 #   W1R and its pickup: W1 again in a fresh state dir with no scheduler, the
 #       ntask worker routing the events itself (`route_events: true`), then
-#       the long-running producer's pickup against that worker alone;
+#       the long-running producer's pickup against that worker alone, by the
+#       Python client and by pickup_producer (bench/pickup_producer.c, the C
+#       API), each publish call also timed on its own;
 #   the physical-limit program (bench/sqlite_limit.cpp) in the same file system,
 #   twice: as the issue defines it (transactions of 100, every commit fsynced)
-#   and like ebats (transactions of 1024, only the inserts fsynced).
+#   and like ebats (transactions of 1024, only the inserts fsynced); then twice
+#   more for the floor of a pickup's publish: one event row per durable commit
+#   at 20/s and at 100/s (--commit-rate).
 # Then once, in a state dir of its own, the backlog run (--backlog N, default
 # 1000000; 0 leaves it out): N ready tasks of a topic no worker serves yet and
 # N tasks delayed by an hour are enqueued, W1 runs again on that database (its
@@ -177,16 +181,18 @@ drain_w1() {
   jq -r --arg w "$name" --argjson n "$EVENTS" '"   \($w): \($n) results in \(.seconds*1000|floor) ms: \($n/.seconds|floor) tasks/s end to end; CPU s: \(.cpu_s|to_entries|map(select(.key|endswith("_n")|not)|"\(.key) \(.value)")|join(", "))"' "$rd/${prefix}drain.json"
   jq -r --arg w "$name" '"   \($w): \(.results) results, \(.distinct_ids) distinct, \(.lost) lost, \(.duplicates) duplicated\(if .exact then "" else ": " + (.problems|join("; ")) end)"' "$rd/${prefix}verify.json"
 }
-# pickup_by_library NAME WHAT: pickup at 20/s and 100/s, the events published
-# by the Python client with one publisher kept open, against the daemons
-# running on $config; writes $rd/pickup-NAME-RATE.json and prints them.
+# pickup_by_library NAME WHAT [c]: pickup at 20/s and 100/s, the events
+# published by the Python client with one publisher kept open (with c: by
+# pickup_producer, the C API), against the daemons running on $config; writes
+# $rd/pickup-NAME-RATE.json and prints them.
 pickup_by_library() {
-  local name=$1 what=$2 rate
+  local name=$1 what=$2 rate producer=(--library "$build_dir/libebats/libebats.so")
+  [ "${3:-}" = c ] && producer=(--producer "$bin/pickup_producer")
   for rate in 20 100; do
-    $tool pickup --library "$build_dir/libebats/libebats.so" --config "$config" --event bench_pickup \
+    $tool pickup "${producer[@]}" --config "$config" --event bench_pickup \
       --file "$state/results.jsonl" --record "$EBATS_BENCH_RECORD" --rate "$rate" --count "$((rate * PICKUP_SECONDS))" \
       > "$rd/pickup-$name-$rate.json"
-    jq -r --arg what "$what" '"   pickup at \(.rate_per_s)/s \($what): publish → handler start ms min \(.min) p50 \(.p50) p99 \(.p99) max \(.max); to the µs: p50 \(.precise_ms.p50) p99 \(.precise_ms.p99)"' "$rd/pickup-$name-$rate.json"
+    jq -r --arg what "$what" '"   pickup at \(.rate_per_s)/s \($what): publish → handler start ms min \(.min) p50 \(.p50) p99 \(.p99) max \(.max); to the µs: p50 \(.precise_ms.p50) p99 \(.precise_ms.p99) (the publish call alone p99 \(.publish_call_ms.p99), its return → handler p99 \(.after_return_ms.p99))"' "$rd/pickup-$name-$rate.json"
   done
 }
 trap on_exit EXIT
@@ -229,6 +235,7 @@ for run in $(seq 1 "$runs"); do
   export EBATS_BENCH_RECORD=$state/executions.txt
   drain_w1 "W1R (the worker routes, no scheduler)" route_ ntask
   pickup_by_library route "by a long-running producer, the worker routing"
+  pickup_by_library route-c "by the C API producer, the worker routing" c
   stop_daemons
 
   # The physical limit, same file system, same run: as the issue defines it,
@@ -239,6 +246,12 @@ for run in $(seq 1 "$runs"); do
     > "$rd/limit_like_ebats.json" 2>/dev/null
   jq -r '"   physical limit (txns of 100, all fsynced): \(.tasks_per_s|floor) tasks/s (insert \(.insert_per_s|floor)/s, claim+settle \(.drain_per_s|floor)/s)"' "$rd/limit.json"
   jq -r '"   physical limit (txns of 1024, inserts fsynced): \(.tasks_per_s|floor) tasks/s (insert \(.insert_per_s|floor)/s, claim+settle \(.drain_per_s|floor)/s)"' "$rd/limit_like_ebats.json"
+  # The floor of a pickup's publish: one event row per durable commit, at the pickup's rates.
+  for rate in 20 100; do
+    "$bin/sqlite_limit" --tasks "$EVENTS" --batch 1024 --durability promises --dir "$base" --synchronous "$synchronous" \
+      --commit-rate "$rate" --commits "$((rate * PICKUP_SECONDS))" > "$rd/limit-commit-$rate.json" 2>/dev/null
+    jq -r '"   physical limit, one event per durable commit at \(.commit_rate)/s: p50 \(.commit_ms.p50) ms, p99 \(.commit_ms.p99) ms"' "$rd/limit-commit-$rate.json"
+  done
 
   jq -n --slurpfile p "$rd/publish.json" --slurpfile d "$rd/drain.json" --slurpfile v "$rd/verify.json" \
         --slurpfile l "$rd/lateness.json" --slurpfile w "$rd/w2_publish.json" --slurpfile s "$rd/limit.json" \
@@ -247,13 +260,16 @@ for run in $(seq 1 "$runs"); do
         --slurpfile l20 "$rd/pickup-lib-20.json" --slurpfile l100 "$rd/pickup-lib-100.json" \
         --slurpfile rd "$rd/route_drain.json" --slurpfile rv "$rd/route_verify.json" \
         --slurpfile r20 "$rd/pickup-route-20.json" --slurpfile r100 "$rd/pickup-route-100.json" \
+        --slurpfile c20 "$rd/pickup-route-c-20.json" --slurpfile c100 "$rd/pickup-route-c-100.json" \
+        --slurpfile lc20 "$rd/limit-commit-20.json" --slurpfile lc100 "$rd/limit-commit-100.json" \
         --argjson n "$EVENTS" --argjson load "$(cut -d' ' -f1 /proc/loadavg)" \
         '{loadavg: $load, w1: {publish: $p[0], drain: $d[0], verify: $v[0], tasks_per_s: ($n / $d[0].seconds)},
           w2: {publish: $w[0], lateness: $l[0]}, pickup: {"20": $p20[0], "100": $p100[0]},
           pickup_library: {"20": $l20[0], "100": $l100[0]},
           w1_route: {drain: $rd[0], verify: $rv[0], tasks_per_s: ($n / $rd[0].seconds)},
           pickup_route: {"20": $r20[0], "100": $r100[0]},
-          limit: $s[0], limit_like_ebats: $e[0]}' > "$out/run-$run.json"
+          pickup_route_c: {"20": $c20[0], "100": $c100[0]},
+          limit: $s[0], limit_like_ebats: $e[0], limit_commit: {"20": $lc20[0], "100": $lc100[0]}}' > "$out/run-$run.json"
   if [ "$keep" = 0 ]; then rm -rf "$state"; fi
   state=
 done

@@ -2,7 +2,8 @@
 //
 // A bare program doing a task queue's row operations on one SQLite file, with
 // nothing else around them: no daemons, no processes, no JSON, no plugins.
-// It uses ebats' table shapes (tasks, results; libebats/src/broker/sqlite/
+// It uses ebats' table shapes (tasks, results, events; copied, not linked, so
+// that it stays a program with no ebats in it: libebats/src/broker/sqlite/
 // sqlite_schema.cpp) and time-ordered ids as ebats makes them, WAL, and
 // transactions of --batch rows:
 //   1. insert --tasks task rows (one transaction per batch);
@@ -13,6 +14,15 @@
 // queue can do on this machine and disk with this durability, the yardstick
 // ebats' end-to-end rate is divided by.
 //
+// With --commit-rate R, it then also times single durable commits, the floor
+// of a pickup's publish (bench/run.sh, "pickup"): --commits rows inserted one
+// per transaction, each fsynced (synchronous=FULL), into a table shaped like
+// ebats' events (its id index and the partial index of ready events), on a
+// fixed schedule of R a second, in the database the drain above has just
+// used (so its WAL has grown and is rewritten from its start, as ebats'
+// is after W1). It adds commit_rate, commits and commit_ms (min, p50, p99,
+// max) to the JSON.
+//
 // Durability (--durability):
 //   all       every commit fsynced (synchronous=FULL): the program the issue
 //             describes;
@@ -20,7 +30,7 @@
 //             default (docs/BROKER.md, "Durability"), so the same guarantees.
 //
 // Usage: sqlite_limit [--tasks N] [--batch N] [--dir DIR] [--synchronous full|normal]
-//                     [--durability all|promises]
+//                     [--durability all|promises] [--commit-rate R --commits N]
 //   Prints one JSON object on stdout (tasks, batch, seconds, tasks_per_s,
 //   insert_per_s, drain_per_s) and a human summary on stderr. The database
 //   lives in a fresh folder under DIR (default $TMPDIR or /tmp) and is removed.
@@ -33,11 +43,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <memory>
 #include <random>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -81,7 +94,21 @@ CREATE TABLE results (
 ) STRICT;
 CREATE INDEX results_task ON results(task_id);
 CREATE INDEX results_time ON results(finished_at);
+CREATE TABLE events (
+  seq         INTEGER PRIMARY KEY,
+  id          TEXT    NOT NULL UNIQUE,
+  name        TEXT    NOT NULL,
+  body        BLOB    NOT NULL,
+  created_at  INTEGER NOT NULL,
+  state       TEXT    NOT NULL DEFAULT 'ready' CHECK (state IN ('ready', 'leased')),
+  lease_until INTEGER,
+  lease_owner TEXT
+) STRICT;
+CREATE INDEX events_ready  ON events(seq) WHERE state = 'ready';
+CREATE INDEX events_leases ON events(lease_until) WHERE state = 'leased';
 )sql";
+constexpr const char* kInsertEvent =
+    "INSERT INTO events (id, name, body, created_at) VALUES (?1, 'bench_pickup', ?2, ?3)";
 
 constexpr const char* kInsertTask =
     "INSERT INTO tasks (id, topic, task, lane, state, due_at, attempt, max_attempts, body, created_at, updated_at) "
@@ -102,7 +129,16 @@ struct Options {
   std::string dir;
   bool synchronous_full = true;
   bool fsync_progress = true;  // --durability all
+  long commit_rate = 0;        // --commit-rate: single durable commits a second (0: none)
+  long commits = 100;
 };
+
+// The value at percentile p of sorted, non-empty `v` (nearest rank, as
+// bench_tool.py's percentile()).
+double percentile(const std::vector<double>& v, double p) {
+  const auto rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
+  return v[std::min(v.size(), std::max<size_t>(rank, 1)) - 1];
+}
 
 // Owns an open database; closes it on destruction.
 struct DbCloser {
@@ -188,7 +224,8 @@ bool parse_long(const char* text, long* out) {
 int usage(const char* msg) {
   std::fprintf(stderr,
                "sqlite_limit: %s\nusage: sqlite_limit [--tasks N (20000)] [--batch N (100)] [--dir DIR ($TMPDIR or "
-               "/tmp)] [--synchronous full|normal (full)] [--durability all|promises (all)]\n",
+               "/tmp)] [--synchronous full|normal (full)] [--durability all|promises (all)] [--commit-rate R "
+               "--commits N (100)]\n",
                msg);
   return 2;
 }
@@ -217,6 +254,10 @@ int main(int argc, char** argv) {
       const std::string mode = value;
       if (mode != "all" && mode != "promises") return usage("--durability takes all or promises");
       opt.fsync_progress = mode == "all";
+    } else if (arg == "--commit-rate") {
+      if (!parse_long(value, &opt.commit_rate)) return usage("--commit-rate needs a positive integer");
+    } else if (arg == "--commits") {
+      if (!parse_long(value, &opt.commits)) return usage("--commits needs a positive integer");
     } else {
       return usage(("unknown argument " + arg).c_str());
     }
@@ -232,6 +273,7 @@ int main(int argc, char** argv) {
 
   double seconds_insert = 0, seconds_drain = 0;
   long drained = 0;
+  std::vector<double> commit_ms;
   {
     sqlite3* raw = nullptr;
     if (sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -335,6 +377,29 @@ int main(int argc, char** argv) {
     const auto t2 = std::chrono::steady_clock::now();
     seconds_insert = std::chrono::duration<double>(t1 - t0).count();
     seconds_drain = std::chrono::duration<double>(t2 - t1).count();
+
+    // 3. Single durable commits on a schedule (--commit-rate).
+    if (opt.commit_rate > 0) {
+      exec(raw, durable);
+      Stmt event = prepare(raw, kInsertEvent);
+      const std::string event_body(120, 'x');  // about a pickup event's envelope
+      const auto interval = std::chrono::nanoseconds(1000000000L / opt.commit_rate);
+      const auto start = std::chrono::steady_clock::now();
+      for (long i = 0; i < opt.commits; ++i) {
+        std::this_thread::sleep_until(start + i * interval);
+        const int64_t now = wall_ms();
+        const std::string id = uuid(now, static_cast<uint32_t>(i % 4096), rng);
+        const auto a = std::chrono::steady_clock::now();
+        step_done(raw, begin.get(), "BEGIN IMMEDIATE");
+        sqlite3_bind_text(event.get(), 1, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
+        sqlite3_bind_blob(event.get(), 2, event_body.data(), static_cast<int>(event_body.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(event.get(), 3, now);
+        step_done(raw, event.get(), "inserting an event");
+        step_done(raw, commit.get(), "COMMIT of one event");
+        commit_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+      }
+      std::sort(commit_ms.begin(), commit_ms.end());
+    }
   }
   const std::string wal = path + "-wal", shm = path + "-shm";
   unlink(path.c_str());
@@ -357,7 +422,15 @@ int main(int argc, char** argv) {
                tasks / seconds_drain);
   std::printf(
       "{\"tasks\":%ld,\"batch\":%ld,\"synchronous\":\"%s\",\"durability\":\"%s\",\"seconds\":%.6f,"
-      "\"tasks_per_s\":%.1f,\"insert_per_s\":%.1f,\"drain_per_s\":%.1f}\n",
+      "\"tasks_per_s\":%.1f,\"insert_per_s\":%.1f,\"drain_per_s\":%.1f",
       opt.tasks, opt.batch, mode, durability, seconds, tasks / seconds, tasks / seconds_insert, tasks / seconds_drain);
+  if (!commit_ms.empty()) {
+    std::fprintf(stderr, "sqlite_limit: %ld single durable commits at %ld/s: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+                 opt.commits, opt.commit_rate, percentile(commit_ms, 50), percentile(commit_ms, 99), commit_ms.back());
+    std::printf(",\"commit_rate\":%ld,\"commits\":%ld,\"commit_ms\":{\"min\":%.3f,\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}",
+                opt.commit_rate, opt.commits, commit_ms.front(), percentile(commit_ms, 50), percentile(commit_ms, 99),
+                commit_ms.back());
+  }
+  std::printf("}\n");
   return 0;
 }
