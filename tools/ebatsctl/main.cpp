@@ -535,6 +535,7 @@ int cmd_setup(const Context& ctx, const std::vector<std::string>& argv) {
   if (!broker.ok()) return report(broker.status());
   const std::vector<std::string> topics = ctx.config->topics();
   ebats::Status s = (*broker)->setup(topics);
+  if (s.ok()) s = (*broker)->recount();
   if (!s.ok()) return report(s);
   if (!ctx.config->is_amqp()) {
     std::cout << "ready: database " << ctx.config->sqlite_path() << " is set up\n";

@@ -187,11 +187,16 @@ class EBATS_EXPORT Broker {
   // Declares everything ebats publishes to or consumes from for `topics`
   // (RabbitMQ: the exchanges, the queues of each topic, the delay levels, the
   // dead-letter and results streams, and every source's upstream exchange,
-  // queue and bindings; SQLite: the schema exists once the broker is open,
-  // and setup counts the queued rows again for depths()).
-  // A queue that exists with other arguments is an
+  // queue and bindings; SQLite: nothing, the schema exists once the broker is
+  // open). A queue that exists with other arguments is an
   // invalid_argument error naming the queue and the argument.
   virtual Status setup(const std::vector<std::string>& topics) = 0;
+  // Counts again what depths() reads from counts that the commits keep
+  // (SQLite: queue_counts, which only changes made by something other than
+  // ebats leave wrong; RabbitMQ: nothing, the broker counts its queues).
+  // `ebatsctl setup` calls it; a daemon does not, as on a backlog it is a
+  // write transaction over every queued row (0.2 s for 2,000,000).
+  virtual Status recount() = 0;
   // Starts the deliveries that claim() and claim_and_commit() return for
   // (lane, topic), holding at most `prefetch` unsettled ones (RabbitMQ:
   // declares the queue, basic.qos and basic.consume; SQLite: nothing, claims

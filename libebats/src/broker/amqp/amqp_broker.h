@@ -33,6 +33,7 @@ class AmqpBroker final : public Broker {
   ~AmqpBroker() override;
 
   Status setup(const std::vector<std::string>& topics) override;
+  Status recount() override { return Status(); }  // RabbitMQ counts its queues itself
   Status subscribe(Lane lane, const std::string& topic, uint32_t prefetch) override;
   bool prefetch_counts_unsettled() const override { return true; }
   int wake_fd() const override { return session_->wake_fd(); }

@@ -64,9 +64,10 @@ class SqliteBroker final : public Broker {
   Result<uint32_t> recover_expired(Lane lane, const std::string& topic) override;
   Result<uint32_t> recover_previous_incarnation(Lane lane, const std::string& topic) override;
   Result<std::vector<QueueDepth>> depths(const std::vector<std::string>& topics, DeadLetterCount dead) override;
-  // The schema exists once the broker is open: nothing to declare. Counts
-  // the queued rows again into queue_counts (sqlite_schema.h).
-  Status setup(const std::vector<std::string>&) override { return recount_queues(*connection_); }
+  // The schema exists once the broker is open: nothing to declare.
+  Status setup(const std::vector<std::string>&) override { return Status(); }
+  // Counts the queued rows again into queue_counts (sqlite_schema.h).
+  Status recount() override { return recount_queues(*connection_); }
   // Claims query the table; subscribing binds a wake socket for (lane,
   // topic) that commits adding work there make readable (sqlite_wake.h).
   // Where none can be bound (a folder not writable, a path too long for a
