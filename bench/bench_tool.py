@@ -60,6 +60,12 @@ import time
 
 MARK_TASKS_PER_S = 20000
 MARK_P99_MS = 50
+# Issue 11's marks (performance at scale), each a ratio or a latency measured in the same run.
+MARK_LIMIT_B_RATIO = 0.9          # W1 (or W1R) end to end ≥ 0.9 of limit B
+MARK_PICKUP_P99_MS = 2.0          # publish → handler start, p99
+MARK_W2_P99_MS = 2.0              # delayed-task lateness p99
+MARK_RSS_MIB = 22e6 / (1 << 20)   # 22 MB: a tenth of Celery prefork's ≈ 220 MB
+MARK_BACKLOG_RATIO = 0.8          # W1 with the backlog within 20 % of W1 on an empty database
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -1017,6 +1023,31 @@ def cmd_summarize(args):
         ("0 lost, 0 duplicated (W1, W1R and W2, every run)", exact_w1 and exact_w2 and lost == 0 and dups == 0,
          "%d lost, %d duplicated" % (lost, dups)),
     ]
+    # Issue 11's marks, from the same runs (medians of the per-run figures).
+    limit_b = lambda r: r["limit_like_ebats"]["tasks_per_s"]  # noqa: E731
+    for name, key in (("W1", "w1"), ("W1R (the worker routing)", "w1_route")):
+        ratio = statistics.median(col(lambda r, key=key: r[key]["tasks_per_s"] / limit_b(r)))
+        marks.append(("%s end to end ≥ %.1f of limit B (median of the per-run ratios)" % (name, MARK_LIMIT_B_RATIO),
+                      ratio >= MARK_LIMIT_B_RATIO, "%.2f" % ratio))
+    for name, get in (("W1's four processes", lambda r: r["w1"]["drain"]["peak_rss_kib"]["scheduler"] +
+                       r["w1"]["drain"]["peak_rss_kib"]["ntask"] + sum(r["w1"]["drain"]["peak_rss_kib"]["ntask_children"])),
+                      ("W1R's three processes", lambda r: r["w1_route"]["drain"]["peak_rss_kib"]["ntask"] +
+                       sum(r["w1_route"]["drain"]["peak_rss_kib"]["ntask_children"]))):
+        mib = statistics.median(col(get)) / 1024
+        marks.append(("peak RSS of %s ≤ 22 MB (%.2f MiB; median of the per-run sums)" % (name, MARK_RSS_MIB),
+                      mib <= MARK_RSS_MIB, "%.2f MiB" % mib))
+    for key, who in (("pickup_route_c", "C API producer"), ("pickup_route", "Python client")):
+        for rate in ("20", "100"):
+            p99 = statistics.median(col(lambda r, key=key, rate=rate: r[key][rate]["precise_ms"]["p99"]))
+            marks.append(("pickup p99 ≤ %g ms at %s/s, %s, the worker routing (publish call → handler's stamp; "
+                          "median of the runs)" % (MARK_PICKUP_P99_MS, rate, who), p99 <= MARK_PICKUP_P99_MS,
+                          "%.2f ms" % p99))
+    marks.append(("delayed-task lateness p99 ≤ %g ms (W2, median)" % MARK_W2_P99_MS, med_p99 <= MARK_W2_P99_MS,
+                  "%s ms" % fmt_ms(med_p99)))
+    if args.backlog:
+        backlog_ratio = json.load(open(args.backlog))["w1_tasks_per_s"] / med_rate
+        marks.append(("W1 with the backlog ≥ %.1f of W1 on an empty database (the median above)" % MARK_BACKLOG_RATIO,
+                      backlog_ratio >= MARK_BACKLOG_RATIO, "%.2f" % backlog_ratio))
 
     # Where the CPU went during W1 (medians).
     cpu_rows = []
